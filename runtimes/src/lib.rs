@@ -1,1 +1,22 @@
-//! placeholder
+//! Pier's runtimes: the [`Tensor`] type, model [`Signature`]s, the [`Model`] trait, the
+//! backends that implement it (tract for ONNX now; ONNX Runtime and native algorithms join
+//! through the same trait), the [`loader`] that turns a stored artifact into a model, and the
+//! content-type [`codec`]s.
+//!
+//! Concurrency: a loaded model is immutable and shared as `Arc<dyn Model>`; `predict` takes
+//! `&self`, blocks, and is called from compute threads, never from async tasks. This crate
+//! knows nothing of HTTP or protobuf.
+
+pub mod codec;
+mod error;
+pub mod loader;
+mod model;
+pub mod onnx;
+mod signature;
+mod tensor;
+
+pub use error::{Result, RuntimeError};
+pub use loader::{Backend, LoadOptions, load};
+pub use model::{JsonLayout, Model};
+pub use signature::{Signature, TensorSpec};
+pub use tensor::{DataType, Tensor, TensorData};

@@ -1,0 +1,135 @@
+//! ONNX models: reading the graph (operators, declared inputs and outputs, classifier
+//! labels) independently of the backend that runs it, and the tract backend.
+
+pub mod tract;
+
+use std::path::Path;
+
+use tract_onnx::pb;
+use tract_onnx::prelude::Framework;
+
+use crate::error::{Result, RuntimeError};
+use crate::signature::{Signature, TensorSpec};
+use crate::tensor::DataType;
+
+/// What Pier reads from an ONNX file before handing it to a backend.
+#[derive(Clone, Debug)]
+pub struct OnnxGraph {
+    /// The parsed protobuf.
+    pub proto: pb::ModelProto,
+}
+
+impl OnnxGraph {
+    /// Reads and parses an ONNX file.
+    pub fn read(path: &Path, model: &str) -> Result<Self> {
+        let proto =
+            tract_onnx::onnx()
+                .proto_model_for_path(path)
+                .map_err(|e| RuntimeError::Load {
+                    model: model.to_owned(),
+                    message: format!("{} is not a readable ONNX model: {e}", path.display()),
+                })?;
+        Ok(Self { proto })
+    }
+
+    fn graph(&self) -> Option<&pb::GraphProto> {
+        self.proto.graph.as_ref()
+    }
+
+    /// Operator types used by the top-level graph, in order of first use.
+    pub fn operators(&self) -> Vec<String> {
+        let mut ops: Vec<String> = Vec::new();
+        for node in self.graph().map(|g| g.node.as_slice()).unwrap_or_default() {
+            if !ops.contains(&node.op_type) {
+                ops.push(node.op_type.clone());
+            }
+        }
+        ops
+    }
+
+    /// Integer class labels of the first `TreeEnsembleClassifier`, if any.
+    pub fn tree_classifier_labels(&self) -> Option<Vec<i64>> {
+        let node = self
+            .graph()?
+            .node
+            .iter()
+            .find(|n| n.op_type == "TreeEnsembleClassifier")?;
+        let attr = node
+            .attribute
+            .iter()
+            .find(|a| a.name == "classlabels_int64s")?;
+        Some(attr.ints.clone())
+    }
+
+    /// The signature the file declares. Unnamed or unknown dimensions become `-1`; outputs
+    /// that are not tensors (ZipMap's sequence of maps) are `BYTES`, one JSON object a row.
+    pub fn declared_signature(&self) -> Result<Signature> {
+        let Some(graph) = self.graph() else {
+            return Ok(Signature::default());
+        };
+        let initializers: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|i| i.name.as_str()).collect();
+        let spec = |vi: &pb::ValueInfoProto| -> Result<TensorSpec> {
+            use pb::type_proto::Value;
+            match vi.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(Value::TensorType(t)) => {
+                    let shape = t
+                        .shape
+                        .as_ref()
+                        .map(|s| {
+                            s.dim
+                                .iter()
+                                .map(|d| match d.value {
+                                    Some(pb::tensor_shape_proto::dimension::Value::DimValue(v)) => {
+                                        v
+                                    }
+                                    _ => -1,
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Ok(TensorSpec::new(
+                        vi.name.clone(),
+                        onnx_dtype(t.elem_type, &vi.name)?,
+                        shape,
+                    ))
+                }
+                _ => Ok(TensorSpec::new(vi.name.clone(), DataType::Bytes, vec![-1])),
+            }
+        };
+        Ok(Signature {
+            inputs: graph
+                .input
+                .iter()
+                .filter(|i| !initializers.contains(i.name.as_str()))
+                .map(spec)
+                .collect::<Result<_>>()?,
+            outputs: graph.output.iter().map(spec).collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// ONNX `TensorProto.DataType` codes to Pier datatypes.
+fn onnx_dtype(code: i32, name: &str) -> Result<DataType> {
+    Ok(match code {
+        1 => DataType::Fp32,
+        2 => DataType::Uint8,
+        3 => DataType::Int8,
+        5 => DataType::Int16,
+        6 => DataType::Int32,
+        7 => DataType::Int64,
+        8 => DataType::Bytes,
+        9 => DataType::Bool,
+        11 => DataType::Fp64,
+        other => {
+            return Err(RuntimeError::InvalidInput(format!(
+                "tensor {name:?} has ONNX element type {other}, which Pier does not serve"
+            )));
+        }
+    })
+}
+
+/// Reads an ONNX file's declared signature (used when importing a model without one).
+pub fn inspect_signature(path: &Path) -> Result<Signature> {
+    OnnxGraph::read(path, &path.display().to_string())?.declared_signature()
+}
