@@ -24,6 +24,7 @@ from skl2onnx import to_onnx
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "onnx"
 OPSETS = {"": 17, "ai.onnx.ml": 3}
@@ -124,6 +125,14 @@ def logistic_regression():
     write("iris-logreg", model, {"X": x[::15]}, "scikit-learn LogisticRegression on iris (3 classes), zipmap=False")
 
 
+def mlp_classifier():
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=2000, random_state=0).fit(x, y)
+    model = sklearn_model(clf, x, zipmap=False)
+    write("iris-mlp", model, {"X": x[::15]}, "scikit-learn MLPClassifier (16 hidden units) on iris, zipmap=False")
+
+
 def random_forest():
     x, y = load_breast_cancer(return_X_y=True)
     x = x[:, :8].astype(np.float32)
@@ -151,6 +160,7 @@ def gradient_boosting_regressor():
 if __name__ == "__main__":
     mlp()
     logistic_regression()
+    mlp_classifier()
     random_forest()
     zipmap_classifier()
     gradient_boosting_regressor()

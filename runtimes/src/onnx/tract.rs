@@ -177,6 +177,8 @@ fn from_tract(t: &Tensor) -> TractResult<PierTensor> {
         DatumType::I64 => TensorData::Int64(v(t)?),
         DatumType::F32 => TensorData::Fp32(v(t)?),
         DatumType::F64 => TensorData::Fp64(v(t)?),
+        // Shape arithmetic (e.g. a label computed from an ArgMax index) can surface as TDim.
+        DatumType::TDim => TensorData::Int64(v(t.cast_to::<i64>()?.as_ref())?),
         DatumType::String => TensorData::Bytes(
             v::<String>(t)?
                 .into_iter()

@@ -1,0 +1,31 @@
+//! A minimal client of Pier's control API (AWS JSON 1.1), for the CLI's subcommands.
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// Calls `SageMaker.<action>` with `body` and returns the JSON answer.
+pub async fn call(admin_url: &str, action: &str, body: Value) -> anyhow::Result<Value> {
+    let response = reqwest::Client::new()
+        .post(admin_url)
+        .header("X-Amz-Target", format!("SageMaker.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .body(body.to_string())
+        .send()
+        .await
+        .with_context(|| {
+            format!("cannot reach the control API at {admin_url} (is `pier serve` running?)")
+        })?;
+    let status = response.status();
+    let value: Value = response
+        .json()
+        .await
+        .context("the control API answered with invalid JSON")?;
+    if !status.is_success() {
+        bail!(
+            "{}: {}",
+            value["__type"].as_str().unwrap_or("Error"),
+            value["message"].as_str().unwrap_or("(no message)")
+        );
+    }
+    Ok(value)
+}

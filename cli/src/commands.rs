@@ -1,0 +1,204 @@
+//! The subcommands' bodies.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use pier_model_store::{ArtifactFile, ManifestDraft, ModelStore};
+use pier_server::ServerConfig;
+use serde_json::json;
+
+use crate::{EndpointsCommand, ModelsCommand, ServeArgs, api};
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = ServerConfig::new(&args.data_dir);
+    config.http_addr = args.http;
+    config.admin_addr = args.admin;
+    config.default_endpoint = args.default_endpoint;
+    config.limits.max_body_bytes = args.max_body_bytes;
+    config.limits.max_in_flight = args.max_in_flight;
+    if !(args.request_timeout > 0.0 && args.request_timeout.is_finite()) {
+        bail!("--request-timeout must be a positive number of seconds");
+    }
+    config.limits.request_timeout = Duration::from_secs_f64(args.request_timeout);
+    if let Some(threads) = args.compute_threads {
+        config.compute.threads = threads;
+    }
+    config.compute.queue = args.compute_queue;
+
+    let server = pier_server::start(config)
+        .await
+        .context("pier could not start")?;
+    if args.demo {
+        pier_server::control::demo::install(&server.state)
+            .await
+            .context("installing the demo")?;
+    }
+    // One machine-readable line for scripts and tests, on stdout.
+    println!(
+        "pier: serving http={} admin={}",
+        server.http_addr, server.admin_addr
+    );
+    if args.demo {
+        print_demo_help(&server);
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    server.shutdown().await;
+    Ok(())
+}
+
+fn print_demo_help(server: &pier_server::RunningServer) {
+    let (http, admin) = (server.http_addr, server.admin_addr);
+    println!(
+        r#"
+Endpoint "demo" is in service: variant "logreg" (70%) and variant "mlp" (30%), iris classifiers.
+
+  curl -s http://{http}/endpoints/demo/invocations -H 'Content-Type: text/csv' --data-binary $'5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3' -i
+  curl -s http://{http}/endpoints/demo/invocations -H 'Content-Type: application/json' -d '{{"instances": [[5.9, 3.0, 5.1, 1.8]]}}'
+  curl -s http://{http}/endpoints/demo/invocations -H 'X-Amzn-SageMaker-Target-Variant: mlp' -H 'Content-Type: text/csv' -d '5.1,3.5,1.4,0.2'
+
+  python3 -c 'import boto3; rt = boto3.client("sagemaker-runtime", endpoint_url="http://{http}", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"); r = rt.invoke_endpoint(EndpointName="demo", ContentType="text/csv", Body=b"5.1,3.5,1.4,0.2"); print(r["InvokedProductionVariant"], r["Body"].read().decode())'
+  python3 -c 'import boto3; sm = boto3.client("sagemaker", endpoint_url="http://{admin}", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"); print(sm.describe_endpoint(EndpointName="demo")["ProductionVariants"])'
+
+  pier endpoints update-weights demo logreg=50 mlp=50 --admin-url http://{admin}
+Stop with Ctrl-C."#
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+pub async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelsCommand::Push {
+            name,
+            path,
+            runtime,
+            data_dir,
+        } => {
+            let store = ModelStore::open(data_dir.join("store"))?;
+            let mut files = Vec::new();
+            if path.is_dir() {
+                let mut entries: Vec<_> = std::fs::read_dir(&path)?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .collect();
+                entries.sort();
+                for p in entries.into_iter().filter(|p| p.is_file()) {
+                    let n = p
+                        .file_name()
+                        .context("file name")?
+                        .to_string_lossy()
+                        .into_owned();
+                    files.push(ArtifactFile::from_path(n, p));
+                }
+            } else {
+                let n = path
+                    .file_name()
+                    .context("PATH has no file name")?
+                    .to_string_lossy()
+                    .into_owned();
+                files.push(ArtifactFile::from_path(n, &path));
+            }
+            let primary = match &files.first().map(|f| &f.source) {
+                Some(pier_model_store::FileSource::Path(p)) => p.clone(),
+                _ => bail!("{} has no files", path.display()),
+            };
+            let signature = match runtime.as_str() {
+                "onnx" => pier_runtimes::onnx::inspect_signature(&primary)?.to_manifest(),
+                _ => Default::default(),
+            };
+            let draft = ManifestDraft {
+                runtime,
+                signature,
+                provenance: [("source".to_string(), json!(path.display().to_string()))].into(),
+                ..Default::default()
+            };
+            let manifest =
+                tokio::task::spawn_blocking(move || store.publish(&name, files, draft)).await??;
+            println!("pier://{}/{}", manifest.name, manifest.version);
+        }
+        ModelsCommand::List { data_dir } => {
+            let store = ModelStore::open(data_dir.join("store"))?;
+            for name in store.list_names()? {
+                let versions: Vec<String> = store
+                    .list_versions(&name)?
+                    .iter()
+                    .map(u64::to_string)
+                    .collect();
+                println!("{name}\tversions {}", versions.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
+    match cmd {
+        EndpointsCommand::List(admin) => {
+            let answer = api::call(
+                &admin.admin_url,
+                "ListEndpoints",
+                json!({"MaxResults": 100}),
+            )
+            .await?;
+            for e in answer["Endpoints"].as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}",
+                    e["EndpointName"].as_str().unwrap_or(""),
+                    e["EndpointStatus"].as_str().unwrap_or("")
+                );
+            }
+        }
+        EndpointsCommand::Describe { name, admin } => {
+            let answer = api::call(
+                &admin.admin_url,
+                "DescribeEndpoint",
+                json!({"EndpointName": name}),
+            )
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        EndpointsCommand::UpdateWeights {
+            name,
+            weights,
+            admin,
+        } => {
+            let mut desired = Vec::new();
+            for pair in &weights {
+                let (variant, weight) =
+                    pair.split_once('=').context("weights are VARIANT=WEIGHT")?;
+                let weight: f64 = weight
+                    .parse()
+                    .with_context(|| format!("{pair}: the weight is not a number"))?;
+                desired.push(json!({"VariantName": variant, "DesiredWeight": weight}));
+            }
+            api::call(
+                &admin.admin_url,
+                "UpdateEndpointWeightsAndCapacities",
+                json!({"EndpointName": name, "DesiredWeightsAndCapacities": desired}),
+            )
+            .await?;
+            println!("weights of {name} updated");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `pier`: argument parsing only. Each subcommand fills a library's typed config and calls it.
+
+mod api;
+mod commands;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Pier: SageMaker-style model hosting on your own machines, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "pier", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info`, `pier_server=debug`.
+    #[arg(long, global = true, env = "PIER_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve models: SageMaker runtime API on --http, SageMaker control API on --admin.
+    Serve(ServeArgs),
+    /// Work with artifacts in the model store.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Inspect and change endpoints through the control API.
+    #[command(subcommand)]
+    Endpoints(EndpointsCommand),
+}
+
+/// Options of `pier serve`.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Data folder: control-plane database (pier.db) and model store (store/).
+    #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
+    data_dir: PathBuf,
+    /// Data-plane address: /endpoints/{name}/invocations, /invocations, /ping.
+    #[arg(long, env = "PIER_HTTP", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Control-plane address (SageMaker API, no authentication yet: keep it on loopback).
+    #[arg(long, env = "PIER_ADMIN", default_value = "127.0.0.1:8082")]
+    admin: SocketAddr,
+    /// Endpoint served by POST /invocations (default: the only endpoint).
+    #[arg(long, env = "PIER_DEFAULT_ENDPOINT")]
+    default_endpoint: Option<String>,
+    /// Publish the bundled example models and create the endpoint `demo` (70/30 A/B test),
+    /// then print ready-to-paste curl and boto3 commands.
+    #[arg(long)]
+    demo: bool,
+    /// Threads that run model code (default: number of cores).
+    #[arg(long)]
+    compute_threads: Option<usize>,
+    /// Requests that may wait for a compute thread before new ones get 503.
+    #[arg(long, default_value_t = 1024)]
+    compute_queue: usize,
+    /// Largest request body in bytes (SageMaker: 6 MB).
+    #[arg(long, default_value_t = 6 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Seconds a request may take before it is answered with a ModelError.
+    #[arg(long, default_value_t = 60.0)]
+    request_timeout: f64,
+    /// Requests in flight at once before new ones get 503.
+    #[arg(long, default_value_t = 4096)]
+    max_in_flight: usize,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Publish a model file (or a folder of files) as the next version of NAME; prints the
+    /// `pier://NAME/VERSION` reference to use as CreateModel's ModelDataUrl.
+    Push {
+        /// Artifact name (letters, digits, '-'; at most 63 characters).
+        name: String,
+        /// Model file, or a folder whose files are all published.
+        path: PathBuf,
+        /// Runtime that serves it.
+        #[arg(long, default_value = "onnx")]
+        runtime: String,
+        /// Data folder holding the store.
+        #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
+        data_dir: PathBuf,
+    },
+    /// List artifacts and their versions in the store.
+    List {
+        /// Data folder holding the store.
+        #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EndpointsCommand {
+    /// List endpoints and their status.
+    List(AdminArgs),
+    /// Show one endpoint: config, status, variants, weights and model versions.
+    Describe {
+        /// Endpoint name.
+        name: String,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Set variant weights, e.g. `pier endpoints update-weights demo logreg=50 mlp=50`.
+    UpdateWeights {
+        /// Endpoint name.
+        name: String,
+        /// VARIANT=WEIGHT pairs (weights are relative: share = weight / sum).
+        #[arg(required = true)]
+        weights: Vec<String>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// Where the control API is.
+#[derive(Debug, Args)]
+struct AdminArgs {
+    /// Control-plane URL of a running `pier serve`.
+    #[arg(long, env = "PIER_ADMIN_URL", default_value = "http://127.0.0.1:8082")]
+    admin_url: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => commands::serve(args).await,
+            Command::Models(cmd) => commands::models(cmd).await,
+            Command::Endpoints(cmd) => commands::endpoints(cmd).await,
+        }
+    })
+}

@@ -1,0 +1,81 @@
+//! Typed server configuration. Only the CLI knows flags; it fills these structs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything `pier serve` needs.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Data folder: `pier.db` (control-plane state) and `store/` (artifacts).
+    pub data_dir: PathBuf,
+    /// Data-plane address (SageMaker runtime API, `/ping`, `/invocations`).
+    pub http_addr: SocketAddr,
+    /// Control-plane address (SageMaker API). Keep it on loopback unless protected.
+    pub admin_addr: SocketAddr,
+    /// Endpoint that `POST /invocations` serves; `None` means "the only endpoint".
+    pub default_endpoint: Option<String>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Compute pool sizing.
+    pub compute: ComputeConfig,
+}
+
+impl ServerConfig {
+    /// Defaults for a data folder, with the default ports.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            default_endpoint: None,
+            limits: Limits::default(),
+            compute: ComputeConfig::default(),
+        }
+    }
+
+    /// The artifact store folder.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+}
+
+/// Bounds on what one request may cost.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body in bytes (SageMaker's is 6 MB).
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered with an error (SageMaker: 60 s).
+    pub request_timeout: Duration,
+    /// Requests in flight at once on the data plane; more are answered 503 at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 6 * 1024 * 1024,
+            request_timeout: Duration::from_secs(60),
+            max_in_flight: 4096,
+        }
+    }
+}
+
+/// The dedicated threads that run model code.
+#[derive(Clone, Debug)]
+pub struct ComputeConfig {
+    /// Threads (default: the number of cores).
+    pub threads: usize,
+    /// Jobs that may wait for a thread; more are answered 503 at once.
+    pub queue: usize,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            threads,
+            queue: 1024,
+        }
+    }
+}

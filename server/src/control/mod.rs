@@ -1,0 +1,108 @@
+//! The control plane: SageMaker's API subset in its own protocol (AWS JSON 1.1), so
+//! `boto3.client("sagemaker", endpoint_url=...)` and `aws sagemaker --endpoint-url` drive it.
+//!
+//! `POST /` with `X-Amz-Target: SageMaker.<Action>` and a JSON body in SageMaker's PascalCase
+//! field names. Request signatures are not checked (yet): keep this port on loopback.
+
+mod configs;
+pub mod demo;
+mod deploy;
+mod endpoints;
+mod import;
+mod list;
+mod models;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use deploy::restore_endpoints;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The control-plane router.
+pub fn router(state: AppState) -> Router {
+    Router::new().route("/", post(dispatch)).with_state(state)
+}
+
+async fn dispatch(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) else {
+        return ApiError::validation("missing X-Amz-Target header (expected SageMaker.<Action>)")
+            .into_response();
+    };
+    let action = target.strip_prefix("SageMaker.").unwrap_or(target);
+    tracing::debug!(action, "control-plane call");
+    let result = match action {
+        "CreateModel" => call(&app, &body, models::create).await,
+        "DescribeModel" => call(&app, &body, models::describe).await,
+        "ListModels" => call(&app, &body, models::list).await,
+        "DeleteModel" => call(&app, &body, models::delete).await,
+        "CreateEndpointConfig" => call(&app, &body, configs::create).await,
+        "DescribeEndpointConfig" => call(&app, &body, configs::describe).await,
+        "ListEndpointConfigs" => call(&app, &body, configs::list).await,
+        "DeleteEndpointConfig" => call(&app, &body, configs::delete).await,
+        "CreateEndpoint" => call(&app, &body, endpoints::create).await,
+        "DescribeEndpoint" => call(&app, &body, endpoints::describe).await,
+        "ListEndpoints" => call(&app, &body, endpoints::list).await,
+        "UpdateEndpoint" => call(&app, &body, endpoints::update).await,
+        "UpdateEndpointWeightsAndCapacities" => call(&app, &body, endpoints::update_weights).await,
+        "DeleteEndpoint" => call(&app, &body, endpoints::delete).await,
+        other => Err(ApiError {
+            code: "UnknownOperationException",
+            message: format!("Pier does not implement SageMaker.{other}"),
+        }),
+    };
+    match result {
+        Ok(json) => {
+            let mut response = json.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Parses the body into the action's request type, runs it, serialises the answer.
+async fn call<'a, Req, Resp, Fut>(
+    app: &'a AppState,
+    body: &[u8],
+    action: impl FnOnce(&'a AppState, Req) -> Fut,
+) -> Result<String, ApiError>
+where
+    Req: DeserializeOwned,
+    Resp: Serialize,
+    Fut: Future<Output = Result<Resp, ApiError>>,
+{
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    let request: Req = serde_json::from_slice(body)
+        .map_err(|e| ApiError::validation(format!("invalid request: {e}")))?;
+    let response = action(app, request).await?;
+    serde_json::to_string(&response).map_err(ApiError::internal)
+}
+
+/// Checks a resource name against SageMaker's rule.
+fn validate_name(kind: &str, name: &str) -> Result<(), ApiError> {
+    pier_model_store::validate_model_name(name).map_err(|e| {
+        ApiError::validation(format!("{kind} name {name:?} is invalid: {}", reason(&e)))
+    })
+}
+
+fn reason(e: &pier_model_store::StoreError) -> String {
+    match e {
+        pier_model_store::StoreError::InvalidName { reason, .. } => (*reason).to_owned(),
+        other => other.to_string(),
+    }
+}

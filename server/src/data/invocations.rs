@@ -1,0 +1,154 @@
+//! `POST /endpoints/{name}/invocations`, `POST /invocations`, `GET /ping`.
+//!
+//! Per request: admission (in-flight permit) → one snapshot load → route to a variant →
+//! decode, check, predict and encode on the compute pool under the request timeout → the
+//! response carries `x-Amzn-Invoked-Production-Variant`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pier_runtimes::codec::{self, Format};
+use pier_runtimes::{RuntimeError, Tensor};
+
+use crate::error::ServeError;
+use crate::state::AppState;
+
+/// Header naming the variant to use instead of weighted routing.
+const TARGET_VARIANT: &str = "x-amzn-sagemaker-target-variant";
+/// Header telling the client which variant answered.
+const INVOKED_VARIANT: &str = "x-amzn-invoked-production-variant";
+/// Opaque client attributes (at most 1024 visible ASCII characters).
+const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
+/// Pier's own header naming the model version that answered (`name/version`).
+const PIER_MODEL: &str = "x-pier-model";
+
+pub(super) async fn ping(State(app): State<AppState>) -> StatusCode {
+    if app.serving.snapshot().ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+pub(super) async fn invoke_endpoint(
+    State(app): State<AppState>,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    invoke(&app, Some(endpoint), &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+pub(super) async fn invoke_default(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let endpoint = app.config.default_endpoint.clone();
+    invoke(&app, endpoint, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ServeError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ServeError::Validation(format!("header {name} is not visible ASCII")))
+        })
+        .transpose()
+}
+
+async fn invoke(
+    app: &AppState,
+    endpoint: Option<String>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ServeError> {
+    let _permit = app
+        .in_flight
+        .try_acquire()
+        .map_err(|_| ServeError::Overloaded("too many requests in flight"))?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ServeError::PayloadTooLarge {
+            limit: app.config.limits.max_body_bytes,
+        },
+        _ => ServeError::Validation(rejection.body_text()),
+    })?;
+    let content_type =
+        header(headers, header::CONTENT_TYPE.as_str())?.unwrap_or("application/json");
+    let format = Format::from_content_type(content_type)
+        .map_err(|e| ServeError::Validation(e.to_string()))?;
+    let accept = codec::negotiate(header(headers, header::ACCEPT.as_str())?, format)
+        .map_err(|e| ServeError::Validation(e.to_string()))?;
+    if header(headers, CUSTOM_ATTRIBUTES)?.is_some_and(|a| a.len() > 1024) {
+        return Err(ServeError::Validation(format!(
+            "{CUSTOM_ATTRIBUTES} is longer than 1024 characters"
+        )));
+    }
+    let target = header(headers, TARGET_VARIANT)?;
+
+    let snapshot = app.serving.snapshot();
+    let endpoint = match endpoint {
+        Some(name) => snapshot.endpoint(&name)?,
+        None if snapshot.endpoints.len() == 1 => {
+            snapshot.endpoints.values().next().expect("one endpoint")
+        }
+        None => {
+            return Err(ServeError::Validation(format!(
+                "POST /invocations needs a default endpoint: start with --default-endpoint or create exactly one endpoint (there are {})",
+                snapshot.endpoints.len()
+            )));
+        }
+    };
+    let variant = endpoint.route(target, fastrand::f64())?;
+    let loaded = variant.loaded.clone();
+    let variant_name = variant.name.clone();
+    drop(snapshot);
+
+    let timeout = app.config.limits.request_timeout;
+    let job = app.serving.pool.run(move || {
+        let model = loaded.model.as_ref();
+        let signature = model.signature();
+        let [spec] = signature.inputs.as_slice() else {
+            return Err(ServeError::Validation(format!(
+                "model {} takes {} inputs; SageMaker invocations carry one feature matrix (use the v2 protocol)",
+                loaded.artifact,
+                signature.inputs.len()
+            )));
+        };
+        let features = codec::decode_features(format, &body, spec.features()).map_err(RuntimeError::from)?;
+        let input = features.cast(spec.dtype)?;
+        spec.check(&input)?;
+        let outputs = model.predict(vec![input])?;
+        let named: Vec<(&str, &Tensor)> =
+            signature.outputs.iter().map(|o| o.name.as_str()).zip(outputs.iter()).collect();
+        let bytes = codec::encode_outputs(accept, &named, &model.json_layout())?;
+        Ok((bytes, loaded.artifact.to_string()))
+    });
+    let (bytes, artifact) = tokio::time::timeout(timeout, job).await.map_err(|_| {
+        ServeError::Model(format!(
+            "the model did not answer within {} s",
+            timeout.as_secs_f64()
+        ))
+    })??;
+
+    let mut response = (StatusCode::OK, bytes).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(accept.mime()),
+    );
+    if let Ok(v) = HeaderValue::from_str(&variant_name) {
+        h.insert(INVOKED_VARIANT, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&artifact) {
+        h.insert(PIER_MODEL, v);
+    }
+    Ok(response)
+}

@@ -1,0 +1,196 @@
+//! Errors and the one place they become wire statuses.
+//!
+//! [`ServeError`] is everything the data plane can answer; [`ServeError::status`] gives the
+//! HTTP status, SageMaker's error code and the metric outcome label together, so the
+//! SageMaker, v2 REST and (later) gRPC facades cannot disagree. [`ApiError`] is the control
+//! plane's, in AWS JSON 1.1's error shape. Internal details are logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use pier_runtimes::RuntimeError;
+
+/// What the data plane can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A request that can never succeed as sent (bad body, wrong feature count, …).
+    #[error("{0}")]
+    Validation(String),
+    /// No such endpoint.
+    #[error("Endpoint {0} not found.")]
+    EndpointNotFound(String),
+    /// `X-Amzn-SageMaker-Target-Variant` names no variant of the endpoint.
+    #[error("Variant {variant} not found on endpoint {endpoint}; it has: {available}")]
+    VariantNotFound {
+        /// Endpoint name.
+        endpoint: String,
+        /// The variant asked for.
+        variant: String,
+        /// Comma-separated variant names.
+        available: String,
+    },
+    /// The body is over the configured limit.
+    #[error("request body is larger than the {limit}-byte limit")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The endpoint exists but has no model in service yet.
+    #[error("Endpoint {0} is not ready: it has no model in service yet")]
+    NotReady(String),
+    /// The model failed on valid input, or took too long.
+    #[error("{0}")]
+    Model(String),
+    /// Too many requests queued or in flight.
+    #[error("server is overloaded: {0}; retry later")]
+    Overloaded(&'static str),
+    /// A bug or an environment failure; details are logged.
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// How an error goes on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WireStatus {
+    /// HTTP status.
+    pub http: StatusCode,
+    /// SageMaker runtime error code.
+    pub code: &'static str,
+    /// Outcome label for metrics.
+    pub outcome: &'static str,
+}
+
+impl ServeError {
+    /// The wire status of this error.
+    pub fn status(&self) -> WireStatus {
+        let (http, code, outcome) = match self {
+            Self::Validation(_) | Self::EndpointNotFound(_) | Self::VariantNotFound { .. } => {
+                (StatusCode::BAD_REQUEST, "ValidationError", "client_error")
+            }
+            Self::PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "ValidationError",
+                "client_error",
+            ),
+            Self::NotReady(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "ModelNotReadyException",
+                "not_ready",
+            ),
+            Self::Model(_) => (StatusCode::FAILED_DEPENDENCY, "ModelError", "model_error"),
+            Self::Overloaded(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "overloaded",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+                "internal_error",
+            ),
+        };
+        WireStatus {
+            http,
+            code,
+            outcome,
+        }
+    }
+}
+
+impl From<RuntimeError> for ServeError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::InvalidInput(_) | RuntimeError::Codec(_) => {
+                Self::Validation(e.to_string())
+            }
+            RuntimeError::Predict(_) => Self::Model(e.to_string()),
+            RuntimeError::Store(_)
+            | RuntimeError::UnsupportedRuntime(_)
+            | RuntimeError::UnsupportedOperator { .. }
+            | RuntimeError::Load { .. } => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+/// SageMaker runtime's error body, with the code also in `x-amzn-ErrorType` as botocore reads it.
+impl IntoResponse for ServeError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
+        let body = serde_json::json!({ "ErrorCode": status.code, "__type": status.code, "Message": message });
+        let mut response = (status.http, axum::Json(body)).into_response();
+        response
+            .headers_mut()
+            .insert("x-amzn-ErrorType", HeaderValue::from_static(status.code));
+        response
+    }
+}
+
+/// A control-plane error in AWS JSON 1.1's shape: `{"__type": code, "message": ...}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// AWS error code (`ValidationException`, `ResourceNotFound`, `ResourceInUse`, …).
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A request that is invalid as sent.
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self {
+            code: "ValidationException",
+            message: message.into(),
+        }
+    }
+
+    /// A named resource that does not exist.
+    pub fn not_found(kind: &str, name: &str) -> Self {
+        Self {
+            code: "ResourceNotFound",
+            message: format!("Could not find {kind} \"{name}\"."),
+        }
+    }
+
+    /// A name already taken, or a resource still used by another.
+    pub fn in_use(message: impl Into<String>) -> Self {
+        Self {
+            code: "ResourceInUse",
+            message: message.into(),
+        }
+    }
+
+    /// An internal failure; the detail is logged, not sent.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(%detail, "control plane internal error");
+        Self {
+            code: "InternalFailure",
+            message: "internal error".into(),
+        }
+    }
+
+    fn http_status(&self) -> StatusCode {
+        match self.code {
+            "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "__type": self.code, "message": self.message });
+        let mut response = (self.http_status(), axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-amz-json-1.1"),
+        );
+        response
+    }
+}

@@ -1,0 +1,129 @@
+//! Starting and stopping Pier: open the store and database, restore endpoints, bind the
+//! data-plane and control-plane listeners, serve until shutdown, then drain in-flight
+//! requests.
+
+use std::net::SocketAddr;
+
+use pier_model_store::ModelStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::ServerConfig;
+use crate::db::Db;
+use crate::state::AppState;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The artifact store could not be opened.
+    #[error("cannot open the model store: {0}")]
+    Store(#[from] pier_model_store::StoreError),
+    /// The control-plane database could not be opened.
+    #[error("cannot open the database in {dir}: {source}")]
+    Db {
+        /// Data folder.
+        dir: String,
+        /// The error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Restoring endpoints failed.
+    #[error("cannot restore endpoints: {0}")]
+    Restore(#[from] crate::error::ApiError),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The bound data-plane address.
+    pub http_addr: SocketAddr,
+    /// The bound control-plane address.
+    pub admin_addr: SocketAddr,
+    /// Shared state (for in-process callers such as the demo installer and tests).
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Opens everything, restores endpoints and starts serving.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+    let store = ModelStore::open(config.store_dir())?;
+    let db = Db::open(&config.data_dir)
+        .await
+        .map_err(|source| StartError::Db {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+    let http = bind(config.http_addr).await?;
+    let admin = bind(config.admin_addr).await?;
+    let state = AppState::new(config, store, db);
+    let restored = crate::control::restore_endpoints(&state).await?;
+    if restored > 0 {
+        tracing::info!(restored, "endpoints restored");
+    }
+    let (shutdown, rx) = watch::channel(false);
+    let http_addr = http.local_addr().map_err(|source| StartError::Bind {
+        addr: state.config.http_addr,
+        source,
+    })?;
+    let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+        addr: state.config.admin_addr,
+        source,
+    })?;
+    let tasks = vec![
+        tokio::spawn(serve(http, crate::data::router(state.clone()), rx.clone())),
+        tokio::spawn(serve(admin, crate::control::router(state.clone()), rx)),
+    ];
+    tracing::info!(%http_addr, %admin_addr, "pier is serving");
+    Ok(RunningServer {
+        http_addr,
+        admin_addr,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+impl RunningServer {
+    /// Stops accepting connections, finishes in-flight requests, closes the database.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            match task.await {
+                Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with an error"),
+                Err(e) => tracing::warn!(error = %e, "listener task failed"),
+                Ok(Ok(())) => {}
+            }
+        }
+        self.state.db.close().await;
+        tracing::info!("pier stopped");
+    }
+}

@@ -1,0 +1,55 @@
+//! The data plane's shared state: the current [`ServingSnapshot`] behind one `ArcSwap`, the
+//! cache of loaded versions, and the compute pool.
+//!
+//! Readers call [`Serving::snapshot`] once per request (lock-free). Writers — the control
+//! plane only, one at a time under its lock — build the next snapshot on the side (loading
+//! and warming new versions first) and publish it with one store; on failure nothing is
+//! stored and the old snapshot keeps serving.
+
+pub mod compute;
+pub mod models;
+pub mod snapshot;
+pub mod weights;
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use compute::ComputePool;
+pub use models::{LoadedModel, ModelCache};
+pub use snapshot::{EndpointServing, ServingSnapshot, Variant};
+pub use weights::{WeightError, WeightedChoice};
+
+/// Snapshot, model cache and compute pool.
+#[derive(Debug)]
+pub struct Serving {
+    snapshot: ArcSwap<ServingSnapshot>,
+    /// Loaded versions.
+    pub cache: ModelCache,
+    /// Where model code runs.
+    pub pool: ComputePool,
+}
+
+impl Serving {
+    /// Empty serving state with a compute pool of `threads` threads and `queue` slots.
+    pub fn new(threads: usize, queue: usize) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(ServingSnapshot::default()),
+            cache: ModelCache::default(),
+            pool: ComputePool::new(threads, queue),
+        }
+    }
+
+    /// The snapshot in force now.
+    pub fn snapshot(&self) -> Arc<ServingSnapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Publishes a change: `edit` gets a copy of the current snapshot to modify. Callers
+    /// must be serialised (the control plane's lock does that).
+    pub fn update(&self, edit: impl FnOnce(&mut ServingSnapshot)) {
+        let mut next = ServingSnapshot::clone(&self.snapshot.load());
+        edit(&mut next);
+        self.snapshot.store(Arc::new(next));
+    }
+}
