@@ -1,0 +1,36 @@
+//! Readers and a fast predictor for users' XGBoost and LightGBM tree ensembles.
+//!
+//! - [`load_xgboost`] reads what XGBoost's `Booster.save_model` writes (JSON or UBJSON,
+//!   detected from the content, so SageMaker's extension-less `xgboost-model` works too).
+//!
+//! Both produce a [`TreeEnsemble`]: every tree flattened into one array of 16-byte nodes,
+//! predicted a block of rows at a time (see the `predict` module), reproducing each
+//! library's comparisons (`x < t` in `f32` for XGBoost, `x <= t` in `f64` for LightGBM),
+//! missing-value rules (NaN is missing), categorical splits, accumulation precision and
+//! output transform, so outputs match the libraries' own `predict` to about 1e-6.
+//!
+//! Concurrency: loading is single-threaded and done once; a loaded ensemble is immutable,
+//! `Send + Sync`, and every predict call runs on the caller's thread alone. Serve
+//! concurrent requests by sharing one ensemble (e.g. in an `Arc`).
+//!
+//! ```no_run
+//! use pier_algorithms::trees::{load_xgboost, OutputKind};
+//! let model = load_xgboost(&std::fs::read("model.json")?)?;
+//! let rows = vec![0.5f32, f32::NAN, 1.0]; // one row, three features, one missing
+//! let probs = model.predict(&rows, 1, model.num_features())?;
+//! assert_eq!(model.output_kind(), OutputKind::Probability);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod ensemble;
+mod error;
+mod predict;
+mod raw;
+mod transform;
+pub mod ubjson;
+mod xgboost;
+
+pub use ensemble::{ModelFormat, Objective, OutputKind, TreeEnsemble};
+pub use error::{Result, TreeError};
+pub use transform::Transform;
+pub use xgboost::load_xgboost;
