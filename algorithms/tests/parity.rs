@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pier_algorithms::trees::{TreeEnsemble, load_xgboost};
+use pier_algorithms::trees::{TreeEnsemble, load_lightgbm, load_xgboost};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
@@ -24,6 +24,7 @@ fn load_case(name: &str) -> (Value, TreeEnsemble) {
     let model_path = dir.join(case["model_file"].as_str().unwrap());
     let model = match case["library"].as_str().unwrap() {
         "xgboost" => load_xgboost(&std::fs::read(&model_path).unwrap()),
+        "lightgbm" => load_lightgbm(&std::fs::read_to_string(&model_path).unwrap()),
         other => panic!("unknown library {other}"),
     }
     .unwrap_or_else(|e| panic!("{name}: load failed: {e}"));
@@ -56,6 +57,7 @@ fn assert_close(name: &str, what: &str, got: &[f32], want: &[f64]) {
         }
     }
     let (err, i) = worst;
+    eprintln!("{name} {what}: worst relative error {err:e}");
     assert!(
         err <= 1e-6,
         "{name} {what}: value {i}: pier {} vs reference {} (relative error {err:e})",
@@ -131,6 +133,17 @@ parity!(
     xgb_multi_parallel_tree,
     xgb_categorical,
     xgb_categorical_onehot,
+    lgb_binary,
+    lgb_binary_sigmoid2,
+    lgb_multiclass,
+    lgb_regression,
+    lgb_regression_l1,
+    lgb_poisson,
+    lgb_categorical,
+    lgb_categorical_multiclass,
+    lgb_zero_as_missing,
+    lgb_no_missing,
+    lgb_rf,
 );
 
 #[test]
@@ -138,9 +151,7 @@ fn every_fixture_has_a_test() {
     let mut missing = Vec::new();
     for entry in std::fs::read_dir(fixtures()).unwrap() {
         let file = entry.unwrap().file_name().into_string().unwrap();
-        if let Some(name) = file
-            .strip_suffix(".case.json")
-            .filter(|n| n.starts_with("xgb_"))
+        if let Some(name) = file.strip_suffix(".case.json")
             && !CASES.contains(&name)
         {
             missing.push(name.to_string());

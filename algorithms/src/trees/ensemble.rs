@@ -53,7 +53,8 @@ pub struct TreeEnsemble {
     num_features: usize,
     /// Base margin per group (XGBoost's `base_score` through the inverse link; 0 for LightGBM).
     base_margin: Vec<f64>,
-    /// Divide the sum by this (LightGBM `average_output`); 1 otherwise.
+    /// Divide the sum by this before the transform (LightGBM `average_output`, random
+    /// forests); 1 otherwise. LightGBM's raw scores are the plain sum, so margins skip it.
     average_over: f64,
 }
 

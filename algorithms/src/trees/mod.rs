@@ -2,6 +2,7 @@
 //!
 //! - [`load_xgboost`] reads what XGBoost's `Booster.save_model` writes (JSON or UBJSON,
 //!   detected from the content, so SageMaker's extension-less `xgboost-model` works too).
+//! - [`load_lightgbm`] reads LightGBM's text model (`Booster.save_model("m.txt")`).
 //!
 //! Both produce a [`TreeEnsemble`]: every tree flattened into one array of 16-byte nodes,
 //! predicted a block of rows at a time (see the `predict` module), reproducing each
@@ -24,6 +25,7 @@
 
 mod ensemble;
 mod error;
+mod lightgbm;
 mod predict;
 mod raw;
 mod transform;
@@ -32,5 +34,6 @@ mod xgboost;
 
 pub use ensemble::{ModelFormat, Objective, OutputKind, TreeEnsemble};
 pub use error::{Result, TreeError};
+pub use lightgbm::load_lightgbm;
 pub use transform::Transform;
 pub use xgboost::load_xgboost;

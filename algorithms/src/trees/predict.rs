@@ -158,8 +158,8 @@ impl Accum for f64 {
 
 impl Layout {
     /// Computes margins for `rows` (row-major, `nf` features each) into `out`
-    /// (`groups` per row), divides them by `average_over` unless it is 1, then applies
-    /// `transform` unless it is `None`.
+    /// (`groups` per row). With a `transform`, divides the sums by `average_over` first
+    /// (LightGBM's `average_output`, which its raw scores do not apply) and transforms.
     pub(crate) fn run<A: Accum>(
         &self,
         rows: &[f32],
@@ -196,7 +196,7 @@ impl Layout {
                     }
                 }
             }
-            if average_over != 1.0 {
+            if average_over != 1.0 && transform.is_some() {
                 for a in acc.iter_mut() {
                     *a = a.div(average_over);
                 }
