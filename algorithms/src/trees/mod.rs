@@ -23,6 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod complete;
 mod ensemble;
 mod error;
 mod lightgbm;

@@ -17,6 +17,7 @@
 //! accumulator and works on the caller's thread only (parallelism comes from serving many
 //! requests at once).
 
+use super::complete::{self, Columns, CompleteTrees};
 use super::transform::Transform;
 
 /// Rows advanced together through one tree.
@@ -58,6 +59,9 @@ pub(crate) struct TreeSpan {
     pub group: u32,
     /// Only plain numeric splits: the block kernel applies.
     pub plain: bool,
+    /// Offset of the tree's complete form in `Layout::complete`, if it
+    /// has one (plain and shallow; see the `complete` module).
+    pub complete: Option<u32>,
 }
 
 /// Which library's category semantics a categorical split follows.
@@ -114,9 +118,11 @@ pub(crate) struct Layout {
     pub leaf_values: Vec<f64>,
     pub trees: Vec<TreeSpan>,
     pub cats: Vec<CatSplit>,
+    pub complete: CompleteTrees,
 }
 
 /// The accumulator precision of a library.
+/// Accumulator arithmetic of one library.
 pub(crate) trait Accum: Copy + Default + std::ops::AddAssign + 'static {
     fn from_f64(v: f64) -> Self;
     fn to_f32(self) -> f32;
@@ -174,16 +180,23 @@ impl Layout {
         let base: Vec<A> = base.iter().map(|&b| A::from_f64(b)).collect();
         let mut acc = vec![A::default(); BLOCK * groups];
         let mut idx = [0u32; BLOCK];
+        let mut cols = Columns::default();
+        let any_complete = self.trees.iter().any(|t| t.complete.is_some());
         debug_assert!(nf > 0, "models have at least one feature");
         for (block, out_block) in rows.chunks(BLOCK * nf).zip(out.chunks_mut(BLOCK * width)) {
             let n = block.len() / nf;
             let acc = &mut acc[..n * groups];
+            if any_complete {
+                cols.fill(block, nf);
+            }
             for row_acc in acc.chunks_exact_mut(groups) {
                 row_acc.copy_from_slice(&base);
             }
             for tree in &self.trees {
                 let g = tree.group as usize;
-                if tree.plain {
+                if let Some(offset) = tree.complete {
+                    complete::walk(&self.complete, offset, tree.depth, &cols, acc, groups, g);
+                } else if tree.plain {
                     let idx = &mut idx[..n];
                     self.walk_block(tree, block, nf, idx);
                     for (row_acc, &i) in acc.chunks_exact_mut(groups).zip(idx.iter()) {

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Pier's tree predictor vs XGBoost's own inplace_predict, one thread each.
+
+Trains a 100-tree, depth-6 binary:logistic model on 50 features, times
+`Booster.inplace_predict` (nthread=1, best of several runs) on 100k rows, then runs
+`cargo run --release -p pier-algorithms --example tree_bench` on the same model and rows,
+checks that both predict the same, and prints rows/s for each and the ratio.
+
+Usage (from the repository root):
+  /work/venv-trees/bin/python scripts/trees/bench_vs_xgboost.py [--rows 100000] [--runs 7]
+Set CARGO_TARGET_DIR as you like; the example is built in release mode.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import xgboost as xgb
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--features", type=int, default=50)
+    ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--depth", type=int, default=6)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--missing", type=float, default=0.0, help="fraction of inputs set to NaN")
+    args = ap.parse_args()
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    rng = np.random.default_rng(42)
+    n_train = 50_000
+    x = rng.normal(size=(n_train + args.rows, args.features)).astype(np.float32)
+    w = rng.normal(size=args.features)
+    logits = x[:, :10] @ w[:10] + 0.5 * np.sin(3 * x[:, 10]) * x[:, 11]
+    y = (rng.random(len(x)) < 1 / (1 + np.exp(-logits))).astype(np.float32)
+    if args.missing > 0:
+        x[rng.random(size=x.shape) < args.missing] = np.nan
+    x_train, y_train, x_test = x[:n_train], y[:n_train], np.ascontiguousarray(x[n_train:])
+
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": args.depth, "eta": 0.1,
+         "tree_method": "hist", "nthread": 2, "seed": 0},
+        xgb.DMatrix(x_train, label=y_train), num_boost_round=args.trees)
+    booster.set_param({"nthread": 1})
+
+    xgb_best = float("inf")
+    expected = booster.inplace_predict(x_test)  # warm-up
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        expected = booster.inplace_predict(x_test)
+        xgb_best = min(xgb_best, time.perf_counter() - start)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "model.json")
+        data = os.path.join(tmp, "data.bin")
+        preds = os.path.join(tmp, "preds.bin")
+        booster.save_model(model)
+        with open(data, "wb") as f:
+            f.write(np.array(x_test.shape, dtype="<u8").tobytes())
+            f.write(x_test.astype("<f4").tobytes())
+        cmd = ["cargo", "run", "--quiet", "--release", "-p", "pier-algorithms",
+               "--example", "tree_bench", "--", model, data, str(args.runs), preds]
+        out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
+        pier = json.loads(out.strip().splitlines()[-1])
+        got = np.fromfile(preds, dtype="<f4")
+
+    diff = float(np.max(np.abs(got - expected)))
+    xgb_rps = args.rows / xgb_best
+    print(f"model: {args.trees} trees, depth {args.depth}, {args.features} features, "
+          f"binary:logistic, {args.rows} rows, missing {args.missing:.0%}; xgboost {xgb.__version__}")
+    print(f"xgboost inplace_predict (nthread=1): {xgb_rps:,.0f} rows/s (best {xgb_best * 1e3:.2f} ms)")
+    print(f"pier TreeEnsemble::predict (1 thread): {pier['rows_per_second']:,.0f} rows/s "
+          f"(best {pier['best_seconds'] * 1e3:.2f} ms)")
+    print(f"ratio pier/xgboost: {pier['rows_per_second'] / xgb_rps:.2f}x; "
+          f"max |pier - xgboost| = {diff:.3g}")
+    if diff > 1e-6:
+        sys.exit("predictions differ from XGBoost's")
+
+
+if __name__ == "__main__":
+    main()
