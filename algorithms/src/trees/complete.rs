@@ -172,9 +172,9 @@ fn walk_depth<A: Accum, const D: u32, const N: usize>(
         .enumerate()
     {
         let i = if nan {
-            walk_group_nan::<D, N>(nodes, default_left, group)
+            walk_group::<D, N, true>(nodes, default_left, group)
         } else {
-            walk_group::<D, N>(nodes, group)
+            walk_group::<D, N, false>(nodes, default_left, group)
         };
         let rows = (cols.n_rows - gi * ROWS).min(ROWS);
         for (a, &ik) in acc[gi * ROWS * groups..]
@@ -188,39 +188,55 @@ fn walk_depth<A: Accum, const D: u32, const N: usize>(
     }
 }
 
-/// Walks the [`ROWS`] rows of one NaN-free group (`[feature][row]`) down `D` levels;
-/// returns their final heap positions.
-#[inline(always)]
-fn walk_group<const D: u32, const N: usize>(
-    nodes: &[CompleteNode; N],
-    group: &[f32],
-) -> [usize; ROWS] {
-    let mut i = [0usize; ROWS];
-    for _ in 0..D {
-        for (k, ik) in i.iter_mut().enumerate() {
-            let node = nodes[*ik & (N - 1)];
-            let x = group[node.column as usize + k];
-            *ik = 2 * *ik + 2 - usize::from(x < node.threshold);
-        }
-    }
-    i
-}
+/// Levels walked lane-parallel at the top of a tree (see [`walk_group`]).
+const TOP_LEVELS: u32 = 3;
 
-/// [`walk_group`] for a group that holds NaNs: they follow the default side.
+/// Walks the [`ROWS`] rows of one group (`[feature][row]`) down `D` levels; returns their
+/// final heap positions. `NAN`: the group holds NaNs, which then follow `default_left`.
+///
+/// The top levels hold few nodes, so there every row is tested against every node of the
+/// level at once (one contiguous load of that feature's [`ROWS`] values and a compare per
+/// node; the compiler turns these lane loops into SIMD), and each row keeps the outcome of
+/// the node it is at. Below that, each row loads only its own node.
 #[inline(always)]
-fn walk_group_nan<const D: u32, const N: usize>(
+fn walk_group<const D: u32, const N: usize, const NAN: bool>(
     nodes: &[CompleteNode; N],
     default_left: &[bool; N],
     group: &[f32],
 ) -> [usize; ROWS] {
-    let mut i = [0usize; ROWS];
-    for _ in 0..D {
+    let goes_left = |x: f32, at: usize, node: CompleteNode| {
+        if NAN {
+            (x < node.threshold) | (x.is_nan() & default_left[at])
+        } else {
+            x < node.threshold
+        }
+    };
+    let mut top = [0u32; ROWS];
+    for level in 0..D.min(TOP_LEVELS) {
+        let first = (1usize << level) - 1;
+        let mut left = [0u32; ROWS];
+        for j in first..2 * first + 1 {
+            let at = j & (N - 1);
+            let node = nodes[at];
+            let start = node.column as usize;
+            let Some(x) = group.get(start..start + ROWS) else {
+                continue; // unreachable: columns are validated against the feature count
+            };
+            for k in 0..ROWS {
+                left[k] |= u32::from(top[k] == j as u32) & u32::from(goes_left(x[k], at, node));
+            }
+        }
+        for k in 0..ROWS {
+            top[k] = 2 * top[k] + 2 - left[k];
+        }
+    }
+    let mut i = top.map(|t| t as usize);
+    for _ in D.min(TOP_LEVELS)..D {
         for (k, ik) in i.iter_mut().enumerate() {
             let at = *ik & (N - 1);
             let node = nodes[at];
             let x = group[node.column as usize + k];
-            let go_left = (x < node.threshold) | (x.is_nan() & default_left[at]);
-            *ik = 2 * *ik + 2 - usize::from(go_left);
+            *ik = 2 * *ik + 2 - usize::from(goes_left(x, at, node));
         }
     }
     i

@@ -38,3 +38,6 @@ pub use error::{Result, TreeError};
 pub use lightgbm::load_lightgbm;
 pub use transform::Transform;
 pub use xgboost::load_xgboost;
+
+#[cfg(test)]
+mod kernel_tests;
