@@ -136,7 +136,7 @@ fn interpret(tree: &RawTree, row: &[f32]) -> f64 {
                         match c.rule {
                             _ if x.is_nan() => c.nan_left,
                             CatRule::XgboostInSetRight => {
-                                x < 0.0 || x >= 16_777_216.0 || !member(x as i64)
+                                !(0.0..16_777_216.0).contains(&x) || !member(x as i64)
                             }
                             CatRule::LightgbmInSetLeft => member(x as i32 as i64),
                         }
@@ -172,18 +172,25 @@ fn check(
             r if r < nan_rate => f32::NAN,
             r if r < nan_rate + 5 => -0.0,
             r if r < nan_rate + 10 => rng.below(8) as f32 + 0.5,
+            r if r < nan_rate + 11 => f32::INFINITY,
+            r if r < nan_rate + 12 => f32::NEG_INFINITY,
             _ => rng.grid(),
         });
-    }
-    // Zero a group's worth of NaN-free rows so both complete kernels run.
-    for x in &mut rows[..8 * nf as usize] {
-        if x.is_nan() {
-            *x = 1.0;
-        }
     }
     let base = [0.5, -0.25, 0.0];
     let mut out = vec![0.0f32; n_rows * groups];
     layout.run::<f32>(&rows, nf as usize, &base, None, &mut out, 1.0);
+    // Small calls take the explicit kernels even for complete trees.
+    let mut small = vec![0.0f32; 3 * groups];
+    layout.run::<f32>(
+        &rows[..3 * nf as usize],
+        nf as usize,
+        &base,
+        None,
+        &mut small,
+        1.0,
+    );
+    assert_eq!(small, out[..3 * groups]);
     for r in 0..n_rows {
         let row = &rows[r * nf as usize..(r + 1) * nf as usize];
         let mut want = base.map(|b| b as f32);

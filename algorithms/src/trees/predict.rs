@@ -186,7 +186,9 @@ impl Layout {
         for (block, out_block) in rows.chunks(BLOCK * nf).zip(out.chunks_mut(BLOCK * width)) {
             let n = block.len() / nf;
             let acc = &mut acc[..n * groups];
-            if any_complete {
+            // A handful of rows would mostly walk padding in the complete kernel's groups.
+            let use_complete = any_complete && n >= complete::MIN_ROWS;
+            if use_complete {
                 cols.fill(block, nf);
             }
             for row_acc in acc.chunks_exact_mut(groups) {
@@ -194,7 +196,7 @@ impl Layout {
             }
             for tree in &self.trees {
                 let g = tree.group as usize;
-                if let Some(offset) = tree.complete {
+                if let Some(offset) = tree.complete.filter(|_| use_complete) {
                     complete::walk(&self.complete, offset, tree.depth, &cols, acc, groups, g);
                 } else if tree.plain {
                     let idx = &mut idx[..n];

@@ -8,7 +8,7 @@
 //! two children are themselves, so a traversal can run a fixed number of steps without
 //! branching on "is this a leaf". Single-threaded; runs once at load.
 
-use super::complete::{self, MAX_COMPLETE_DEPTH};
+use super::complete;
 use super::error::{Result, TreeError};
 use super::predict::{
     CatRule, CatSplit, FEATURE_MASK, Layout, META_CATEGORICAL, META_DEFAULT_LEFT,
@@ -223,12 +223,13 @@ fn lower_tree(
         layout.leaf_values.push(leaf);
     }
     let depth = depth as u32;
-    let complete = (plain && (1..=MAX_COMPLETE_DEPTH).contains(&depth)).then(|| {
+    let complete = complete::eligible(&layout.nodes, base, depth, plain).then(|| {
         complete::build(
             &layout.nodes,
             &layout.leaf_values,
             base,
             depth,
+            num_features,
             &mut layout.complete,
         )
     });
