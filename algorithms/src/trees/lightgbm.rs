@@ -36,6 +36,13 @@ pub fn load_lightgbm(text: &str) -> Result<TreeEnsemble> {
             });
         }
     }
+    // A complete file has the end-of-trees marker; without it nothing read is trustworthy.
+    if !text.lines().any(|l| l.starts_with("end of trees")) {
+        return Err(TreeError::Truncated {
+            what: "LightGBM model (no `end of trees` line)".into(),
+            offset: text.len(),
+        });
+    }
     // Header: up to the first `Tree=` line.
     let mut header = Vec::new();
     while let Some(&(n, line)) = lines.peek() {
@@ -118,7 +125,7 @@ pub fn load_lightgbm(text: &str) -> Result<TreeEnsemble> {
                 trees.len(),
                 expected_trees.map_or(String::new(), |e| format!(" of {e}"))
             ),
-            offset: text.lines().count(),
+            offset: text.len(),
         });
     }
     let iterations = trees.len() / groups;

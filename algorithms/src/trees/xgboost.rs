@@ -9,6 +9,8 @@
 //! or as older versions do (`"5E-1"`) and turned into a margin with the objective's
 //! inverse link, in `f32` as XGBoost does. Load is single-threaded and runs once.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::ensemble::{ModelFormat, Objective, OutputKind, TreeEnsemble};
@@ -20,6 +22,10 @@ use super::ubjson;
 
 /// XGBoost category codes must be below 2^24.
 const MAX_CATEGORY: i64 = 1 << 24;
+
+/// Bound on all categorical bitsets of one model (64 MiB), so a small hostile file naming
+/// huge category codes on many nodes cannot exhaust memory.
+const MAX_CATEGORY_WORDS: usize = 1 << 24;
 
 /// How `base_score` (output space) becomes a margin.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -151,13 +157,14 @@ fn from_document(doc: &Value) -> Result<TreeEnsemble> {
         ));
     }
     let mut raw = Vec::with_capacity(trees.len());
+    let mut category_words = 0;
     for (t, tree) in trees.iter().enumerate() {
         let path = format!("{model_path}.trees[{t}]");
         let group = u32::try_from(tree_info[t]).map_err(|_| {
             TreeError::invalid(format!("{model_path}.tree_info[{t}]"), "negative group")
         })?;
         let weight = weights.as_ref().map(|w| w[t]);
-        raw.push(read_tree(tree, group, weight, &path)?);
+        raw.push(read_tree(tree, group, weight, &path, &mut category_words)?);
     }
     let num_features = usize::try_from(num_feature)
         .map_err(|_| TreeError::invalid("learner.learner_model_param.num_feature", "negative"))?;
@@ -252,7 +259,13 @@ fn base_margin(value: &Value, groups: usize, link: InverseLink) -> Result<Vec<f6
         .collect())
 }
 
-fn read_tree(tree: &Value, group: u32, weight: Option<f32>, path: &str) -> Result<RawTree> {
+fn read_tree(
+    tree: &Value,
+    group: u32,
+    weight: Option<f32>,
+    path: &str,
+    category_words: &mut usize,
+) -> Result<RawTree> {
     let param = field(tree, "tree_param", path)?;
     if let Some(size) = param.get("size_leaf_vector") {
         let n = int_value(size, &format!("{path}.tree_param.size_leaf_vector"))?;
@@ -317,16 +330,16 @@ fn read_tree(tree: &Value, group: u32, weight: Option<f32>, path: &str) -> Resul
                 default_left,
             },
             1 => {
-                let values = cats
-                    .iter()
-                    .find(|(node, _)| *node == i as i64)
-                    .map(|(_, v)| v.clone())
-                    .unwrap_or_default();
-                categorical(
-                    bitset(values, MAX_CATEGORY, &node_path())?,
-                    CatRule::XgboostInSetRight,
-                    default_left,
-                )
+                let values = cats.get(&(i as i64)).cloned().unwrap_or_default();
+                let words = bitset(values, MAX_CATEGORY, &node_path())?;
+                *category_words += words.len();
+                if *category_words > MAX_CATEGORY_WORDS {
+                    return Err(TreeError::Unsupported(format!(
+                        "categorical splits whose bitsets exceed {} MiB in total",
+                        MAX_CATEGORY_WORDS * 4 >> 20
+                    )));
+                }
+                categorical(words, CatRule::XgboostInSetRight, default_left)
             }
             other => {
                 return Err(TreeError::invalid(
@@ -345,10 +358,10 @@ fn read_tree(tree: &Value, group: u32, weight: Option<f32>, path: &str) -> Resul
     Ok(RawTree { nodes, group })
 }
 
-/// `(node id, categories)` for each categorical node of a tree.
-fn category_sets(tree: &Value, path: &str) -> Result<Vec<(i64, Vec<i64>)>> {
+/// Categories of each categorical node of a tree, by node id.
+fn category_sets(tree: &Value, path: &str) -> Result<HashMap<i64, Vec<i64>>> {
     let Some(nodes) = tree.get("categories_nodes") else {
-        return Ok(Vec::new());
+        return Ok(HashMap::new());
     };
     let at = |name: &str| format!("{path}.{name}");
     let nodes = ints(nodes, &at("categories_nodes"))?;
@@ -364,7 +377,7 @@ fn category_sets(tree: &Value, path: &str) -> Result<Vec<(i64, Vec<i64>)>> {
             "categories_nodes, categories_segments and categories_sizes differ in length",
         ));
     }
-    let mut out = Vec::with_capacity(nodes.len());
+    let mut out = HashMap::with_capacity(nodes.len());
     for k in 0..nodes.len() {
         let (start, size) = (segments[k], sizes[k]);
         let range = usize::try_from(start)
@@ -380,7 +393,7 @@ fn category_sets(tree: &Value, path: &str) -> Result<Vec<(i64, Vec<i64>)>> {
                 ),
             )
         })?;
-        out.push((nodes[k], values.to_vec()));
+        out.insert(nodes[k], values.to_vec());
     }
     Ok(out)
 }
