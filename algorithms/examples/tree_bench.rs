@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use pier_algorithms::trees::{TreeEnsemble, load_lightgbm, load_xgboost};
+use pier_algorithms::trees::{TreeEnsemble, load_model};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -20,12 +20,7 @@ fn main() -> anyhow::Result<()> {
         bail!("usage: tree_bench MODEL DATA [RUNS] [PREDICTIONS_OUT]");
     }
     let model_bytes = std::fs::read(&args[1]).with_context(|| format!("reading {}", args[1]))?;
-    let model: TreeEnsemble =
-        if model_bytes.starts_with(b"tree\n") || model_bytes.starts_with(b"tree\r\n") {
-            load_lightgbm(std::str::from_utf8(&model_bytes)?)?
-        } else {
-            load_xgboost(&model_bytes)?
-        };
+    let model: TreeEnsemble = load_model(&model_bytes)?;
     let data = std::fs::read(&args[2]).with_context(|| format!("reading {}", args[2]))?;
     if data.len() < 16 {
         bail!("{}: too short for the header", args[2]);

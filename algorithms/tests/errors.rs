@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pier_algorithms::trees::{TreeError, load_lightgbm, load_xgboost};
+use pier_algorithms::trees::{ModelFormat, TreeError, load_lightgbm, load_model, load_xgboost};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -204,4 +204,29 @@ fn wrong_feature_count_and_lengths_are_typed_errors() {
         lgb.predict(&rows, 1, 2 * (nf + 1)),
         Err(TreeError::WrongFeatureCount { .. })
     ));
+}
+
+#[test]
+fn load_model_tells_formats_apart_by_content() {
+    assert_eq!(
+        load_model(&read("lgb_binary.txt")).unwrap().format(),
+        ModelFormat::LightGBM
+    );
+    assert_eq!(
+        load_model(&read("xgb_sagemaker/xgboost-model"))
+            .unwrap()
+            .format(),
+        ModelFormat::XGBoost
+    );
+    assert_eq!(
+        load_model(&read("xgb_binary_logistic.model.json"))
+            .unwrap()
+            .format(),
+        ModelFormat::XGBoost
+    );
+    assert!(matches!(
+        load_model(b"tree\n\xff\xfe"),
+        Err(TreeError::Invalid { .. })
+    ));
+    assert!(matches!(load_model(b""), Err(TreeError::Truncated { .. })));
 }

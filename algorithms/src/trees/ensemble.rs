@@ -137,6 +137,8 @@ impl TreeEnsemble {
     /// `[n_rows, num_outputs()]`. `features` is row-major `[n_rows, n_features]`, NaN for
     /// missing values; `n_features` must equal [`num_features`](Self::num_features).
     pub fn predict(&self, features: &[f32], n_rows: usize, n_features: usize) -> Result<Vec<f32>> {
+        // Shape first: the output is only allocated for an input that matches it.
+        self.check_input(features, n_rows, n_features)?;
         let mut out = vec![0.0; n_rows * self.num_outputs()];
         self.predict_into(features, n_rows, n_features, &mut out)?;
         Ok(out)
@@ -163,6 +165,7 @@ impl TreeEnsemble {
         n_rows: usize,
         n_features: usize,
     ) -> Result<Vec<f32>> {
+        self.check_input(features, n_rows, n_features)?;
         let mut out = vec![0.0; n_rows * self.num_groups()];
         self.check(features, n_rows, n_features, out.len(), self.num_groups())?;
         self.run(features, None, &mut out);
@@ -177,6 +180,17 @@ impl TreeEnsemble {
         out_len: usize,
         width: usize,
     ) -> Result<()> {
+        self.check_input(features, n_rows, n_features)?;
+        if out_len != n_rows * width {
+            return Err(TreeError::WrongOutputLength {
+                expected: n_rows * width,
+                got: out_len,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_input(&self, features: &[f32], n_rows: usize, n_features: usize) -> Result<()> {
         if n_features != self.num_features {
             return Err(TreeError::WrongFeatureCount {
                 expected: self.num_features,
@@ -188,12 +202,6 @@ impl TreeEnsemble {
                 n_rows,
                 n_features,
                 got: features.len(),
-            });
-        }
-        if out_len != n_rows * width {
-            return Err(TreeError::WrongOutputLength {
-                expected: n_rows * width,
-                got: out_len,
             });
         }
         Ok(())
@@ -218,5 +226,43 @@ impl TreeEnsemble {
                 self.average_over,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ensembles_are_shareable_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<TreeEnsemble>();
+    }
+
+    #[test]
+    fn huge_row_counts_are_refused_before_allocating() {
+        let leaf = RawTree {
+            nodes: vec![super::super::raw::RawNode::Leaf(1.0)],
+            group: 0,
+        };
+        let objective = Objective {
+            name: "reg".into(),
+            transform: Transform::Identity,
+            output_kind: OutputKind::Regression,
+        };
+        let model = TreeEnsemble::build(
+            ModelFormat::XGBoost,
+            objective,
+            2,
+            vec![0.5],
+            &[leaf],
+            &|t| t.to_string(),
+        )
+        .unwrap();
+        assert!(matches!(
+            model.predict(&[], usize::MAX / 2, 2),
+            Err(TreeError::WrongInputLength { .. })
+        ));
+        assert_eq!(model.predict(&[0.0, 0.0], 1, 2).unwrap(), vec![1.5]);
     }
 }

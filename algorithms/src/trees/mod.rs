@@ -3,6 +3,7 @@
 //! - [`load_xgboost`] reads what XGBoost's `Booster.save_model` writes (JSON or UBJSON,
 //!   detected from the content, so SageMaker's extension-less `xgboost-model` works too).
 //! - [`load_lightgbm`] reads LightGBM's text model (`Booster.save_model("m.txt")`).
+//! - [`load_model`] tells the two apart by content and calls the right one.
 //!
 //! Both produce a [`TreeEnsemble`]: every tree flattened into one array of 16-byte nodes,
 //! predicted a block of rows at a time (see the `predict` module), reproducing each
@@ -38,6 +39,24 @@ pub use error::{Result, TreeError};
 pub use lightgbm::load_lightgbm;
 pub use transform::Transform;
 pub use xgboost::load_xgboost;
+
+/// Loads a model of either library from its file's bytes: LightGBM's text format (which
+/// starts with a `tree` line) or XGBoost JSON / UBJSON.
+pub fn load_model(bytes: &[u8]) -> Result<TreeEnsemble> {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    if bytes[start..].starts_with(b"tree\n") || bytes[start..].starts_with(b"tree\r\n") {
+        let text = std::str::from_utf8(bytes).map_err(|e| TreeError::Invalid {
+            location: format!("byte {}", e.valid_up_to()),
+            reason: "LightGBM model is not UTF-8".into(),
+        })?;
+        load_lightgbm(text)
+    } else {
+        load_xgboost(bytes)
+    }
+}
 
 #[cfg(test)]
 mod kernel_tests;

@@ -336,7 +336,7 @@ fn read_tree(
                 if *category_words > MAX_CATEGORY_WORDS {
                     return Err(TreeError::Unsupported(format!(
                         "categorical splits whose bitsets exceed {} MiB in total",
-                        MAX_CATEGORY_WORDS * 4 >> 20
+                        (MAX_CATEGORY_WORDS * 4) >> 20
                     )));
                 }
                 categorical(words, CatRule::XgboostInSetRight, default_left)
