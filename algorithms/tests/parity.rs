@@ -124,6 +124,8 @@ parity!(
     xgb_reg_squarederror,
     xgb_reg_absoluteerror,
     xgb_count_poisson,
+    xgb_reg_gamma,
+    xgb_reg_tweedie,
     xgb_multi_softprob,
     xgb_multi_softmax,
     xgb_binary_logitraw,
@@ -144,6 +146,10 @@ parity!(
     lgb_zero_as_missing,
     lgb_no_missing,
     lgb_rf,
+    lgb_dart,
+    lgb_multiclassova,
+    lgb_cross_entropy,
+    lgb_regression_sqrt,
 );
 
 #[test]

@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import sys
+import zlib
 
 import lightgbm as lgb
 import numpy as np
@@ -65,6 +66,8 @@ def labels(kind, signal, rng):
         return (1 / (1 + np.exp(-signal))).astype(np.float32)
     if kind == "reg":
         return (signal + rng.normal(scale=0.3, size=n)).astype(np.float32)
+    if kind == "positive":
+        return (np.exp(0.4 * signal) * rng.gamma(2.0, 0.5, size=n)).astype(np.float32)
     if kind == "count":
         return rng.poisson(np.exp(0.5 * signal).clip(0, 30)).astype(np.float32)
     if kind == "multi":
@@ -109,6 +112,8 @@ XGB_CASES = [
     ("xgb_reg_squarederror", "reg:squarederror", "reg", {}, "model.json", False),
     ("xgb_reg_absoluteerror", "reg:absoluteerror", "reg", {}, "model.json", False),
     ("xgb_count_poisson", "count:poisson", "count", {}, "model.json", False),
+    ("xgb_reg_gamma", "reg:gamma", "positive", {}, "model.json", False),
+    ("xgb_reg_tweedie", "reg:tweedie", "count", {"tweedie_variance_power": 1.3}, "model.json", False),
     ("xgb_multi_softprob", "multi:softprob", "multi", {"num_class": 3}, "model.json", False),
     ("xgb_multi_softmax", "multi:softmax", "multi", {"num_class": 3}, "model.ubj", False),
     ("xgb_binary_logitraw", "binary:logitraw", "binary", {}, "model.json", False),
@@ -126,8 +131,13 @@ XGB_CASES = [
 ]
 
 
-def xgb_case(index, name, objective, kind, extra, file_name, with_cat):
-    x, signal, rng = make_data(100 + index, N_TRAIN + N_TEST, with_cat)
+def seed_of(name):
+    """A seed per case that does not change when cases are added or reordered."""
+    return zlib.crc32(name.encode())
+
+
+def xgb_case(name, objective, kind, extra, file_name, with_cat):
+    x, signal, rng = make_data(seed_of(name), N_TRAIN + N_TEST, with_cat)
     y = labels(kind, signal, rng)
     ft = ["q"] * N_NUM + (["c"] if with_cat else [])
     x_train, y_train, x_test = x[:N_TRAIN], y[:N_TRAIN], x[N_TRAIN:]
@@ -180,14 +190,18 @@ LGB_CASES = [
      {"cat_smooth": 1.0, "min_data_per_group": 5}, True),
     ("lgb_zero_as_missing", {"objective": "regression"}, "reg", {"zero_as_missing": True}, False),
     ("lgb_no_missing", {"objective": "regression"}, "reg", {"use_missing": False}, False),
+    ("lgb_dart", {"objective": "binary"}, "binary", {"boosting": "dart", "drop_rate": 0.3}, False),
+    ("lgb_multiclassova", {"objective": "multiclassova", "num_class": 3}, "multi", {}, False),
+    ("lgb_cross_entropy", {"objective": "cross_entropy"}, "prob", {}, False),
+    ("lgb_regression_sqrt", {"objective": "regression"}, "reg", {"reg_sqrt": True}, False),
     ("lgb_rf", {"objective": "binary"}, "binary",
      {"boosting": "rf", "bagging_fraction": 0.7, "bagging_freq": 1, "feature_fraction": 0.8},
      False),
 ]
 
 
-def lgb_case(index, name, obj, kind, extra, with_cat):
-    x, signal, rng = make_data(200 + index, N_TRAIN + N_TEST, with_cat)
+def lgb_case(name, obj, kind, extra, with_cat):
+    x, signal, rng = make_data(seed_of(name), N_TRAIN + N_TEST, with_cat)
     y = labels(kind, signal, rng)
     if name == "lgb_zero_as_missing":
         # Make exact zeros common so the Zero missing type is exercised.
@@ -234,10 +248,10 @@ def main():
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
     os.makedirs(OUT)
-    for i, case in enumerate(XGB_CASES):
-        xgb_case(i, *case)
-    for i, case in enumerate(LGB_CASES):
-        lgb_case(i, *case)
+    for case in XGB_CASES:
+        xgb_case(*case)
+    for case in LGB_CASES:
+        lgb_case(*case)
     lgb_linear()
     total = 0
     for dirpath, _, files in os.walk(OUT):
