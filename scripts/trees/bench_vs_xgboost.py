@@ -6,8 +6,12 @@ Trains a 100-tree, depth-6 binary:logistic model on 50 features, times
 `cargo run --release -p pier-algorithms --example tree_bench` on the same model and rows,
 checks that both predict the same, and prints rows/s for each and the ratio.
 
+With `--library lightgbm` the same comparison is made against LightGBM's
+`Booster.predict(num_threads=1)` (num_leaves = 2^depth, max_depth = depth).
+
 Usage (from the repository root):
   /work/venv-trees/bin/python scripts/trees/bench_vs_xgboost.py [--rows 100000] [--runs 7]
+      [--missing 0.1] [--library xgboost|lightgbm]
 Set CARGO_TARGET_DIR as you like; the example is built in release mode.
 """
 
@@ -20,7 +24,38 @@ import tempfile
 import time
 
 import numpy as np
-import xgboost as xgb
+
+
+def train(args, x_train, y_train):
+    """Returns (name, version, save(path), predict(x) on one thread)."""
+    if args.library == "xgboost":
+        import xgboost as xgb
+
+        booster = xgb.train(
+            {"objective": "binary:logistic", "max_depth": args.depth, "eta": 0.1,
+             "tree_method": "hist", "nthread": 2, "seed": 0},
+            xgb.DMatrix(x_train, label=y_train), num_boost_round=args.trees)
+        booster.set_param({"nthread": 1})
+
+        def save(path):
+            booster.save_model(path + ".json")
+            return path + ".json"
+
+        return ("xgboost inplace_predict (nthread=1)", f"xgboost {xgb.__version__}", save,
+                booster.inplace_predict)
+    import lightgbm as lgb
+
+    booster = lgb.train(
+        {"objective": "binary", "num_leaves": 2 ** args.depth, "max_depth": args.depth,
+         "learning_rate": 0.1, "num_threads": 2, "verbose": -1, "seed": 0},
+        lgb.Dataset(x_train, label=y_train), num_boost_round=args.trees)
+
+    def save(path):
+        booster.save_model(path + ".txt")
+        return path + ".txt"
+
+    return ("lightgbm predict (num_threads=1)", f"lightgbm {lgb.__version__}", save,
+            lambda x: booster.predict(x, num_threads=1))
 
 
 def main():
@@ -31,6 +66,7 @@ def main():
     ap.add_argument("--depth", type=int, default=6)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--missing", type=float, default=0.0, help="fraction of inputs set to NaN")
+    ap.add_argument("--library", choices=["xgboost", "lightgbm"], default="xgboost")
     args = ap.parse_args()
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -44,30 +80,25 @@ def main():
         x[rng.random(size=x.shape) < args.missing] = np.nan
     x_train, y_train, x_test = x[:n_train], y[:n_train], np.ascontiguousarray(x[n_train:])
 
-    booster = xgb.train(
-        {"objective": "binary:logistic", "max_depth": args.depth, "eta": 0.1,
-         "tree_method": "hist", "nthread": 2, "seed": 0},
-        xgb.DMatrix(x_train, label=y_train), num_boost_round=args.trees)
-    booster.set_param({"nthread": 1})
+    label, version, save, predict = train(args, x_train, y_train)
 
-    def time_xgboost():
+    def time_reference():
         best = float("inf")
         for _ in range(args.runs):
             start = time.perf_counter()
-            booster.inplace_predict(x_test)
+            predict(x_test)
             best = min(best, time.perf_counter() - start)
         return best
 
-    expected = booster.inplace_predict(x_test)  # warm-up and reference output
-    # XGBoost is timed before and after Pier and the best kept, so that load from other
-    # processes on a shared machine does not favour either side.
-    xgb_best = time_xgboost()
+    expected = predict(x_test)  # warm-up and reference output
+    # The reference is timed before and after Pier and the best kept, so that load from
+    # other processes on a shared machine does not favour either side.
+    ref_best = time_reference()
 
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, "model.json")
+        model = save(os.path.join(tmp, "model"))
         data = os.path.join(tmp, "data.bin")
         preds = os.path.join(tmp, "preds.bin")
-        booster.save_model(model)
         with open(data, "wb") as f:
             f.write(np.array(x_test.shape, dtype="<u8").tobytes())
             f.write(x_test.astype("<f4").tobytes())
@@ -76,19 +107,19 @@ def main():
         out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
         pier = json.loads(out.strip().splitlines()[-1])
         got = np.fromfile(preds, dtype="<f4")
-    xgb_best = min(xgb_best, time_xgboost())
+    ref_best = min(ref_best, time_reference())
 
     diff = float(np.max(np.abs(got - expected)))
-    xgb_rps = args.rows / xgb_best
+    ref_rps = args.rows / ref_best
     print(f"model: {args.trees} trees, depth {args.depth}, {args.features} features, "
-          f"binary:logistic, {args.rows} rows, missing {args.missing:.0%}; xgboost {xgb.__version__}")
-    print(f"xgboost inplace_predict (nthread=1): {xgb_rps:,.0f} rows/s (best {xgb_best * 1e3:.2f} ms)")
+          f"binary, {args.rows} rows, missing {args.missing:.0%}; {version}")
+    print(f"{label}: {ref_rps:,.0f} rows/s (best {ref_best * 1e3:.2f} ms)")
     print(f"pier TreeEnsemble::predict (1 thread): {pier['rows_per_second']:,.0f} rows/s "
           f"(best {pier['best_seconds'] * 1e3:.2f} ms)")
-    print(f"ratio pier/xgboost: {pier['rows_per_second'] / xgb_rps:.2f}x; "
-          f"max |pier - xgboost| = {diff:.3g}")
+    print(f"ratio pier/{args.library}: {pier['rows_per_second'] / ref_rps:.2f}x; "
+          f"max |pier - {args.library}| = {diff:.3g}")
     if diff > 1e-6:
-        sys.exit("predictions differ from XGBoost's")
+        sys.exit("predictions differ from the reference library's")
 
 
 if __name__ == "__main__":

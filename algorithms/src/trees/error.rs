@@ -15,7 +15,7 @@ pub enum TreeError {
     Truncated {
         /// What was being read when the input ran out.
         what: String,
-        /// Byte offset (or line number for text formats) where the input ran out.
+        /// Byte offset where the input ran out (the input's length).
         offset: usize,
     },
     /// The file is not a well-formed model of the expected format.

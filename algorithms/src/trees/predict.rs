@@ -1,21 +1,26 @@
-//! The prediction kernels over the flat layout.
+//! The prediction kernels over the flat layout, and the per-call driver.
 //!
 //! Layout: every node of every tree in one array of 16-byte [`Node`]s (threshold, feature
 //! with flag bits, two child indices), renumbered breadth-first per tree; a leaf is a node
 //! whose children are itself and its value sits in a parallel `leaf_values` array, so a
 //! traversal can take a fixed number of steps (the tree's depth) with no leaf test.
 //!
-//! Rows are processed in blocks of [`BLOCK`]: for each tree, all rows of the block advance
-//! one level at a time. The steps of different rows are independent, so the CPU overlaps
-//! their loads, and the child choice is computed without a branch
-//! (`children[go_right as usize]`). Trees whose nodes are all plain numeric splits take this
-//! path; trees with categorical or zero-as-missing splits take a per-row loop that handles
-//! every node kind. Sums run in the reference library's precision (`f32` for XGBoost,
-//! `f64` for LightGBM), in tree order, starting from the base margin.
+//! Rows are processed in blocks of [`BLOCK`], and within a block tree by tree, so a tree
+//! stays in cache while it meets many rows. Each tree takes the fastest kernel it allows:
+//! - shallow plain trees: the complete-tree kernel (see the `complete` module), unless the
+//!   block has only a handful of rows;
+//! - other plain trees: all rows of the block advance one level at a time, branch-free
+//!   (`children[go_right as usize]`); the steps of different rows are independent, so the
+//!   CPU overlaps their loads;
+//! - trees with categorical or zero-as-missing splits: a per-row walk that handles every
+//!   node kind.
+//!
+//! Sums run in the reference library's precision (`f32` for XGBoost, `f64` for LightGBM),
+//! in tree order, starting from the base margin.
 //!
 //! Concurrency: the layout is immutable after load; a call allocates one block-sized
-//! accumulator and works on the caller's thread only (parallelism comes from serving many
-//! requests at once).
+//! accumulator and scratch and works on the caller's thread only (parallelism comes from
+//! serving many requests at once).
 
 use super::complete::{self, Columns, CompleteTrees};
 use super::transform::Transform;
