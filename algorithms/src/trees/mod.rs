@@ -32,6 +32,7 @@ mod predict;
 mod raw;
 mod transform;
 pub mod ubjson;
+mod value;
 mod xgboost;
 
 pub use ensemble::{ModelFormat, Objective, OutputKind, TreeEnsemble};

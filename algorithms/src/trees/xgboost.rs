@@ -19,6 +19,7 @@ use super::predict::CatRule;
 use super::raw::{RawNode, RawTree, Split, bitset, categorical};
 use super::transform::Transform;
 use super::ubjson;
+use super::value::{array, field, float32, floats, int_param, int_value, ints, str_value};
 
 /// XGBoost category codes must be below 2^24.
 const MAX_CATEGORY: i64 = 1 << 24;
@@ -396,88 +397,6 @@ fn category_sets(tree: &Value, path: &str) -> Result<HashMap<i64, Vec<i64>>> {
         out.insert(nodes[k], values.to_vec());
     }
     Ok(out)
-}
-
-fn field<'a>(v: &'a Value, name: &str, path: &str) -> Result<&'a Value> {
-    v.get(name).ok_or_else(|| {
-        TreeError::invalid(
-            if path.is_empty() {
-                "document".to_string()
-            } else {
-                path.to_string()
-            },
-            format!("missing field `{name}`"),
-        )
-    })
-}
-
-fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>> {
-    v.as_array()
-        .ok_or_else(|| TreeError::invalid(path, "expected an array"))
-}
-
-fn str_value<'a>(v: &'a Value, path: &str) -> Result<&'a str> {
-    v.as_str()
-        .ok_or_else(|| TreeError::invalid(path, "expected a string"))
-}
-
-/// An integer written as a number, a bool, or a string of digits (XGBoost writes
-/// parameters as strings).
-fn int_value(v: &Value, path: &str) -> Result<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
-                .map(|f| f as i64)
-        }),
-        Value::Bool(b) => Some(i64::from(*b)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| TreeError::invalid(path, format!("expected an integer, found {}", short(v))))
-}
-
-fn int_param(params: &Value, name: &str, path: &str) -> Result<i64> {
-    int_value(field(params, name, path)?, &format!("{path}.{name}"))
-}
-
-fn float32(v: &Value, path: &str) -> Result<f32> {
-    match v {
-        Value::Number(n) => n.as_f64().map(|f| f as f32),
-        Value::String(s) => match s.as_str() {
-            "NaN" | "nan" => Some(f32::NAN),
-            "inf" | "Infinity" => Some(f32::INFINITY),
-            "-inf" | "-Infinity" => Some(f32::NEG_INFINITY),
-            other => other.parse().ok(),
-        },
-        _ => None,
-    }
-    .ok_or_else(|| TreeError::invalid(path, format!("expected a number, found {}", short(v))))
-}
-
-fn ints(v: &Value, path: &str) -> Result<Vec<i64>> {
-    array(v, path)?
-        .iter()
-        .enumerate()
-        .map(|(i, x)| int_value(x, &format!("{path}[{i}]")))
-        .collect()
-}
-
-fn floats(v: &Value, path: &str) -> Result<Vec<f32>> {
-    array(v, path)?
-        .iter()
-        .enumerate()
-        .map(|(i, x)| float32(x, &format!("{path}[{i}]")))
-        .collect()
-}
-
-fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 40 {
-        format!("{}...", &s[..s.floor_char_boundary(40)])
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]
