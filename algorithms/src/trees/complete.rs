@@ -14,6 +14,9 @@
 //! them. The top [`TOP_LEVELS`] levels hold few nodes: there every row is compared against
 //! every node of the level with contiguous loads, which the compiler turns into SIMD.
 //!
+//! Only the features the complete trees split on are regrouped (each gets a slot), so wide
+//! inputs with few used features cost little to regroup.
+//!
 //! Missing values cost nothing in the loop: a group stores each feature twice, once with
 //! NaN replaced by -inf and once by +inf. A node whose missing values go left reads the
 //! -inf copy (`-inf < t` holds for every threshold above -inf), one whose missing values go
@@ -37,8 +40,8 @@ pub(crate) const MIN_ROWS: usize = ROWS / 2;
 const TOP_LEVELS: u32 = 3;
 
 /// A node of a complete tree: go left iff `x < threshold`, where `x` is read at `column`
-/// in a [`Columns`] group (`(copy * nf + feature) * ROWS`, copy 0 holding NaN as -inf
-/// and copy 1 as +inf).
+/// in a [`Columns`] group (`(2 * slot + copy) * ROWS`, copy 0 holding NaN as -inf and
+/// copy 1 as +inf).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) struct CompleteNode {
     pub threshold: f32,
@@ -50,6 +53,10 @@ pub(crate) struct CompleteNode {
 pub(crate) struct CompleteTrees {
     pub nodes: Vec<CompleteNode>,
     pub leaves: Vec<f64>,
+    /// The input feature held in each slot of a [`Columns`] group.
+    pub features: Vec<u32>,
+    /// Slot of each input feature (`u32::MAX`: not used by any complete tree).
+    slot_of: Vec<u32>,
 }
 
 /// Whether the explicit tree at `root` may be stored in complete form.
@@ -71,7 +78,8 @@ pub(crate) fn eligible(explicit: &[Node], root: u32, depth: u32, plain: bool) ->
 }
 
 /// Appends the complete form of the explicit tree rooted at `root` (depth `depth`, inputs
-/// of `nf` features); returns its offset.
+/// of `nf` features); returns its offset. Padding nodes read slot 0, which exists once any
+/// tree (all have a real split at the root) is built.
 pub(crate) fn build(
     explicit: &[Node],
     explicit_leaves: &[f64],
@@ -82,6 +90,7 @@ pub(crate) fn build(
 ) -> u32 {
     let n = 1usize << depth;
     let base = out.nodes.len();
+    out.slot_of.resize(out.slot_of.len().max(nf), u32::MAX);
     out.nodes.resize(base + n, CompleteNode::default());
     out.leaves.resize(base + n, 0.0);
     // (explicit node, heap position, level)
@@ -94,7 +103,16 @@ pub(crate) fn build(
         }
         // A leaf above the bottom level stays a dummy split (feature 0) over copies of itself.
         if node.children[0] != e {
-            let feature = (node.meta & FEATURE_MASK) as usize;
+            let feature = node.meta & FEATURE_MASK;
+            let slot = match out.slot_of[feature as usize] {
+                u32::MAX => {
+                    let slot = out.features.len() as u32;
+                    out.features.push(feature);
+                    out.slot_of[feature as usize] = slot;
+                    slot
+                }
+                slot => slot,
+            } as usize;
             let copy = if node.meta & META_DEFAULT_LEFT != 0 {
                 0
             } else {
@@ -102,7 +120,7 @@ pub(crate) fn build(
             };
             out.nodes[base + pos] = CompleteNode {
                 threshold: node.threshold,
-                column: ((copy * nf + feature) * ROWS) as u32,
+                column: ((2 * slot + copy) * ROWS) as u32,
             };
         }
         stack.push((node.children[0], 2 * pos + 1, level + 1));
@@ -112,31 +130,35 @@ pub(crate) fn build(
 }
 
 /// A block of rows regrouped for the complete-tree kernel: groups of [`ROWS`] rows, each
-/// `[copy][feature][row]` (see the module docs). A short last group is padded with copies
-/// of its last row.
+/// `[slot][copy][row]` (see the module docs). A short last group is padded with copies of
+/// its last row.
 #[derive(Debug, Default)]
 pub(crate) struct Columns {
     data: Vec<f32>,
     n_rows: usize,
-    nf: usize,
+    slots: usize,
 }
 
 impl Columns {
-    /// Regroups `block` (row-major, `nf` features per row, at least one row).
-    pub(crate) fn fill(&mut self, block: &[f32], nf: usize) {
+    /// Regroups the used `features` of `block` (row-major, `nf` features per row, at
+    /// least one row).
+    pub(crate) fn fill(&mut self, block: &[f32], nf: usize, features: &[u32]) {
         let n_rows = block.len() / nf;
+        let slots = features.len();
         self.n_rows = n_rows;
-        self.nf = nf;
+        self.slots = slots;
         self.data.clear();
-        self.data.resize(n_rows.div_ceil(ROWS) * 2 * nf * ROWS, 0.0);
-        for (gi, dst) in self.data.chunks_exact_mut(2 * nf * ROWS).enumerate() {
-            let (low, high) = dst.split_at_mut(nf * ROWS);
+        self.data
+            .resize(n_rows.div_ceil(ROWS) * 2 * slots * ROWS, 0.0);
+        for (gi, dst) in self.data.chunks_exact_mut(2 * slots * ROWS).enumerate() {
             for k in 0..ROWS {
                 let r = (gi * ROWS + k).min(n_rows - 1);
-                for (f, &x) in block[r * nf..(r + 1) * nf].iter().enumerate() {
+                let row = &block[r * nf..(r + 1) * nf];
+                for (pair, &f) in dst.chunks_exact_mut(2 * ROWS).zip(features) {
+                    let x = row[f as usize];
                     let nan = x.is_nan();
-                    low[f * ROWS + k] = if nan { f32::NEG_INFINITY } else { x };
-                    high[f * ROWS + k] = if nan { f32::INFINITY } else { x };
+                    pair[k] = if nan { f32::NEG_INFINITY } else { x };
+                    pair[ROWS + k] = if nan { f32::INFINITY } else { x };
                 }
             }
         }
@@ -179,7 +201,7 @@ fn walk_depth<A: Accum, const D: u32, const N: usize>(
     let leaves: &[f64; N] = leaves
         .try_into()
         .expect("a complete tree has 2^depth slots");
-    for (gi, group) in cols.data.chunks_exact(2 * ROWS * cols.nf).enumerate() {
+    for (gi, group) in cols.data.chunks_exact(2 * ROWS * cols.slots).enumerate() {
         let i = walk_group::<D, N>(nodes, group);
         let rows = (cols.n_rows - gi * ROWS).min(ROWS);
         for (a, &ik) in acc[gi * ROWS * groups..]

@@ -194,7 +194,7 @@ impl Layout {
             // A handful of rows would mostly walk padding in the complete kernel's groups.
             let use_complete = any_complete && n >= complete::MIN_ROWS;
             if use_complete {
-                cols.fill(block, nf);
+                cols.fill(block, nf, &self.complete.features);
             }
             for row_acc in acc.chunks_exact_mut(groups) {
                 row_acc.copy_from_slice(&base);
