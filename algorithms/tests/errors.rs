@@ -87,6 +87,21 @@ fn corrupted_xgboost_files_are_errors_not_panics() {
 }
 
 #[test]
+fn absurd_feature_counts_are_refused_at_load() {
+    let json = String::from_utf8(read("xgb_reg_squarederror.model.json")).unwrap();
+    let wide = json.replace("\"num_feature\":\"5\"", "\"num_feature\":\"300000000\"");
+    assert_ne!(wide, json);
+    assert!(matches!(
+        load_xgboost(wide.as_bytes()),
+        Err(TreeError::Unsupported(_))
+    ));
+    let narrow = json.replace("\"num_feature\":\"5\"", "\"num_feature\":\"2\"");
+    assert!(
+        matches!(load_xgboost(narrow.as_bytes()), Err(TreeError::Invalid { reason, .. }) if reason.contains("feature"))
+    );
+}
+
+#[test]
 fn unknown_xgboost_objective_is_named() {
     let json = String::from_utf8(read("xgb_binary_logistic.model.json")).unwrap();
     let renamed = json.replace("\"binary:logistic\"", "\"binary:made_up\"");

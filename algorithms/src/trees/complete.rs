@@ -25,6 +25,8 @@
 //!
 //! Built once at load from the validated explicit layout; read-only afterwards.
 
+use std::collections::HashMap;
+
 use super::predict::{Accum, FEATURE_MASK, META_DEFAULT_LEFT, Node};
 
 /// Deepest tree stored in complete form (1024 leaves, 16 KiB per tree).
@@ -55,13 +57,21 @@ pub(crate) struct CompleteTrees {
     pub leaves: Vec<f64>,
     /// The input feature held in each slot of a [`Columns`] group.
     pub features: Vec<u32>,
-    /// Slot of each input feature (`u32::MAX`: not used by any complete tree).
-    slot_of: Vec<u32>,
+    /// Slot of each input feature used by a complete tree.
+    slot_of: HashMap<u32, u32>,
 }
 
 /// Whether the explicit tree at `root` may be stored in complete form.
-pub(crate) fn eligible(explicit: &[Node], root: u32, depth: u32, plain: bool) -> bool {
-    if !plain || !(1..=MAX_COMPLETE_DEPTH).contains(&depth) {
+pub(crate) fn eligible(
+    explicit: &[Node],
+    root: u32,
+    depth: u32,
+    plain: bool,
+    trees: &CompleteTrees,
+) -> bool {
+    // Slots must keep `(2 * slot + 1) * ROWS` within `u32`.
+    let room = trees.features.len() + (1 << depth) < (u32::MAX as usize) / (2 * ROWS) - 1;
+    if !plain || !(1..=MAX_COMPLETE_DEPTH).contains(&depth) || !room {
         return false;
     }
     let mut stack = vec![root];
@@ -77,20 +87,18 @@ pub(crate) fn eligible(explicit: &[Node], root: u32, depth: u32, plain: bool) ->
     true
 }
 
-/// Appends the complete form of the explicit tree rooted at `root` (depth `depth`, inputs
-/// of `nf` features); returns its offset. Padding nodes read slot 0, which exists once any
+/// Appends the complete form of the explicit tree rooted at `root` (depth `depth`);
+/// returns its offset. Padding nodes read slot 0, which exists once any
 /// tree (all have a real split at the root) is built.
 pub(crate) fn build(
     explicit: &[Node],
     explicit_leaves: &[f64],
     root: u32,
     depth: u32,
-    nf: usize,
     out: &mut CompleteTrees,
 ) -> u32 {
     let n = 1usize << depth;
     let base = out.nodes.len();
-    out.slot_of.resize(out.slot_of.len().max(nf), u32::MAX);
     out.nodes.resize(base + n, CompleteNode::default());
     out.leaves.resize(base + n, 0.0);
     // (explicit node, heap position, level)
@@ -104,15 +112,11 @@ pub(crate) fn build(
         // A leaf above the bottom level stays a dummy split (feature 0) over copies of itself.
         if node.children[0] != e {
             let feature = node.meta & FEATURE_MASK;
-            let slot = match out.slot_of[feature as usize] {
-                u32::MAX => {
-                    let slot = out.features.len() as u32;
-                    out.features.push(feature);
-                    out.slot_of[feature as usize] = slot;
-                    slot
-                }
-                slot => slot,
-            } as usize;
+            let next = out.features.len() as u32;
+            let slot = *out.slot_of.entry(feature).or_insert(next) as usize;
+            if slot == next as usize {
+                out.features.push(feature);
+            }
             let copy = if node.meta & META_DEFAULT_LEFT != 0 {
                 0
             } else {

@@ -5,7 +5,7 @@
 //! allocates only its output and one block-sized accumulator.
 
 use super::error::{Result, TreeError};
-use super::predict::Layout;
+use super::predict::{FEATURE_MASK, Layout};
 use super::raw::{RawTree, lower};
 use super::transform::Transform;
 
@@ -73,6 +73,11 @@ impl TreeEnsemble {
                 "model",
                 "the model has no input features",
             ));
+        }
+        if num_features > FEATURE_MASK as usize + 1 {
+            return Err(TreeError::Unsupported(format!(
+                "{num_features} input features (at most 2^28)"
+            )));
         }
         if base_margin.is_empty() {
             return Err(TreeError::invalid("model", "the model has no outputs"));

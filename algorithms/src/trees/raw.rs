@@ -223,16 +223,16 @@ fn lower_tree(
         layout.leaf_values.push(leaf);
     }
     let depth = depth as u32;
-    let complete = complete::eligible(&layout.nodes, base, depth, plain).then(|| {
-        complete::build(
-            &layout.nodes,
-            &layout.leaf_values,
-            base,
-            depth,
-            num_features,
-            &mut layout.complete,
-        )
-    });
+    let complete =
+        complete::eligible(&layout.nodes, base, depth, plain, &layout.complete).then(|| {
+            complete::build(
+                &layout.nodes,
+                &layout.leaf_values,
+                base,
+                depth,
+                &mut layout.complete,
+            )
+        });
     layout.trees.push(TreeSpan {
         root: base,
         depth,
