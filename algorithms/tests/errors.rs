@@ -134,6 +134,26 @@ fn lightgbm_linear_trees_are_refused() {
 }
 
 #[test]
+fn absurd_class_counts_are_refused_at_load() {
+    let model = text("lgb_multiclass.txt").replacen(
+        "num_tree_per_iteration=3",
+        "num_tree_per_iteration=1000000000000",
+        1,
+    );
+    assert!(matches!(
+        load_lightgbm(&model),
+        Err(TreeError::Unsupported(_))
+    ));
+    let json = String::from_utf8(read("xgb_multi_softprob.model.json")).unwrap();
+    let many = json.replace("\"num_class\":\"3\"", "\"num_class\":\"1000000000000\"");
+    assert_ne!(many, json);
+    assert!(matches!(
+        load_xgboost(many.as_bytes()),
+        Err(TreeError::Unsupported(_))
+    ));
+}
+
+#[test]
 fn unknown_lightgbm_objective_is_named() {
     let model =
         text("lgb_binary.txt").replacen("objective=binary sigmoid:1", "objective=frobnicate", 1);

@@ -9,6 +9,10 @@ use super::predict::{FEATURE_MASK, Layout};
 use super::raw::{RawTree, lower};
 use super::transform::Transform;
 
+/// Most output groups (classes) a model may have; bounds what a file can make the
+/// loader and each predict call allocate.
+pub(crate) const MAX_GROUPS: usize = 1 << 16;
+
 /// Which library wrote the model (and whose arithmetic the predictor reproduces).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelFormat {

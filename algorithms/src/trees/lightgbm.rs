@@ -12,7 +12,7 @@
 //! goes left; NaN and negative values go right. Tree `i` adds to class
 //! `i % num_tree_per_iteration`. Linear trees are refused. Single-threaded; runs once.
 
-use super::ensemble::{ModelFormat, Objective, OutputKind, TreeEnsemble};
+use super::ensemble::{MAX_GROUPS, ModelFormat, Objective, OutputKind, TreeEnsemble};
 use super::error::{Result, TreeError};
 use super::predict::CatRule;
 use super::raw::{RawNode, RawTree, Split, categorical};
@@ -82,6 +82,11 @@ pub fn load_lightgbm(text: &str) -> Result<TreeEnsemble> {
         .ok()
         .filter(|&g| g >= 1)
         .ok_or_else(|| TreeError::invalid("header", "num_tree_per_iteration must be at least 1"))?;
+    if groups > MAX_GROUPS {
+        return Err(TreeError::Unsupported(format!(
+            "{groups} trees per iteration (at most {MAX_GROUPS})"
+        )));
+    }
     let num_features = usize::try_from(max_feature_idx + 1)
         .map_err(|_| TreeError::invalid("header", "negative max_feature_idx"))?;
     let objective = objective(get("objective").map_or("custom", |(_, v)| v), num_class)?;

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::ensemble::{ModelFormat, Objective, OutputKind, TreeEnsemble};
+use super::ensemble::{MAX_GROUPS, ModelFormat, Objective, OutputKind, TreeEnsemble};
 use super::error::{Result, TreeError};
 use super::predict::CatRule;
 use super::raw::{RawNode, RawTree, Split, bitset, categorical};
@@ -103,6 +103,11 @@ fn from_document(doc: &Value) -> Result<TreeEnsemble> {
     let (transform, output_kind, link) = objective(name)?;
     let groups = usize::try_from(num_class.max(1))
         .map_err(|_| TreeError::invalid("learner.learner_model_param.num_class", "negative"))?;
+    if groups > MAX_GROUPS {
+        return Err(TreeError::Unsupported(format!(
+            "{groups} classes (at most {MAX_GROUPS})"
+        )));
+    }
     let base_score = field(params, "base_score", "learner.learner_model_param")?;
     let base_margin = base_margin(base_score, groups, link)?;
 
