@@ -6,7 +6,8 @@
 //! - [`load_model`] tells the two apart by content and calls the right one.
 //!
 //! Both produce a [`TreeEnsemble`]: every tree flattened into one array of 16-byte nodes,
-//! predicted a block of rows at a time (see the `predict` module), reproducing each
+//! shallow ones also into complete heaps walked eight rows at a time with the top levels
+//! in SIMD (see the `predict` and `complete` modules), reproducing each
 //! library's comparisons (`x < t` in `f32` for XGBoost, `x <= t` in `f64` for LightGBM),
 //! missing-value rules (NaN is missing), categorical splits, accumulation precision and
 //! output transform, so outputs match the libraries' own `predict` to about 1e-6.
