@@ -7,7 +7,8 @@ Trains a 100-tree, depth-6 binary:logistic model on 50 features, times
 checks that both predict the same, and prints rows/s for each and the ratio.
 
 With `--library lightgbm` the same comparison is made against LightGBM's
-`Booster.predict(num_threads=1)` (num_leaves = 2^depth, max_depth = depth).
+`Booster.predict(num_threads=1)` (num_leaves = 2^depth, max_depth = depth; LightGBM's
+defaults are `--num-leaves 31 --depth -1`).
 
 Usage (from the repository root):
   /work/venv-trees/bin/python scripts/trees/bench_vs_xgboost.py [--rows 100000] [--runs 7]
@@ -46,7 +47,8 @@ def train(args, x_train, y_train):
     import lightgbm as lgb
 
     booster = lgb.train(
-        {"objective": "binary", "num_leaves": 2 ** args.depth, "max_depth": args.depth,
+        {"objective": "binary", "num_leaves": args.num_leaves or 2 ** args.depth,
+         "max_depth": args.depth,
          "learning_rate": 0.1, "num_threads": 2, "verbose": -1, "seed": 0},
         lgb.Dataset(x_train, label=y_train), num_boost_round=args.trees)
 
@@ -67,6 +69,8 @@ def main():
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--missing", type=float, default=0.0, help="fraction of inputs set to NaN")
     ap.add_argument("--library", choices=["xgboost", "lightgbm"], default="xgboost")
+    ap.add_argument("--num-leaves", type=int, default=0,
+                    help="LightGBM num_leaves (default 2^depth); use --depth -1 for no depth limit")
     args = ap.parse_args()
 
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
