@@ -86,6 +86,12 @@ fn check(name: &str) {
         case["num_groups"].as_u64().unwrap() as usize,
         "{name}: num_groups"
     );
+    // The fixtures are trained on unnamed numpy columns: LightGBM names them Column_i,
+    // XGBoost records none.
+    match case["library"].as_str().unwrap() {
+        "lightgbm" => assert_eq!(model.feature_names().unwrap()[1], "Column_1", "{name}"),
+        _ => assert_eq!(model.feature_names(), None, "{name}"),
+    }
     assert_eq!(
         model.objective().name,
         case["objective"].as_str().unwrap(),
@@ -166,5 +172,22 @@ fn every_fixture_has_a_test() {
     assert!(
         missing.is_empty(),
         "fixtures without a parity test: {missing:?}"
+    );
+}
+
+#[test]
+fn xgboost_feature_names_are_exposed_when_complete() {
+    let json = std::fs::read_to_string(fixtures().join("xgb_reg_squarederror.model.json")).unwrap();
+    let named = json.replacen(
+        "\"feature_names\":[]",
+        "\"feature_names\":[\"a\",\"b\",\"c\",\"d\",\"e\"]",
+        1,
+    );
+    let model = load_xgboost(named.as_bytes()).unwrap();
+    assert_eq!(model.feature_names().unwrap(), ["a", "b", "c", "d", "e"]);
+    let partial = json.replacen("\"feature_names\":[]", "\"feature_names\":[\"a\"]", 1);
+    assert_eq!(
+        load_xgboost(partial.as_bytes()).unwrap().feature_names(),
+        None
     );
 }

@@ -60,6 +60,8 @@ pub struct TreeEnsemble {
     /// Divide the sum by this before the transform (LightGBM `average_output`, random
     /// forests); 1 otherwise. LightGBM's raw scores are the plain sum, so margins skip it.
     average_over: f64,
+    /// Feature names recorded in the file, if it records them for every feature.
+    feature_names: Option<Vec<String>>,
 }
 
 impl TreeEnsemble {
@@ -94,7 +96,16 @@ impl TreeEnsemble {
             num_features,
             base_margin,
             average_over: 1.0,
+            feature_names: None,
         })
+    }
+
+    /// Records the file's feature names; ignored unless there is one per feature.
+    pub(crate) fn with_feature_names(mut self, names: Vec<String>) -> Self {
+        if names.len() == self.num_features {
+            self.feature_names = Some(names);
+        }
+        self
     }
 
     /// LightGBM `average_output` (random forest): outputs are the mean over `iterations`.
@@ -140,6 +151,12 @@ impl TreeEnsemble {
     /// Which library wrote the model.
     pub fn format(&self) -> ModelFormat {
         self.format
+    }
+
+    /// The input feature names the file records (XGBoost `feature_names`, LightGBM
+    /// `feature_names=`), if it names every feature.
+    pub fn feature_names(&self) -> Option<&[String]> {
+        self.feature_names.as_deref()
     }
 
     /// Transformed predictions (what the library's `predict` returns), row-major

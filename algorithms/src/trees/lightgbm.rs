@@ -142,6 +142,12 @@ pub fn load_lightgbm(text: &str) -> Result<TreeEnsemble> {
         &trees,
         &|t| format!("Tree={t}"),
     )?;
+    let model = match get("feature_names") {
+        Some((_, names)) => {
+            model.with_feature_names(names.split_whitespace().map(String::from).collect())
+        }
+        None => model,
+    };
     Ok(if flag("average_output") {
         model.with_average_over(iterations)
     } else {

@@ -179,14 +179,22 @@ fn from_document(doc: &Value) -> Result<TreeEnsemble> {
         transform,
         output_kind,
     };
-    TreeEnsemble::build(
+    let model = TreeEnsemble::build(
         ModelFormat::XGBoost,
         objective,
         num_features,
         base_margin,
         &raw,
         &|t| format!("{model_path}.trees[{t}]"),
-    )
+    )?;
+    // Names are informational: a malformed list is ignored rather than refused.
+    let names = learner.get("feature_names").and_then(Value::as_array);
+    let names: Option<Vec<String>> =
+        names.and_then(|n| n.iter().map(|v| v.as_str().map(String::from)).collect());
+    Ok(match names {
+        Some(names) => model.with_feature_names(names),
+        None => model,
+    })
 }
 
 fn objective(name: &str) -> Result<(Transform, OutputKind, InverseLink)> {
