@@ -1,0 +1,309 @@
+//! Depth-wise growth of one regression tree from gradient/hessian pairs over the bin matrix:
+//! per-node gradient/hessian histograms (built for the smaller child only, the larger child
+//! by subtraction from its parent), XGBoost's exact gain
+//! `T(G_L)²/(H_L+λ) + T(G_R)²/(H_R+λ) − T(G)²/(H+λ)` with `T` the L1 soft threshold (α), a
+//! split kept when it gains more than both 1e-6 and `gamma` with `min_child_weight` on each
+//! side, missing values sent to the better side, leaf weight `−T(G)/(H+λ)` times `eta`.
+//!
+//! Concurrency: histograms and split search run on rayon with one task per feature; rows
+//! of a node are partitioned in place in a shared index buffer. Ties between splits are
+//! broken by (feature, bin) so the tree does not depend on scheduling.
+
+use rayon::prelude::*;
+
+use super::hist::{BinMatrix, Cuts, MISSING};
+use super::tree::{LEAF, Node, Tree};
+
+/// Tree-growth settings (a subset of [`super::Params`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GrowParams {
+    pub(crate) max_depth: usize,
+    pub(crate) min_child_weight: f64,
+    pub(crate) lambda: f64,
+    pub(crate) alpha: f64,
+    pub(crate) gamma: f64,
+    pub(crate) eta: f64,
+}
+
+/// Per-feature histograms: `hist[f][bin] = [Σg, Σh]`, the last bin holding missing values;
+/// empty for features not sampled.
+type Hist = Vec<Vec<[f64; 2]>>;
+
+#[derive(Debug, Clone, Copy)]
+struct Split {
+    gain: f64,
+    feature: usize,
+    bin: usize,
+    default_left: bool,
+    gl: f64,
+    hl: f64,
+}
+
+fn threshold_l1(g: f64, alpha: f64) -> f64 {
+    if g > alpha {
+        g - alpha
+    } else if g < -alpha {
+        g + alpha
+    } else {
+        0.0
+    }
+}
+
+impl GrowParams {
+    fn gain(&self, g: f64, h: f64) -> f64 {
+        if h < self.min_child_weight || h <= 0.0 {
+            return 0.0;
+        }
+        let t = threshold_l1(g, self.alpha);
+        t * t / (h + self.lambda)
+    }
+
+    fn weight(&self, g: f64, h: f64) -> f64 {
+        if h < self.min_child_weight || h <= 0.0 {
+            return 0.0;
+        }
+        -threshold_l1(g, self.alpha) / (h + self.lambda)
+    }
+}
+
+fn build_hist(
+    bm: &BinMatrix,
+    cuts: &Cuts,
+    gh: &[[f32; 2]],
+    rows: &[u32],
+    features: &[bool],
+) -> Hist {
+    (0..features.len())
+        .into_par_iter()
+        .map(|f| {
+            if !features[f] {
+                return Vec::new();
+            }
+            let nb = cuts.n_bins(f);
+            let mut h = vec![[0f64; 2]; nb + 1];
+            let col = bm.col(f);
+            for &r in rows {
+                let b = col[r as usize];
+                let slot = if b == MISSING { nb } else { b as usize };
+                let [g, hh] = gh[r as usize];
+                h[slot][0] += f64::from(g);
+                h[slot][1] += f64::from(hh);
+            }
+            h
+        })
+        .collect()
+}
+
+fn subtract(parent: &Hist, child: &Hist) -> Hist {
+    parent
+        .par_iter()
+        .zip(child.par_iter())
+        .map(|(p, c)| {
+            p.iter()
+                .zip(c)
+                .map(|(a, b)| [a[0] - b[0], a[1] - b[1]])
+                .collect()
+        })
+        .collect()
+}
+
+fn best_split(hist: &Hist, g: f64, h: f64, p: &GrowParams) -> Option<Split> {
+    let parent_gain = p.gain(g, h);
+    let per_feature: Vec<Option<Split>> = hist
+        .par_iter()
+        .enumerate()
+        .map(|(f, hf)| {
+            if hf.len() < 3 {
+                return None;
+            }
+            let nb = hf.len() - 1;
+            let [gm, hm] = hf[nb];
+            let mut best: Option<Split> = None;
+            let (mut gl, mut hl) = (0f64, 0f64);
+            for (j, hj) in hf.iter().enumerate().take(nb - 1) {
+                gl += hj[0];
+                hl += hj[1];
+                let mut consider = |gl: f64, hl: f64, default_left: bool| {
+                    let (gr, hr) = (g - gl, h - hl);
+                    if hl < p.min_child_weight || hr < p.min_child_weight || hl <= 0.0 || hr <= 0.0
+                    {
+                        return;
+                    }
+                    let gain = p.gain(gl, hl) + p.gain(gr, hr) - parent_gain;
+                    if best.is_none_or(|b| gain > b.gain) {
+                        best = Some(Split {
+                            gain,
+                            feature: f,
+                            bin: j,
+                            default_left,
+                            gl,
+                            hl,
+                        });
+                    }
+                };
+                consider(gl, hl, false);
+                if hm > 0.0 {
+                    consider(gl + gm, hl + hm, true);
+                }
+            }
+            best
+        })
+        .collect();
+    let mut best: Option<Split> = None;
+    for s in per_feature.into_iter().flatten() {
+        if best.is_none_or(|b| s.gain > b.gain) {
+            best = Some(s);
+        }
+    }
+    best.filter(|s| s.gain > 1e-6 && s.gain >= p.gamma)
+}
+
+/// Stable in-place partition of `rows` by the split; returns the number going left.
+fn partition(
+    rows: &mut [u32],
+    scratch: &mut Vec<u32>,
+    col: &[u8],
+    bin: usize,
+    default_left: bool,
+) -> usize {
+    scratch.clear();
+    let mut nl = 0;
+    for i in 0..rows.len() {
+        let r = rows[i];
+        let b = col[r as usize];
+        let left = if b == MISSING {
+            default_left
+        } else {
+            (b as usize) <= bin
+        };
+        if left {
+            rows[nl] = r;
+            nl += 1;
+        } else {
+            scratch.push(r);
+        }
+    }
+    rows[nl..].copy_from_slice(scratch);
+    nl
+}
+
+struct Work {
+    node: usize,
+    start: usize,
+    end: usize,
+    g: f64,
+    h: f64,
+    hist: Hist,
+}
+
+fn leaf(p: &GrowParams, parent: u32, g: f64, h: f64) -> Node {
+    let w = (p.weight(g, h) * p.eta) as f32;
+    Node {
+        feature: 0,
+        bin: 0,
+        threshold: w,
+        default_left: false,
+        left: LEAF,
+        right: LEAF,
+        parent,
+        weight: w,
+        loss_change: 0.0,
+        sum_hessian: h as f32,
+    }
+}
+
+/// Grows one tree on `rows` (the round's sample) using the features flagged in `features`.
+pub(crate) fn grow(
+    bm: &BinMatrix,
+    cuts: &Cuts,
+    gh: &[[f32; 2]],
+    rows: &mut [u32],
+    features: &[bool],
+    p: &GrowParams,
+) -> Tree {
+    let (g, h) = rows.iter().fold((0f64, 0f64), |(a, b), &r| {
+        let [g, h] = gh[r as usize];
+        (a + f64::from(g), b + f64::from(h))
+    });
+    let mut tree = Tree {
+        nodes: vec![leaf(p, LEAF, g, h)],
+    };
+    let mut frontier = vec![Work {
+        node: 0,
+        start: 0,
+        end: rows.len(),
+        g,
+        h,
+        hist: build_hist(bm, cuts, gh, rows, features),
+    }];
+    let mut scratch = Vec::new();
+    for depth in 0..p.max_depth {
+        let last = depth + 1 == p.max_depth;
+        let mut next = Vec::new();
+        for w in frontier {
+            let Some(s) = best_split(&w.hist, w.g, w.h, p) else {
+                continue;
+            };
+            let nl = partition(
+                &mut rows[w.start..w.end],
+                &mut scratch,
+                bm.col(s.feature),
+                s.bin,
+                s.default_left,
+            );
+            let (gr, hr) = (w.g - s.gl, w.h - s.hl);
+            let id = tree.nodes.len() as u32;
+            tree.nodes.push(leaf(p, w.node as u32, s.gl, s.hl));
+            tree.nodes.push(leaf(p, w.node as u32, gr, hr));
+            let n = &mut tree.nodes[w.node];
+            n.feature = s.feature as u32;
+            n.bin = s.bin as u16;
+            n.threshold = cuts.cuts[s.feature][s.bin];
+            n.default_left = s.default_left;
+            n.left = id;
+            n.right = id + 1;
+            n.loss_change = s.gain as f32;
+            let mid = w.start + nl;
+            let left_small = nl <= w.end - mid;
+            let small = if left_small {
+                (w.start, mid)
+            } else {
+                (mid, w.end)
+            };
+            // Children at the maximum depth are never split: they need no histograms.
+            let (small_hist, large_hist) = if last {
+                (Vec::new(), Vec::new())
+            } else {
+                let sh = build_hist(bm, cuts, gh, &rows[small.0..small.1], features);
+                let lh = subtract(&w.hist, &sh);
+                (sh, lh)
+            };
+            let (lh, rh) = if left_small {
+                (small_hist, large_hist)
+            } else {
+                (large_hist, small_hist)
+            };
+            next.push(Work {
+                node: id as usize,
+                start: w.start,
+                end: mid,
+                g: s.gl,
+                h: s.hl,
+                hist: lh,
+            });
+            next.push(Work {
+                node: id as usize + 1,
+                start: mid,
+                end: w.end,
+                g: gr,
+                h: hr,
+                hist: rh,
+            });
+        }
+        if next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    tree
+}
