@@ -1,7 +1,7 @@
 //! PCA (`pca`): the principal components of the (mean-centred, unless `subtract_mean` is
 //! false) sample covariance matrix. `algorithm_mode=regular` decomposes the covariance by
 //! cyclic Jacobi; `randomized` runs a randomized range finder (`num_components +
-//! extra_components` Gaussian probes, two power iterations, Gram–Schmidt) on it and
+//! extra_components` Gaussian probes, six power iterations, Gram–Schmidt) on it and
 //! decomposes the small projected matrix. Explained variances are covariance eigenvalues
 //! (divisor n - 1, as scikit-learn's `explained_variance_`).
 //!
@@ -24,6 +24,10 @@ use super::{Algorithm, BuiltinPredictor, Dataset, Predictions, Progress, check_r
 pub const FORMAT: &str = "pier-pca";
 /// Artifact format version.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// Power iterations of the randomized range finder (cheap: they multiply by the `d x d`
+/// covariance, not by the data).
+const POWER_ITERATIONS: usize = 6;
 
 /// Widest input accepted (the covariance is dense `d x d`).
 pub const MAX_FEATURES: usize = 4096;
@@ -263,7 +267,7 @@ fn randomized_eigen(
     let omega: Vec<f64> = (0..d * l).map(|_| rng.normal()).collect();
     let mut q = matmul(&omega);
     orthonormalize_columns(&mut q, d, l);
-    for _ in 0..2 {
+    for _ in 0..POWER_ITERATIONS {
         q = matmul(&q);
         orthonormalize_columns(&mut q, d, l);
     }
