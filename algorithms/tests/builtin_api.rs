@@ -1,0 +1,429 @@
+//! The common API of the built-in algorithms: bad hyperparameters and bad CSV are typed
+//! errors naming the hyperparameter or the line and column; artifacts round-trip exactly and
+//! refuse other formats and versions; training is deterministic for a seed.
+
+use std::collections::BTreeMap;
+
+use pier_algorithms::builtin::{
+    Algorithm, Dataset, Predictions, TrainError, load_predictor, train,
+};
+
+fn hp(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// 200 rows, 4 features, label = 1 when x0 + x1 > 0, plus a regression-friendly spread.
+fn data() -> Dataset {
+    let mut f = Vec::new();
+    let mut l = Vec::new();
+    let mut s = 12345u64;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32
+    };
+    for _ in 0..200 {
+        let row = [next(), next(), next(), next()];
+        l.push(if row[0] + row[1] > 0.0 { 1.0 } else { 0.0 });
+        f.extend(row);
+    }
+    Dataset::new(f, 4, Some(l)).unwrap()
+}
+
+fn good_hp(a: Algorithm) -> BTreeMap<String, String> {
+    match a {
+        Algorithm::LinearLearner => hp(&[
+            ("predictor_type", "binary_classifier"),
+            ("mini_batch_size", "20"),
+        ]),
+        Algorithm::KMeans => hp(&[("k", "3")]),
+        Algorithm::Pca => hp(&[("num_components", "2")]),
+        Algorithm::FactorizationMachines => hp(&[
+            ("predictor_type", "binary_classifier"),
+            ("num_factors", "2"),
+            ("epochs", "20"),
+            ("mini_batch_size", "20"),
+            ("linear_lr", "0.05"),
+        ]),
+        Algorithm::XGBoost => hp(&[
+            ("objective", "binary:logistic"),
+            ("num_round", "5"),
+            ("max_depth", "3"),
+        ]),
+    }
+}
+
+fn unlabelled(d: &Dataset) -> Dataset {
+    Dataset::new(d.features().to_vec(), d.n_cols(), None).unwrap()
+}
+
+#[test]
+fn every_algorithm_round_trips_its_artifact_and_is_deterministic() {
+    let d = data();
+    for a in Algorithm::ALL {
+        let train_set = if a.supervised() {
+            d.clone()
+        } else {
+            unlabelled(&d)
+        };
+        let m = train(a, &good_hp(a), &train_set, None, &|_| {}).unwrap();
+        assert_eq!(m.file_name, a.artifact_file_name());
+        assert!(
+            m.metrics.keys().any(|k| k.starts_with("train:")),
+            "{a}: {:?}",
+            m.metrics
+        );
+        let again = train(a, &good_hp(a), &train_set, None, &|_| {}).unwrap();
+        assert_eq!(
+            m.artifact, again.artifact,
+            "{a}: training is not deterministic"
+        );
+        let p1 = load_predictor(a, &m.artifact).unwrap();
+        assert_eq!(p1.algorithm(), a);
+        assert_eq!(p1.n_features(), 4);
+        let out = p1.predict(d.features(), d.n_rows()).unwrap();
+        let p2 = load_predictor(a, &again.artifact).unwrap();
+        assert_eq!(out, p2.predict(d.features(), d.n_rows()).unwrap());
+        match (a, &out) {
+            (
+                Algorithm::KMeans,
+                Predictions::Clusters {
+                    closest_cluster,
+                    distance_to_cluster,
+                },
+            ) => {
+                assert_eq!(closest_cluster.len(), 200);
+                assert!(
+                    closest_cluster.iter().all(|&c| c < 3)
+                        && distance_to_cluster.iter().all(|&x| x >= 0.0)
+                );
+            }
+            (
+                Algorithm::Pca,
+                Predictions::Projections {
+                    dim: 2,
+                    projections,
+                },
+            ) => assert_eq!(projections.len(), 400),
+            (
+                _,
+                Predictions::Scores {
+                    width: 1,
+                    scores,
+                    predicted_label: Some(l),
+                },
+            ) => {
+                assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+                let acc = l
+                    .iter()
+                    .zip(d.labels().unwrap())
+                    .filter(|(a, b)| a == b)
+                    .count();
+                assert!(acc > 150, "{a}: {acc}/200 correct");
+            }
+            _ => panic!("{a}: unexpected prediction shape {out:?}"),
+        }
+        // A wrong-width batch is a typed error, not a panic.
+        assert!(matches!(
+            p1.predict(&[1.0, 2.0, 3.0], 1),
+            Err(TrainError::Input(_))
+        ));
+    }
+}
+
+#[test]
+fn the_seed_drives_sampling() {
+    let d = data();
+    let with_seed = |seed: &str| {
+        let mut h = good_hp(Algorithm::XGBoost);
+        h.insert("subsample".into(), "0.5".into());
+        h.insert("colsample_bytree".into(), "0.5".into());
+        h.insert("seed".into(), seed.into());
+        train(Algorithm::XGBoost, &h, &d, None, &|_| {})
+            .unwrap()
+            .artifact
+    };
+    assert_eq!(with_seed("7"), with_seed("7"));
+    assert_ne!(with_seed("7"), with_seed("8"));
+}
+
+#[test]
+fn artifacts_of_other_formats_or_versions_are_refused() {
+    let d = data();
+    let ll = train(
+        Algorithm::LinearLearner,
+        &good_hp(Algorithm::LinearLearner),
+        &d,
+        None,
+        &|_| {},
+    )
+    .unwrap();
+    let e = load_predictor(Algorithm::KMeans, &ll.artifact)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, TrainError::Artifact(m) if m.contains("pier-linear-learner") && m.contains("pier-kmeans")),
+        "{e}"
+    );
+    let newer = String::from_utf8(ll.artifact.clone())
+        .unwrap()
+        .replace("\"format_version\":1", "\"format_version\":2");
+    let e = load_predictor(Algorithm::LinearLearner, newer.as_bytes())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(&e, TrainError::Artifact(m) if m.contains("format_version 2")),
+        "{e}"
+    );
+    assert!(matches!(
+        load_predictor(Algorithm::Pca, b"{not json"),
+        Err(TrainError::Artifact(_))
+    ));
+    let e = load_predictor(Algorithm::XGBoost, b"{\"learner\":{}}")
+        .err()
+        .unwrap();
+    assert!(matches!(e, TrainError::Artifact(_)), "{e}");
+    // A truncated weight vector is caught at load, not at predict.
+    let short =
+        String::from_utf8(ll.artifact)
+            .unwrap()
+            .replacen("\"weights\":[", "\"weights\":[0.5,", 1);
+    assert!(matches!(
+        load_predictor(Algorithm::LinearLearner, short.as_bytes()),
+        Err(TrainError::Artifact(_))
+    ));
+}
+
+#[test]
+fn bad_hyperparameters_name_the_hyperparameter() {
+    let d = data();
+    let cases: Vec<(Algorithm, Vec<(&str, &str)>, &str)> = vec![
+        (
+            Algorithm::LinearLearner,
+            vec![("predictor_type", "classifier")],
+            "predictor_type",
+        ),
+        (
+            Algorithm::LinearLearner,
+            vec![("predictor_type", "regressor"), ("epochs", "-1")],
+            "epochs",
+        ),
+        (
+            Algorithm::LinearLearner,
+            vec![("predictor_type", "regressor"), ("learning_rate", "0")],
+            "learning_rate",
+        ),
+        (
+            Algorithm::LinearLearner,
+            vec![("predictor_type", "regressor"), ("optimizer", "rmsprop")],
+            "optimizer",
+        ),
+        (Algorithm::KMeans, vec![("k", "three")], "k"),
+        (
+            Algorithm::KMeans,
+            vec![("k", "2"), ("init_method", "farthest")],
+            "init_method",
+        ),
+        (
+            Algorithm::Pca,
+            vec![("num_components", "2"), ("algorithm_mode", "fast")],
+            "algorithm_mode",
+        ),
+        (
+            Algorithm::Pca,
+            vec![("num_components", "9")],
+            "num_components",
+        ),
+        (
+            Algorithm::FactorizationMachines,
+            vec![
+                ("predictor_type", "regressor"),
+                ("num_factors", "2"),
+                ("bias_lr", "x"),
+            ],
+            "bias_lr",
+        ),
+        (
+            Algorithm::XGBoost,
+            vec![("num_round", "5"), ("eta", "1.5")],
+            "eta",
+        ),
+        (
+            Algorithm::XGBoost,
+            vec![("num_round", "5"), ("objective", "multi:softprob")],
+            "num_class",
+        ),
+        (
+            Algorithm::XGBoost,
+            vec![("num_round", "5"), ("max_depth", "0")],
+            "max_depth",
+        ),
+    ];
+    for (a, kv, name) in cases {
+        let set = if a.supervised() {
+            d.clone()
+        } else {
+            unlabelled(&d)
+        };
+        let e = train(a, &hp(&kv), &set, None, &|_| {})
+            .err()
+            .unwrap_or_else(|| panic!("{a} {kv:?} trained"));
+        match &e {
+            TrainError::BadHyperparameter { name: n, .. } => assert_eq!(n, name, "{e}"),
+            TrainError::MissingHyperparameter { name: n } => assert_eq!(*n, name, "{e}"),
+            other => panic!("{a} {kv:?}: {other}"),
+        }
+        assert!(e.to_string().contains(&format!("`{name}`")), "{e}");
+    }
+    let e = train(
+        Algorithm::KMeans,
+        &hp(&[("k", "2"), ("kk", "3")]),
+        &unlabelled(&d),
+        None,
+        &|_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&e, TrainError::UnknownHyperparameter { name, .. } if name == "kk"),
+        "{e}"
+    );
+    let e = train(
+        Algorithm::XGBoost,
+        &hp(&[("objective", "binary:logistic")]),
+        &d,
+        None,
+        &|_| {},
+    )
+    .err()
+    .unwrap();
+    assert_eq!(e, TrainError::MissingHyperparameter { name: "num_round" });
+    assert!(matches!(
+        "k-means".parse::<Algorithm>(),
+        Err(TrainError::UnknownAlgorithm(_))
+    ));
+}
+
+#[test]
+fn bad_csv_names_line_and_column() {
+    let e = Dataset::from_csv(b"1,0.5,0.25\n0,0.1,abc\n", true).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TrainError::Csv {
+                line: 2,
+                column: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("line 2, column 3"), "{e}");
+    let e = Dataset::from_csv(b"1,2\n,3\n", true).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TrainError::Csv {
+                line: 2,
+                column: 1,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = Dataset::from_csv(b"1,2,3\n1,2,3,4\n", false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TrainError::Csv {
+                line: 2,
+                column: 4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        Dataset::from_csv(b"", true),
+        Err(TrainError::Csv { .. })
+    ));
+    assert!(matches!(
+        Dataset::from_csv(b"1\n2\n", true),
+        Err(TrainError::Csv { .. })
+    ));
+    // Labels out of range for the objective are a data error naming the channel.
+    let d = Dataset::from_csv(b"2,0.1\n0,0.2\n", true).unwrap();
+    let e = train(
+        Algorithm::LinearLearner,
+        &hp(&[("predictor_type", "binary_classifier")]),
+        &d,
+        None,
+        &|_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(
+            &e,
+            TrainError::Data {
+                channel: "train",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // GBDT accepts missing values; k-means refuses them with a data error.
+    let d = Dataset::from_csv(b"1,,0.2\n0,0.3,\n1,0.5,0.5\n0,0.1,0.1\n", true).unwrap();
+    let m = train(
+        Algorithm::XGBoost,
+        &hp(&[
+            ("objective", "binary:logistic"),
+            ("num_round", "2"),
+            ("min_child_weight", "0"),
+        ]),
+        &d,
+        None,
+        &|_| {},
+    )
+    .unwrap();
+    let p = load_predictor(Algorithm::XGBoost, &m.artifact).unwrap();
+    assert!(p.predict(&[f32::NAN, f32::NAN], 1).is_ok());
+    let e = train(
+        Algorithm::KMeans,
+        &hp(&[("k", "2")]),
+        &unlabelled(&d),
+        None,
+        &|_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(matches!(e, TrainError::Data { .. }), "{e}");
+}
+
+#[test]
+fn progress_is_reported_and_early_stopping_keeps_the_best_epoch() {
+    let d = data();
+    let reports = std::cell::RefCell::new(Vec::new());
+    let h = hp(&[
+        ("predictor_type", "binary_classifier"),
+        ("epochs", "200"),
+        ("mini_batch_size", "200"),
+        ("early_stopping_patience", "2"),
+        ("early_stopping_tolerance", "0.5"),
+    ]);
+    train(Algorithm::LinearLearner, &h, &d, Some(&d), &|p| {
+        reports.borrow_mut().push(p)
+    })
+    .unwrap();
+    let r = reports.into_inner();
+    assert!(
+        !r.is_empty() && r.len() < 200,
+        "early stopping did not stop: {} epochs",
+        r.len()
+    );
+    assert!(r.iter().all(|p| p.metrics.contains_key("train:progress")
+        && p.metrics.contains_key("validation:objective_loss")));
+}
