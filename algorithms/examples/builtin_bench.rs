@@ -32,6 +32,15 @@ fn hyperparameters(a: Algorithm) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// CPU seconds (user + system) this process has used, from `/proc/self/stat` on Linux
+/// (10 ms resolution); `None` elsewhere.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let path = args
@@ -56,12 +65,14 @@ fn main() -> anyhow::Result<()> {
             &unlabelled
         };
         let hp = hyperparameters(a);
-        let start = std::time::Instant::now();
+        let (start, cpu_start) = (std::time::Instant::now(), cpu_seconds());
         let model = train(a, &hp, data, None, &|_| {})?;
         let seconds = start.elapsed().as_secs_f64();
+        let cpu = cpu_seconds().zip(cpu_start).map(|(b, a)| b - a);
         let line = serde_json::json!({
             "algorithm": a.image_name(),
             "seconds": seconds,
+            "cpu_seconds": cpu,
             "threads": rayon::current_num_threads(),
             "hyperparameters": hp,
             "metrics": model.metrics,

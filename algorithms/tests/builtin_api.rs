@@ -197,10 +197,13 @@ fn artifacts_of_other_formats_or_versions_are_refused() {
     ));
 }
 
+/// An algorithm, its hyperparameters and the name the error must carry.
+type Case = (Algorithm, Vec<(&'static str, &'static str)>, &'static str);
+
 #[test]
 fn bad_hyperparameters_name_the_hyperparameter() {
     let d = data();
-    let cases: Vec<(Algorithm, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             Algorithm::LinearLearner,
             vec![("predictor_type", "classifier")],

@@ -5,14 +5,19 @@
 //! split kept when it gains more than both 1e-6 and `gamma` with `min_child_weight` on each
 //! side, missing values sent to the better side, leaf weight `−T(G)/(H+λ)` times `eta`.
 //!
-//! Concurrency: histograms and split search run on rayon with one task per feature; rows
-//! of a node are partitioned in place in a shared index buffer. Ties between splits are
-//! broken by (feature, bin) so the tree does not depend on scheduling.
+//! Concurrency: a histogram is built on rayon by blocks of features (each task walks the
+//! node's rows once, reading each row's gradient pair once and its bins contiguously) and
+//! split search runs one task per feature. Every feature's histogram is summed in row order
+//! by one task and ties between splits are broken by (feature, bin), so the tree does not
+//! depend on the number of threads.
 
 use rayon::prelude::*;
 
 use super::hist::{BinMatrix, Cuts, MISSING};
 use super::tree::{LEAF, Node, Tree};
+
+/// Histogram slots per feature: value bins 0..=254 and the missing bin 255.
+const STRIDE: usize = 256;
 
 /// Tree-growth settings (a subset of [`super::Params`]).
 #[derive(Debug, Clone, Copy)]
@@ -25,9 +30,9 @@ pub(crate) struct GrowParams {
     pub(crate) eta: f64,
 }
 
-/// Per-feature histograms: `hist[f][bin] = [Σg, Σh]`, the last bin holding missing values;
-/// empty for features not sampled.
-type Hist = Vec<Vec<[f64; 2]>>;
+/// A node's histogram: `hist[f][bin] = [Σg, Σh]`, slot 255 for missing values (indexing a
+/// 256-array by a `u8` bin needs no bounds check). Only the sampled features are filled.
+type Hist = Vec<[[f64; 2]; STRIDE]>;
 
 #[derive(Debug, Clone, Copy)]
 struct Split {
@@ -66,61 +71,80 @@ impl GrowParams {
     }
 }
 
-fn build_hist(
-    bm: &BinMatrix,
-    cuts: &Cuts,
-    gh: &[[f32; 2]],
-    rows: &[u32],
-    features: &[bool],
-) -> Hist {
-    (0..features.len())
-        .into_par_iter()
-        .map(|f| {
-            if !features[f] {
-                return Vec::new();
+fn build_hist(bm: &BinMatrix, gh: &[[f32; 2]], rows: &[u32], features: &[bool]) -> Hist {
+    let d = bm.n_cols;
+    let mut hist: Hist = vec![[[0f64; 2]; STRIDE]; d];
+    // Enough blocks to keep every thread busy, few enough that each row's gradient pair is
+    // read only a few times. Blocking does not change any sum (each feature is one task's).
+    let block = d.div_ceil(2 * rayon::current_num_threads()).max(4);
+    hist.par_chunks_mut(block).enumerate().for_each(|(b, h)| {
+        let f0 = b * block;
+        let f1 = f0 + h.len();
+        let mask = &features[f0..f1];
+        if !mask.iter().any(|&m| m) {
+            return;
+        }
+        let all = mask.iter().all(|&m| m);
+        for &r in rows {
+            let [g, hh] = gh[r as usize];
+            let (g, hh) = (f64::from(g), f64::from(hh));
+            let row = &bm.row(r as usize)[f0..f1];
+            if all {
+                for (hf, &bin) in h.iter_mut().zip(row) {
+                    let s = &mut hf[bin as usize];
+                    *s = [s[0] + g, s[1] + hh];
+                }
+            } else {
+                for ((hf, &bin), &m) in h.iter_mut().zip(row).zip(mask) {
+                    if m {
+                        let s = &mut hf[bin as usize];
+                        *s = [s[0] + g, s[1] + hh];
+                    }
+                }
             }
-            let nb = cuts.n_bins(f);
-            let mut h = vec![[0f64; 2]; nb + 1];
-            let col = bm.col(f);
-            for &r in rows {
-                let b = col[r as usize];
-                let slot = if b == MISSING { nb } else { b as usize };
-                let [g, hh] = gh[r as usize];
-                h[slot][0] += f64::from(g);
-                h[slot][1] += f64::from(hh);
-            }
-            h
-        })
-        .collect()
+        }
+    });
+    hist
 }
 
 fn subtract(parent: &Hist, child: &Hist) -> Hist {
-    parent
-        .par_iter()
-        .zip(child.par_iter())
-        .map(|(p, c)| {
-            p.iter()
-                .zip(c)
-                .map(|(a, b)| [a[0] - b[0], a[1] - b[1]])
-                .collect()
-        })
-        .collect()
+    let mut out = parent.clone();
+    out.par_iter_mut().zip(child.par_iter()).for_each(|(o, c)| {
+        for (a, b) in o.iter_mut().zip(c) {
+            *a = [a[0] - b[0], a[1] - b[1]];
+        }
+    });
+    out
 }
 
-fn best_split(hist: &Hist, g: f64, h: f64, p: &GrowParams) -> Option<Split> {
+fn best_split(
+    hist: &Hist,
+    cuts: &Cuts,
+    features: &[bool],
+    g: f64,
+    h: f64,
+    p: &GrowParams,
+) -> Option<Split> {
     let parent_gain = p.gain(g, h);
-    let per_feature: Vec<Option<Split>> = hist
-        .par_iter()
-        .enumerate()
-        .map(|(f, hf)| {
-            if hf.len() < 3 {
+    let per_feature: Vec<Option<Split>> = (0..features.len())
+        .into_par_iter()
+        .map(|f| {
+            if !features[f] {
                 return None;
             }
-            let nb = hf.len() - 1;
-            let [gm, hm] = hf[nb];
+            let nb = cuts.n_bins(f);
+            if nb < 2 {
+                return None;
+            }
+            let hf = &hist[f];
+            let [gm, hm] = hf[MISSING as usize];
             let mut best: Option<Split> = None;
             let (mut gl, mut hl) = (0f64, 0f64);
             for (j, hj) in hf.iter().enumerate().take(nb - 1) {
+                if hj[1] == 0.0 && hj[0] == 0.0 {
+                    // An empty bin: the split after it equals the one before it.
+                    continue;
+                }
                 gl += hj[0];
                 hl += hj[1];
                 let mut consider = |gl: f64, hl: f64, default_left: bool| {
@@ -151,7 +175,7 @@ fn best_split(hist: &Hist, g: f64, h: f64, p: &GrowParams) -> Option<Split> {
         .collect();
     let mut best: Option<Split> = None;
     for s in per_feature.into_iter().flatten() {
-        if best.is_none_or(|b| s.gain > b.gain) {
+        if best.is_none_or(|b| s.gain > b.gain || (s.gain == b.gain && s.feature < b.feature)) {
             best = Some(s);
         }
     }
@@ -159,22 +183,16 @@ fn best_split(hist: &Hist, g: f64, h: f64, p: &GrowParams) -> Option<Split> {
 }
 
 /// Stable in-place partition of `rows` by the split; returns the number going left.
-fn partition(
-    rows: &mut [u32],
-    scratch: &mut Vec<u32>,
-    col: &[u8],
-    bin: usize,
-    default_left: bool,
-) -> usize {
+fn partition(rows: &mut [u32], scratch: &mut Vec<u32>, bm: &BinMatrix, s: &Split) -> usize {
     scratch.clear();
     let mut nl = 0;
     for i in 0..rows.len() {
         let r = rows[i];
-        let b = col[r as usize];
+        let b = bm.get(r as usize, s.feature);
         let left = if b == MISSING {
-            default_left
+            s.default_left
         } else {
-            (b as usize) <= bin
+            (b as usize) <= s.bin
         };
         if left {
             rows[nl] = r;
@@ -212,7 +230,14 @@ fn leaf(p: &GrowParams, parent: u32, g: f64, h: f64) -> Node {
     }
 }
 
-/// Grows one tree on `rows` (the round's sample) using the features flagged in `features`.
+/// A grown tree and, for each leaf, the range of `rows` (as partitioned) that reached it.
+pub(crate) struct Grown {
+    pub(crate) tree: Tree,
+    pub(crate) leaf_ranges: Vec<(usize, usize, usize)>,
+}
+
+/// Grows one tree on `rows` (the round's sample, partitioned in place by leaf) using the
+/// features flagged in `features`.
 pub(crate) fn grow(
     bm: &BinMatrix,
     cuts: &Cuts,
@@ -220,7 +245,7 @@ pub(crate) fn grow(
     rows: &mut [u32],
     features: &[bool],
     p: &GrowParams,
-) -> Tree {
+) -> Grown {
     let (g, h) = rows.iter().fold((0f64, 0f64), |(a, b), &r| {
         let [g, h] = gh[r as usize];
         (a + f64::from(g), b + f64::from(h))
@@ -228,29 +253,25 @@ pub(crate) fn grow(
     let mut tree = Tree {
         nodes: vec![leaf(p, LEAF, g, h)],
     };
+    let mut leaf_ranges = Vec::new();
     let mut frontier = vec![Work {
         node: 0,
         start: 0,
         end: rows.len(),
         g,
         h,
-        hist: build_hist(bm, cuts, gh, rows, features),
+        hist: build_hist(bm, gh, rows, features),
     }];
     let mut scratch = Vec::new();
     for depth in 0..p.max_depth {
         let last = depth + 1 == p.max_depth;
         let mut next = Vec::new();
         for w in frontier {
-            let Some(s) = best_split(&w.hist, w.g, w.h, p) else {
+            let Some(s) = best_split(&w.hist, cuts, features, w.g, w.h, p) else {
+                leaf_ranges.push((w.node, w.start, w.end));
                 continue;
             };
-            let nl = partition(
-                &mut rows[w.start..w.end],
-                &mut scratch,
-                bm.col(s.feature),
-                s.bin,
-                s.default_left,
-            );
+            let nl = partition(&mut rows[w.start..w.end], &mut scratch, bm, &s);
             let (gr, hr) = (w.g - s.gl, w.h - s.hl);
             let id = tree.nodes.len() as u32;
             tree.nodes.push(leaf(p, w.node as u32, s.gl, s.hl));
@@ -265,23 +286,18 @@ pub(crate) fn grow(
             n.loss_change = s.gain as f32;
             let mid = w.start + nl;
             let left_small = nl <= w.end - mid;
-            let small = if left_small {
-                (w.start, mid)
-            } else {
-                (mid, w.end)
-            };
             // Children at the maximum depth are never split: they need no histograms.
-            let (small_hist, large_hist) = if last {
+            let (lh, rh) = if last {
                 (Vec::new(), Vec::new())
             } else {
-                let sh = build_hist(bm, cuts, gh, &rows[small.0..small.1], features);
-                let lh = subtract(&w.hist, &sh);
-                (sh, lh)
-            };
-            let (lh, rh) = if left_small {
-                (small_hist, large_hist)
-            } else {
-                (large_hist, small_hist)
+                let small = if left_small {
+                    (w.start, mid)
+                } else {
+                    (mid, w.end)
+                };
+                let sh = build_hist(bm, gh, &rows[small.0..small.1], features);
+                let lg = subtract(&w.hist, &sh);
+                if left_small { (sh, lg) } else { (lg, sh) }
             };
             next.push(Work {
                 node: id as usize,
@@ -300,10 +316,11 @@ pub(crate) fn grow(
                 hist: rh,
             });
         }
-        if next.is_empty() {
+        frontier = next;
+        if frontier.is_empty() {
             break;
         }
-        frontier = next;
     }
-    tree
+    leaf_ranges.extend(frontier.iter().map(|w| (w.node, w.start, w.end)));
+    Grown { tree, leaf_ranges }
 }

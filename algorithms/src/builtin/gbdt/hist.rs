@@ -1,10 +1,11 @@
 //! Feature quantisation for histogram-based boosting: per-feature quantile cut points and a
-//! column-major `u8` bin matrix (bin 255 is "missing").
+//! row-major `u8` bin matrix (bin 255 is "missing"), so that building a histogram reads each
+//! row's gradient pair once and its bins contiguously.
 //!
 //! A value `x` falls in bin `j` = the number of cuts `<= x`, so "bin <= j" is exactly
 //! "x < cuts[j]" and a split on bin `j` is saved with XGBoost's condition `x < cuts[j]`.
 //!
-//! Concurrency: cuts and bins are computed on rayon, one task per feature.
+//! Concurrency: cuts are computed on rayon one task per feature, bins one task per row chunk.
 
 use rayon::prelude::*;
 
@@ -14,6 +15,9 @@ use crate::builtin::Dataset;
 pub(crate) const MISSING: u8 = 255;
 /// The most value bins a feature may have (bin ids 0..=254).
 pub(crate) const MAX_VALUE_BINS: usize = 255;
+
+/// Rows sampled for the quantile cuts of large data sets.
+const SKETCH_ROWS: usize = 100_000;
 
 /// Cut points of every feature.
 #[derive(Debug, Clone)]
@@ -31,7 +35,10 @@ impl Cuts {
         let cuts = (0..d)
             .into_par_iter()
             .map(|f| {
+                // Quantiles of an evenly strided sample of at most SKETCH_ROWS rows.
+                let step = n.div_ceil(SKETCH_ROWS).max(1);
                 let mut v: Vec<f32> = (0..n)
+                    .step_by(step)
                     .map(|i| x[i * d + f])
                     .filter(|v| !v.is_nan())
                     .collect();
@@ -69,10 +76,10 @@ impl Cuts {
     }
 }
 
-/// Column-major bin ids: feature `f` of row `r` at `bins[f * n_rows + r]`.
+/// Row-major bin ids: feature `f` of row `r` at `bins[r * n_cols + f]`.
 #[derive(Debug, Clone)]
 pub(crate) struct BinMatrix {
-    pub(crate) n_rows: usize,
+    pub(crate) n_cols: usize,
     pub(crate) bins: Vec<u8>,
 }
 
@@ -80,22 +87,25 @@ impl BinMatrix {
     /// Quantises `data` with `cuts`.
     pub(crate) fn new(data: &Dataset, cuts: &Cuts) -> BinMatrix {
         let d = data.n_cols();
-        let n = data.n_rows();
-        let x = data.features();
-        let mut bins = vec![0u8; n * d];
-        bins.par_chunks_mut(n.max(1))
-            .enumerate()
-            .for_each(|(f, col)| {
-                for (r, b) in col.iter_mut().enumerate() {
-                    *b = cuts.bin(f, x[r * d + f]);
+        let mut bins = vec![0u8; data.n_rows() * d];
+        bins.par_chunks_mut(4096 * d)
+            .zip(data.features().par_chunks(4096 * d))
+            .for_each(|(out, x)| {
+                for (i, (b, v)) in out.iter_mut().zip(x).enumerate() {
+                    *b = cuts.bin(i % d, *v);
                 }
             });
-        BinMatrix { n_rows: n, bins }
+        BinMatrix { n_cols: d, bins }
     }
 
-    /// Feature `f`'s column.
-    pub(crate) fn col(&self, f: usize) -> &[u8] {
-        &self.bins[f * self.n_rows..(f + 1) * self.n_rows]
+    /// Row `r`'s bins.
+    pub(crate) fn row(&self, r: usize) -> &[u8] {
+        &self.bins[r * self.n_cols..(r + 1) * self.n_cols]
+    }
+
+    /// Feature `f`'s bin in row `r`.
+    pub(crate) fn get(&self, r: usize, f: usize) -> u8 {
+        self.bins[r * self.n_cols + f]
     }
 }
 

@@ -413,6 +413,7 @@ pub fn fit(
     let mut gh = vec![[0f32; 2]; n * k];
     let mut gh_group = vec![[0f32; 2]; n];
     let mut best: Option<(f64, usize)> = None;
+    let mut tree_rows: Vec<u32> = Vec::with_capacity(n);
     for round in 0..p.num_round {
         gradients(p.objective, k, &margins, y, &mut gh);
         let mut rows: Vec<u32> = if p.subsample < 1.0 {
@@ -437,12 +438,23 @@ pub fn fit(
                 rng.shuffle(&mut idx);
                 idx[..m].iter().for_each(|&f| features[f] = true);
             }
-            let mut tree_rows = rows.clone();
-            let t = grow::grow(&bm, &cuts, &gh_group, &mut tree_rows, &features, &gp);
-            margins
-                .par_chunks_mut(k)
-                .enumerate()
-                .for_each(|(i, m)| m[g] += t.predict_binned(&bm, i));
+            tree_rows.clone_from(&rows);
+            let grown = grow::grow(&bm, &cuts, &gh_group, &mut tree_rows, &features, &gp);
+            let t = grown.tree;
+            if tree_rows.len() == n {
+                // Every row is in the partition: add each leaf's value to its rows.
+                for &(leaf, start, end) in &grown.leaf_ranges {
+                    let v = t.nodes[leaf].threshold;
+                    for &r in &tree_rows[start..end] {
+                        margins[r as usize * k + g] += v;
+                    }
+                }
+            } else {
+                margins
+                    .par_chunks_mut(k)
+                    .enumerate()
+                    .for_each(|(i, m)| m[g] += t.predict_binned(&bm, i));
+            }
             if let (Some(vm), Some((v, _))) = (val_margins.as_mut(), val) {
                 vm.par_chunks_mut(k)
                     .enumerate()
@@ -483,13 +495,29 @@ pub fn fit(
         }
     }
     let mut out = BTreeMap::new();
-    let pred = |data: &Dataset| match model.predict(data.features(), data.n_rows()) {
-        Ok(Predictions::Scores { scores, .. }) => scores,
-        _ => Vec::new(),
+    // The running margins hold the final model's predictions unless early stopping dropped
+    // trees; then predict again.
+    let complete = model.trees.len() == p.num_round * k;
+    let scores = |margins: &[f32], data: &Dataset| {
+        if complete {
+            transformed(p.objective, k, margins)
+        } else {
+            match model.predict(data.features(), data.n_rows()) {
+                Ok(Predictions::Scores { scores, .. }) => scores,
+                _ => Vec::new(),
+            }
+        }
     };
-    eval(p.objective, k, &pred(train), y, "train", &mut out);
-    if let Some((v, l)) = val {
-        eval(p.objective, k, &pred(v), l, "validation", &mut out);
+    eval(
+        p.objective,
+        k,
+        &scores(&margins, train),
+        y,
+        "train",
+        &mut out,
+    );
+    if let (Some((v, l)), Some(vm)) = (val, val_margins.as_ref()) {
+        eval(p.objective, k, &scores(vm, v), l, "validation", &mut out);
     }
     Ok((model, out))
 }

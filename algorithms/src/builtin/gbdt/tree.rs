@@ -73,7 +73,7 @@ impl Tree {
             if n.is_leaf() {
                 return n.threshold;
             }
-            let b = bm.bins[n.feature as usize * bm.n_rows + r];
+            let b = bm.get(r, n.feature as usize);
             let left = if b == MISSING {
                 n.default_left
             } else {
