@@ -209,21 +209,31 @@ fn covariance(data: &Dataset, subtract_mean: bool, chunk: usize) -> (Vec<f64>, V
     } else {
         vec![0.0; d]
     };
+    // Each chunk of rows is centred into a column-major f32 block (zero-padded to a multiple
+    // of 8 rows); its Gram matrix is computed by f32 dot products and added to an f64 sum.
+    let block = chunk.div_ceil(8) * 8;
     let parts: Vec<Vec<f64>> = x
-        .par_chunks(chunk * d)
+        .par_chunks(block * d)
         .map(|c| {
-            let mut acc = vec![0f64; d * d];
-            let mut row = vec![0f64; d];
-            for r in c.chunks_exact(d) {
-                for ((o, v), m) in row.iter_mut().zip(r).zip(&mean) {
-                    *o = f64::from(*v) - m;
+            let mut cols = vec![0f32; d * block];
+            for (r, row) in c.chunks_exact(d).enumerate() {
+                for (j, (v, m)) in row.iter().zip(&mean).enumerate() {
+                    cols[j * block + r] = (f64::from(*v) - m) as f32;
                 }
-                for i in 0..d {
-                    let xi = row[i];
-                    let dst = &mut acc[i * d + i..(i + 1) * d];
-                    for (a, xj) in dst.iter_mut().zip(&row[i..]) {
-                        *a += xi * xj;
+            }
+            let col = |j: usize| &cols[j * block..(j + 1) * block];
+            let mut acc = vec![0f64; d * d];
+            for i in 0..d {
+                let mut j = i;
+                while j + 4 <= d {
+                    let s = dot4(col(i), [col(j), col(j + 1), col(j + 2), col(j + 3)]);
+                    for (t, v) in s.iter().enumerate() {
+                        acc[i * d + j + t] += f64::from(*v);
                     }
+                    j += 4;
+                }
+                for jj in j..d {
+                    acc[i * d + jj] += f64::from(dot4(col(i), [col(jj); 4])[0]);
                 }
             }
             acc
@@ -242,6 +252,26 @@ fn covariance(data: &Dataset, subtract_mean: bool, chunk: usize) -> (Vec<f64>, V
         }
     }
     (mean, cov)
+}
+
+/// Four dot products of `a` with `b[t]` (lengths a multiple of 8), f32 with 8 lanes each.
+fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    let mut acc = [[0f32; 8]; 4];
+    let chunks = a
+        .chunks_exact(8)
+        .zip(b[0].chunks_exact(8))
+        .zip(b[1].chunks_exact(8))
+        .zip(b[2].chunks_exact(8))
+        .zip(b[3].chunks_exact(8));
+    for ((((x, y0), y1), y2), y3) in chunks {
+        for l in 0..8 {
+            acc[0][l] += x[l] * y0[l];
+            acc[1][l] += x[l] * y1[l];
+            acc[2][l] += x[l] * y2[l];
+            acc[3][l] += x[l] * y3[l];
+        }
+    }
+    acc.map(|a| a.iter().sum())
 }
 
 /// Top `k` eigenpairs of `cov` by the randomized range finder with `l >= k` probes.
