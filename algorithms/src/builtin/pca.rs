@@ -6,7 +6,9 @@
 //! (divisor n - 1, as scikit-learn's `explained_variance_`).
 //!
 //! Concurrency: the covariance is accumulated on rayon over fixed row chunks combined in
-//! chunk order (thread-count independent); the decomposition is single-threaded.
+//! chunk order (thread-count independent), each chunk's Gram matrix with the widest SIMD
+//! the CPU has (runtime dispatch by `pulp`, no `unsafe` here); the decomposition is
+//! single-threaded.
 
 use std::collections::BTreeMap;
 
@@ -210,32 +212,25 @@ fn covariance(data: &Dataset, subtract_mean: bool, chunk: usize) -> (Vec<f64>, V
         vec![0.0; d]
     };
     // Each chunk of rows is centred into a column-major f32 block (zero-padded to a multiple
-    // of 8 rows); its Gram matrix is computed by f32 dot products and added to an f64 sum.
-    let block = chunk.div_ceil(8) * 8;
+    // of 16 rows); its Gram matrix is computed by f32 dot products and added to an f64 sum.
+    let block = chunk.div_ceil(16) * 16;
+    let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
     let parts: Vec<Vec<f64>> = x
         .par_chunks(block * d)
         .map(|c| {
             let mut cols = vec![0f32; d * block];
             for (r, row) in c.chunks_exact(d).enumerate() {
-                for (j, (v, m)) in row.iter().zip(&mean).enumerate() {
-                    cols[j * block + r] = (f64::from(*v) - m) as f32;
+                for (j, (v, m)) in row.iter().zip(&mean32).enumerate() {
+                    cols[j * block + r] = v - m;
                 }
             }
-            let col = |j: usize| &cols[j * block..(j + 1) * block];
             let mut acc = vec![0f64; d * d];
-            for i in 0..d {
-                let mut j = i;
-                while j + 4 <= d {
-                    let s = dot4(col(i), [col(j), col(j + 1), col(j + 2), col(j + 3)]);
-                    for (t, v) in s.iter().enumerate() {
-                        acc[i * d + j + t] += f64::from(*v);
-                    }
-                    j += 4;
-                }
-                for jj in j..d {
-                    acc[i * d + jj] += f64::from(dot4(col(i), [col(jj); 4])[0]);
-                }
-            }
+            pulp::Arch::new().dispatch(ChunkGram {
+                cols: &cols,
+                block,
+                d,
+                acc: &mut acc,
+            });
             acc
         })
         .collect();
@@ -254,24 +249,72 @@ fn covariance(data: &Dataset, subtract_mean: bool, chunk: usize) -> (Vec<f64>, V
     (mean, cov)
 }
 
-/// Four dot products of `a` with `b[t]` (lengths a multiple of 8), f32 with 8 lanes each.
-fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
-    let mut acc = [[0f32; 8]; 4];
-    let chunks = a
-        .chunks_exact(8)
-        .zip(b[0].chunks_exact(8))
-        .zip(b[1].chunks_exact(8))
-        .zip(b[2].chunks_exact(8))
-        .zip(b[3].chunks_exact(8));
-    for ((((x, y0), y1), y2), y3) in chunks {
-        for l in 0..8 {
-            acc[0][l] += x[l] * y0[l];
-            acc[1][l] += x[l] * y1[l];
-            acc[2][l] += x[l] * y2[l];
-            acc[3][l] += x[l] * y3[l];
+/// Adds the upper triangle of the Gram matrix of a column-major f32 block (`d` columns of
+/// `block` rows) to `acc`, four dot products at a time, with the widest SIMD the CPU offers
+/// (chosen at run time by `pulp`).
+struct ChunkGram<'a> {
+    cols: &'a [f32],
+    block: usize,
+    d: usize,
+    acc: &'a mut [f64],
+}
+
+impl pulp::WithSimd for ChunkGram<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        // No closures here: they would not inherit the SIMD target features.
+        let ChunkGram {
+            cols,
+            block,
+            d,
+            acc,
+        } = self;
+        let mut vecs = Vec::with_capacity(d);
+        let mut tails = Vec::with_capacity(d);
+        for c in cols.chunks_exact(block) {
+            let (v, t) = S::as_simd_f32s(c);
+            vecs.push(v);
+            tails.push(t);
+        }
+        for i in 0..d {
+            let a = vecs[i];
+            let mut j = i;
+            while j < d {
+                let m = (d - j).min(4);
+                let b = [
+                    vecs[j],
+                    vecs[j + 1.min(m - 1)],
+                    vecs[j + 2.min(m - 1)],
+                    vecs[j + 3.min(m - 1)],
+                ];
+                let (mut s0, mut s1, mut s2, mut s3) = (
+                    simd.splat_f32s(0.0),
+                    simd.splat_f32s(0.0),
+                    simd.splat_f32s(0.0),
+                    simd.splat_f32s(0.0),
+                );
+                for (k, &x) in a.iter().enumerate() {
+                    s0 = simd.mul_add_f32s(x, b[0][k], s0);
+                    s1 = simd.mul_add_f32s(x, b[1][k], s1);
+                    s2 = simd.mul_add_f32s(x, b[2][k], s2);
+                    s3 = simd.mul_add_f32s(x, b[3][k], s3);
+                }
+                let sums = [
+                    simd.reduce_sum_f32s(s0),
+                    simd.reduce_sum_f32s(s1),
+                    simd.reduce_sum_f32s(s2),
+                    simd.reduce_sum_f32s(s3),
+                ];
+                for (t, v) in sums.iter().enumerate().take(m) {
+                    let tail: f32 = tails[i].iter().zip(tails[j + t]).map(|(x, y)| x * y).sum();
+                    acc[i * d + j + t] += f64::from(*v + tail);
+                }
+                j += m;
+            }
         }
     }
-    acc.map(|a| a.iter().sum())
 }
 
 /// Top `k` eigenpairs of `cov` by the randomized range finder with `l >= k` probes.
