@@ -205,12 +205,25 @@ fn gbdt_matches_xgboost_hist_quality() {
 fn xgboost_json_predictions_agree_with_the_xgboost_library() {
     let interop: Value =
         serde_json::from_slice(&std::fs::read(fixture("xgboost_interop.json")).unwrap()).unwrap();
-    for (name, case) in interop["cases"].as_object().unwrap() {
+    let cases = interop["cases"].as_object().unwrap();
+    assert!(
+        cases.len() >= 4
+            && cases
+                .values()
+                .filter(|c| c.get("xgboost_model").is_some())
+                .count()
+                >= 2
+    );
+    for (name, case) in cases {
         let (_, te) = split(name, true);
         for (model, preds) in [
             ("pier_model", "xgboost_predictions_of_pier_model"),
             ("xgboost_model", "xgboost_predictions_of_xgboost_model"),
         ] {
+            // Models written by xgboost itself are kept for some cases only.
+            if case.get(model).is_none() {
+                continue;
+            }
             let bytes = serde_json::to_vec(&case[model]).unwrap();
             let p = load_predictor(Algorithm::XGBoost, &bytes).unwrap();
             let Predictions::Scores { scores, .. } = p.predict(te.features(), te.n_rows()).unwrap()
@@ -226,7 +239,7 @@ fn xgboost_json_predictions_agree_with_the_xgboost_library() {
             assert_eq!(scores.len(), expected.len(), "{name} {model}");
             for (i, (a, b)) in scores.iter().zip(&expected).enumerate() {
                 assert!(
-                    (f64::from(*a) - b).abs() <= 1e-5,
+                    (f64::from(*a) - b).abs() <= 1e-5 * b.abs().max(1.0),
                     "{name} {model} value {i}: pier {a} vs xgboost {b}"
                 );
             }

@@ -68,9 +68,10 @@ def f32(v):
 
 
 def write_csv(path, X, y=None):
+    """SageMaker text/csv: label first, no header; a missing value is an empty field."""
     with open(path, "w") as f:
         for i in range(X.shape[0]):
-            row = ([f32(y[i])] if y is not None else []) + [f32(v) for v in X[i]]
+            row = ([f32(y[i])] if y is not None else []) + ["" if np.isnan(v) else f32(v) for v in X[i]]
             f.write(",".join(row) + "\n")
 
 
@@ -117,6 +118,14 @@ def fixtures():
             r["xgb_rmse"] = float(np.sqrt(mean_squared_error(yte, b.predict(xgb.DMatrix(Xte)))))
         ref["datasets"][name] = r
         print(name, json.dumps(r)[:300])
+        if name == "breast_cancer":
+            # The same split with 10% of the feature values missing, for GBDT's default
+            # directions (checked against xgboost by --interop).
+            rng = np.random.RandomState(0)
+            for part, X_, y_ in [("train", Xtr, ytr), ("test", Xte, yte)]:
+                Xm = X_.copy()
+                Xm[rng.rand(*Xm.shape) < 0.1] = np.nan
+                write_csv(os.path.join(FIX, f"breast_cancer_missing_{part}.csv"), Xm, y_)
     with open(os.path.join(FIX, "reference.json"), "w") as f:
         json.dump(ref, f, indent=1)
 
@@ -132,7 +141,8 @@ def hp_args(params):
 
 def interop():
     out = {"generated_by": "scripts/builtin/compare.py --interop", "xgboost_version": xgb.__version__, "cases": {}}
-    for name, params in [("breast_cancer", XGB_BINARY), ("wine", XGB_MULTI)]:
+    for name, params in [("breast_cancer", XGB_BINARY), ("breast_cancer_missing", XGB_BINARY),
+                         ("wine", XGB_MULTI), ("diabetes", XGB_REG)]:
         tr = os.path.join(FIX, f"{name}_train.csv")
         te = os.path.join(FIX, f"{name}_test.csv")
         with tempfile.TemporaryDirectory() as d:
@@ -141,23 +151,26 @@ def interop():
             pier_pred = np.loadtxt(os.path.join(d, "predictions.csv"), delimiter=",", ndmin=1)
             booster = xgb.Booster()
             booster.load_model(os.path.join(d, "xgboost-model.json"))
-        Xte = np.loadtxt(te, delimiter=",", ndmin=2)[:, 1:].astype(np.float32)
+        Xte = np.genfromtxt(te, delimiter=",", ndmin=2)[:, 1:].astype(np.float32)
         xgb_pred = booster.predict(xgb.DMatrix(Xte))
         diff = float(np.max(np.abs(xgb_pred.reshape(pier_pred.shape) - pier_pred)))
         print(f"{name}: Pier's XGBoost JSON loaded by xgboost {xgb.__version__}; max |xgboost - pier| = {diff:.3g}; pier metrics {metrics}")
-        if diff > 1e-5:
+        if diff > 1e-5 * max(1.0, float(np.max(np.abs(xgb_pred)))):
             sys.exit(f"{name}: predictions differ by {diff}")
-        # xgboost's own model of the same data, which Pier's reader must serve.
-        own = xgb_train(params, np.loadtxt(tr, delimiter=",", ndmin=2)[:, 1:].astype(np.float32),
-                        np.loadtxt(tr, delimiter=",", ndmin=2)[:, 0])
+        case = {"test_csv": f"{name}_test.csv", "hyperparameters": params, "max_abs_diff": diff,
+                "pier_model": json.loads(model_json), "xgboost_predictions_of_pier_model": xgb_pred.reshape(-1).tolist()}
+        out["cases"][name] = case
+        if name not in ("breast_cancer_missing", "wine"):
+            continue
+        # xgboost's own model of the same data (its 3.x format: bracketed base_score vectors,
+        # learned default directions), which Pier's reader must serve.
+        train_rows = np.genfromtxt(tr, delimiter=",", ndmin=2)
+        own = xgb_train(params, train_rows[:, 1:].astype(np.float32), train_rows[:, 0])
         with tempfile.TemporaryDirectory() as d:
             own.save_model(os.path.join(d, "m.json"))
             own_json = open(os.path.join(d, "m.json")).read()
-        out["cases"][name] = {
-            "test_csv": f"{name}_test.csv", "hyperparameters": params, "max_abs_diff": diff,
-            "pier_model": json.loads(model_json), "xgboost_predictions_of_pier_model": xgb_pred.reshape(-1).tolist(),
-            "xgboost_model": json.loads(own_json), "xgboost_predictions_of_xgboost_model": own.predict(xgb.DMatrix(Xte)).reshape(-1).tolist(),
-        }
+        case["xgboost_model"] = json.loads(own_json)
+        case["xgboost_predictions_of_xgboost_model"] = own.predict(xgb.DMatrix(Xte)).reshape(-1).tolist()
     with open(os.path.join(FIX, "xgboost_interop.json"), "w") as f:
         json.dump(out, f)
 
