@@ -192,37 +192,34 @@ fn covariance(data: &Dataset, subtract_mean: bool, chunk: usize) -> (Vec<f64>, V
     let d = data.n_cols();
     let n = data.n_rows();
     let x = data.features();
-    let mean: Vec<f64> = if subtract_mean {
-        let parts: Vec<Vec<f64>> = x
-            .par_chunks(chunk * d)
-            .map(|c| {
-                let mut s = vec![0f64; d];
-                for r in c.chunks_exact(d) {
-                    s.iter_mut().zip(r).for_each(|(a, v)| *a += f64::from(*v));
-                }
-                s
-            })
-            .collect();
-        let mut s = vec![0f64; d];
-        for p in parts {
-            s.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
-        }
-        s.iter().map(|v| v / n as f64).collect()
+    // One pass over the data: rows are shifted by the first row `s` (close to the mean in
+    // scale, so f32 products keep their precision), and both Σ(x−s) and Σ(x−s)(x−s)ᵀ are
+    // accumulated; then mean = s + Σ(x−s)/n and the centred sum is
+    // Σ(x−s)(x−s)ᵀ − n (mean−s)(mean−s)ᵀ. Each chunk of rows is copied into a column-major
+    // f32 block (zero-padded to a multiple of 16 rows) whose Gram matrix is computed by f32
+    // dot products and added to an f64 sum.
+    let shift: Vec<f32> = if subtract_mean {
+        x[..d].to_vec()
     } else {
         vec![0.0; d]
     };
-    // Each chunk of rows is centred into a column-major f32 block (zero-padded to a multiple
-    // of 16 rows); its Gram matrix is computed by f32 dot products and added to an f64 sum.
     let block = chunk.div_ceil(16) * 16;
-    let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-    let parts: Vec<Vec<f64>> = x
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = x
         .par_chunks(block * d)
         .map(|c| {
             let mut cols = vec![0f32; d * block];
-            for (r, row) in c.chunks_exact(d).enumerate() {
-                for (j, (v, m)) in row.iter().zip(&mean32).enumerate() {
-                    cols[j * block + r] = v - m;
+            let mut sums = vec![0f64; d];
+            let columns = cols
+                .chunks_exact_mut(block)
+                .zip(&shift)
+                .zip(sums.iter_mut());
+            for (j, ((dst, m), sum)) in columns.enumerate() {
+                let mut t = 0f32;
+                for (o, row) in dst.iter_mut().zip(c.chunks_exact(d)) {
+                    *o = row[j] - m;
+                    t += *o;
                 }
+                *sum = f64::from(t);
             }
             let mut acc = vec![0f64; d * d];
             pulp::Arch::new().dispatch(ChunkGram {
@@ -231,17 +228,34 @@ fn covariance(data: &Dataset, subtract_mean: bool, chunk: usize) -> (Vec<f64>, V
                 d,
                 acc: &mut acc,
             });
-            acc
+            (sums, acc)
         })
         .collect();
     let mut cov = vec![0f64; d * d];
-    for p in parts {
+    let mut sum = vec![0f64; d];
+    for (s_part, p) in parts {
         cov.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+        sum.iter_mut().zip(&s_part).for_each(|(a, b)| *a += b);
     }
+    let delta: Vec<f64> = sum.iter().map(|v| v / n as f64).collect();
+    let mean: Vec<f64> = if subtract_mean {
+        shift
+            .iter()
+            .zip(&delta)
+            .map(|(s, dm)| f64::from(*s) + dm)
+            .collect()
+    } else {
+        vec![0.0; d]
+    };
     let denom = (n.max(2) - 1) as f64;
     for i in 0..d {
         for j in i..d {
-            let v = cov[i * d + j] / denom;
+            let centred = if subtract_mean {
+                cov[i * d + j] - n as f64 * delta[i] * delta[j]
+            } else {
+                cov[i * d + j]
+            };
+            let v = centred / denom;
             cov[i * d + j] = v;
             cov[j * d + i] = v;
         }
