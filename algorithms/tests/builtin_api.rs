@@ -430,3 +430,100 @@ fn progress_is_reported_and_early_stopping_keeps_the_best_epoch() {
     assert!(r.iter().all(|p| p.metrics.contains_key("train:progress")
         && p.metrics.contains_key("validation:objective_loss")));
 }
+
+#[test]
+fn linear_learner_regressor_recovers_coefficients_and_l1_sparsifies() {
+    let d = data();
+    let f = d.features();
+    let y: Vec<f32> = f.chunks(4).map(|r| 3.0 * r[0] - 2.0 * r[1] + 5.0).collect();
+    let reg = Dataset::new(f.to_vec(), 4, Some(y)).unwrap();
+    let h = hp(&[
+        ("predictor_type", "regressor"),
+        ("mini_batch_size", "10"),
+        ("epochs", "60"),
+        ("learning_rate", "0.05"),
+    ]);
+    let m = train(Algorithm::LinearLearner, &h, &reg, Some(&reg), &|_| {}).unwrap();
+    assert!(m.metrics["validation:rmse"] < 0.05, "{:?}", m.metrics);
+    let p = load_predictor(Algorithm::LinearLearner, &m.artifact).unwrap();
+    let Predictions::Scores {
+        scores,
+        predicted_label,
+        ..
+    } = p.predict(&[1.0, 1.0, 0.0, 0.0], 1).unwrap()
+    else {
+        panic!("not scores")
+    };
+    assert!(
+        (scores[0] - 6.0).abs() < 0.1 && predicted_label.is_none(),
+        "{scores:?}"
+    );
+
+    // A strong L1 penalty zeroes the two irrelevant features.
+    let h = hp(&[
+        ("predictor_type", "regressor"),
+        ("mini_batch_size", "10"),
+        ("epochs", "60"),
+        ("l1", "0.5"),
+        ("normalize_data", "false"),
+        ("normalize_label", "false"),
+    ]);
+    let m = train(Algorithm::LinearLearner, &h, &reg, None, &|_| {}).unwrap();
+    let model: serde_json::Value = serde_json::from_slice(&m.artifact).unwrap();
+    let w: Vec<f64> = model["model"]["weights"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(
+        w[2].abs() < 1e-3 && w[3].abs() < 1e-3 && w[0] > 1.0,
+        "{w:?}"
+    );
+}
+
+#[test]
+fn gbdt_early_stopping_keeps_the_best_rounds() {
+    // Labels are noise: the validation loss stops improving almost at once.
+    let d = data();
+    let noisy: Vec<f32> = (0..200).map(|i| ((i * 7919) % 13 % 2) as f32).collect();
+    let train_set = Dataset::new(d.features().to_vec(), 4, Some(noisy)).unwrap();
+    let h = hp(&[
+        ("objective", "binary:logistic"),
+        ("num_round", "200"),
+        ("early_stopping_rounds", "3"),
+        ("eta", "0.5"),
+    ]);
+    let m = train(Algorithm::XGBoost, &h, &train_set, Some(&d), &|_| {}).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&m.artifact).unwrap();
+    let trees = json["learner"]["gradient_booster"]["model"]["trees"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(trees < 200, "{trees} trees");
+    assert!(m.metrics.contains_key("validation:auc"));
+}
+
+#[test]
+fn kmeans_reports_test_metrics_on_the_validation_channel() {
+    let d = unlabelled(&data());
+    let m = train(
+        Algorithm::KMeans,
+        &hp(&[
+            ("k", "4"),
+            ("init_method", "kmeans++"),
+            ("epochs", "2"),
+            ("mini_batch_size", "50"),
+        ]),
+        &d,
+        Some(&d),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(
+        (m.metrics["test:msd"] - m.metrics["train:msd"]).abs() < 1e-9,
+        "{:?}",
+        m.metrics
+    );
+    assert!((m.metrics["test:ssd"] - 200.0 * m.metrics["test:msd"]).abs() < 1e-6);
+}
