@@ -527,3 +527,38 @@ fn kmeans_reports_test_metrics_on_the_validation_channel() {
     );
     assert!((m.metrics["test:ssd"] - 200.0 * m.metrics["test:msd"]).abs() < 1e-6);
 }
+
+#[test]
+fn scale_pos_weight_raises_positive_scores_and_is_saved() {
+    let d = data();
+    let mean_score = |w: &str| {
+        let mut h = good_hp(Algorithm::XGBoost);
+        h.insert("scale_pos_weight".into(), w.into());
+        let m = train(Algorithm::XGBoost, &h, &d, None, &|_| {}).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&m.artifact).unwrap();
+        assert_eq!(
+            json["learner"]["objective"]["reg_loss_param"]["scale_pos_weight"],
+            w
+        );
+        let p = load_predictor(Algorithm::XGBoost, &m.artifact).unwrap();
+        let Predictions::Scores { scores, .. } = p.predict(d.features(), 200).unwrap() else {
+            panic!()
+        };
+        scores.iter().sum::<f32>() / 200.0
+    };
+    let (five, one) = (mean_score("5"), mean_score("1"));
+    assert!(five > one + 0.02, "{five} vs {one}");
+    let e = train(
+        Algorithm::LinearLearner,
+        &hp(&[("predictor_type", "regressor"), ("loss", "logistic")]),
+        &d,
+        None,
+        &|_| {},
+    )
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&e, TrainError::BadHyperparameter { name, .. } if name == "loss"),
+        "{e}"
+    );
+}

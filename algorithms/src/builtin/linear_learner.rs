@@ -81,7 +81,8 @@ pub struct Params {
     pub early_stopping_patience: usize,
     /// `early_stopping_tolerance` [0.001] relative improvement of the validation loss.
     pub early_stopping_tolerance: f64,
-    /// `seed` [0].
+    /// `seed` [0]. (`loss` may be auto or the predictor type's own loss; `num_models` auto
+    /// or 1: Pier trains one model.)
     pub seed: u64,
 }
 
@@ -191,6 +192,32 @@ impl Params {
             )?,
             seed: h.get("seed", 0)?,
         };
+        let expected_loss = match predictor_type {
+            PredictorType::BinaryClassifier => "logistic",
+            PredictorType::MulticlassClassifier => "softmax_loss",
+            PredictorType::Regressor => "squared_loss",
+        };
+        match h.raw("loss") {
+            None | Some("auto") => {}
+            Some(v) if v == expected_loss => {}
+            Some(v) => {
+                return Err(TrainError::bad(
+                    "loss",
+                    v,
+                    format!("Pier supports auto or {expected_loss} for {pt}"),
+                ));
+            }
+        }
+        match h.raw("num_models") {
+            None | Some("auto") | Some("1") => {}
+            Some(v) => {
+                return Err(TrainError::bad(
+                    "num_models",
+                    v,
+                    "Pier trains one model: auto or 1",
+                ));
+            }
+        }
         h.finish()?;
         Ok(p)
     }

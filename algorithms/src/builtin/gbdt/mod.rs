@@ -79,6 +79,8 @@ pub struct Params {
     pub base_score: Option<f64>,
     /// `early_stopping_rounds` [none]: stop when the validation metric has not improved.
     pub early_stopping_rounds: Option<usize>,
+    /// `scale_pos_weight` [1]: weight of positive rows (binary:logistic).
+    pub scale_pos_weight: f64,
     /// `seed` [0].
     pub seed: u64,
 }
@@ -131,6 +133,7 @@ impl Params {
             max_bin: in_range("max_bin", h.get("max_bin", 256)?, 2, 256)?,
             base_score: h.auto::<f64>("base_score")?,
             early_stopping_rounds: h.auto("early_stopping_rounds")?,
+            scale_pos_weight: h.get("scale_pos_weight", 1.0)?,
             seed: h.get("seed", 0)?,
         };
         match h.raw("tree_method") {
@@ -157,9 +160,21 @@ impl Params {
                 ));
             }
         }
-        h.raw("eval_metric");
-        h.raw("verbosity");
-        h.raw("nthread");
+        if !(p.scale_pos_weight > 0.0 && p.scale_pos_weight.is_finite()) {
+            return Err(TrainError::bad(
+                "scale_pos_weight",
+                &p.scale_pos_weight.to_string(),
+                "must be a positive number",
+            ));
+        }
+        match h.raw("booster") {
+            None | Some("gbtree") => {}
+            Some(v) => return Err(TrainError::bad("booster", v, "only gbtree is supported")),
+        }
+        // Accepted for compatibility; they do not change the model.
+        for name in ["eval_metric", "verbosity", "silent", "nthread"] {
+            h.raw(name);
+        }
         h.finish()?;
         Ok(p)
     }
@@ -177,6 +192,8 @@ impl Params {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GbdtModel {
     objective: Objective,
+    /// Weight of positive rows in training (kept for the XGBoost JSON `reg_loss_param`).
+    scale_pos_weight: f32,
     n_features: usize,
     /// Output groups (classes for softprob, else 1).
     n_groups: usize,
@@ -400,6 +417,7 @@ pub fn fit(
     };
     let mut model = GbdtModel {
         objective: p.objective,
+        scale_pos_weight: p.scale_pos_weight as f32,
         n_features: d,
         n_groups: k,
         base_score,
@@ -415,7 +433,14 @@ pub fn fit(
     let mut best: Option<(f64, usize)> = None;
     let mut tree_rows: Vec<u32> = Vec::with_capacity(n);
     for round in 0..p.num_round {
-        gradients(p.objective, k, &margins, y, &mut gh);
+        gradients(
+            p.objective,
+            k,
+            p.scale_pos_weight as f32,
+            &margins,
+            y,
+            &mut gh,
+        );
         let mut rows: Vec<u32> = if p.subsample < 1.0 {
             (0..n as u32)
                 .filter(|_| rng.uniform() < p.subsample)
@@ -523,7 +548,14 @@ pub fn fit(
 }
 
 /// Gradient/hessian pairs of the objective at `margins` (row-major, `k` per row).
-fn gradients(obj: Objective, k: usize, margins: &[f32], y: &[f32], gh: &mut [[f32; 2]]) {
+fn gradients(
+    obj: Objective,
+    k: usize,
+    pos_weight: f32,
+    margins: &[f32],
+    y: &[f32],
+    gh: &mut [[f32; 2]],
+) {
     gh.par_chunks_mut(k)
         .zip(margins.par_chunks(k))
         .zip(y.par_iter())
@@ -531,7 +563,8 @@ fn gradients(obj: Objective, k: usize, margins: &[f32], y: &[f32], gh: &mut [[f3
             Objective::SquaredError => out[0] = [m[0] - label, 1.0],
             Objective::Logistic => {
                 let p = sigmoid(m[0]);
-                out[0] = [p - label, (p * (1.0 - p)).max(1e-16)];
+                let w = if label == 1.0 { pos_weight } else { 1.0 };
+                out[0] = [(p - label) * w, (p * (1.0 - p)).max(1e-16) * w];
             }
             Objective::Softprob => {
                 let mut p = m.to_vec();

@@ -59,7 +59,9 @@ impl GbdtModel {
             Objective::Softprob => {
                 json!({"name": "multi:softprob", "softmax_multiclass_param": {"num_class": self.n_groups.to_string()}})
             }
-            o => json!({"name": o.name(), "reg_loss_param": {"scale_pos_weight": "1"}}),
+            o => {
+                json!({"name": o.name(), "reg_loss_param": {"scale_pos_weight": format!("{}", self.scale_pos_weight)}})
+            }
         };
         let num_class = if self.objective == Objective::Softprob {
             self.n_groups
@@ -179,7 +181,13 @@ impl GbdtModel {
             trees.push(tree);
             tree_group.push(g);
         }
+        let scale_pos_weight = learner
+            .pointer("/objective/reg_loss_param/scale_pos_weight")
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1.0);
         Ok(GbdtModel {
+            scale_pos_weight,
             objective,
             n_features,
             n_groups,
