@@ -45,32 +45,32 @@ pub struct Group {
     pub init: InitMethod,
 }
 
-/// Factorization machine hyperparameters (SageMaker names; defaults in brackets).
+/// Factorization machine hyperparameters (SageMaker names and defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     /// `predictor_type` (required): binary_classifier or regressor.
     pub binary: bool,
     /// `num_factors` (required).
     pub num_factors: usize,
-    /// `feature_dim` [the data's width].
+    /// `feature_dim` (default the data's width).
     pub feature_dim: Option<usize>,
-    /// `epochs` [1].
+    /// `epochs` (default 1).
     pub epochs: usize,
-    /// `mini_batch_size` [1000].
+    /// `mini_batch_size` (default 1000).
     pub mini_batch_size: usize,
-    /// `bias_lr` [0.1], `bias_wd` [0.01], `bias_init_*` [normal, sigma 0.01].
+    /// `bias_lr` (default 0.1), `bias_wd` (default 0.01), `bias_init_*` [normal, sigma 0.01].
     pub bias: Group,
-    /// `linear_lr` [0.001], `linear_wd` [0.001], `linear_init_*` [normal, sigma 0.01].
+    /// `linear_lr` (default 0.001), `linear_wd` (default 0.001), `linear_init_*` [normal, sigma 0.01].
     pub linear: Group,
-    /// `factors_lr` [0.0001], `factors_wd` [0.00001], `factors_init_*` [normal, sigma 0.001].
+    /// `factors_lr` (default 0.0001), `factors_wd` (default 0.00001), `factors_init_*` [normal, sigma 0.001].
     pub factors: Group,
-    /// `clip_gradient` [none].
+    /// `clip_gradient` (default none).
     pub clip_gradient: Option<f64>,
-    /// `eps` [1e-8] of Adam.
+    /// `eps` (default 1e-8) of Adam.
     pub eps: f64,
-    /// `rescale_grad` [1].
+    /// `rescale_grad` (default 1).
     pub rescale_grad: f64,
-    /// `seed` [0].
+    /// `seed` (default 0).
     pub seed: u64,
 }
 

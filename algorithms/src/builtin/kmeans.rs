@@ -35,30 +35,30 @@ pub enum Init {
     KMeansPlusPlus,
 }
 
-/// K-means hyperparameters (SageMaker names; defaults in brackets).
+/// K-means hyperparameters (SageMaker names and defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     /// `k` (required).
     pub k: usize,
-    /// `feature_dim` [the data's width].
+    /// `feature_dim` (default the data's width).
     pub feature_dim: Option<usize>,
-    /// `init_method` [random] for the streaming stage.
+    /// `init_method` (default random) for the streaming stage.
     pub init_method: Init,
-    /// `local_lloyd_init_method` [kmeans++].
+    /// `local_lloyd_init_method` (default kmeans++).
     pub local_lloyd_init_method: Init,
-    /// `local_lloyd_max_iter` [300].
+    /// `local_lloyd_max_iter` (default 300).
     pub local_lloyd_max_iter: usize,
-    /// `local_lloyd_tol` [0.0001].
+    /// `local_lloyd_tol` (default 0.0001).
     pub local_lloyd_tol: f64,
-    /// `local_lloyd_num_trials` [auto: 10].
+    /// `local_lloyd_num_trials` (default auto: 10).
     pub local_lloyd_num_trials: usize,
-    /// `mini_batch_size` [5000].
+    /// `mini_batch_size` (default 5000).
     pub mini_batch_size: usize,
-    /// `epochs` [1].
+    /// `epochs` (default 1).
     pub epochs: usize,
-    /// `extra_center_factor` [auto: 4].
+    /// `extra_center_factor` (default auto: 4).
     pub extra_center_factor: usize,
-    /// `seed` [0].
+    /// `seed` (default 0).
     pub seed: u64,
 }
 

@@ -44,44 +44,44 @@ pub enum Optimizer {
     Adam,
 }
 
-/// Linear learner hyperparameters (SageMaker names; defaults in brackets).
+/// Linear learner hyperparameters (SageMaker names and defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     /// `predictor_type` (required).
     pub predictor_type: PredictorType,
     /// `num_classes` (required for multiclass, >= 3; 2 otherwise).
     pub num_classes: usize,
-    /// `feature_dim` [auto: the data's width].
+    /// `feature_dim` (default auto: the data's width).
     pub feature_dim: Option<usize>,
-    /// `mini_batch_size` [1000].
+    /// `mini_batch_size` (default 1000).
     pub mini_batch_size: usize,
-    /// `epochs` [15].
+    /// `epochs` (default 15).
     pub epochs: usize,
-    /// `learning_rate` [auto: 0.01 for Adam, 0.1 for SGD].
+    /// `learning_rate` (default auto: 0.01 for Adam, 0.1 for SGD).
     pub learning_rate: f64,
-    /// `l1` [auto: 0].
+    /// `l1` (default auto: 0).
     pub l1: f64,
     /// `wd` (L2) [auto: 0].
     pub wd: f64,
-    /// `optimizer` [auto = adam].
+    /// `optimizer` (default auto = adam).
     pub optimizer: Optimizer,
-    /// `beta_1` [0.9], `beta_2` [0.999] for Adam.
+    /// `beta_1` (default 0.9), `beta_2` (default 0.999) for Adam.
     pub beta_1: f64,
     /// See `beta_1`.
     pub beta_2: f64,
-    /// `momentum` for SGD [0].
+    /// `momentum` for SGD (default 0).
     pub momentum: f64,
-    /// `use_bias` [true].
+    /// `use_bias` (default true).
     pub use_bias: bool,
-    /// `normalize_data` [true].
+    /// `normalize_data` (default true).
     pub normalize_data: bool,
-    /// `normalize_label` [auto: true for regressor].
+    /// `normalize_label` (default auto: true for regressor).
     pub normalize_label: bool,
-    /// `early_stopping_patience` [3] epochs without relative improvement.
+    /// `early_stopping_patience` (default 3) epochs without relative improvement.
     pub early_stopping_patience: usize,
-    /// `early_stopping_tolerance` [0.001] relative improvement of the validation loss.
+    /// `early_stopping_tolerance` (default 0.001) relative improvement of the validation loss.
     pub early_stopping_tolerance: f64,
-    /// `seed` [0]. (`loss` may be auto or the predictor type's own loss; `num_models` auto
+    /// `seed` (default 0). (`loss` may be auto or the predictor type's own loss; `num_models` auto
     /// or 1: Pier trains one model.)
     pub seed: u64,
 }

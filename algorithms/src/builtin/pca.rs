@@ -43,22 +43,22 @@ pub enum Mode {
     Randomized,
 }
 
-/// PCA hyperparameters (SageMaker names; defaults in brackets).
+/// PCA hyperparameters (SageMaker names and defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     /// `num_components` (required).
     pub num_components: usize,
-    /// `feature_dim` [the data's width].
+    /// `feature_dim` (default the data's width).
     pub feature_dim: Option<usize>,
-    /// `algorithm_mode` [regular].
+    /// `algorithm_mode` (default regular).
     pub algorithm_mode: Mode,
-    /// `subtract_mean` [true].
+    /// `subtract_mean` (default true).
     pub subtract_mean: bool,
-    /// `extra_components` [-1: max(10, num_components)]; randomized mode only.
+    /// `extra_components` (default -1: max(10, num_components)); randomized mode only.
     pub extra_components: usize,
-    /// `mini_batch_size` [500]: rows per accumulation chunk.
+    /// `mini_batch_size` (default 500): rows per accumulation chunk.
     pub mini_batch_size: usize,
-    /// `seed` [0].
+    /// `seed` (default 0).
     pub seed: u64,
 }
 

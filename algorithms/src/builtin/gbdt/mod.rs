@@ -1,7 +1,7 @@
 //! Gradient-boosted trees (SageMaker image `xgboost`) with XGBoost's hyperparameters,
 //! trained natively: quantile bins (`max_bin`), gradient/hessian histograms with histogram
 //! subtraction, depth-wise growth with XGBoost's exact gain and leaf formulas (see
-//! [`grow`]), row (`subsample`) and column (`colsample_bytree`) sampling, objectives
+//! `grow.rs`), row (`subsample`) and column (`colsample_bytree`) sampling, objectives
 //! `reg:squarederror`, `binary:logistic` and `multi:softprob`. The artifact is an XGBoost JSON
 //! model file ([`GbdtModel::to_xgboost_json`]) that the `xgboost` library loads.
 //!
@@ -48,40 +48,40 @@ impl Objective {
     }
 }
 
-/// GBDT hyperparameters (XGBoost names; defaults in brackets).
+/// GBDT hyperparameters (XGBoost names and defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     /// `num_round` (required).
     pub num_round: usize,
-    /// `eta` [0.3].
+    /// `eta` (default 0.3).
     pub eta: f64,
-    /// `max_depth` [6].
+    /// `max_depth` (default 6).
     pub max_depth: usize,
-    /// `min_child_weight` [1].
+    /// `min_child_weight` (default 1).
     pub min_child_weight: f64,
-    /// `subsample` [1].
+    /// `subsample` (default 1).
     pub subsample: f64,
-    /// `colsample_bytree` [1].
+    /// `colsample_bytree` (default 1).
     pub colsample_bytree: f64,
-    /// `lambda` [1].
+    /// `lambda` (default 1).
     pub lambda: f64,
-    /// `alpha` [0].
+    /// `alpha` (default 0).
     pub alpha: f64,
-    /// `gamma` [0].
+    /// `gamma` (default 0).
     pub gamma: f64,
-    /// `objective` [reg:squarederror].
+    /// `objective` (default reg:squarederror).
     pub objective: Objective,
     /// `num_class` (required for multi:softprob).
     pub num_class: usize,
-    /// `max_bin` [256]; at most 255 value bins are used (one id is kept for missing values).
+    /// `max_bin` (default 256); at most 255 value bins are used (one id is kept for missing values).
     pub max_bin: usize,
-    /// `base_score` [auto: the label mean; 0.5 for multi:softprob].
+    /// `base_score` (default auto: the label mean; 0.5 for multi:softprob).
     pub base_score: Option<f64>,
-    /// `early_stopping_rounds` [none]: stop when the validation metric has not improved.
+    /// `early_stopping_rounds` (default none): stop when the validation metric has not improved.
     pub early_stopping_rounds: Option<usize>,
-    /// `scale_pos_weight` [1]: weight of positive rows (binary:logistic).
+    /// `scale_pos_weight` (default 1): weight of positive rows (binary:logistic).
     pub scale_pos_weight: f64,
-    /// `seed` [0].
+    /// `seed` (default 0).
     pub seed: u64,
 }
 
