@@ -562,3 +562,53 @@ fn scale_pos_weight_raises_positive_scores_and_is_saved() {
         "{e}"
     );
 }
+
+/// `n` rows of `d` features from a fixed LCG; label 1 when the first two features sum > 0.
+fn wide(n: usize, d: usize) -> Dataset {
+    let mut s = 99u64;
+    let mut f = Vec::with_capacity(n * d);
+    let mut l = Vec::with_capacity(n);
+    for _ in 0..n {
+        let row: Vec<f32> = (0..d)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 33) as f64 / (1u64 << 31) as f64 * 2.0 - 1.0) as f32
+            })
+            .collect();
+        l.push(if row[0] + row[1] > 0.0 { 1.0 } else { 0.0 });
+        f.extend(row);
+    }
+    Dataset::new(f, d, Some(l)).unwrap()
+}
+
+#[test]
+fn artifacts_do_not_depend_on_the_number_of_threads() {
+    // Large enough for several PCA and k-means chunks and GBDT feature blocks.
+    let d = wide(6000, 24);
+    for a in Algorithm::ALL {
+        let set = if a.supervised() {
+            d.clone()
+        } else {
+            unlabelled(&d)
+        };
+        let mut h = good_hp(a);
+        if a == Algorithm::XGBoost {
+            h.insert("subsample".into(), "0.8".into());
+        }
+        if a == Algorithm::Pca {
+            h.insert("mini_batch_size".into(), "500".into());
+        }
+        let with_threads = |n: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap();
+            pool.install(|| train(a, &h, &set, Some(&set), &|_| {}).unwrap())
+        };
+        let (one, three) = (with_threads(1), with_threads(3));
+        assert_eq!(one.artifact, three.artifact, "{a}");
+        assert_eq!(one.metrics, three.metrics, "{a}");
+    }
+}
