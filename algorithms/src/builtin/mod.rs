@@ -24,6 +24,7 @@ pub mod kmeans;
 pub mod linear_learner;
 pub mod metrics;
 pub mod pca;
+mod response;
 mod rng;
 
 use std::collections::BTreeMap;
