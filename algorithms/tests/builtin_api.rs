@@ -612,3 +612,30 @@ fn artifacts_do_not_depend_on_the_number_of_threads() {
         assert_eq!(one.metrics, three.metrics, "{a}");
     }
 }
+
+#[test]
+fn dense_models_refuse_missing_values_at_predict_time() {
+    let d = data();
+    for a in [
+        Algorithm::LinearLearner,
+        Algorithm::KMeans,
+        Algorithm::Pca,
+        Algorithm::FactorizationMachines,
+    ] {
+        let set = if a.supervised() {
+            d.clone()
+        } else {
+            unlabelled(&d)
+        };
+        let m = train(a, &good_hp(a), &set, None, &|_| {}).unwrap();
+        let p = load_predictor(a, &m.artifact).unwrap();
+        let e = p
+            .predict(&[0.1, 0.2, 0.3, 0.4, 0.5, f32::NAN, 0.1, 0.1], 2)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, TrainError::Input(m) if m.contains("row 2, feature 2")),
+            "{a}: {e}"
+        );
+    }
+}

@@ -16,7 +16,9 @@ use super::error::{Result, TrainError};
 use super::hyper::{Hyper, in_range, non_negative, positive};
 use super::metrics;
 use super::rng::Rng;
-use super::{Algorithm, BuiltinPredictor, Dataset, Predictions, Progress, check_rows};
+use super::{
+    Algorithm, BuiltinPredictor, Dataset, Predictions, Progress, check_finite, check_rows,
+};
 
 /// Artifact format name.
 pub const FORMAT: &str = "pier-factorization-machines";
@@ -258,6 +260,7 @@ impl BuiltinPredictor for FmModel {
 
     fn predict(&self, rows: &[f32], n_rows: usize) -> Result<Predictions> {
         check_rows(rows, n_rows, self.n_features)?;
+        check_finite(rows, self.n_features)?;
         let scores: Vec<f32> = rows
             .chunks_exact(self.n_features)
             .map(|x| {

@@ -17,7 +17,9 @@ use super::artifact;
 use super::error::{Result, TrainError};
 use super::hyper::{Hyper, in_range, non_negative};
 use super::rng::Rng;
-use super::{Algorithm, BuiltinPredictor, Dataset, Predictions, Progress, check_rows};
+use super::{
+    Algorithm, BuiltinPredictor, Dataset, Predictions, Progress, check_finite, check_rows,
+};
 
 /// Artifact format name.
 pub const FORMAT: &str = "pier-kmeans";
@@ -160,6 +162,7 @@ impl BuiltinPredictor for KMeansModel {
 
     fn predict(&self, rows: &[f32], n_rows: usize) -> Result<Predictions> {
         check_rows(rows, n_rows, self.n_features)?;
+        check_finite(rows, self.n_features)?;
         let d = self.n_features;
         let mut closest_cluster = Vec::with_capacity(n_rows);
         let mut distance_to_cluster = Vec::with_capacity(n_rows);

@@ -263,3 +263,16 @@ pub(crate) fn check_rows(rows: &[f32], n_rows: usize, n_features: usize) -> Resu
     }
     Ok(())
 }
+
+/// Fails on the first missing or non-finite value (for algorithms that need dense rows),
+/// naming its 1-based row and feature.
+pub(crate) fn check_finite(rows: &[f32], n_features: usize) -> Result<()> {
+    match rows.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(p) => Err(TrainError::Input(format!(
+            "row {}, feature {}: missing or non-finite value; this model needs dense rows",
+            p / n_features.max(1) + 1,
+            p % n_features.max(1) + 1
+        ))),
+    }
+}

@@ -20,7 +20,9 @@ use super::eigen::{orthonormalize_columns, symmetric_eigen};
 use super::error::{Result, TrainError};
 use super::hyper::{Hyper, in_range};
 use super::rng::Rng;
-use super::{Algorithm, BuiltinPredictor, Dataset, Predictions, Progress, check_rows};
+use super::{
+    Algorithm, BuiltinPredictor, Dataset, Predictions, Progress, check_finite, check_rows,
+};
 
 /// Artifact format name.
 pub const FORMAT: &str = "pier-pca";
@@ -164,6 +166,7 @@ impl BuiltinPredictor for PcaModel {
 
     fn predict(&self, rows: &[f32], n_rows: usize) -> Result<Predictions> {
         check_rows(rows, n_rows, self.n_features)?;
+        check_finite(rows, self.n_features)?;
         let d = self.n_features;
         let mut projections = Vec::with_capacity(n_rows * self.num_components);
         let mut centred = vec![0f32; d];
