@@ -83,6 +83,10 @@ pub struct Params {
     pub early_stopping_patience: usize,
     /// `early_stopping_tolerance` (default 0.001) relative improvement of the validation loss.
     pub early_stopping_tolerance: f64,
+    /// `binary_classifier_model_selection_criteria` (default accuracy): `accuracy` picks the
+    /// score threshold that maximises accuracy on the validation channel (the train channel
+    /// when there is none); `loss_function` keeps 0.5.
+    pub tune_threshold: bool,
     /// `seed` (default 0). (`loss` may be auto or the predictor type's own loss; `num_models` auto
     /// or 1: Pier trains one model.)
     pub seed: u64,
@@ -192,6 +196,11 @@ impl Params {
                 "early_stopping_tolerance",
                 h.get("early_stopping_tolerance", 0.001)?,
             )?,
+            tune_threshold: h.choice(
+                "binary_classifier_model_selection_criteria",
+                &["accuracy", "loss_function"],
+                "accuracy",
+            )? == "accuracy",
             seed: h.get("seed", 0)?,
         };
         let expected_loss = match predictor_type {
@@ -246,6 +255,13 @@ pub struct LinearLearnerModel {
     pub weights: Vec<f32>,
     /// One per output.
     pub bias: Vec<f32>,
+    /// Binary classifiers: `predicted_label` is 1 when the score is at least this.
+    #[serde(default = "half")]
+    pub threshold: f32,
+}
+
+fn half() -> f32 {
+    0.5
 }
 
 impl LinearLearnerModel {
@@ -268,6 +284,7 @@ impl LinearLearnerModel {
         }
         artifact::check_vec("weights", &m.weights, m.n_out * m.n_features)?;
         artifact::check_vec("bias", &m.bias, m.n_out)?;
+        artifact::check_vec("threshold", &[m.threshold], 1)?;
         Ok(m)
     }
 
@@ -303,7 +320,7 @@ impl BuiltinPredictor for LinearLearnerModel {
             PredictorType::BinaryClassifier => Some(
                 scores
                     .iter()
-                    .map(|&p| if p >= 0.5 { 1.0 } else { 0.0 })
+                    .map(|&p| if p >= self.threshold { 1.0 } else { 0.0 })
                     .collect(),
             ),
             PredictorType::MulticlassClassifier => Some(
@@ -552,9 +569,15 @@ pub fn fit(
             progress(prog);
         }
     }
-    let Some((_, model)) = best else {
+    let Some((_, mut model)) = best else {
         return Err(TrainError::Diverged("no epoch completed".into()));
     };
+    if p.predictor_type == PredictorType::BinaryClassifier && p.tune_threshold {
+        let (d, l) = val.unwrap_or((train, y));
+        if let Ok(Predictions::Scores { scores, .. }) = model.predict(d.features(), d.n_rows()) {
+            model.threshold = accuracy_threshold(&scores, l);
+        }
+    }
     for (name, v) in evaluate(&model, train, y).1 {
         metrics_out.insert(format!("train:{name}"), v);
     }
@@ -652,7 +675,42 @@ fn fold(
         n_out: k,
         weights,
         bias,
+        threshold: 0.5,
     }
+}
+
+/// The threshold (a midpoint between consecutive distinct scores) that maximises accuracy of
+/// `score >= threshold` against 0/1 labels; among equals, the one closest to 0.5.
+fn accuracy_threshold(scores: &[f32], labels: &[f32]) -> f32 {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    let total_pos = labels.iter().filter(|&&l| l == 1.0).count();
+    let (mut neg_below, mut pos_below) = (0usize, 0usize);
+    let mut best = (0usize, 0.5f32);
+    for i in 0..=idx.len() {
+        let boundary = i == 0 || i == idx.len() || scores[idx[i]] != scores[idx[i - 1]];
+        if boundary {
+            let t = if i == 0 {
+                0.0
+            } else if i == idx.len() {
+                1.0 + f32::EPSILON
+            } else {
+                (scores[idx[i - 1]] + scores[idx[i]]) / 2.0
+            };
+            let correct = neg_below + (total_pos - pos_below);
+            if correct > best.0 || (correct == best.0 && (t - 0.5).abs() < (best.1 - 0.5).abs()) {
+                best = (correct, t);
+            }
+        }
+        if let Some(&j) = idx.get(i) {
+            if labels[j] == 1.0 {
+                pos_below += 1;
+            } else {
+                neg_below += 1;
+            }
+        }
+    }
+    best.1
 }
 
 /// Optimiser state over the flattened (weights, bias) parameters.
@@ -730,6 +788,18 @@ mod tests {
         );
         let back = LinearLearnerModel::load(&m.save()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn threshold_maximises_accuracy() {
+        assert_eq!(
+            accuracy_threshold(&[0.1, 0.2, 0.3, 0.4], &[0.0, 0.0, 1.0, 1.0]),
+            0.25
+        );
+        assert_eq!(accuracy_threshold(&[0.6, 0.7], &[0.0, 1.0]), 0.65);
+        // Every threshold between the classes ties: the one nearest 0.5 wins.
+        assert_eq!(accuracy_threshold(&[0.1, 0.9], &[0.0, 1.0]), 0.5);
+        assert_eq!(accuracy_threshold(&[0.3, 0.3], &[1.0, 1.0]), 0.0);
     }
 
     #[test]
