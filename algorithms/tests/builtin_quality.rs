@@ -90,6 +90,7 @@ fn linear_learner_accuracy_within_001_of_logistic_regression() {
             .count();
         let ours = hits as f64 / te.n_rows() as f64;
         let theirs = r["datasets"][name]["logreg_accuracy"].as_f64().unwrap();
+        println!("{name}: linear learner accuracy {ours:.4}, LogisticRegression {theirs:.4}");
         assert!(
             ours >= theirs - 0.01,
             "{name}: linear learner {ours} vs LogisticRegression {theirs}"
@@ -113,6 +114,7 @@ fn kmeans_inertia_within_one_percent_of_scikit_learn() {
         .unwrap();
         let ours = m.metrics["train:ssd"];
         let theirs = r["datasets"][name]["kmeans"]["inertia"].as_f64().unwrap();
+        println!("{name}: k-means SSD {ours:.6e}, scikit-learn inertia {theirs:.6e}");
         assert!(
             ours <= theirs * 1.01,
             "{name}: k-means SSD {ours} vs scikit-learn inertia {theirs}"
