@@ -4,4 +4,5 @@
 //! Nothing here knows about HTTP, the model store or tensors: inputs are dense row-major
 //! `f32` feature matrices with NaN for missing values.
 
+pub mod builtin;
 pub mod trees;

@@ -19,7 +19,10 @@ pub struct TestServer {
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/onnx").join(name).join("model.onnx")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/onnx")
+        .join(name)
+        .join("model.onnx")
 }
 
 pub fn config(data: &Path) -> ServerConfig {
@@ -39,8 +42,17 @@ impl TestServer {
         let data = config.data_dir.clone();
         let server = pier_server::start(config).await.expect("server starts");
         let (http, admin) = (server.http_addr, server.admin_addr);
-        let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
-        Self { server: Some(server), data, http, admin, client }
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap();
+        Self {
+            server: Some(server),
+            data,
+            http,
+            admin,
+            client,
+        }
     }
 
     pub async fn stop(mut self) {
@@ -82,35 +94,57 @@ impl TestServer {
             .iter()
             .map(|(v, m, w)| json!({"VariantName": v, "ModelName": m, "InitialVariantWeight": w, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}))
             .collect();
-        self.ok("CreateEndpointConfig", json!({"EndpointConfigName": name, "ProductionVariants": pv})).await;
+        self.ok(
+            "CreateEndpointConfig",
+            json!({"EndpointConfigName": name, "ProductionVariants": pv}),
+        )
+        .await;
     }
 
     /// Waits until the endpoint leaves Creating/Updating; returns its description.
     pub async fn wait_endpoint(&self, name: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let d = self.ok("DescribeEndpoint", json!({"EndpointName": name})).await;
+            let d = self
+                .ok("DescribeEndpoint", json!({"EndpointName": name}))
+                .await;
             let status = d["EndpointStatus"].as_str().unwrap().to_owned();
             if status != "Creating" && status != "Updating" {
                 return d;
             }
-            assert!(Instant::now() < deadline, "endpoint {name} stuck in {status}");
+            assert!(
+                Instant::now() < deadline,
+                "endpoint {name} stuck in {status}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     pub async fn create_endpoint(&self, name: &str, config: &str) -> Value {
-        self.ok("CreateEndpoint", json!({"EndpointName": name, "EndpointConfigName": config})).await;
+        self.ok(
+            "CreateEndpoint",
+            json!({"EndpointName": name, "EndpointConfigName": config}),
+        )
+        .await;
         let d = self.wait_endpoint(name).await;
         assert_eq!(d["EndpointStatus"], "InService", "{d}");
         d
     }
 
     /// POST /endpoints/{name}/invocations.
-    pub async fn invoke(&self, endpoint: &str, content_type: &str, body: impl Into<reqwest::Body>, headers: &[(&str, &str)]) -> Invocation {
+    pub async fn invoke(
+        &self,
+        endpoint: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> Invocation {
         let mut req = self
             .client
-            .post(format!("http://{}/endpoints/{endpoint}/invocations", self.http))
+            .post(format!(
+                "http://{}/endpoints/{endpoint}/invocations",
+                self.http
+            ))
             .header("Content-Type", content_type)
             .body(body);
         for (k, v) in headers {
@@ -132,9 +166,19 @@ pub struct Invocation {
 impl Invocation {
     pub async fn read(r: reqwest::Response) -> Self {
         let h = |n: &str| r.headers().get(n).map(|v| v.to_str().unwrap().to_owned());
-        let (status, variant, model, content_type) =
-            (r.status().as_u16(), h("x-amzn-invoked-production-variant"), h("x-pier-model"), h("content-type"));
-        Self { status, variant, model, content_type, body: r.text().await.unwrap() }
+        let (status, variant, model, content_type) = (
+            r.status().as_u16(),
+            h("x-amzn-invoked-production-variant"),
+            h("x-pier-model"),
+            h("content-type"),
+        );
+        Self {
+            status,
+            variant,
+            model,
+            content_type,
+            body: r.text().await.unwrap(),
+        }
     }
 
     pub fn json(&self) -> Value {
