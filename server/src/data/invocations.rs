@@ -111,32 +111,38 @@ async fn invoke(
     let variant_name = variant.name.clone();
     drop(snapshot);
 
+    // Decode on the compute pool (a large CSV body is real work), predict, encode.
     let timeout = app.config.limits.request_timeout;
-    let job = app.serving.pool.run(move || {
-        let model = loaded.model.as_ref();
-        let signature = model.signature();
-        let [spec] = signature.inputs.as_slice() else {
-            return Err(ServeError::Validation(format!(
-                "model {} takes {} inputs; SageMaker invocations carry one feature matrix (use the v2 protocol)",
-                loaded.artifact,
-                signature.inputs.len()
-            )));
-        };
-        let features = codec::decode_features(format, &body, spec.features()).map_err(RuntimeError::from)?;
-        let input = features.cast(spec.dtype)?;
-        spec.check(&input)?;
-        let outputs = model.predict(vec![input])?;
-        let named: Vec<(&str, &Tensor)> =
-            signature.outputs.iter().map(|o| o.name.as_str()).zip(outputs.iter()).collect();
-        let bytes = codec::encode_outputs(accept, &named, &model.json_layout())?;
-        Ok((bytes, loaded.artifact.to_string()))
-    });
-    let (bytes, artifact) = tokio::time::timeout(timeout, job).await.map_err(|_| {
-        ServeError::Model(format!(
-            "the model did not answer within {} s",
-            timeout.as_secs_f64()
-        ))
-    })??;
+    let model = loaded.clone();
+    let input = app
+        .serving
+        .pool
+        .run(move || {
+            let signature = model.model.signature();
+            let [spec] = signature.inputs.as_slice() else {
+                return Err(ServeError::Validation(format!(
+                    "model {} takes {} inputs; SageMaker invocations carry one feature matrix (use the v2 protocol)",
+                    model.artifact,
+                    signature.inputs.len()
+                )));
+            };
+            let features = codec::decode_features(format, &body, spec.features()).map_err(RuntimeError::from)?;
+            let input = features.cast(spec.dtype)?;
+            spec.check(&input)?;
+            Ok(input)
+        })
+        .await?;
+    let outputs = app.serving.infer(&loaded, vec![input], timeout).await?;
+    let model = loaded.model.as_ref();
+    let named: Vec<(&str, &Tensor)> = model
+        .signature()
+        .outputs
+        .iter()
+        .map(|o| o.name.as_str())
+        .zip(outputs.iter())
+        .collect();
+    let bytes = codec::encode_outputs(accept, &named, &model.json_layout())?;
+    let artifact = loaded.artifact.to_string();
 
     let mut response = (StatusCode::OK, bytes).into_response();
     let h = response.headers_mut();

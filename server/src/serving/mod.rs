@@ -12,8 +12,12 @@ pub mod snapshot;
 pub mod weights;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use pier_runtimes::Tensor;
+
+use crate::error::ServeError;
 
 pub use compute::ComputePool;
 pub use models::{LoadedModel, ModelCache};
@@ -51,5 +55,28 @@ impl Serving {
         let mut next = ServingSnapshot::clone(&self.snapshot.load());
         edit(&mut next);
         self.snapshot.store(Arc::new(next));
+    }
+}
+
+impl Serving {
+    /// Runs validated `inputs` (signature order) through a loaded model on the compute pool,
+    /// answering within `timeout`. Every protocol facade predicts through here, so batching
+    /// and metrics have one place to live.
+    pub async fn infer(
+        &self,
+        model: &Arc<LoadedModel>,
+        inputs: Vec<Tensor>,
+        timeout: Duration,
+    ) -> Result<Vec<Tensor>, ServeError> {
+        let model = model.clone();
+        let job = self
+            .pool
+            .run(move || model.model.predict(inputs).map_err(ServeError::from));
+        tokio::time::timeout(timeout, job).await.map_err(|_| {
+            ServeError::Model(format!(
+                "the model did not answer within {} s",
+                timeout.as_secs_f64()
+            ))
+        })?
     }
 }
