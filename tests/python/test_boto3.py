@@ -1,0 +1,96 @@
+"""boto3, unchanged, against Pier: the SageMaker control API and the runtime API."""
+
+import json
+
+import boto3
+import botocore.exceptions
+import pytest
+
+from conftest import FIXTURES
+
+CSV = b"5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+
+
+def clients(addrs):
+    common = dict(region_name="us-east-1", aws_access_key_id="any", aws_secret_access_key="any")
+    sm = boto3.client("sagemaker", endpoint_url=f"http://{addrs['admin']}", **common)
+    rt = boto3.client("sagemaker-runtime", endpoint_url=f"http://{addrs['http']}", **common)
+    return sm, rt
+
+
+def wait(sm, name):
+    sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def test_deploy_invoke_update_delete(pier_server):
+    sm, rt = clients(pier_server)
+    for name, fixture in [("logreg", "iris-logreg"), ("mlp", "iris-mlp")]:
+        arn = sm.create_model(
+            ModelName=name,
+            PrimaryContainer={"Image": "onnx", "ModelDataUrl": f"file://{FIXTURES / fixture / 'model.onnx'}"},
+            ExecutionRoleArn="arn:aws:iam::000000000000:role/unused",
+        )["ModelArn"]
+        assert arn.endswith(f"model/{name}")
+    assert {m["ModelName"] for m in sm.list_models()["Models"]} == {"logreg", "mlp"}
+    assert sm.describe_model(ModelName="mlp")["PrimaryContainer"]["Image"] == "onnx"
+
+    sm.create_endpoint_config(
+        EndpointConfigName="ab",
+        ProductionVariants=[
+            {"VariantName": "a", "ModelName": "logreg", "InitialVariantWeight": 70, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"},
+            {"VariantName": "b", "ModelName": "mlp", "InitialVariantWeight": 30, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"},
+        ],
+    )
+    sm.create_endpoint(EndpointName="iris", EndpointConfigName="ab")
+    wait(sm, "iris")
+
+    r = rt.invoke_endpoint(EndpointName="iris", ContentType="text/csv", Accept="application/json", Body=CSV)
+    assert r["InvokedProductionVariant"] in {"a", "b"}
+    assert r["ContentType"] == "application/json"
+    predictions = json.loads(r["Body"].read())["predictions"]
+    assert [p["label"] for p in predictions] == [0, 2]
+
+    r = rt.invoke_endpoint(EndpointName="iris", ContentType="application/json", TargetVariant="b",
+                           Body=json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}))
+    assert r["InvokedProductionVariant"] == "b"
+
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName="iris", DesiredWeightsAndCapacities=[{"VariantName": "a", "DesiredWeight": 0}]
+    )
+    seen = {rt.invoke_endpoint(EndpointName="iris", ContentType="text/csv", Body=CSV)["InvokedProductionVariant"] for _ in range(30)}
+    assert seen == {"b"}
+    variants = sm.describe_endpoint(EndpointName="iris")["ProductionVariants"]
+    assert [(v["VariantName"], v["CurrentWeight"]) for v in variants] == [("a", 0.0), ("b", 30.0)]
+
+    sm.create_endpoint_config(EndpointConfigName="only-a", ProductionVariants=[{"VariantName": "a", "ModelName": "logreg"}])
+    sm.update_endpoint(EndpointName="iris", EndpointConfigName="only-a")
+    wait(sm, "iris")
+    described = sm.describe_endpoint(EndpointName="iris")
+    assert described["EndpointStatus"] == "InService"
+    assert described["EndpointConfigName"] == "only-a"
+    assert [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]] == ["iris"]
+
+    sm.delete_endpoint(EndpointName="iris")
+    sm.delete_endpoint_config(EndpointConfigName="ab")
+    sm.delete_endpoint_config(EndpointConfigName="only-a")
+    sm.delete_model(ModelName="logreg")
+    sm.delete_model(ModelName="mlp")
+    assert sm.list_models()["Models"] == []
+
+
+def test_errors_come_back_as_client_errors(pier_server):
+    sm, rt = clients(pier_server)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        rt.invoke_endpoint(EndpointName="missing", ContentType="text/csv", Body=CSV)
+    assert e.value.response["Error"]["Code"] == "ValidationError"
+    assert "missing" in e.value.response["Error"]["Message"]
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.describe_endpoint(EndpointName="missing")
+    assert e.value.response["Error"]["Code"] == "ResourceNotFound"
+
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.create_model(ModelName="m", PrimaryContainer={"Image": "onnx", "ModelDataUrl": "/does/not/exist.onnx"})
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert "/does/not/exist.onnx" in e.value.response["Error"]["Message"]
