@@ -34,7 +34,11 @@ async fn update_endpoint_under_load_drops_nothing() {
                 while !stop.load(Ordering::Relaxed) {
                     let sent = start.elapsed();
                     let r = server.invoke("swap", "text/csv", IRIS_CSV, &[]).await;
-                    assert_eq!(r.status, 200, "a request failed during the swap: {}", r.body);
+                    assert_eq!(
+                        r.status, 200,
+                        "a request failed during the swap: {}",
+                        r.body
+                    );
                     seen.push((sent, r.model.unwrap()));
                 }
                 seen
@@ -43,7 +47,12 @@ async fn update_endpoint_under_load_drops_nothing() {
         .collect();
 
     tokio::time::sleep(LOAD / 3).await;
-    server.ok("UpdateEndpoint", json!({"EndpointName": "swap", "EndpointConfigName": "c-new"})).await;
+    server
+        .ok(
+            "UpdateEndpoint",
+            json!({"EndpointName": "swap", "EndpointConfigName": "c-new"}),
+        )
+        .await;
     let described = server.wait_endpoint("swap").await;
     let swapped_at = start.elapsed();
     assert_eq!(described["EndpointStatus"], "InService");
@@ -61,16 +70,25 @@ async fn update_endpoint_under_load_drops_nothing() {
             match model.as_str() {
                 "old/1" => {
                     old += 1;
-                    assert!(sent < swapped_at, "request sent at {sent:?}, after the swap completed at {swapped_at:?}, was answered by the old version");
+                    assert!(
+                        sent < swapped_at,
+                        "request sent at {sent:?}, after the swap completed at {swapped_at:?}, was answered by the old version"
+                    );
                 }
                 "new/1" => new += 1,
                 other => panic!("answered by unexpected model {other}"),
             }
         }
     }
-    assert!(old > 0 && new > 0, "both versions served: old {old}, new {new}");
+    assert!(
+        old > 0 && new > 0,
+        "both versions served: old {old}, new {new}"
+    );
     assert!(start.elapsed() >= LOAD);
-    eprintln!("{total} requests in {:?}: {old} old, {new} new, swap completed at {swapped_at:?}", start.elapsed());
+    eprintln!(
+        "{total} requests in {:?}: {old} old, {new} new, swap completed at {swapped_at:?}",
+        start.elapsed()
+    );
 
     // The old version is released once nothing holds it.
     let state = &server.server.as_ref().unwrap().state;

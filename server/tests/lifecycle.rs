@@ -13,7 +13,9 @@ async fn corrupt_update_keeps_old_version_and_restart_restores() {
     let server = TestServer::start(dir.path()).await;
     server.create_model("good", "iris-logreg").await;
     server.create_model("other", "iris-mlp").await;
-    server.create_config("c1", &[("a", "good", 3.0), ("b", "other", 1.0)]).await;
+    server
+        .create_config("c1", &[("a", "good", 3.0), ("b", "other", 1.0)])
+        .await;
     server.create_endpoint("e", "c1").await;
     server
         .ok(
@@ -30,28 +32,59 @@ async fn corrupt_update_keeps_old_version_and_restart_restores() {
     bytes[middle] ^= 0xff;
     std::fs::write(&file, bytes).unwrap();
     server.create_config("c2", &[("a", "broken", 1.0)]).await;
-    server.ok("UpdateEndpoint", json!({"EndpointName": "e", "EndpointConfigName": "c2"})).await;
+    server
+        .ok(
+            "UpdateEndpoint",
+            json!({"EndpointName": "e", "EndpointConfigName": "c2"}),
+        )
+        .await;
     let d = server.wait_endpoint("e").await;
     assert_eq!(d["EndpointStatus"], "InService");
-    assert_eq!(d["EndpointConfigName"], "c1", "the old config keeps serving");
+    assert_eq!(
+        d["EndpointConfigName"], "c1",
+        "the old config keeps serving"
+    );
     let reason = d["FailureReason"].as_str().unwrap();
-    assert!(reason.contains("model.onnx") && reason.contains("corrupt"), "{reason}");
+    assert!(
+        reason.contains("model.onnx") && reason.contains("corrupt"),
+        "{reason}"
+    );
     let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
-    assert_eq!((r.status, r.model.as_deref()), (200, Some("good/1")), "{}", r.body);
+    assert_eq!(
+        (r.status, r.model.as_deref()),
+        (200, Some("good/1")),
+        "{}",
+        r.body
+    );
 
     server.stop().await;
     let server = TestServer::start(dir.path()).await;
-    let d = server.ok("DescribeEndpoint", json!({"EndpointName": "e"})).await;
+    let d = server
+        .ok("DescribeEndpoint", json!({"EndpointName": "e"}))
+        .await;
     assert_eq!(d["EndpointStatus"], "InService", "{d}");
     assert_eq!(d["EndpointConfigName"], "c1");
-    assert_eq!(d["ProductionVariants"][0]["CurrentWeight"], 1.0, "weights survive a restart");
+    assert_eq!(
+        d["ProductionVariants"][0]["CurrentWeight"], 1.0,
+        "weights survive a restart"
+    );
     assert_eq!(d["ProductionVariants"][1]["CurrentWeight"], 0.0);
     assert_eq!(d["ProductionVariants"][0]["PierArtifact"], "good/1");
     for _ in 0..20 {
         let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
-        assert_eq!((r.status, r.variant.as_deref()), (200, Some("a")), "{}", r.body);
+        assert_eq!(
+            (r.status, r.variant.as_deref()),
+            (200, Some("a")),
+            "{}",
+            r.body
+        );
     }
-    let ping = server.client.get(format!("http://{}/ping", server.http)).send().await.unwrap();
+    let ping = server
+        .client
+        .get(format!("http://{}/ping", server.http))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ping.status(), 200);
     server.stop().await;
 }
@@ -62,51 +95,137 @@ async fn control_plane_errors_use_sagemaker_codes() {
     let server = TestServer::start(dir.path()).await;
     let url = format!("file://{}", fixture("iris-logreg").display());
 
-    let (s, e) = server.api("DescribeModel", json!({"ModelName": "nope"})).await;
-    assert_eq!((s, e["__type"].as_str()), (400, Some("ResourceNotFound")), "{e}");
+    let (s, e) = server
+        .api("DescribeModel", json!({"ModelName": "nope"}))
+        .await;
+    assert_eq!(
+        (s, e["__type"].as_str()),
+        (400, Some("ResourceNotFound")),
+        "{e}"
+    );
     let (s, e) = server.api("CreateModel", json!({"ModelName": "bad_name", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url}})).await;
-    assert_eq!((s, e["__type"].as_str()), (400, Some("ValidationException")), "{e}");
-    let (s, e) = server.api("CreateModel", json!({"ModelName": "m", "PrimaryContainer": {"Image": "caffe", "ModelDataUrl": url}})).await;
-    assert!(s == 400 && e["message"].as_str().unwrap().contains("caffe"), "{e}");
+    assert_eq!(
+        (s, e["__type"].as_str()),
+        (400, Some("ValidationException")),
+        "{e}"
+    );
+    let (s, e) = server
+        .api(
+            "CreateModel",
+            json!({"ModelName": "m", "PrimaryContainer": {"Image": "caffe", "ModelDataUrl": url}}),
+        )
+        .await;
+    assert!(
+        s == 400 && e["message"].as_str().unwrap().contains("caffe"),
+        "{e}"
+    );
     let (s, e) = server.api("CreateModel", json!({"ModelName": "m", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": "/no/such/file.onnx"}})).await;
-    assert!(s == 400 && e["message"].as_str().unwrap().contains("/no/such/file.onnx"), "{e}");
+    assert!(
+        s == 400
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("/no/such/file.onnx"),
+        "{e}"
+    );
     let (s, e) = server.api("CreateModel", json!({"ModelName": "m"})).await;
-    assert!(s == 400 && e["message"].as_str().unwrap().contains("PrimaryContainer"), "{e}");
-    let (s, e) = server.api("CreateModel", json!({"PrimaryContainer": {"Image": "onnx"}})).await;
-    assert!(s == 400 && e["message"].as_str().unwrap().contains("ModelName"), "{e}");
+    assert!(
+        s == 400 && e["message"].as_str().unwrap().contains("PrimaryContainer"),
+        "{e}"
+    );
+    let (s, e) = server
+        .api(
+            "CreateModel",
+            json!({"PrimaryContainer": {"Image": "onnx"}}),
+        )
+        .await;
+    assert!(
+        s == 400 && e["message"].as_str().unwrap().contains("ModelName"),
+        "{e}"
+    );
 
-    server.ok("CreateModel", json!({"ModelName": "m", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url}})).await;
-    let (s, e) = server.api("CreateModel", json!({"ModelName": "m", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url}})).await;
-    assert_eq!((s, e["__type"].as_str()), (400, Some("ResourceInUse")), "{e}");
+    server
+        .ok(
+            "CreateModel",
+            json!({"ModelName": "m", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url}}),
+        )
+        .await;
+    let (s, e) = server
+        .api(
+            "CreateModel",
+            json!({"ModelName": "m", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url}}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["__type"].as_str()),
+        (400, Some("ResourceInUse")),
+        "{e}"
+    );
     // The store reference form pins the version.
     server.ok("CreateModel", json!({"ModelName": "m2", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": "pier://m"}})).await;
     let d = server.ok("DescribeModel", json!({"ModelName": "m2"})).await;
     assert_eq!(d["PierArtifact"], json!({"Name": "m", "Version": 1}));
 
     let (s, e) = server.api("CreateEndpointConfig", json!({"EndpointConfigName": "c", "ProductionVariants": [{"VariantName": "v", "ModelName": "ghost"}]})).await;
-    assert!(s == 400 && e["message"].as_str().unwrap().contains("ghost"), "{e}");
+    assert!(
+        s == 400 && e["message"].as_str().unwrap().contains("ghost"),
+        "{e}"
+    );
     let (s, _) = server.api("CreateEndpointConfig", json!({"EndpointConfigName": "c", "ProductionVariants": [{"VariantName": "v", "ModelName": "m", "InitialVariantWeight": -1.0}]})).await;
     assert_eq!(s, 400);
     server.create_config("c", &[("v", "m", 1.0)]).await;
-    let (s, e) = server.api("CreateEndpoint", json!({"EndpointName": "e", "EndpointConfigName": "missing"})).await;
-    assert_eq!((s, e["__type"].as_str()), (400, Some("ResourceNotFound")), "{e}");
+    let (s, e) = server
+        .api(
+            "CreateEndpoint",
+            json!({"EndpointName": "e", "EndpointConfigName": "missing"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["__type"].as_str()),
+        (400, Some("ResourceNotFound")),
+        "{e}"
+    );
     server.create_endpoint("e", "c").await;
-    let (s, e) = server.api("DeleteEndpointConfig", json!({"EndpointConfigName": "c"})).await;
-    assert_eq!((s, e["__type"].as_str()), (400, Some("ResourceInUse")), "{e}");
+    let (s, e) = server
+        .api("DeleteEndpointConfig", json!({"EndpointConfigName": "c"}))
+        .await;
+    assert_eq!(
+        (s, e["__type"].as_str()),
+        (400, Some("ResourceInUse")),
+        "{e}"
+    );
     let (s, e) = server.api("DeleteModel", json!({"ModelName": "m"})).await;
-    assert_eq!((s, e["__type"].as_str()), (400, Some("ResourceInUse")), "{e}");
+    assert_eq!(
+        (s, e["__type"].as_str()),
+        (400, Some("ResourceInUse")),
+        "{e}"
+    );
     let (s, e) = server.api("SageMaker.Frobnicate", json!({})).await;
     assert_eq!(s, 400, "{e}");
 
-    let list = server.ok("ListModels", json!({"MaxResults": 1, "SortBy": "Name", "SortOrder": "Ascending"})).await;
+    let list = server
+        .ok(
+            "ListModels",
+            json!({"MaxResults": 1, "SortBy": "Name", "SortOrder": "Ascending"}),
+        )
+        .await;
     assert_eq!(list["Models"][0]["ModelName"], "m");
     let next = list["NextToken"].as_str().unwrap();
-    let list = server.ok("ListModels", json!({"MaxResults": 1, "SortBy": "Name", "SortOrder": "Ascending", "NextToken": next})).await;
+    let list = server
+        .ok(
+            "ListModels",
+            json!({"MaxResults": 1, "SortBy": "Name", "SortOrder": "Ascending", "NextToken": next}),
+        )
+        .await;
     assert_eq!(list["Models"][0]["ModelName"], "m2");
     assert!(list.get("NextToken").is_none());
 
-    server.ok("DeleteEndpoint", json!({"EndpointName": "e"})).await;
-    server.ok("DeleteEndpointConfig", json!({"EndpointConfigName": "c"})).await;
+    server
+        .ok("DeleteEndpoint", json!({"EndpointName": "e"}))
+        .await;
+    server
+        .ok("DeleteEndpointConfig", json!({"EndpointConfigName": "c"}))
+        .await;
     server.ok("DeleteModel", json!({"ModelName": "m"})).await;
     let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
     assert_eq!(r.status, 400);

@@ -52,7 +52,12 @@ impl WeightedChoice {
         self.cumulative
             .iter()
             .position(|&c| x < c)
-            .unwrap_or_else(|| (0..self.cumulative.len()).rev().find(|&i| self.weight(i) > 0.0).unwrap_or(0))
+            .unwrap_or_else(|| {
+                (0..self.cumulative.len())
+                    .rev()
+                    .find(|&i| self.weight(i) > 0.0)
+                    .unwrap_or(0)
+            })
     }
 
     /// The variant for a sample drawn from `rng`.
