@@ -121,7 +121,7 @@ fn read(path: &Path, label: &str) -> Result<Vec<u8>> {
 
 /// Refuses a manifest signature that disagrees with the model file.
 fn check_declared(label: &str, declared: &Signature, derived: &Signature) -> Result<()> {
-    if declared.inputs.is_empty() && declared.outputs.is_empty() || declared == derived {
+    if (declared.inputs.is_empty() && declared.outputs.is_empty()) || declared == derived {
         return Ok(());
     }
     Err(RuntimeError::Load {
