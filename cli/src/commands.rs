@@ -138,7 +138,6 @@ pub async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
                 signature,
                 properties,
                 provenance: [("source".to_string(), json!(path.display().to_string()))].into(),
-                ..Default::default()
             };
             let manifest =
                 tokio::task::spawn_blocking(move || store.publish(&name, files, draft)).await??;

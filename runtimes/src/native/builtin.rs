@@ -179,3 +179,68 @@ impl Model for BuiltinModel {
         self.layout.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pier_algorithms::builtin::kmeans::KMeansModel;
+    use pier_algorithms::builtin::linear_learner::{LinearLearnerModel, PredictorType};
+
+    use super::*;
+    use crate::codec::{Format, encode_outputs};
+
+    fn json(model: &BuiltinModel, rows: Vec<f32>) -> String {
+        let n = model.predictor().n_features();
+        let x = Tensor::from_f32_rows(rows.len() / n, n, rows).unwrap();
+        let outputs = model.predict(vec![x]).unwrap();
+        let named: Vec<(&str, &Tensor)> = model
+            .signature()
+            .outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .zip(&outputs)
+            .collect();
+        String::from_utf8(encode_outputs(Format::Json, &named, &model.json_layout()).unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn kmeans_rows_are_cluster_objects() {
+        let artifact = KMeansModel {
+            k: 2,
+            n_features: 2,
+            centers: vec![0.0, 0.0, 3.0, 4.0],
+        }
+        .save();
+        let model = BuiltinModel::from_bytes(Algorithm::KMeans, &artifact, "k").unwrap();
+        assert_eq!(model.signature().outputs[0].dtype, DataType::Int64);
+        assert_eq!(
+            json(&model, vec![3.0, 4.0, 0.0, 1.0]),
+            r#"{"predictions":[{"closest_cluster":1,"distance_to_cluster":0},{"closest_cluster":0,"distance_to_cluster":1}]}"#
+        );
+        assert_eq!(model.properties()["num_features"], 2);
+    }
+
+    #[test]
+    fn linear_regressors_have_a_score_only() {
+        let artifact = LinearLearnerModel {
+            predictor_type: PredictorType::Regressor,
+            n_features: 2,
+            n_out: 1,
+            weights: vec![1.0, 2.0],
+            bias: vec![0.5],
+            threshold: 0.5,
+        }
+        .save();
+        let model = BuiltinModel::from_bytes(Algorithm::LinearLearner, &artifact, "r").unwrap();
+        assert_eq!(model.signature().outputs.len(), 1);
+        assert_eq!(
+            json(&model, vec![1.0, 1.0]),
+            r#"{"predictions":[{"score":3.5}]}"#
+        );
+        let err = BuiltinModel::from_bytes(Algorithm::Pca, &artifact, "r").unwrap_err();
+        assert!(
+            err.to_string().contains("not a readable pca artifact"),
+            "{err}"
+        );
+    }
+}

@@ -152,7 +152,6 @@ fn import_path(
             serde_json::json!(path.display().to_string()),
         )]
         .into(),
-        ..Default::default()
     };
     let manifest = store
         .publish(model_name, artifact_files, draft)
