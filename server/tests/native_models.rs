@@ -212,6 +212,32 @@ async fn xgboost_file_and_trained_linear_learner_serve_sagemaker_shapes() {
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("the model takes 30"), "{}", r.body);
 
+    // LightGBM multiclass: per-class probabilities as the score list.
+    let lgb = fixtures().join("trees/lgb_multiclass.txt");
+    endpoint_for(&server, "lgb", "lightgbm", &lgb.display().to_string()).await;
+    let r = server
+        .invoke("lgb", "application/json", r#"[[0.5, null, 1, -1, 2]]"#, &[])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let score = r.json()["predictions"][0]["score"].clone();
+    let probabilities: Vec<f64> = score
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", r.body))
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    assert_eq!(probabilities.len(), 3, "{}", r.body);
+    assert_close(probabilities.iter().sum(), 1.0);
+    // A LightGBM file under Image xgboost is refused at CreateModel, naming the right image.
+    let (status, answer) = server
+        .api(
+            "CreateModel",
+            json!({"ModelName": "mixed", "PrimaryContainer": {"Image": "xgboost", "ModelDataUrl": lgb.display().to_string()}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("lightgbm"), "{answer}");
+
     // An image that does not match the stored artifact's runtime is refused.
     let (status, answer) = server
         .api(
