@@ -122,15 +122,22 @@ pub async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
                 Some(pier_model_store::FileSource::Path(p)) => p.clone(),
                 _ => bail!("{} has no files", path.display()),
             };
-            let signature = match runtime.as_str() {
-                "onnx" => pier_runtimes::onnx::inspect_signature(&primary)?.to_manifest(),
+            let (signature, properties) = match runtime.as_str() {
+                "onnx" => (
+                    pier_runtimes::onnx::inspect_signature(&primary)?.to_manifest(),
+                    Default::default(),
+                ),
+                native if pier_runtimes::native::serves(native) => {
+                    let info = pier_runtimes::native::inspect(native, &primary)?;
+                    (info.signature.to_manifest(), info.properties)
+                }
                 _ => Default::default(),
             };
             let draft = ManifestDraft {
                 runtime,
                 signature,
+                properties,
                 provenance: [("source".to_string(), json!(path.display().to_string()))].into(),
-                ..Default::default()
             };
             let manifest =
                 tokio::task::spawn_blocking(move || store.publish(&name, files, draft)).await??;

@@ -2,6 +2,7 @@
 
 mod api;
 mod commands;
+mod train;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +30,9 @@ enum Command {
     /// Inspect and change endpoints through the control API.
     #[command(subcommand)]
     Endpoints(EndpointsCommand),
+    /// Train a built-in algorithm on local text/csv channels and publish it to the store;
+    /// prints the metrics and the `pier://NAME/VERSION` reference.
+    Train(train::TrainArgs),
 }
 
 /// Options of `pier serve`.
@@ -138,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => commands::serve(args).await,
             Command::Models(cmd) => commands::models(cmd).await,
             Command::Endpoints(cmd) => commands::endpoints(cmd).await,
+            Command::Train(args) => train::train(args).await,
         }
     })
 }

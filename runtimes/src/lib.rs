@@ -1,7 +1,7 @@
 //! Pier's runtimes: the [`Tensor`] type, model [`Signature`]s, the [`Model`] trait, the
-//! backends that implement it (tract for ONNX now; ONNX Runtime and native algorithms join
-//! through the same trait), the [`loader`] that turns a stored artifact into a model, and the
-//! content-type [`codec`]s.
+//! backends that implement it (tract for ONNX; [`native`] for XGBoost / LightGBM tree
+//! ensembles and the built-in algorithms), the [`loader`] that turns a stored artifact into a
+//! model, and the content-type [`codec`]s.
 //!
 //! Concurrency: a loaded model is immutable and shared as `Arc<dyn Model>`; `predict` takes
 //! `&self`, blocks, and is called from compute threads, never from async tasks. This crate
@@ -11,6 +11,7 @@ pub mod codec;
 mod error;
 pub mod loader;
 mod model;
+pub mod native;
 pub mod onnx;
 mod signature;
 mod tensor;

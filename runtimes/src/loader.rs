@@ -10,7 +10,15 @@ use crate::onnx::tract::TractModel;
 use crate::signature::Signature;
 
 /// Runtime kinds this build can load.
-pub const SUPPORTED_RUNTIMES: &[&str] = &["onnx"];
+pub const SUPPORTED_RUNTIMES: &[&str] = &[
+    "onnx",
+    "xgboost",
+    "lightgbm",
+    "linear-learner",
+    "kmeans",
+    "pca",
+    "factorization-machines",
+];
 
 /// Which engine runs an ONNX model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -63,6 +71,9 @@ pub fn load(artifact: &Artifact, options: &LoadOptions) -> Result<Arc<dyn Model>
         "onnx" => match options.backend {
             Backend::Tract => Arc::new(TractModel::load(&primary, Some(signature), &label)?),
         },
+        native if crate::native::serves(native) => {
+            crate::native::load(native, &primary, &signature, &label)?
+        }
         other => return Err(RuntimeError::UnsupportedRuntime(other.to_owned())),
     };
     tracing::info!(model = %label, backend = model.backend(), "loaded");

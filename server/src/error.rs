@@ -99,7 +99,7 @@ impl ServeError {
 impl From<RuntimeError> for ServeError {
     fn from(e: RuntimeError) -> Self {
         match e {
-            RuntimeError::InvalidInput(_) | RuntimeError::Codec(_) => {
+            RuntimeError::InvalidInput(_) | RuntimeError::Codec(_) | RuntimeError::Train(_) => {
                 Self::Validation(e.to_string())
             }
             RuntimeError::Predict(_) => Self::Model(e.to_string()),

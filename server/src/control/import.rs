@@ -1,6 +1,9 @@
 //! Resolving CreateModel's `ModelDataUrl` to a pinned artifact: a store reference
 //! (`pier://NAME[/VERSION]`) or a local file / folder (`/path`, `file:///path`) that is
-//! imported into the store as a new version of the model's name.
+//! imported into the store as a new version of the model's name. Native images (`xgboost`,
+//! `lightgbm`, the built-in algorithms) get their signature and properties (feature and class
+//! counts, objective) from loading the file; SageMaker's extension-less `xgboost-model` is
+//! read by content.
 
 use std::path::{Path, PathBuf};
 
@@ -113,10 +116,20 @@ fn import_path(
             primary.display()
         )));
     }
-    let signature = match image {
-        "onnx" => pier_runtimes::onnx::inspect_signature(&primary)
-            .map_err(|e| ApiError::validation(format!("ModelDataUrl {}: {e}", primary.display())))?
-            .to_manifest(),
+    let bad_model = |e: pier_runtimes::RuntimeError| {
+        ApiError::validation(format!("ModelDataUrl {}: {e}", primary.display()))
+    };
+    let (signature, properties) = match image {
+        "onnx" => (
+            pier_runtimes::onnx::inspect_signature(&primary)
+                .map_err(bad_model)?
+                .to_manifest(),
+            Default::default(),
+        ),
+        native if pier_runtimes::native::serves(native) => {
+            let info = pier_runtimes::native::inspect(native, &primary).map_err(bad_model)?;
+            (info.signature.to_manifest(), info.properties)
+        }
         _ => Default::default(),
     };
     let artifact_files = files
@@ -133,12 +146,12 @@ fn import_path(
     let draft = ManifestDraft {
         runtime: image.to_owned(),
         signature,
+        properties,
         provenance: [(
             "source".to_string(),
             serde_json::json!(path.display().to_string()),
         )]
         .into(),
-        ..Default::default()
     };
     let manifest = store
         .publish(model_name, artifact_files, draft)
@@ -152,6 +165,8 @@ fn import_path(
 fn primary_extension(image: &str) -> Option<&'static str> {
     match image {
         "onnx" => Some("onnx"),
+        "xgboost" => Some("json"),
+        "lightgbm" => Some("txt"),
         _ => None,
     }
 }
