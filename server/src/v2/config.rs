@@ -54,8 +54,10 @@ pub fn model_config(name: &str, d: &Described) -> pb::ModelConfig {
         backend: "pier".to_owned(),
         runtime: d.runtime.clone(),
         version_policy: Some(pb::ModelVersionPolicy {
-            policy_choice: Some(pb::model_version_policy::PolicyChoice::All(
-                pb::model_version_policy::All {},
+            policy_choice: Some(pb::model_version_policy::PolicyChoice::Latest(
+                pb::model_version_policy::Latest {
+                    num_versions: d.versions.len() as u32,
+                },
             )),
         }),
         max_batch_size: if batching { MAX_BATCH_SIZE as i32 } else { 0 },
@@ -136,7 +138,7 @@ pub fn model_config_json(c: &pb::ModelConfig) -> Value {
         "platform": c.platform,
         "backend": c.backend,
         "runtime": c.runtime,
-        "version_policy": {"all": {}},
+        "version_policy": version_policy_json(c),
         "max_batch_size": c.max_batch_size,
         "input": inputs,
         "output": outputs,
@@ -144,6 +146,19 @@ pub fn model_config_json(c: &pb::ModelConfig) -> Value {
         "default_model_filename": "",
         "parameters": {},
     })
+}
+
+fn version_policy_json(c: &pb::ModelConfig) -> Value {
+    use pb::model_version_policy::PolicyChoice;
+    match c
+        .version_policy
+        .as_ref()
+        .and_then(|p| p.policy_choice.as_ref())
+    {
+        Some(PolicyChoice::Latest(l)) => json!({"latest": {"num_versions": l.num_versions}}),
+        Some(PolicyChoice::Specific(s)) => json!({"specific": {"versions": s.versions}}),
+        _ => json!({"all": {}}),
+    }
 }
 
 fn duration(count: u64, ns: u64) -> pb::StatisticDuration {
@@ -162,10 +177,10 @@ pub fn statistics(s: &ModelStats) -> pb::ModelStatistics {
         inference_stats: Some(pb::InferStatistics {
             success: Some(duration(s.success.0, s.success.1)),
             fail: Some(duration(s.fail.0, s.fail.1)),
-            queue: zero(),
-            compute_input: zero(),
+            queue: Some(duration(s.success.0, 0)),
+            compute_input: Some(duration(s.success.0, 0)),
             compute_infer: Some(duration(s.success.0, s.success.1)),
-            compute_output: zero(),
+            compute_output: Some(duration(s.success.0, 0)),
             cache_hit: zero(),
             cache_miss: zero(),
         }),
@@ -188,10 +203,10 @@ pub fn statistics_json(stats: &[ModelStats]) -> Value {
                 "inference_stats": {
                     "success": d(s.success.0, s.success.1),
                     "fail": d(s.fail.0, s.fail.1),
-                    "queue": d(0, 0),
-                    "compute_input": d(0, 0),
+                    "queue": d(s.success.0, 0),
+                    "compute_input": d(s.success.0, 0),
                     "compute_infer": d(s.success.0, s.success.1),
-                    "compute_output": d(0, 0),
+                    "compute_output": d(s.success.0, 0),
                     "cache_hit": d(0, 0),
                     "cache_miss": d(0, 0),
                 },

@@ -60,7 +60,7 @@ fn variant_index(endpoint: &EndpointServing, version: &str) -> Result<usize, Ser
     let by_position = version
         .parse::<usize>()
         .ok()
-        .filter(|&n| n >= 1 && n <= endpoint.variants.len())
+        .filter(|n| (1..=endpoint.variants.len()).contains(n))
         .map(|n| n - 1);
     by_position
         .or_else(|| endpoint.variants.iter().position(|v| v.name == version))

@@ -1,7 +1,8 @@
 //! Per model name and version inference statistics for Triton's ModelStatistics: real counts
 //! (successes, failures, rows, executions, total time, last inference). Queue and
 //! compute-phase times are not measured separately: the whole request time is reported as
-//! compute_infer, and queue/compute_input/compute_output are zero.
+//! compute_infer, and queue/compute_input/compute_output count every success with zero time
+//! (perf_analyzer requires the phase counts to agree).
 //!
 //! Concurrency: one mutex around a small map, held only to add to or copy counters.
 
