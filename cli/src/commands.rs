@@ -13,6 +13,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&args.data_dir);
     config.http_addr = args.http;
     config.admin_addr = args.admin;
+    config.grpc_addr = Some(args.grpc);
     config.default_endpoint = args.default_endpoint;
     config.limits.max_body_bytes = args.max_body_bytes;
     config.limits.max_in_flight = args.max_in_flight;
@@ -34,8 +35,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .context("installing the demo")?;
     }
     // One machine-readable line for scripts and tests, on stdout.
+    let grpc = server
+        .grpc_addr
+        .map_or_else(String::new, |a| format!(" grpc={a}"));
     println!(
-        "pier: serving http={} admin={}",
+        "pier: serving http={} admin={}{grpc}",
         server.http_addr, server.admin_addr
     );
     if args.demo {
@@ -56,6 +60,7 @@ Endpoint "demo" is in service: variant "logreg" (70%) and variant "mlp" (30%), i
   curl -s http://{http}/endpoints/demo/invocations -H 'Content-Type: text/csv' --data-binary $'5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3' -i
   curl -s http://{http}/endpoints/demo/invocations -H 'Content-Type: application/json' -d '{{"instances": [[5.9, 3.0, 5.1, 1.8]]}}'
   curl -s http://{http}/endpoints/demo/invocations -H 'X-Amzn-SageMaker-Target-Variant: mlp' -H 'Content-Type: text/csv' -d '5.1,3.5,1.4,0.2'
+  curl -s http://{http}/v2/models/demo/infer -d '{{"inputs": [{{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}}]}}'
 
   python3 -c 'import boto3; rt = boto3.client("sagemaker-runtime", endpoint_url="http://{http}", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"); r = rt.invoke_endpoint(EndpointName="demo", ContentType="text/csv", Body=b"5.1,3.5,1.4,0.2"); print(r["InvokedProductionVariant"], r["Body"].read().decode())'
   python3 -c 'import boto3; sm = boto3.client("sagemaker", endpoint_url="http://{admin}", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"); print(sm.describe_endpoint(EndpointName="demo")["ProductionVariants"])'

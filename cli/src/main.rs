@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve models: SageMaker runtime API on --http, SageMaker control API on --admin.
+    /// Serve models: SageMaker runtime and v2 REST on --http, v2 gRPC on --grpc, SageMaker
+    /// control API on --admin.
     Serve(ServeArgs),
     /// Work with artifacts in the model store.
     #[command(subcommand)]
@@ -47,6 +48,10 @@ struct ServeArgs {
     /// Control-plane address (SageMaker API, no authentication yet: keep it on loopback).
     #[arg(long, env = "PIER_ADMIN", default_value = "127.0.0.1:8082")]
     admin: SocketAddr,
+    /// Open Inference Protocol v2 gRPC address (inference.GRPCInferenceService; tritonclient,
+    /// perf_analyzer). Message limits follow --max-body-bytes.
+    #[arg(long, env = "PIER_GRPC", default_value = "127.0.0.1:8081")]
+    grpc: SocketAddr,
     /// Endpoint served by POST /invocations (default: the only endpoint).
     #[arg(long, env = "PIER_DEFAULT_ENDPOINT")]
     default_endpoint: Option<String>,
@@ -60,7 +65,7 @@ struct ServeArgs {
     /// Requests that may wait for a compute thread before new ones get 503.
     #[arg(long, default_value_t = 1024)]
     compute_queue: usize,
-    /// Largest request body in bytes (SageMaker: 6 MB).
+    /// Largest request body in bytes (SageMaker: 6 MB); also the v2 gRPC message limit.
     #[arg(long, default_value_t = 6 * 1024 * 1024)]
     max_body_bytes: usize,
     /// Seconds a request may take before it is answered with a ModelError.

@@ -13,6 +13,9 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Control-plane address (SageMaker API). Keep it on loopback unless protected.
     pub admin_addr: SocketAddr,
+    /// Open Inference Protocol v2 gRPC address (`inference.GRPCInferenceService`); `None`
+    /// starts no gRPC listener. `pier serve` defaults to `127.0.0.1:8081`.
+    pub grpc_addr: Option<SocketAddr>,
     /// Endpoint that `POST /invocations` serves; `None` means "the only endpoint".
     pub default_endpoint: Option<String>,
     /// Request limits.
@@ -28,6 +31,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            grpc_addr: None,
             default_endpoint: None,
             limits: Limits::default(),
             compute: ComputeConfig::default(),
@@ -43,7 +47,9 @@ impl ServerConfig {
 /// Bounds on what one request may cost.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Largest request body in bytes (SageMaker's is 6 MB).
+    /// Largest request body in bytes (SageMaker's is 6 MB). The same bound applies to v2
+    /// REST bodies (JSON and binary tensors alike) and to v2 gRPC messages both ways, so a
+    /// payload that fits one protocol fits the others (gRPC's own 4 MB default is not used).
     pub max_body_bytes: usize,
     /// Longest a request may take before it is answered with an error (SageMaker: 60 s).
     pub request_timeout: Duration,

@@ -2,7 +2,8 @@
 //!
 //! [`ServeError`] is everything the data plane can answer; [`ServeError::status`] gives the
 //! HTTP status, SageMaker's error code and the metric outcome label together, so the
-//! SageMaker, v2 REST and (later) gRPC facades cannot disagree. [`ApiError`] is the control
+//! SageMaker, v2 REST and v2 gRPC facades cannot disagree; [`ServeError::v2_response`] and
+//! `From<ServeError> for tonic::Status` put it on the v2 wires. [`ApiError`] is the control
 //! plane's, in AWS JSON 1.1's error shape. Internal details are logged, never sent.
 
 use axum::http::{HeaderValue, StatusCode};
@@ -28,6 +29,13 @@ pub enum ServeError {
         /// Comma-separated variant names.
         available: String,
     },
+    /// A v2 model name, or a version of it, that Pier does not know.
+    #[error("{0}")]
+    ModelNotFound(String),
+    /// A request that conflicts with how the model is managed (e.g. unloading a model that
+    /// an endpoint serves).
+    #[error("{0}")]
+    Conflict(String),
     /// The body is over the configured limit.
     #[error("request body is larger than the {limit}-byte limit")]
     PayloadTooLarge {
@@ -57,6 +65,8 @@ pub struct WireStatus {
     pub code: &'static str,
     /// Outcome label for metrics.
     pub outcome: &'static str,
+    /// gRPC status code (v2 gRPC).
+    pub grpc: tonic::Code,
 }
 
 impl ServeError {
@@ -66,6 +76,8 @@ impl ServeError {
             Self::Validation(_) | Self::EndpointNotFound(_) | Self::VariantNotFound { .. } => {
                 (StatusCode::BAD_REQUEST, "ValidationError", "client_error")
             }
+            Self::ModelNotFound(_) => (StatusCode::NOT_FOUND, "ValidationError", "client_error"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "ValidationError", "client_error"),
             Self::PayloadTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "ValidationError",
@@ -88,11 +100,45 @@ impl ServeError {
                 "internal_error",
             ),
         };
+        use tonic::Code;
+        let grpc = match self {
+            Self::Validation(_) => Code::InvalidArgument,
+            Self::EndpointNotFound(_) | Self::VariantNotFound { .. } | Self::ModelNotFound(_) => {
+                Code::NotFound
+            }
+            Self::Conflict(_) => Code::FailedPrecondition,
+            Self::PayloadTooLarge { .. } => Code::ResourceExhausted,
+            Self::NotReady(_) | Self::Overloaded(_) => Code::Unavailable,
+            Self::Model(_) | Self::Internal(_) => Code::Internal,
+        };
         WireStatus {
             http,
             code,
             outcome,
+            grpc,
         }
+    }
+
+    /// The message a client may see: internal details are logged here, never sent.
+    fn public_message(&self) -> String {
+        if let Self::Internal(detail) = self {
+            tracing::error!(%detail, "internal error");
+        }
+        self.to_string()
+    }
+
+    /// The Open Inference Protocol v2 REST error: `{"error": "..."}` with the HTTP status.
+    pub fn v2_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({ "error": self.public_message() });
+        (status.http, axum::Json(body)).into_response()
+    }
+}
+
+/// The v2 gRPC status of an error.
+impl From<ServeError> for tonic::Status {
+    fn from(e: ServeError) -> Self {
+        tonic::Status::new(e.status().grpc, e.public_message())
     }
 }
 
@@ -115,13 +161,7 @@ impl From<RuntimeError> for ServeError {
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let message = match &self {
-            Self::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                self.to_string()
-            }
-            _ => self.to_string(),
-        };
+        let message = self.public_message();
         let body = serde_json::json!({ "ErrorCode": status.code, "__type": status.code, "Message": message });
         let mut response = (status.http, axum::Json(body)).into_response();
         response

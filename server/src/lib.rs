@@ -16,6 +16,7 @@ pub mod records;
 pub mod server;
 pub mod serving;
 pub mod state;
+pub mod v2;
 
 pub use config::{ComputeConfig, Limits, ServerConfig};
 pub use server::{RunningServer, StartError, start};

@@ -1,6 +1,6 @@
 //! Starting and stopping Pier: open the store and database, restore endpoints, bind the
-//! data-plane and control-plane listeners, serve until shutdown, then drain in-flight
-//! requests.
+//! data-plane, control-plane and (when configured) v2 gRPC listeners, serve until shutdown,
+//! then drain in-flight requests.
 
 use std::net::SocketAddr;
 
@@ -49,6 +49,8 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     /// The bound control-plane address.
     pub admin_addr: SocketAddr,
+    /// The bound v2 gRPC address, when gRPC is on.
+    pub grpc_addr: Option<SocketAddr>,
     /// Shared state (for in-process callers such as the demo installer and tests).
     pub state: AppState,
     shutdown: watch::Sender<bool>,
@@ -66,6 +68,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         })?;
     let http = bind(config.http_addr).await?;
     let admin = bind(config.admin_addr).await?;
+    let grpc = match config.grpc_addr {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     let state = AppState::new(config, store, db);
     let restored = crate::control::restore_endpoints(&state).await?;
     if restored > 0 {
@@ -80,14 +86,34 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         addr: state.config.admin_addr,
         source,
     })?;
-    let tasks = vec![
-        tokio::spawn(serve(http, crate::data::router(state.clone()), rx.clone())),
-        tokio::spawn(serve(admin, crate::control::router(state.clone()), rx)),
+    let v2 = crate::v2::V2::new(state.clone());
+    let mut tasks = vec![
+        tokio::spawn(serve(
+            http,
+            crate::data::router_with_v2(state.clone(), v2.clone()),
+            rx.clone(),
+        )),
+        tokio::spawn(serve(
+            admin,
+            crate::control::router(state.clone()),
+            rx.clone(),
+        )),
     ];
-    tracing::info!(%http_addr, %admin_addr, "pier is serving");
+    let mut grpc_addr = None;
+    if let Some(listener) = grpc {
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: state.config.grpc_addr.unwrap_or(http_addr),
+            source,
+        })?;
+        grpc_addr = Some(addr);
+        let service = crate::v2::grpc::service(v2, state.config.limits.max_body_bytes);
+        tasks.push(tokio::spawn(serve_grpc(listener, service, rx)));
+    }
+    tracing::info!(%http_addr, %admin_addr, ?grpc_addr, "pier is serving");
     Ok(RunningServer {
         http_addr,
         admin_addr,
+        grpc_addr,
         state,
         shutdown,
         tasks,
@@ -110,6 +136,25 @@ async fn serve(
             let _ = stop.wait_for(|s| *s).await;
         })
         .await
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    service: pier_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer<
+        crate::v2::grpc::Service,
+    >,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
+        .await
+        .map_err(std::io::Error::other)
 }
 
 impl RunningServer {

@@ -1,9 +1,12 @@
-//! The data plane's HTTP routes: SageMaker's runtime API and container contract.
+//! The data plane's HTTP routes: SageMaker's runtime API and container contract, and the
+//! Open Inference Protocol v2 REST routes ([`crate::v2::rest`]) under one body limit.
 //!
 //! Every route answers errors through [`crate::error::ServeError`]; model code runs on the
 //! compute pool, never on the async workers.
 
 mod invocations;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -12,9 +15,16 @@ use tower_http::trace::TraceLayer;
 
 use crate::error::ServeError;
 use crate::state::AppState;
+use crate::v2::V2;
 
-/// The data-plane router.
+/// The data-plane router, with its own v2 state.
 pub fn router(state: AppState) -> Router {
+    let v2 = V2::new(state.clone());
+    router_with_v2(state, v2)
+}
+
+/// The data-plane router sharing `v2` (with the gRPC listener).
+pub fn router_with_v2(state: AppState, v2: Arc<V2>) -> Router {
     let limit = state.config.limits.max_body_bytes;
     Router::new()
         .route("/ping", get(invocations::ping))
@@ -23,10 +33,11 @@ pub fn router(state: AppState) -> Router {
             "/endpoints/{endpoint}/invocations",
             post(invocations::invoke_endpoint),
         )
+        .with_state(state)
+        .merge(crate::v2::rest::router(v2))
         .fallback(|| async {
             ServeError::Validation("no such route; see /endpoints/{name}/invocations".into())
         })
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }

@@ -1,0 +1,13 @@
+//! Generates the v2 service code without a system `protoc`: `protox` compiles the `.proto`
+//! to a descriptor set in pure Rust, `tonic-prost-build` turns that into Rust.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/inference.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Open Inference Protocol v2 over gRPC: `inference.GRPCInferenceService` with typed
+//! `contents` and `raw_input_contents` in, `raw_output_contents` out (as Triton answers),
+//! and Triton's ModelConfig, ModelStatistics and repository RPCs. Errors become statuses
+//! through `From<ServeError> for tonic::Status` in [`crate::error`].
+//!
+//! Concurrency: tonic runs each call as a task; they share one [`V2`] and predict on the
+//! compute pool through [`V2::infer`]. Message size limits both ways equal the HTTP body
+//! limit ([`crate::config::Limits::max_body_bytes`]).
+
+use std::sync::Arc;
+
+use pier_proto::inference as pb;
+use pier_proto::inference::grpc_inference_service_server::{
+    GrpcInferenceService, GrpcInferenceServiceServer,
+};
+use tonic::{Request, Response, Status};
+
+use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, config, tensors};
+use crate::error::ServeError;
+
+/// The gRPC service over shared v2 state.
+#[derive(Debug, Clone)]
+pub struct Service {
+    v2: Arc<V2>,
+}
+
+/// The tonic service, with message limits set to `max_message_bytes` both ways.
+pub fn service(v2: Arc<V2>, max_message_bytes: usize) -> GrpcInferenceServiceServer<Service> {
+    GrpcInferenceServiceServer::new(Service { v2 })
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
+}
+
+fn version(v: &str) -> Option<&str> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn string_param(s: impl Into<String>) -> pb::InferParameter {
+    pb::InferParameter {
+        parameter_choice: Some(pb::infer_parameter::ParameterChoice::StringParam(s.into())),
+    }
+}
+
+/// Decodes the inputs of a ModelInfer request.
+fn decode_inputs(req: &mut pb::ModelInferRequest) -> Result<Vec<NamedTensor>, ServeError> {
+    let raw = std::mem::take(&mut req.raw_input_contents);
+    if !raw.is_empty() && raw.len() != req.inputs.len() {
+        return Err(ServeError::Validation(format!(
+            "raw_input_contents has {} entries but there are {} inputs; give one per input, in order",
+            raw.len(),
+            req.inputs.len()
+        )));
+    }
+    req.inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| {
+            let name = &input.name;
+            let dtype = tensors::datatype(name, &input.datatype)?;
+            let tensor = match (raw.get(i), &input.contents) {
+                (Some(_), Some(_)) => {
+                    return Err(ServeError::Validation(format!(
+                        "input {name:?} has both contents and raw_input_contents; use one"
+                    )));
+                }
+                (Some(bytes), None) => tensors::from_raw(name, dtype, &input.shape, bytes)?,
+                (None, Some(c)) => tensors::from_contents(name, dtype, &input.shape, c)?,
+                (None, None) => {
+                    return Err(ServeError::Validation(format!(
+                        "input {name:?} has no data (neither contents nor raw_input_contents)"
+                    )));
+                }
+            };
+            Ok(NamedTensor {
+                name: name.clone(),
+                tensor,
+            })
+        })
+        .collect()
+}
+
+fn tensor_meta(
+    specs: &[pier_runtimes::TensorSpec],
+) -> Vec<pb::model_metadata_response::TensorMetadata> {
+    specs
+        .iter()
+        .map(|s| pb::model_metadata_response::TensorMetadata {
+            name: s.name.clone(),
+            datatype: s.dtype.as_str().to_owned(),
+            shape: s.shape.clone(),
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Service {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        let ready = self.v2.app().serving.snapshot().ready();
+        Ok(Response::new(pb::ServerReadyResponse { ready }))
+    }
+
+    async fn model_ready(
+        &self,
+        r: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        let r = r.into_inner();
+        let ready = self.v2.ready(&r.name, version(&r.version)).await?;
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: SERVER_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            extensions: EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        r: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        let r = r.into_inner();
+        let d = self.v2.describe(&r.name, version(&r.version)).await?;
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: r.name,
+            versions: d.versions.clone(),
+            platform: config::platform(&d.runtime),
+            inputs: tensor_meta(&d.signature.inputs),
+            outputs: tensor_meta(&d.signature.outputs),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        r: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        let mut req = r.into_inner();
+        let inputs = decode_inputs(&mut req)?;
+        let requested =
+            (!req.outputs.is_empty()).then(|| req.outputs.iter().map(|o| o.name.clone()).collect());
+        let done = self
+            .v2
+            .infer(
+                &req.model_name,
+                version(&req.model_version),
+                inputs,
+                requested,
+            )
+            .await?;
+        let mut parameters = std::collections::HashMap::from([(
+            "pier_artifact".to_owned(),
+            string_param(&done.artifact),
+        )]);
+        if let Some(v) = &done.variant {
+            parameters.insert("pier_variant".to_owned(), string_param(v.clone()));
+        }
+        let outputs = done
+            .outputs
+            .iter()
+            .map(|o| pb::model_infer_response::InferOutputTensor {
+                name: o.name.clone(),
+                datatype: o.tensor.dtype().as_str().to_owned(),
+                shape: tensors::wire_shape(&o.tensor),
+                ..Default::default()
+            })
+            .collect();
+        let raw_output_contents = done
+            .outputs
+            .iter()
+            .map(|o| tensors::to_raw(&o.tensor))
+            .collect();
+        Ok(Response::new(pb::ModelInferResponse {
+            model_name: done.model_name,
+            model_version: done.model_version,
+            id: req.id,
+            parameters,
+            outputs,
+            raw_output_contents,
+        }))
+    }
+
+    async fn model_config(
+        &self,
+        r: Request<pb::ModelConfigRequest>,
+    ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        let r = r.into_inner();
+        let d = self.v2.describe(&r.name, version(&r.version)).await?;
+        Ok(Response::new(pb::ModelConfigResponse {
+            config: Some(config::model_config(&r.name, &d)),
+        }))
+    }
+
+    async fn model_statistics(
+        &self,
+        r: Request<pb::ModelStatisticsRequest>,
+    ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let r = r.into_inner();
+        let stats = self.v2.statistics(&r.name, version(&r.version)).await?;
+        Ok(Response::new(pb::ModelStatisticsResponse {
+            model_stats: stats.iter().map(config::statistics).collect(),
+        }))
+    }
+
+    async fn repository_index(
+        &self,
+        r: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        let only_ready = r.into_inner().ready;
+        let models = self
+            .v2
+            .index()
+            .await?
+            .into_iter()
+            .filter(|(_, _, state, _)| !only_ready || *state == "READY")
+            .map(
+                |(name, version, state, reason)| pb::repository_index_response::ModelIndex {
+                    name,
+                    version,
+                    state: state.to_owned(),
+                    reason,
+                },
+            )
+            .collect();
+        Ok(Response::new(pb::RepositoryIndexResponse { models }))
+    }
+
+    async fn repository_model_load(
+        &self,
+        r: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        self.v2.load(&r.into_inner().model_name).await?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        r: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        self.v2.unload(&r.into_inner().model_name).await?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+}

@@ -1,0 +1,370 @@
+//! Open Inference Protocol v2 over REST, on the data-plane port: health, server and model
+//! metadata, readiness, inference with the binary tensor data extension both ways
+//! (`Inference-Header-Content-Length`, `binary_data_size`, `binary_data_output`,
+//! `binary_data`), and Triton's model config, statistics and repository routes that
+//! tritonclient and perf_analyzer call. Errors are `{"error": "..."}` with the status
+//! [`ServeError::status`] gives.
+//!
+//! Concurrency: handlers are async and share one [`V2`]; decoding happens on the request's
+//! task (it is linear in the body, which the body limit bounds), prediction on the compute
+//! pool through [`V2::infer`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, config, tensors};
+use crate::error::ServeError;
+
+/// Header giving the length of the JSON part of a binary request or response.
+pub const HEADER_LENGTH: &str = "inference-header-content-length";
+/// Header naming the endpoint variant that answered.
+const INVOKED_VARIANT: &str = "x-amzn-invoked-production-variant";
+
+type Shared = State<Arc<V2>>;
+type Params = Path<HashMap<String, String>>;
+
+/// The v2 REST routes (state applied; merge into the data-plane router).
+pub fn router(v2: Arc<V2>) -> Router {
+    let model = |tail: &str| format!("/v2/models/{{model}}{tail}");
+    let versioned = |tail: &str| format!("/v2/models/{{model}}/versions/{{version}}{tail}");
+    let mut r = Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(|| async { StatusCode::OK }))
+        .route("/v2/health/ready", get(server_ready))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{model}/load", post(load))
+        .route("/v2/repository/models/{model}/unload", post(unload));
+    for path in [model(""), versioned("")] {
+        r = r.route(&path, get(metadata));
+    }
+    for (tail, ready_or) in [
+        ("/ready", get(model_ready)),
+        ("/config", get(model_config)),
+        ("/stats", get(stats)),
+    ] {
+        r = r
+            .route(&model(tail), ready_or.clone())
+            .route(&versioned(tail), ready_or);
+    }
+    r.route(&model("/infer"), post(infer))
+        .route(&versioned("/infer"), post(infer))
+        .with_state(v2)
+}
+
+fn name_version(p: &HashMap<String, String>) -> (&str, Option<&str>) {
+    (
+        p.get("model").map_or("", String::as_str),
+        p.get("version").map(String::as_str),
+    )
+}
+
+fn answer(r: Result<Response, ServeError>) -> Response {
+    r.unwrap_or_else(ServeError::v2_response)
+}
+
+async fn server_metadata() -> Json<Value> {
+    Json(
+        json!({"name": SERVER_NAME, "version": env!("CARGO_PKG_VERSION"), "extensions": EXTENSIONS}),
+    )
+}
+
+async fn server_ready(State(v2): Shared) -> StatusCode {
+    if v2.app().serving.snapshot().ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn metadata(State(v2): Shared, Path(p): Params) -> Response {
+    let (name, version) = name_version(&p);
+    answer(v2.describe(name, version).await.map(|d| {
+        let t = |specs: &[pier_runtimes::TensorSpec]| -> Vec<Value> {
+            specs
+                .iter()
+                .map(|s| json!({"name": s.name, "datatype": s.dtype.as_str(), "shape": s.shape}))
+                .collect()
+        };
+        Json(json!({
+            "name": name,
+            "versions": d.versions,
+            "platform": config::platform(&d.runtime),
+            "inputs": t(&d.signature.inputs),
+            "outputs": t(&d.signature.outputs),
+        }))
+        .into_response()
+    }))
+}
+
+async fn model_ready(State(v2): Shared, Path(p): Params) -> Response {
+    let (name, version) = name_version(&p);
+    answer(v2.ready(name, version).await.map(|ready| {
+        if ready {
+            StatusCode::OK.into_response()
+        } else {
+            let msg = format!("model {name:?} is not ready: it loads on first use or on POST /v2/repository/models/{name}/load");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": msg }))).into_response()
+        }
+    }))
+}
+
+async fn model_config(State(v2): Shared, Path(p): Params) -> Response {
+    let (name, version) = name_version(&p);
+    answer(
+        v2.describe(name, version).await.map(|d| {
+            Json(config::model_config_json(&config::model_config(name, &d))).into_response()
+        }),
+    )
+}
+
+async fn stats(State(v2): Shared, Path(p): Params) -> Response {
+    let (name, version) = name_version(&p);
+    answer(
+        v2.statistics(name, version)
+            .await
+            .map(|s| Json(config::statistics_json(&s)).into_response()),
+    )
+}
+
+async fn repository_index(State(v2): Shared) -> Response {
+    answer(v2.index().await.map(|models| {
+        let list: Vec<Value> = models
+            .into_iter()
+            .map(|(name, version, state, reason)| json!({"name": name, "version": version, "state": state, "reason": reason}))
+            .collect();
+        Json(Value::Array(list)).into_response()
+    }))
+}
+
+async fn load(State(v2): Shared, Path(p): Params) -> Response {
+    answer(
+        v2.load(name_version(&p).0)
+            .await
+            .map(|()| StatusCode::OK.into_response()),
+    )
+}
+
+async fn unload(State(v2): Shared, Path(p): Params) -> Response {
+    answer(
+        v2.unload(name_version(&p).0)
+            .await
+            .map(|()| StatusCode::OK.into_response()),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct InferRequest {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    inputs: Vec<InputTensor>,
+    #[serde(default)]
+    outputs: Option<Vec<RequestedOutput>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InputTensor {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    data: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestedOutput {
+    name: String,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+}
+
+fn flag(params: &Map<String, Value>, key: &str) -> Result<Option<bool>, ServeError> {
+    params
+        .get(key)
+        .map(|v| {
+            v.as_bool().ok_or_else(|| {
+                ServeError::Validation(format!("parameter {key:?} must be a boolean"))
+            })
+        })
+        .transpose()
+}
+
+/// Splits a request body into its JSON header and binary part.
+fn split_body<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<(&'b [u8], &'b [u8]), ServeError> {
+    let Some(value) = headers.get(HEADER_LENGTH) else {
+        return Ok((body, &[]));
+    };
+    let len = value
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .ok_or_else(|| {
+            ServeError::Validation(format!("header {HEADER_LENGTH} must be a byte count"))
+        })?;
+    if len > body.len() {
+        return Err(ServeError::Validation(format!(
+            "header {HEADER_LENGTH} is {len} but the body has only {} bytes",
+            body.len()
+        )));
+    }
+    Ok(body.split_at(len))
+}
+
+fn decode_inputs(
+    request: &InferRequest,
+    mut binary: &[u8],
+) -> Result<Vec<NamedTensor>, ServeError> {
+    let mut out = Vec::with_capacity(request.inputs.len());
+    for input in &request.inputs {
+        let name = &input.name;
+        let dtype = tensors::datatype(name, &input.datatype)?;
+        let tensor = match input.parameters.get("binary_data_size") {
+            Some(size) => {
+                let size = size.as_u64().map(|s| s as usize).ok_or_else(|| {
+                    ServeError::Validation(format!(
+                        "input {name:?}: binary_data_size must be a byte count"
+                    ))
+                })?;
+                if size > binary.len() {
+                    return Err(ServeError::Validation(format!(
+                        "input {name:?}: binary_data_size {size} runs past the {} bytes of binary data left",
+                        binary.len()
+                    )));
+                }
+                let (chunk, rest) = binary.split_at(size);
+                binary = rest;
+                tensors::from_raw(name, dtype, &input.shape, chunk)?
+            }
+            None => {
+                let data = input.data.as_ref().ok_or_else(|| {
+                    ServeError::Validation(format!(
+                        "input {name:?} has neither data nor parameters.binary_data_size"
+                    ))
+                })?;
+                tensors::from_json(name, dtype, &input.shape, data)?
+            }
+        };
+        out.push(NamedTensor {
+            name: name.clone(),
+            tensor,
+        });
+    }
+    if !binary.is_empty() {
+        return Err(ServeError::Validation(format!(
+            "the body has {} bytes of binary data beyond the inputs' binary_data_size",
+            binary.len()
+        )));
+    }
+    Ok(out)
+}
+
+async fn infer(
+    State(v2): Shared,
+    Path(p): Params,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (name, version) = name_version(&p);
+    answer(infer_inner(&v2, name, version, &headers, body).await)
+}
+
+async fn infer_inner(
+    v2: &V2,
+    name: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ServeError> {
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ServeError::PayloadTooLarge {
+            limit: v2.app().config.limits.max_body_bytes,
+        },
+        _ => ServeError::Validation(rejection.body_text()),
+    })?;
+    let (head, binary) = split_body(headers, &body)?;
+    let request: InferRequest = serde_json::from_slice(head)
+        .map_err(|e| ServeError::Validation(format!("invalid inference request JSON: {e}")))?;
+    let inputs = decode_inputs(&request, binary)?;
+    let all_binary = flag(&request.parameters, "binary_data_output")?.unwrap_or(false);
+    let mut binary_outputs: HashMap<String, bool> = HashMap::new();
+    let requested = match &request.outputs {
+        None => None,
+        Some(outs) => {
+            for o in outs {
+                binary_outputs.insert(
+                    o.name.clone(),
+                    flag(&o.parameters, "binary_data")?.unwrap_or(all_binary),
+                );
+            }
+            Some(outs.iter().map(|o| o.name.clone()).collect())
+        }
+    };
+    let done = v2.infer(name, version, inputs, requested).await?;
+
+    let mut payload = Vec::new();
+    let outputs: Vec<Value> = done
+        .outputs
+        .iter()
+        .map(|o| {
+            let mut v = json!({"name": o.name, "datatype": o.tensor.dtype().as_str(), "shape": tensors::wire_shape(&o.tensor)});
+            if binary_outputs.get(&o.name).copied().unwrap_or(all_binary) {
+                let raw = tensors::to_raw(&o.tensor);
+                v["parameters"] = json!({"binary_data_size": raw.len()});
+                payload.extend_from_slice(&raw);
+            } else {
+                v["data"] = tensors::to_json(&o.tensor);
+            }
+            v
+        })
+        .collect();
+    let mut parameters = json!({"pier_artifact": done.artifact});
+    if let Some(variant) = &done.variant {
+        parameters["pier_variant"] = json!(variant);
+    }
+    let mut response = json!({"model_name": done.model_name, "model_version": done.model_version, "parameters": parameters, "outputs": outputs});
+    if let Some(id) = &request.id {
+        response["id"] = json!(id);
+    }
+    let head = serde_json::to_vec(&response).map_err(|e| ServeError::Internal(e.to_string()))?;
+    let head_len = head.len();
+    let binary = !payload.is_empty()
+        || binary_outputs.values().any(|&b| b)
+        || (all_binary && !done.outputs.is_empty());
+    let mut body = head;
+    body.extend_from_slice(&payload);
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    if binary {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(HEADER_LENGTH, HeaderValue::from(head_len));
+    } else {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if let Some(v) = done
+        .variant
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        h.insert(INVOKED_VARIANT, v);
+    }
+    Ok(r)
+}
