@@ -22,11 +22,13 @@ import sklearn
 from onnx import TensorProto, helper
 from skl2onnx import to_onnx
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
-from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "onnx"
+# Benchmark-only models (not in the conformance suite): fixtures/bench/.
+BENCH_ROOT = ROOT.parent / "bench"
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 DTYPES = {
     np.dtype("float32"): "FP32",
@@ -55,8 +57,8 @@ def tensor_json(array):
     return {"datatype": DTYPES[array.dtype], "shape": list(array.shape), "data": array.ravel().tolist()}
 
 
-def write(name, model, inputs, description, reference=True):
-    folder = ROOT / name
+def write(name, model, inputs, description, reference=True, root=ROOT):
+    folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     onnx.checker.check_model(model)
     (folder / "model.onnx").write_bytes(model.SerializeToString())
@@ -157,6 +159,17 @@ def gradient_boosting_regressor():
     write("diabetes-gbr", model, {"X": x[::30]}, "GradientBoostingRegressor (TreeEnsembleRegressor)")
 
 
+def bench_gradient_boosting():
+    """~100-tree binary GradientBoostingClassifier for the serving benchmark. Binary
+    classification exports TreeEnsembleClassifier, which both tract and onnxruntime run
+    (TreeEnsembleRegressor is onnxruntime-only)."""
+    x, y = load_breast_cancer(return_X_y=True)
+    x = x.astype(np.float32)
+    clf = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0).fit(x, y)
+    model = sklearn_model(clf, x, zipmap=False)
+    write("cancer-gbc100", model, {"X": x[::40]}, "GradientBoostingClassifier, 100 trees of depth 3, 30 features, zipmap=False", root=BENCH_ROOT)
+
+
 if __name__ == "__main__":
     mlp()
     logistic_regression()
@@ -164,3 +177,4 @@ if __name__ == "__main__":
     random_forest()
     zipmap_classifier()
     gradient_boosting_regressor()
+    bench_gradient_boosting()

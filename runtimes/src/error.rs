@@ -30,6 +30,15 @@ pub enum RuntimeError {
         /// What went wrong.
         message: String,
     },
+    /// The backend asked for cannot run here (feature not built, library not found,
+    /// device absent).
+    #[error("backend {backend} is unavailable: {reason}")]
+    BackendUnavailable {
+        /// Backend name.
+        backend: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// Inputs that do not fit the model's signature.
     #[error("{0}")]
     InvalidInput(String),

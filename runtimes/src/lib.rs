@@ -17,7 +17,7 @@ mod signature;
 mod tensor;
 
 pub use error::{Result, RuntimeError};
-pub use loader::{Backend, LoadOptions, load};
+pub use loader::{Backend, Device, LoadOptions, load};
 pub use model::{JsonLayout, Model};
 pub use signature::{Signature, TensorSpec};
 pub use tensor::{DataType, Tensor, TensorData};

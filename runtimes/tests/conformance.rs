@@ -113,6 +113,7 @@ fn unsupported_on(backend: Backend) -> &'static [(&'static str, &'static str)] {
             ("iris-zipmap", "ZipMap"),
             ("diabetes-gbr", "TreeEnsembleRegressor"),
         ],
+        // ort runs every fixture.
         _ => &[],
     }
 }
@@ -136,7 +137,15 @@ fn reference_cases() -> Vec<String> {
 fn every_fixture_matches_onnxruntime_on_every_backend() {
     let cases = reference_cases();
     assert!(cases.len() >= 3, "fixtures missing: {cases:?}");
-    for backend in Backend::available() {
+    let backends = Backend::available();
+    if cfg!(feature = "ort") {
+        assert!(
+            backends.contains(&Backend::Ort),
+            "built with ort but the library did not load ({}); the suite did NOT run on ort",
+            Backend::Ort.check_available().unwrap_err()
+        );
+    }
+    for backend in backends {
         let tmp = tempfile::tempdir().unwrap();
         let store = ModelStore::open(tmp.path()).unwrap();
         for name in cases.iter().filter(|n| supported_on(backend, n)) {

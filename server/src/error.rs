@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use pier_runtimes::RuntimeError;
 
 /// What the data plane can answer besides success.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ServeError {
     /// A request that can never succeed as sent (bad body, wrong feature count, …).
     #[error("{0}")]
@@ -51,6 +51,13 @@ pub enum ServeError {
     /// Too many requests queued or in flight.
     #[error("server is overloaded: {0}; retry later")]
     Overloaded(&'static str),
+    /// The model's batch queue holds `max_queue_size` requests already (429; gRPC
+    /// RESOURCE_EXHAUSTED).
+    #[error("the model's queue is full ({max} requests wait); retry later")]
+    QueueFull {
+        /// The queue's limit.
+        max: usize,
+    },
     /// A bug or an environment failure; details are logged.
     #[error("internal error")]
     Internal(String),
@@ -94,6 +101,11 @@ impl ServeError {
                 "ServiceUnavailable",
                 "overloaded",
             ),
+            Self::QueueFull { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "ThrottlingException",
+                "queue_full",
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalFailure",
@@ -107,7 +119,7 @@ impl ServeError {
                 Code::NotFound
             }
             Self::Conflict(_) => Code::FailedPrecondition,
-            Self::PayloadTooLarge { .. } => Code::ResourceExhausted,
+            Self::PayloadTooLarge { .. } | Self::QueueFull { .. } => Code::ResourceExhausted,
             Self::NotReady(_) | Self::Overloaded(_) => Code::Unavailable,
             Self::Model(_) | Self::Internal(_) => Code::Internal,
         };
@@ -152,6 +164,7 @@ impl From<RuntimeError> for ServeError {
             RuntimeError::Store(_)
             | RuntimeError::UnsupportedRuntime(_)
             | RuntimeError::UnsupportedOperator { .. }
+            | RuntimeError::BackendUnavailable { .. }
             | RuntimeError::Load { .. } => Self::Internal(e.to_string()),
         }
     }

@@ -12,6 +12,7 @@ pub mod control;
 pub mod data;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod records;
 pub mod server;
 pub mod serving;

@@ -93,6 +93,28 @@ pub struct ProductionVariant {
     /// Accepted for compatibility; unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
+    /// Dynamic batching for this variant (a Pier extension field); unset fields take the
+    /// model's `PIER_*` defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pier_batching: Option<BatchingConfig>,
+}
+
+/// `PierBatching` of a production variant: Triton's dynamic batcher settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Most rows per batch; 0 turns batching off for this variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    /// Longest the oldest request waits for a fuller batch, in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_microseconds: Option<u64>,
+    /// Batch sizes that go at once when reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_batch_sizes: Option<Vec<usize>>,
+    /// Most requests waiting; more are answered 429 at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_size: Option<usize>,
 }
 
 impl ProductionVariant {

@@ -59,6 +59,7 @@ pub struct RunningServer {
 
 /// Opens everything, restores endpoints and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+    crate::metrics::install();
     let store = ModelStore::open(config.store_dir())?;
     let db = Db::open(&config.data_dir)
         .await

@@ -1,6 +1,9 @@
 //! ONNX models: reading the graph (operators, declared inputs and outputs, classifier
-//! labels) independently of the backend that runs it, and the tract backend.
+//! labels) independently of the backend that runs it; the tract backend and (feature `ort`)
+//! the ONNX Runtime backend.
 
+#[cfg(feature = "ort")]
+pub mod onnxruntime;
 pub mod tract;
 
 use std::path::Path;

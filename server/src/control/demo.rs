@@ -98,6 +98,7 @@ pub async fn install(app: &AppState) -> Result<(), ApiError> {
             initial_variant_weight: Some(b.weight),
             initial_instance_count: Some(1),
             instance_type: None,
+            pier_batching: None,
         });
     }
     let config_name = "demo-config";

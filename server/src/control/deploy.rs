@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::options;
 use crate::db::Table;
 use crate::records::{
     EndpointConfigRecord, EndpointRecord, EndpointStatus, ModelRecord, VariantState, now,
@@ -34,13 +35,30 @@ pub(super) async fn build(
                     pv.model_name, pv.variant_name
                 )
             })?;
+        let variant_err = |e: String| format!("variant {:?}: {e}", pv.variant_name);
+        let load_opts = options::load_options(&model.primary_container).map_err(variant_err)?;
+        let batching =
+            options::resolve_batching(&model.primary_container, pv.pier_batching.as_ref())
+                .map_err(variant_err)?;
         let (state, artifact) = (app.clone(), model.pier_artifact.clone());
-        let loaded = tokio::task::spawn_blocking(move || {
-            state.serving.cache.get_or_load(&state.store, &artifact)
+        let shared = tokio::task::spawn_blocking(move || {
+            state
+                .serving
+                .cache
+                .get_or_load_with(&state.store, &artifact, &load_opts)
         })
         .await
         .map_err(|e| format!("loading {} panicked: {e}", model.pier_artifact))?
-        .map_err(|e| format!("variant {:?}: {e}", pv.variant_name))?;
+        .map_err(variant_err)?;
+        if batching.is_some() {
+            options::check_batchable(shared.model.signature()).map_err(variant_err)?;
+        }
+        let loaded = shared.serve_as(
+            endpoint_name,
+            &pv.variant_name,
+            &pv.model_name,
+            batching.map(|b| (b, app.serving.pool.clone())),
+        );
         let weight = weights
             .and_then(|w| w.iter().find(|s| s.variant_name == pv.variant_name))
             .map_or_else(|| pv.weight(), |s| s.current_weight);

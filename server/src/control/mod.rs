@@ -11,6 +11,7 @@ mod endpoints;
 mod import;
 mod list;
 mod models;
+pub mod options;
 
 use axum::Router;
 use axum::body::Bytes;

@@ -59,6 +59,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
             supported.join(", ")
         )));
     }
+    super::options::validate_model(&container).map_err(ApiError::validation)?;
     let Some(url) = container.model_data_url.clone() else {
         return Err(ApiError::validation(
             "PrimaryContainer.ModelDataUrl is required",

@@ -13,6 +13,7 @@ use pier_runtimes::codec::{self, Format};
 use pier_runtimes::{RuntimeError, Tensor};
 
 use crate::error::ServeError;
+use crate::metrics::RequestMetrics;
 use crate::state::AppState;
 
 /// Header naming the variant to use instead of weighted routing.
@@ -38,9 +39,10 @@ pub(super) async fn invoke_endpoint(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    invoke(&app, Some(endpoint), &headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    let mut metrics = RequestMetrics::start(&endpoint);
+    let result = invoke(&app, Some(endpoint), &headers, body, &mut metrics).await;
+    metrics.finish(&result);
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(super) async fn invoke_default(
@@ -49,9 +51,10 @@ pub(super) async fn invoke_default(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let endpoint = app.config.default_endpoint.clone();
-    invoke(&app, endpoint, &headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    let mut metrics = RequestMetrics::start(endpoint.as_deref().unwrap_or(""));
+    let result = invoke(&app, endpoint, &headers, body, &mut metrics).await;
+    metrics.finish(&result);
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ServeError> {
@@ -69,6 +72,7 @@ async fn invoke(
     endpoint: Option<String>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    metrics: &mut RequestMetrics,
 ) -> Result<Response, ServeError> {
     let _permit = app
         .in_flight
@@ -109,6 +113,7 @@ async fn invoke(
     let variant = endpoint.route(target, fastrand::f64())?;
     let loaded = variant.loaded.clone();
     let variant_name = variant.name.clone();
+    metrics.route(&loaded.labels);
     drop(snapshot);
 
     // Decode on the compute pool (a large CSV body is real work), predict, encode.

@@ -17,6 +17,17 @@ use crate::error::ServeError;
 use crate::state::AppState;
 use crate::v2::V2;
 
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+}
+
 /// The data-plane router, with its own v2 state.
 pub fn router(state: AppState) -> Router {
     let v2 = V2::new(state.clone());
@@ -28,6 +39,7 @@ pub fn router_with_v2(state: AppState, v2: Arc<V2>) -> Router {
     let limit = state.config.limits.max_body_bytes;
     Router::new()
         .route("/ping", get(invocations::ping))
+        .route("/metrics", get(metrics))
         .route("/invocations", post(invocations::invoke_default))
         .route(
             "/endpoints/{endpoint}/invocations",

@@ -14,8 +14,8 @@ use crate::error::ServeError;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// A fixed set of compute threads behind a bounded queue.
-#[derive(Debug)]
+/// A fixed set of compute threads behind a bounded queue; clones share the same threads.
+#[derive(Clone, Debug)]
 pub struct ComputePool {
     tx: crossbeam_channel::Sender<Job>,
     threads: usize,
@@ -72,6 +72,24 @@ impl ComputePool {
             }
         })?;
         Ok(rx)
+    }
+
+    /// Queues `f` with no reply channel (the batcher answers its callers itself). A full
+    /// queue drops `f` and answers [`ServeError::Overloaded`].
+    pub fn execute(&self, f: impl FnOnce() + Send + 'static) -> Result<(), ServeError> {
+        let job: Job = Box::new(move || {
+            if catch_unwind(AssertUnwindSafe(f)).is_err() {
+                tracing::error!("a compute job panicked");
+            }
+        });
+        self.tx.try_send(job).map_err(|e| match e {
+            crossbeam_channel::TrySendError::Full(_) => {
+                ServeError::Overloaded("the compute queue is full")
+            }
+            crossbeam_channel::TrySendError::Disconnected(_) => {
+                ServeError::Internal("compute pool stopped".into())
+            }
+        })
     }
 
     /// Runs `f` on the pool and waits for it.

@@ -6,13 +6,14 @@
 //! and warming new versions first) and publish it with one store; on failure nothing is
 //! stored and the old snapshot keeps serving.
 
+pub mod batcher;
 pub mod compute;
 pub mod models;
 pub mod snapshot;
 pub mod weights;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use pier_runtimes::Tensor;
@@ -61,17 +62,35 @@ impl Serving {
 impl Serving {
     /// Runs validated `inputs` (signature order) through a loaded model on the compute pool,
     /// answering within `timeout`. Every protocol facade predicts through here, so batching
-    /// and metrics have one place to live.
+    /// and metrics have one place to live: with a batcher the request joins its queue,
+    /// otherwise it runs alone; queue, compute and batch-size metrics are recorded either
+    /// way. Dropping the future withdraws the request before compute.
     pub async fn infer(
         &self,
         model: &Arc<LoadedModel>,
         inputs: Vec<Tensor>,
         timeout: Duration,
     ) -> Result<Vec<Tensor>, ServeError> {
-        let model = model.clone();
-        let job = self
-            .pool
-            .run(move || model.model.predict(inputs).map_err(ServeError::from));
+        let job = async {
+            if let Some(batcher) = &model.batcher {
+                return batcher.infer(inputs).await;
+            }
+            let model = model.clone();
+            let queued = Instant::now();
+            self.pool
+                .run(move || {
+                    let started = Instant::now();
+                    crate::metrics::record_queue(&model.labels, started - queued);
+                    crate::metrics::record_batch(
+                        &model.labels,
+                        inputs.first().map_or(0, Tensor::rows),
+                    );
+                    let out = model.model.predict(inputs).map_err(ServeError::from);
+                    crate::metrics::record_compute(&model.labels, started.elapsed());
+                    out
+                })
+                .await
+        };
         tokio::time::timeout(timeout, job).await.map_err(|_| {
             ServeError::Model(format!(
                 "the model did not answer within {} s",

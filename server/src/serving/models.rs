@@ -1,5 +1,9 @@
 //! Loaded model versions, shared: a version used by several variants or endpoints is loaded
-//! once, and released when the last snapshot and in-flight request holding it let go.
+//! once per set of load options (backend, device, threads), and released when the last
+//! snapshot and in-flight request holding it let go.
+//!
+//! A variant serves a [`LoadedModel::serve_as`] copy: the same `Arc<dyn Model>`, its own
+//! metric labels and, when batching is on, its own [`Batcher`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -7,6 +11,9 @@ use std::sync::{Arc, Mutex, Weak};
 use pier_model_store::{ModelStore, VersionSelector};
 use pier_runtimes::{DataType, LoadOptions, Model, Tensor, TensorData};
 
+use super::batcher::{BatchSettings, Batcher};
+use super::compute::ComputePool;
+use crate::metrics::{self, ModelLabels};
 use crate::records::ArtifactRef;
 
 /// A model version loaded and warmed.
@@ -16,12 +23,48 @@ pub struct LoadedModel {
     pub artifact: ArtifactRef,
     /// The runnable model.
     pub model: Arc<dyn Model>,
+    /// Metric labels (endpoint and variant empty for the shared cached copy).
+    pub labels: ModelLabels,
+    /// The dynamic batcher, when batching is on for this copy.
+    pub batcher: Option<Batcher>,
+    /// The cached copy this one was made from, kept alive so the cache entry lives.
+    base: Option<Arc<LoadedModel>>,
 }
 
-/// Loaded versions by artifact, held weakly: the cache never keeps a version alive.
+impl LoadedModel {
+    /// The copy a variant serves: same model, its own labels, batching with `batching` on
+    /// `pool` (`None`: unbatched, as before batching existed). Call within a tokio runtime.
+    pub fn serve_as(
+        self: &Arc<Self>,
+        endpoint: &str,
+        variant: &str,
+        model_name: &str,
+        batching: Option<(BatchSettings, ComputePool)>,
+    ) -> Arc<Self> {
+        let labels = ModelLabels {
+            endpoint: endpoint.to_owned(),
+            variant: variant.to_owned(),
+            model: model_name.to_owned(),
+            version: self.artifact.version.to_string(),
+        };
+        let batcher = batching.map(|(settings, pool)| {
+            Batcher::start(self.model.clone(), labels.clone(), settings, pool)
+        });
+        Arc::new(Self {
+            artifact: self.artifact.clone(),
+            model: self.model.clone(),
+            labels,
+            batcher,
+            base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
+        })
+    }
+}
+
+/// Loaded versions by artifact and load options, held weakly: the cache never keeps a
+/// version alive.
 #[derive(Debug, Default)]
 pub struct ModelCache {
-    loaded: Mutex<HashMap<ArtifactRef, Weak<LoadedModel>>>,
+    loaded: Mutex<HashMap<(ArtifactRef, LoadOptions), Weak<LoadedModel>>>,
 }
 
 impl ModelCache {
@@ -32,29 +75,45 @@ impl ModelCache {
         store: &ModelStore,
         artifact: &ArtifactRef,
     ) -> Result<Arc<LoadedModel>, String> {
+        self.get_or_load_with(store, artifact, &LoadOptions::default())
+    }
+
+    /// [`get_or_load`](Self::get_or_load) with explicit load options (backend, device).
+    pub fn get_or_load_with(
+        &self,
+        store: &ModelStore,
+        artifact: &ArtifactRef,
+        options: &LoadOptions,
+    ) -> Result<Arc<LoadedModel>, String> {
+        let key = (artifact.clone(), options.clone());
         if let Some(m) = self
             .loaded
             .lock()
             .expect("cache lock")
-            .get(artifact)
+            .get(&key)
             .and_then(Weak::upgrade)
         {
             return Ok(m);
         }
-        let opened = store
-            .open_version(&artifact.name, VersionSelector::Exact(artifact.version))
-            .map_err(|e| e.to_string())?;
-        let model =
-            pier_runtimes::load(&opened, &LoadOptions::default()).map_err(|e| e.to_string())?;
-        warm_up(model.as_ref())
-            .map_err(|e| format!("model {artifact} failed its warm-up request: {e}"))?;
+        let version = artifact.version.to_string();
+        let backend = options.backend.as_str();
+        let loaded = load(store, artifact, options);
+        metrics::record_load(&artifact.name, &version, backend, loaded.is_ok());
+        let model = loaded?;
         let loaded = Arc::new(LoadedModel {
             artifact: artifact.clone(),
             model,
+            labels: ModelLabels {
+                model: artifact.name.clone(),
+                version,
+                ..ModelLabels::default()
+            },
+            batcher: None,
+            base: None,
         });
         let mut map = self.loaded.lock().expect("cache lock");
         map.retain(|_, w| w.strong_count() > 0);
-        map.insert(artifact.clone(), Arc::downgrade(&loaded));
+        map.insert(key, Arc::downgrade(&loaded));
         Ok(loaded)
     }
 
@@ -67,6 +126,20 @@ impl ModelCache {
             .filter(|w| w.strong_count() > 0)
             .count()
     }
+}
+
+fn load(
+    store: &ModelStore,
+    artifact: &ArtifactRef,
+    options: &LoadOptions,
+) -> Result<Arc<dyn Model>, String> {
+    let opened = store
+        .open_version(&artifact.name, VersionSelector::Exact(artifact.version))
+        .map_err(|e| e.to_string())?;
+    let model = pier_runtimes::load(&opened, options).map_err(|e| e.to_string())?;
+    warm_up(model.as_ref())
+        .map_err(|e| format!("model {artifact} failed its warm-up request: {e}"))?;
+    Ok(model)
 }
 
 /// Runs one request of zeros (batch 1) through the model, so a version that cannot predict

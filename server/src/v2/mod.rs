@@ -109,28 +109,35 @@ impl V2 {
         inputs: Vec<NamedTensor>,
         requested: Option<Vec<String>>,
     ) -> Result<Inferred, ServeError> {
-        let _permit = self
-            .app
-            .in_flight
-            .try_acquire()
-            .map_err(|_| ServeError::Overloaded("too many requests in flight"))?;
-        let resolved = self.resolve(name, version).await?;
-        let started = Instant::now();
-        let result = self.run(&resolved, inputs, requested).await;
-        self.stats.record(
-            name,
-            &resolved.version,
-            result.as_ref().ok().map(|(rows, _)| *rows),
-            started.elapsed(),
-        );
-        let (_, outputs) = result?;
-        Ok(Inferred {
-            model_name: name.to_owned(),
-            model_version: resolved.version,
-            variant: resolved.variant,
-            artifact: resolved.loaded.artifact.to_string(),
-            outputs,
-        })
+        let mut metrics = crate::metrics::RequestMetrics::start(name);
+        let result = async {
+            let _permit = self
+                .app
+                .in_flight
+                .try_acquire()
+                .map_err(|_| ServeError::Overloaded("too many requests in flight"))?;
+            let resolved = self.resolve(name, version).await?;
+            metrics.route(&resolved.loaded.labels);
+            let started = Instant::now();
+            let result = self.run(&resolved, inputs, requested).await;
+            self.stats.record(
+                name,
+                &resolved.version,
+                result.as_ref().ok().map(|(rows, _)| *rows),
+                started.elapsed(),
+            );
+            let (_, outputs) = result?;
+            Ok(Inferred {
+                model_name: name.to_owned(),
+                model_version: resolved.version,
+                variant: resolved.variant,
+                artifact: resolved.loaded.artifact.to_string(),
+                outputs,
+            })
+        }
+        .await;
+        metrics.finish(&result);
+        result
     }
 
     async fn run(

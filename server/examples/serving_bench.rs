@@ -1,0 +1,316 @@
+//! Serving benchmark: batching off vs on, tract vs ort, at concurrency 1, 8 and 64, for the
+//! `mlp` fixture and the 100-tree `cancer-gbc100` bench fixture — all in one run.
+//!
+//! Starts Pier in-process on 127.0.0.1:0, creates one endpoint per (model, backend,
+//! batching) and drives each with a closed-loop HTTP client (each of `c` tasks sends a
+//! one-row CSV request, waits for the answer, repeats) for a fixed time. Reports rows/s,
+//! p50 and p99 latency and the mean batch size the batcher formed (from `/metrics`), then
+//! measures the same runtime in a tight loop — `predict` on batches of that size on as many
+//! threads as the compute pool has — and prints served rows/s as a share of it.
+//!
+//! Run (release, with the ONNX Runtime library for the ort rows):
+//! `ORT_DYLIB_PATH=…/libonnxruntime.so.1.32.0 cargo run --release -p pier-server --features ort --example serving_bench -- [seconds-per-cell]`
+//!
+//! Concurrency: one tokio runtime for server and clients; model code on Pier's compute
+//! pool; the tight loop on plain threads after the server's cells are done.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pier_model_store::{
+    ArtifactFile, ManifestDraft, ManifestSignature, ModelStore, VersionSelector,
+};
+use pier_runtimes::{Backend, LoadOptions, Model, Tensor};
+use pier_server::ServerConfig;
+use serde_json::{Value, json};
+
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+const MAX_BATCH: usize = 64;
+const DELAY_US: u64 = 200;
+
+struct Fixture {
+    name: &'static str,
+    path: PathBuf,
+    features: usize,
+}
+
+fn fixtures() -> Vec<Fixture> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+    vec![
+        Fixture {
+            name: "mlp",
+            path: root.join("onnx/mlp"),
+            features: 4,
+        },
+        Fixture {
+            name: "cancer-gbc100",
+            path: root.join("bench/cancer-gbc100"),
+            features: 30,
+        },
+    ]
+}
+
+fn csv_row(features: usize, seed: usize) -> String {
+    let row: Vec<String> = (0..features)
+        .map(|i| format!("{:.3}", ((seed * 31 + i * 7) % 97) as f64 / 9.7))
+        .collect();
+    row.join(",") + "\n"
+}
+
+async fn api(client: &reqwest::Client, admin: std::net::SocketAddr, action: &str, body: Value) {
+    let r = client
+        .post(format!("http://{admin}/"))
+        .header("X-Amz-Target", format!("SageMaker.{action}"))
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("control plane answers");
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    assert!(status.is_success(), "{action}: {status} {text}");
+}
+
+async fn wait_in_service(client: &reqwest::Client, admin: std::net::SocketAddr, name: &str) {
+    loop {
+        let r: Value = client
+            .post(format!("http://{admin}/"))
+            .header("X-Amz-Target", "SageMaker.DescribeEndpoint")
+            .body(json!({"EndpointName": name}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        match r["EndpointStatus"].as_str() {
+            Some("InService") => return,
+            Some("Failed") => panic!("endpoint {name} failed: {r}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// (rows/s, p50 µs, p99 µs) of a closed loop at concurrency `c` for `secs`.
+async fn drive(
+    client: &reqwest::Client,
+    url: &str,
+    features: usize,
+    c: usize,
+    secs: f64,
+) -> (f64, f64, f64) {
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let tasks: Vec<_> = (0..c)
+        .map(|t| {
+            let (client, url, body) = (client.clone(), url.to_owned(), csv_row(features, t));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < until {
+                    let start = Instant::now();
+                    let r = client
+                        .post(&url)
+                        .header("Content-Type", "text/csv")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .expect("data plane answers");
+                    assert!(r.status().is_success(), "{}", r.status());
+                    r.bytes().await.unwrap();
+                    latencies.push(start.elapsed().as_secs_f64() * 1e6);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let begun = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = begun.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    (all.len() as f64 / elapsed, pct(0.5), pct(0.99))
+}
+
+/// Sum and count of the batch-size histogram for `endpoint`.
+async fn batch_stats(
+    client: &reqwest::Client,
+    http: std::net::SocketAddr,
+    endpoint: &str,
+) -> (f64, f64) {
+    let text = client
+        .get(format!("http://{http}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let label = format!("endpoint=\"{endpoint}\"");
+    let get = |name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(name) && l.contains(&label))
+            .find_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (get("pier_batch_size_sum"), get("pier_batch_size_count"))
+}
+
+/// Rows/s of `predict` on batches of `batch` rows, on `threads` threads, for `secs`.
+fn tight_loop(
+    model: Arc<dyn Model>,
+    features: usize,
+    batch: usize,
+    threads: usize,
+    secs: f64,
+) -> f64 {
+    let data: Vec<f32> = (0..batch * features)
+        .map(|i| (i % 13) as f32 / 3.0)
+        .collect();
+    let input = Tensor::from_f32_rows(batch, features, data).unwrap();
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let begun = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (model, input) = (model.clone(), input.clone());
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while Instant::now() < until {
+                    model.predict(vec![input.clone()]).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let batches: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    (batches * batch) as f64 / begun.elapsed().as_secs_f64()
+}
+
+fn load_direct(
+    fixture: &Fixture,
+    backend: Backend,
+    store: &ModelStore,
+) -> Result<Arc<dyn Model>, pier_runtimes::RuntimeError> {
+    let signature: ManifestSignature = serde_json::from_str(
+        &std::fs::read_to_string(fixture.path.join("signature.json")).unwrap(),
+    )
+    .unwrap();
+    let draft = ManifestDraft {
+        runtime: "onnx".into(),
+        signature,
+        ..Default::default()
+    };
+    let name = format!("{}-{}", fixture.name, backend.as_str());
+    store
+        .publish(
+            &name,
+            vec![ArtifactFile::from_path(
+                "model.onnx",
+                fixture.path.join("model.onnx"),
+            )],
+            draft,
+        )
+        .unwrap();
+    let artifact = store.open_version(&name, VersionSelector::Latest).unwrap();
+    pier_runtimes::load(&artifact, &LoadOptions::with_backend(backend))
+}
+
+#[tokio::main]
+async fn main() {
+    let secs: f64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path().join("data"));
+    config.http_addr = "127.0.0.1:0".parse().unwrap();
+    config.admin_addr = "127.0.0.1:0".parse().unwrap();
+    let threads = config.compute.threads;
+    let server = pier_server::start(config).await.expect("server starts");
+    let (http, admin) = (server.http_addr, server.admin_addr);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let backends = Backend::available();
+    let store = ModelStore::open(dir.path().join("direct")).unwrap();
+
+    println!(
+        "compute threads: {threads}; {secs} s per cell; batching MaxBatchSize={MAX_BATCH}, MaxQueueDelayMicroseconds={DELAY_US}"
+    );
+    println!(
+        "| model | backend | batching | c | rows/s | p50 µs | p99 µs | mean batch | tight loop rows/s at that batch | served / tight |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for fixture in fixtures() {
+        for &backend in &backends {
+            let direct = match load_direct(&fixture, backend, &store) {
+                Ok(m) => m,
+                Err(e) => {
+                    println!(
+                        "| {} | {} | — | — | cannot load: {e} | | | | | |",
+                        fixture.name,
+                        backend.as_str()
+                    );
+                    continue;
+                }
+            };
+            let model_name = format!("{}-{}", fixture.name, backend.as_str());
+            let url = format!("file://{}", fixture.path.join("model.onnx").display());
+            api(&client, admin, "CreateModel", json!({"ModelName": model_name, "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url, "Environment": {"PIER_BACKEND": backend.as_str()}}})).await;
+            for batching in [false, true] {
+                let endpoint = format!("{model_name}-{}", if batching { "on" } else { "off" });
+                let mut variant = json!({"VariantName": "main", "ModelName": model_name});
+                if batching {
+                    variant["PierBatching"] = json!({"MaxBatchSize": MAX_BATCH, "MaxQueueDelayMicroseconds": DELAY_US, "MaxQueueSize": 4096});
+                }
+                api(
+                    &client,
+                    admin,
+                    "CreateEndpointConfig",
+                    json!({"EndpointConfigName": endpoint, "ProductionVariants": [variant]}),
+                )
+                .await;
+                api(
+                    &client,
+                    admin,
+                    "CreateEndpoint",
+                    json!({"EndpointName": endpoint, "EndpointConfigName": endpoint}),
+                )
+                .await;
+                wait_in_service(&client, admin, &endpoint).await;
+                let target = format!("http://{http}/endpoints/{endpoint}/invocations");
+                drive(&client, &target, fixture.features, 8, secs.min(1.0)).await; // warm up
+                for c in CONCURRENCY {
+                    let (sum0, count0) = batch_stats(&client, http, &endpoint).await;
+                    let (rows, p50, p99) = drive(&client, &target, fixture.features, c, secs).await;
+                    let (sum1, count1) = batch_stats(&client, http, &endpoint).await;
+                    let mean = if count1 > count0 {
+                        (sum1 - sum0) / (count1 - count0)
+                    } else {
+                        1.0
+                    };
+                    let batch = mean.round().max(1.0) as usize;
+                    let tight = tight_loop(
+                        direct.clone(),
+                        fixture.features,
+                        batch,
+                        threads,
+                        secs.min(2.0),
+                    );
+                    println!(
+                        "| {} | {} | {} | {c} | {rows:.0} | {p50:.0} | {p99:.0} | {mean:.1} | {tight:.0} | {:.0}% |",
+                        fixture.name,
+                        backend.as_str(),
+                        if batching { "on" } else { "off" },
+                        100.0 * rows / tight
+                    );
+                }
+            }
+        }
+    }
+    server.shutdown().await;
+}
