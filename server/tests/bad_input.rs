@@ -14,7 +14,16 @@ async fn bad_requests_get_clear_errors() {
     server.create_config("c", &[("main", "m", 1.0)]).await;
     server.create_endpoint("e", "c").await;
 
-    let cases: Vec<(&str, &str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    // (what, content type, body, extra headers, expected status, text the message must contain)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<u8>,
+        Vec<(&'a str, &'a str)>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             "application/json",
