@@ -4,22 +4,19 @@
 //! Each fixture is published to a fresh store and loaded through the same loader the server
 //! uses, so this covers store → loader → backend → outputs.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{fixtures, publish};
+
 use std::sync::Arc;
 
-use pier_model_store::{
-    ArtifactFile, ManifestDraft, ManifestSignature, ModelStore, VersionSelector,
-};
+use pier_model_store::{ArtifactFile, ManifestDraft, ModelStore, VersionSelector};
 use pier_runtimes::{
     Backend, DataType, LoadOptions, Model, RuntimeError, Tensor, TensorData, load,
 };
 use serde_json::Value;
 
 const TOLERANCE: f64 = 1e-5;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/onnx")
-}
 
 fn tensor(v: &Value) -> Tensor {
     let dtype = DataType::parse(v["datatype"].as_str().unwrap()).unwrap();
@@ -41,29 +38,6 @@ fn tensor(v: &Value) -> Tensor {
         other => panic!("fixture datatype {other} not handled"),
     };
     Tensor::new(shape, data).unwrap()
-}
-
-fn publish(store: &ModelStore, name: &str) -> pier_model_store::Artifact {
-    let dir = fixtures().join(name);
-    let signature: ManifestSignature =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("signature.json")).unwrap())
-            .unwrap();
-    let draft = ManifestDraft {
-        runtime: "onnx".into(),
-        signature,
-        ..Default::default()
-    };
-    store
-        .publish(
-            name,
-            vec![ArtifactFile::from_path(
-                "model.onnx",
-                dir.join("model.onnx"),
-            )],
-            draft,
-        )
-        .unwrap();
-    store.open_version(name, VersionSelector::Latest).unwrap()
 }
 
 fn case(name: &str) -> Value {

@@ -5,47 +5,18 @@
 //! sequence-of-maps output, session pooling under concurrency, and device selection.
 #![cfg(feature = "ort")]
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::publish;
 use std::sync::Arc;
 
-use pier_model_store::{
-    ArtifactFile, ManifestDraft, ManifestSignature, ModelStore, VersionSelector,
-};
+use pier_model_store::ModelStore;
 use pier_runtimes::{Backend, DataType, Device, LoadOptions, Model, RuntimeError, Tensor, load};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/onnx")
-        .join(name)
-}
 
 fn require_ort() {
     if let Err(e) = Backend::Ort.check_available() {
         panic!("the ort tests did NOT run: {e}");
     }
-}
-
-fn publish(store: &ModelStore, name: &str) -> pier_model_store::Artifact {
-    let dir = fixture(name);
-    let signature: ManifestSignature =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("signature.json")).unwrap())
-            .unwrap();
-    let draft = ManifestDraft {
-        runtime: "onnx".into(),
-        signature,
-        ..Default::default()
-    };
-    store
-        .publish(
-            name,
-            vec![ArtifactFile::from_path(
-                "model.onnx",
-                dir.join("model.onnx"),
-            )],
-            draft,
-        )
-        .unwrap();
-    store.open_version(name, VersionSelector::Latest).unwrap()
 }
 
 fn iris_rows() -> Tensor {
