@@ -26,6 +26,8 @@ use pier_server::ServerConfig;
 use serde_json::{Value, json};
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
+/// Rows per request: one (latency-bound clients) and 16 (clients that batch a little).
+const ROWS_PER_REQUEST: [usize; 2] = [1, 16];
 const MAX_BATCH: usize = 64;
 const DELAY_US: u64 = 200;
 
@@ -51,11 +53,15 @@ fn fixtures() -> Vec<Fixture> {
     ]
 }
 
-fn csv_row(features: usize, seed: usize) -> String {
-    let row: Vec<String> = (0..features)
-        .map(|i| format!("{:.3}", ((seed * 31 + i * 7) % 97) as f64 / 9.7))
-        .collect();
-    row.join(",") + "\n"
+fn csv_rows(features: usize, rows: usize, seed: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (0..features)
+                .map(|i| format!("{:.3}", (((seed + r) * 31 + i * 7) % 97) as f64 / 9.7))
+                .collect();
+            row.join(",") + "\n"
+        })
+        .collect()
 }
 
 async fn api(client: &reqwest::Client, admin: std::net::SocketAddr, action: &str, body: Value) {
@@ -92,18 +98,21 @@ async fn wait_in_service(client: &reqwest::Client, admin: std::net::SocketAddr, 
     }
 }
 
-/// (rows/s, p50 µs, p99 µs) of a closed loop at concurrency `c` for `secs`.
+/// (rows/s, p50 µs, p99 µs) of a closed loop at concurrency `c` for `secs`, each request
+/// carrying `rows` rows.
 async fn drive(
     client: &reqwest::Client,
     url: &str,
     features: usize,
+    rows: usize,
     c: usize,
     secs: f64,
 ) -> (f64, f64, f64) {
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let tasks: Vec<_> = (0..c)
         .map(|t| {
-            let (client, url, body) = (client.clone(), url.to_owned(), csv_row(features, t));
+            let (client, url) = (client.clone(), url.to_owned());
+            let body = bytes::Bytes::from(csv_rows(features, rows, t));
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < until {
@@ -131,7 +140,7 @@ async fn drive(
     let elapsed = begun.elapsed().as_secs_f64();
     all.sort_by(f64::total_cmp);
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    (all.len() as f64 / elapsed, pct(0.5), pct(0.99))
+    ((all.len() * rows) as f64 / elapsed, pct(0.5), pct(0.99))
 }
 
 /// Sum and count of the batch-size histogram for `endpoint`.
@@ -242,16 +251,16 @@ async fn main() {
         "compute threads: {threads}; {secs} s per cell; batching MaxBatchSize={MAX_BATCH}, MaxQueueDelayMicroseconds={DELAY_US}"
     );
     println!(
-        "| model | backend | batching | c | rows/s | p50 µs | p99 µs | mean batch | tight loop rows/s at that batch | served / tight |"
+        "| model | backend | batching | rows/req | c | rows/s | p50 µs | p99 µs | mean batch | tight loop rows/s at that batch | served / tight |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for fixture in fixtures() {
         for &backend in &backends {
             let direct = match load_direct(&fixture, backend, &store) {
                 Ok(m) => m,
                 Err(e) => {
                     println!(
-                        "| {} | {} | — | — | cannot load: {e} | | | | | |",
+                        "| {} | {} | — | — | — | cannot load: {e} | | | | | |",
                         fixture.name,
                         backend.as_str()
                     );
@@ -283,15 +292,20 @@ async fn main() {
                 .await;
                 wait_in_service(&client, admin, &endpoint).await;
                 let target = format!("http://{http}/endpoints/{endpoint}/invocations");
-                drive(&client, &target, fixture.features, 8, secs.min(1.0)).await; // warm up
-                for c in CONCURRENCY {
+                drive(&client, &target, fixture.features, 1, 8, secs.min(1.0)).await; // warm up
+                for (rows_per_request, c) in ROWS_PER_REQUEST
+                    .into_iter()
+                    .flat_map(|r| CONCURRENCY.map(|c| (r, c)))
+                {
                     let (sum0, count0) = batch_stats(&client, http, &endpoint).await;
-                    let (rows, p50, p99) = drive(&client, &target, fixture.features, c, secs).await;
+                    let (rows, p50, p99) =
+                        drive(&client, &target, fixture.features, rows_per_request, c, secs)
+                            .await;
                     let (sum1, count1) = batch_stats(&client, http, &endpoint).await;
                     let mean = if count1 > count0 {
                         (sum1 - sum0) / (count1 - count0)
                     } else {
-                        1.0
+                        rows_per_request as f64
                     };
                     let batch = mean.round().max(1.0) as usize;
                     let tight = tight_loop(
@@ -302,7 +316,7 @@ async fn main() {
                         secs.min(2.0),
                     );
                     println!(
-                        "| {} | {} | {} | {c} | {rows:.0} | {p50:.0} | {p99:.0} | {mean:.1} | {tight:.0} | {:.0}% |",
+                        "| {} | {} | {} | {rows_per_request} | {c} | {rows:.0} | {p50:.0} | {p99:.0} | {mean:.1} | {tight:.0} | {:.0}% |",
                         fixture.name,
                         backend.as_str(),
                         if batching { "on" } else { "off" },

@@ -14,10 +14,10 @@
 //! Concurrency: recording is lock-free (atomics inside the recorder); rendering takes the
 //! recorder's internal locks briefly.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use metrics::{Label, counter, gauge, histogram};
+use metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::error::ServeError;
@@ -83,7 +83,10 @@ pub fn render() -> String {
 
 /// Labels of one served model version (endpoint and variant are empty when a model is
 /// invoked directly).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// The metric handles for these labels are registered on first use and shared by clones,
+/// so the hot path records into atomics without building keys or hashing label sets.
+#[derive(Clone, Debug, Default)]
 pub struct ModelLabels {
     /// Endpoint name.
     pub endpoint: String,
@@ -93,9 +96,47 @@ pub struct ModelLabels {
     pub model: String,
     /// Artifact version.
     pub version: String,
+    /// Handles for these labels, registered on first use (after [`install`]).
+    pub handles: Arc<OnceLock<Handles>>,
+}
+
+impl PartialEq for ModelLabels {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.endpoint, &self.variant, &self.model, &self.version)
+            == (&other.endpoint, &other.variant, &other.model, &other.version)
+    }
+}
+
+impl Eq for ModelLabels {}
+
+/// Registered metric handles of one [`ModelLabels`] set.
+#[derive(Debug)]
+pub struct Handles {
+    queue: Histogram,
+    compute: Histogram,
+    batch: Histogram,
+    request_duration: Histogram,
+    requests_ok: Counter,
+    in_flight: Gauge,
 }
 
 impl ModelLabels {
+    fn handles(&self) -> &Handles {
+        self.handles.get_or_init(|| {
+            let labels = self.labels();
+            let mut ok = labels.clone();
+            ok.push(Label::new("outcome", "ok"));
+            Handles {
+                queue: histogram!(QUEUE_DURATION, labels.clone()),
+                compute: histogram!(COMPUTE_DURATION, labels.clone()),
+                batch: histogram!(BATCH_SIZE, labels.clone()),
+                request_duration: histogram!(REQUEST_DURATION, labels),
+                requests_ok: counter!(REQUESTS, ok),
+                in_flight: gauge!(IN_FLIGHT, vec![Label::new("endpoint", self.endpoint.clone())]),
+            }
+        })
+    }
+
     fn labels(&self) -> Vec<Label> {
         vec![
             Label::new("endpoint", self.endpoint.clone()),
@@ -108,17 +149,17 @@ impl ModelLabels {
 
 /// Records how long a request waited for compute.
 pub fn record_queue(labels: &ModelLabels, waited: Duration) {
-    histogram!(QUEUE_DURATION, labels.labels()).record(waited.as_secs_f64());
+    labels.handles().queue.record(waited.as_secs_f64());
 }
 
 /// Records one batch's compute time.
 pub fn record_compute(labels: &ModelLabels, took: Duration) {
-    histogram!(COMPUTE_DURATION, labels.labels()).record(took.as_secs_f64());
+    labels.handles().compute.record(took.as_secs_f64());
 }
 
 /// Records the rows of one executed batch.
 pub fn record_batch(labels: &ModelLabels, rows: usize) {
-    histogram!(BATCH_SIZE, labels.labels()).record(rows as f64);
+    labels.handles().batch.record(rows as f64);
 }
 
 /// Records a model load (`ok`) or a failed one.
@@ -135,40 +176,42 @@ pub fn record_load(model: &str, version: &str, backend: &str, ok: bool) {
     }
 }
 
-/// One request's metrics: in-flight while alive, then its count and duration. Dropped
-/// without [`finish`](Self::finish) (the client went away), it counts as `cancelled`.
+/// One request's metrics: in flight from routing to answer, then its count and duration.
+/// Dropped without [`finish`](Self::finish) (the client went away), it counts as
+/// `cancelled`. Requests refused before routing are counted with only the `endpoint` label
+/// and never appear in flight.
 #[derive(Debug)]
 pub struct RequestMetrics {
-    labels: ModelLabels,
+    /// The endpoint (or model) as addressed.
+    endpoint: String,
+    /// Set by [`route`](Self::route).
+    labels: Option<ModelLabels>,
     started: Instant,
-    in_flight: Vec<Label>,
     done: bool,
 }
 
 impl RequestMetrics {
     /// Starts timing a request addressed to `endpoint` (a model name for direct v2 calls).
     pub fn start(endpoint: &str) -> Self {
-        let labels = ModelLabels {
-            endpoint: endpoint.to_owned(),
-            ..ModelLabels::default()
-        };
-        let in_flight = vec![Label::new("endpoint", endpoint.to_owned())];
-        gauge!(IN_FLIGHT, in_flight.clone()).increment(1.0);
         Self {
-            labels,
+            endpoint: endpoint.to_owned(),
+            labels: None,
             started: Instant::now(),
-            in_flight,
             done: false,
         }
     }
 
     /// Names the variant and model version that serve the request.
     pub fn route(&mut self, labels: &ModelLabels) {
-        let endpoint = std::mem::take(&mut self.labels.endpoint);
-        self.labels = labels.clone();
-        if self.labels.endpoint.is_empty() {
-            self.labels.endpoint = endpoint;
+        let mut labels = labels.clone();
+        if labels.endpoint.is_empty() {
+            // A model called directly: label it with the name it was called by (these
+            // handles are this request's own).
+            labels.endpoint = std::mem::take(&mut self.endpoint);
+            labels.handles = Arc::default();
         }
+        labels.handles().in_flight.increment(1.0);
+        self.labels = Some(labels);
     }
 
     /// Records the result of the request.
@@ -190,11 +233,28 @@ impl RequestMetrics {
             return;
         }
         self.done = true;
-        let mut labels = self.labels.labels();
-        histogram!(REQUEST_DURATION, labels.clone()).record(self.started.elapsed().as_secs_f64());
-        labels.push(Label::new("outcome", outcome));
-        counter!(REQUESTS, labels).increment(1);
-        gauge!(IN_FLIGHT, self.in_flight.clone()).decrement(1.0);
+        let took = self.started.elapsed().as_secs_f64();
+        let Some(routed) = &self.labels else {
+            let unrouted = ModelLabels {
+                endpoint: std::mem::take(&mut self.endpoint),
+                ..ModelLabels::default()
+            };
+            let mut labels = unrouted.labels();
+            histogram!(REQUEST_DURATION, labels.clone()).record(took);
+            labels.push(Label::new("outcome", outcome));
+            counter!(REQUESTS, labels).increment(1);
+            return;
+        };
+        let handles = routed.handles();
+        handles.in_flight.decrement(1.0);
+        handles.request_duration.record(took);
+        if outcome == "ok" {
+            handles.requests_ok.increment(1);
+        } else {
+            let mut labels = routed.labels();
+            labels.push(Label::new("outcome", outcome));
+            counter!(REQUESTS, labels).increment(1);
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! `POST /endpoints/{name}/invocations`, `POST /invocations`, `GET /ping`.
 //!
 //! Per request: admission (in-flight permit) → one snapshot load → route to a variant →
-//! decode, check, predict and encode on the compute pool under the request timeout → the
-//! response carries `x-Amzn-Invoked-Production-Variant`.
+//! decode and check (on the compute pool for large bodies), predict under the request
+//! timeout (batched or alone), encode → the response carries
+//! `x-Amzn-Invoked-Production-Variant`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,6 +15,7 @@ use pier_runtimes::{RuntimeError, Tensor};
 
 use crate::error::ServeError;
 use crate::metrics::RequestMetrics;
+use crate::serving::LoadedModel;
 use crate::state::AppState;
 
 /// Header naming the variant to use instead of weighted routing.
@@ -24,6 +26,25 @@ const INVOKED_VARIANT: &str = "x-amzn-invoked-production-variant";
 const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
 /// Pier's own header naming the model version that answered (`name/version`).
 const PIER_MODEL: &str = "x-pier-model";
+
+/// Bodies up to this size are decoded on the request's task, larger ones on the pool.
+const INLINE_DECODE_BYTES: usize = 16 * 1024;
+
+/// The body as the model's one input tensor, cast and checked against its signature.
+fn decode_input(model: &LoadedModel, format: Format, body: &[u8]) -> Result<Tensor, ServeError> {
+    let signature = model.model.signature();
+    let [spec] = signature.inputs.as_slice() else {
+        return Err(ServeError::Validation(format!(
+            "model {} takes {} inputs; SageMaker invocations carry one feature matrix (use the v2 protocol)",
+            model.artifact,
+            signature.inputs.len()
+        )));
+    };
+    let features = codec::decode_features(format, body, spec.features()).map_err(RuntimeError::from)?;
+    let input = features.cast(spec.dtype)?;
+    spec.check(&input)?;
+    Ok(input)
+}
 
 pub(super) async fn ping(State(app): State<AppState>) -> StatusCode {
     if app.serving.snapshot().ready() {
@@ -116,27 +137,18 @@ async fn invoke(
     metrics.route(&loaded.labels);
     drop(snapshot);
 
-    // Decode on the compute pool (a large CSV body is real work), predict, encode.
+    // Decode (on the compute pool when the body is large enough to be real work; a small
+    // body decodes faster than a thread hop), predict, encode.
     let timeout = app.config.limits.request_timeout;
-    let model = loaded.clone();
-    let input = app
-        .serving
-        .pool
-        .run(move || {
-            let signature = model.model.signature();
-            let [spec] = signature.inputs.as_slice() else {
-                return Err(ServeError::Validation(format!(
-                    "model {} takes {} inputs; SageMaker invocations carry one feature matrix (use the v2 protocol)",
-                    model.artifact,
-                    signature.inputs.len()
-                )));
-            };
-            let features = codec::decode_features(format, &body, spec.features()).map_err(RuntimeError::from)?;
-            let input = features.cast(spec.dtype)?;
-            spec.check(&input)?;
-            Ok(input)
-        })
-        .await?;
+    let input = if body.len() <= INLINE_DECODE_BYTES {
+        decode_input(&loaded, format, &body)?
+    } else {
+        let model = loaded.clone();
+        app.serving
+            .pool
+            .run(move || decode_input(&model, format, &body))
+            .await?
+    };
     let outputs = app.serving.infer(&loaded, vec![input], timeout).await?;
     let model = loaded.model.as_ref();
     let named: Vec<(&str, &Tensor)> = model

@@ -45,6 +45,11 @@ impl ComputePool {
         self.threads
     }
 
+    /// Jobs queued and not yet taken by a thread.
+    pub fn waiting(&self) -> usize {
+        self.tx.len()
+    }
+
     /// Queues `f`; its result arrives on the returned receiver.
     pub fn submit<R, F>(&self, f: F) -> Result<oneshot::Receiver<Result<R, ServeError>>, ServeError>
     where

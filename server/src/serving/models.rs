@@ -46,6 +46,7 @@ impl LoadedModel {
             variant: variant.to_owned(),
             model: model_name.to_owned(),
             version: self.artifact.version.to_string(),
+            handles: Default::default(),
         };
         let batcher = batching.map(|(settings, pool)| {
             Batcher::start(self.model.clone(), labels.clone(), settings, pool)

@@ -1,25 +1,34 @@
 //! Dynamic batching for one served model version: the pure core in [`queue`] and the thin
-//! async actor here.
+//! driver here.
 //!
-//! Concurrency design: [`Batcher::infer`] pushes a request into the core queue (one short
-//! mutex section; a full queue is refused at once) and wakes the actor through a `Notify`,
-//! then awaits its own oneshot. The actor is one tokio task that holds a *compute slot*
-//! (a semaphore permit, one per compute thread) before it asks the core for a batch, so
-//! batches grow while every slot is busy and go out small while the model is idle. A batch
-//! runs on the compute pool ([`run_batch`]), never on a tokio worker; its permit is released
-//! when the compute job ends. A caller that goes away drops its receiver; its entry is
-//! dropped from the queue, and skipped again right before compute if it left meanwhile.
-//! Dropping the `Batcher` stops the actor.
+//! Concurrency design (no actor hop on the hot path):
+//! - [`Batcher::infer`] pushes the request into the core queue under one short mutex
+//!   section (a full queue is refused at once). If a *compute slot* is free (one per compute
+//!   thread) and the core says a batch is ready, the caller itself hands that batch to the
+//!   compute pool.
+//! - A compute job runs its batch and then, still holding its slot, asks the core for the
+//!   next ready batch and runs it too. Under load, requests only enqueue and the compute
+//!   threads drain the queue, so batches grow while every slot is busy and go out small
+//!   while the model is idle. When other work waits in the shared pool, the continuation is
+//!   requeued behind it instead, so one busy model cannot starve another.
+//! - `max_queue_delay` is kept by one timer thread per batcher that sleeps on a condition
+//!   variable until the oldest request's deadline (µs precision: tokio's timer wheel would
+//!   round a 200 µs delay up to 1–2 ms). It only acts while a slot is free and no batch is
+//!   ready yet; it is woken when the queue becomes non-empty or a slot frees with requests
+//!   waiting.
+//!
+//! Batches run on the compute pool ([`run_batch`]), never on a tokio worker. A caller that
+//! goes away drops its receiver; its entry is pruned from the queue and skipped again right
+//! before compute. Dropping the `Batcher` stops the timer thread.
 
 pub mod queue;
 mod run;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use pier_runtimes::{Model, Tensor};
-use tokio::sync::{Notify, Semaphore, oneshot};
-use tokio::time::Instant;
+use tokio::sync::oneshot;
 
 use super::compute::ComputePool;
 use crate::error::ServeError;
@@ -37,14 +46,130 @@ pub struct Pending {
     pub reply: oneshot::Sender<Result<Vec<Tensor>, ServeError>>,
 }
 
+type Batch = Vec<Entry<Pending>>;
+
+/// What the mutex guards.
 #[derive(Debug)]
-struct Shared {
-    queue: Mutex<BatchQueue<Pending>>,
-    wake: Notify,
-    closed: AtomicBool,
+struct State {
+    queue: BatchQueue<Pending>,
+    /// Compute slots not running a batch of this model.
+    free_slots: usize,
+    closed: bool,
 }
 
-/// Handle on one model version's batcher; dropping it stops the actor.
+impl State {
+    /// Claims a slot for the batch the core says is ready now, if a slot is free.
+    fn claim(&mut self, now: Instant) -> Option<Batch> {
+        if self.free_slots == 0 {
+            return None;
+        }
+        let batch = self.queue.take_batch(now)?;
+        self.free_slots -= 1;
+        Some(batch)
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the timer thread.
+    timer: Condvar,
+    model: Arc<dyn Model>,
+    labels: ModelLabels,
+    pool: ComputePool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic never happens while the lock is held (no model code runs under it), so a
+        // poisoned lock still guards a consistent queue.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands `batch` (its slot already claimed) to the compute pool. If the pool refuses,
+    /// the batch is dropped — its callers see the failure — and the slot is given back.
+    fn launch(self: &Arc<Self>, batch: Batch) {
+        let shared = self.clone();
+        if let Err(e) = self.pool.execute(move || shared.run(batch)) {
+            tracing::warn!(error = %e, "batch not scheduled");
+            self.release_slot();
+        }
+    }
+
+    /// On a compute thread: runs `batch`, then keeps the slot for the next ready batch
+    /// while no other work waits in the pool.
+    fn run(self: &Arc<Self>, mut batch: Batch) {
+        loop {
+            run_batch(self.model.as_ref(), &self.labels, batch);
+            let next = self.lock().queue.take_batch(Instant::now());
+            match next {
+                Some(b) if self.pool.waiting() == 0 => batch = b,
+                Some(b) => {
+                    // Be fair to the other models sharing the pool: requeue behind them.
+                    let shared = self.clone();
+                    if let Err(e) = self.pool.execute(move || shared.run(b)) {
+                        tracing::warn!(error = %e, "batch not scheduled");
+                        self.release_slot();
+                    }
+                    return;
+                }
+                None => {
+                    self.release_slot();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Gives a slot back, and wakes the timer if requests wait for it.
+    fn release_slot(&self) {
+        let waiting = {
+            let mut state = self.lock();
+            state.free_slots += 1;
+            !state.queue.is_empty()
+        };
+        if waiting {
+            self.timer.notify_one();
+        }
+    }
+
+    /// The timer thread: launches the batch whose `max_queue_delay` ran out while a slot
+    /// is free; otherwise sleeps until the oldest request's deadline or a wake-up.
+    fn timer_loop(self: Arc<Self>) {
+        let mut state = self.lock();
+        loop {
+            if state.closed {
+                return;
+            }
+            let now = Instant::now();
+            if state.free_slots > 0 {
+                state.queue.retain(|p| !p.reply.is_closed());
+            }
+            if let Some(batch) = state.claim(now) {
+                drop(state);
+                self.launch(batch);
+                state = self.lock();
+                continue;
+            }
+            let deadline = if state.free_slots > 0 {
+                state.queue.deadline()
+            } else {
+                None
+            };
+            state = match deadline {
+                Some(at) => {
+                    self.timer
+                        .wait_timeout(state, at.saturating_duration_since(now))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.timer.wait(state).unwrap_or_else(|e| e.into_inner()),
+            };
+        }
+    }
+}
+
+/// Handle on one model version's batcher; dropping it stops the timer thread.
 #[derive(Debug)]
 pub struct Batcher {
     shared: Arc<Shared>,
@@ -52,8 +177,8 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts the actor on the current tokio runtime. Batches run on `pool`, at most one
-    /// per compute thread at a time.
+    /// Starts the batcher (and its timer thread). Batches run on `pool`, at most one per
+    /// compute thread at a time.
     pub fn start(
         model: Arc<dyn Model>,
         labels: ModelLabels,
@@ -61,12 +186,29 @@ impl Batcher {
         pool: ComputePool,
     ) -> Self {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(BatchQueue::new(settings.clone())),
-            wake: Notify::new(),
-            closed: AtomicBool::new(false),
+            state: Mutex::new(State {
+                queue: BatchQueue::new(settings.clone()),
+                free_slots: pool.threads(),
+                closed: false,
+            }),
+            timer: Condvar::new(),
+            model,
+            labels,
+            pool,
         });
-        let slots = Arc::new(Semaphore::new(pool.threads()));
-        tokio::spawn(actor(shared.clone(), slots, pool, model, Arc::new(labels)));
+        let timer = shared.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("pier-batch-timer".into())
+            .spawn(move || timer.timer_loop())
+        {
+            // Without the timer, a batch that is never filled would wait forever: refuse
+            // to batch on a delay at all rather than hang.
+            tracing::error!(error = %e, "cannot start the batch timer thread; batches go out at once");
+            let mut state = shared.lock();
+            let mut zero = settings.clone();
+            zero.max_queue_delay = std::time::Duration::ZERO;
+            state.queue = BatchQueue::new(zero);
+        }
         Self { shared, settings }
     }
 
@@ -81,20 +223,31 @@ impl Batcher {
         let rows = inputs.first().map_or(0, Tensor::rows);
         let (reply, rx) = oneshot::channel();
         let pending = Pending { inputs, reply };
-        {
-            let mut queue = self.shared.queue.lock().expect("batch queue lock");
-            let now = Instant::now().into_std();
-            if let Err(Rejected::Full(p)) = queue.push(pending, rows, now) {
-                // Callers that left still count until the actor prunes them; prune and retry.
-                queue.retain(|p| !p.reply.is_closed());
-                queue
+        let (launch, wake_timer) = {
+            let mut state = self.shared.lock();
+            let now = Instant::now();
+            if let Err(Rejected::Full(p)) = state.queue.push(pending, rows, now) {
+                // Callers that left still count until pruned; prune and retry once.
+                state.queue.retain(|p| !p.reply.is_closed());
+                state
+                    .queue
                     .push(p, rows, now)
                     .map_err(|_| ServeError::QueueFull {
                         max: self.settings.max_queue_size,
                     })?;
             }
+            let launch = state.claim(now);
+            // The timer needs to know when the queue just got its oldest request while a
+            // slot is free (otherwise its current deadline is already earlier, or a compute
+            // job will take the batch when its slot frees).
+            let wake = launch.is_none() && state.free_slots > 0 && state.queue.len() == 1;
+            (launch, wake)
+        };
+        if let Some(batch) = launch {
+            self.shared.launch(batch);
+        } else if wake_timer {
+            self.shared.timer.notify_one();
         }
-        self.shared.wake.notify_one();
         rx.await.map_err(|_| {
             ServeError::Overloaded("the batch could not be scheduled on the compute pool")
         })?
@@ -102,62 +255,14 @@ impl Batcher {
 
     /// Requests waiting now (for tests and diagnostics).
     pub fn queued(&self) -> usize {
-        self.shared.queue.lock().expect("batch queue lock").len()
+        self.shared.lock().queue.len()
     }
 }
 
 impl Drop for Batcher {
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::SeqCst);
-        self.shared.wake.notify_one();
-    }
-}
-
-async fn actor(
-    shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
-    pool: ComputePool,
-    model: Arc<dyn Model>,
-    labels: Arc<ModelLabels>,
-) {
-    loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let batch = loop {
-            if shared.closed.load(Ordering::SeqCst) {
-                return;
-            }
-            let (batch, deadline) = {
-                let mut queue = shared.queue.lock().expect("batch queue lock");
-                queue.retain(|p| !p.reply.is_closed());
-                (
-                    queue.take_batch(Instant::now().into_std()),
-                    queue.deadline(),
-                )
-            };
-            if let Some(batch) = batch {
-                break batch;
-            }
-            match deadline {
-                Some(at) => {
-                    tokio::select! {
-                        () = shared.wake.notified() => {}
-                        () = tokio::time::sleep_until(Instant::from_std(at)) => {}
-                    }
-                }
-                None => shared.wake.notified().await,
-            }
-        };
-        let (model, labels) = (model.clone(), labels.clone());
-        let job = move || {
-            let _slot = permit;
-            run_batch(model.as_ref(), &labels, batch);
-        };
-        if let Err(e) = pool.execute(job) {
-            // The job (and with it every reply sender) was dropped: callers see the failure.
-            tracing::warn!(error = %e, "batch not scheduled");
-        }
+        self.shared.lock().closed = true;
+        self.shared.timer.notify_one();
     }
 }
 

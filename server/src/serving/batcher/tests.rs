@@ -1,5 +1,8 @@
-//! Actor tests with tokio's paused clock: deadlines, full batches, exact splitting, a full
-//! queue, and callers that leave before compute.
+//! Driver tests on the real clock (the core's rules are tested with injected instants in
+//! `queue.rs`): deadlines, full batches, exact splitting under concurrency, a full queue,
+//! callers that leave before compute, and fairness between models sharing a pool. Time
+//! bounds here are generous correctness bounds (a deadline is kept, nothing hangs), not
+//! speed targets.
 
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
@@ -74,10 +77,10 @@ fn batcher(model: &Arc<Doubler>, s: BatchSettings) -> Batcher {
     )
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn requests_within_the_delay_share_one_batch_and_split_back_exactly() {
     let model = Doubler::new();
-    let b = batcher(&model, settings(16, 5, 100));
+    let b = batcher(&model, settings(16, 200, 100));
     let (a, c) = tokio::join!(b.infer(rows(0.0, 1)), b.infer(rows(100.0, 3)));
     let (a, c) = (a.unwrap(), c.unwrap());
     assert_eq!(model.seen(), [4], "one batch of 1 + 3 rows");
@@ -90,7 +93,7 @@ async fn requests_within_the_delay_share_one_batch_and_split_back_exactly() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_lone_request_waits_for_the_deadline_only() {
     let model = Doubler::new();
     let b = batcher(&model, settings(16, 50, 100));
@@ -98,10 +101,10 @@ async fn a_lone_request_waits_for_the_deadline_only() {
     b.infer(rows(1.0, 1)).await.unwrap();
     let waited = start.elapsed();
     assert!(waited >= Duration::from_millis(50), "{waited:?}");
-    assert!(waited < Duration::from_millis(60), "{waited:?}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_full_batch_goes_before_the_deadline() {
     let model = Doubler::new();
     let b = batcher(&model, settings(4, 10_000, 100));
@@ -117,7 +120,7 @@ async fn a_full_batch_goes_before_the_deadline() {
     assert_eq!(model.seen(), [4]);
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_full_queue_is_refused_at_once() {
     let model = Doubler::new();
     let b = batcher(&model, settings(64, 1_000, 2));
@@ -134,10 +137,10 @@ async fn a_full_queue_is_refused_at_once() {
     second.await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_caller_that_leaves_is_dropped_before_compute() {
     let model = Doubler::new();
-    let b = batcher(&model, settings(64, 20, 100));
+    let b = batcher(&model, settings(64, 100, 100));
     let mut gone = Box::pin(b.infer(rows(0.0, 5)));
     assert!(futures_poll(&mut gone).await.is_none());
     assert_eq!(b.queued(), 1);
@@ -149,6 +152,129 @@ async fn a_caller_that_leaves_is_dropped_before_compute() {
         [1],
         "the abandoned 5 rows never reached the model"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_callers_each_get_exactly_their_rows_back() {
+    let model = Doubler::new();
+    let b = Arc::new(Batcher::start(
+        model.clone(),
+        ModelLabels::default(),
+        settings(16, 0, 4096),
+        ComputePool::new(2, 64),
+    ));
+    let tasks: Vec<_> = (0..32)
+        .map(|t| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let n = 1 + (t + i) % 3;
+                    let first = (t * 1000 + i * 10) as f32;
+                    let out = b.infer(rows(first, n)).await.unwrap();
+                    let want: Vec<f32> = (0..n * 2).map(|k| 2.0 * (first + k as f32)).collect();
+                    assert_eq!(out[0].as_f32().unwrap(), want.as_slice(), "task {t} request {i}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let seen = model.seen();
+    let total: usize = seen.iter().sum();
+    let expected: usize = (0..32)
+        .flat_map(|t| (0..40).map(move |i| 1 + (t + i) % 3))
+        .sum();
+    assert_eq!(total, expected, "every row predicted exactly once");
+    assert!(seen.iter().all(|&n| n <= 16), "no batch above MaxBatchSize");
+}
+
+/// Logs a tag per predict into a shared log, blocking while the gate is shut.
+#[derive(Debug)]
+struct Tagged {
+    inner: Arc<Doubler>,
+    tag: char,
+    log: Arc<StdMutex<Vec<char>>>,
+    gate: Arc<(StdMutex<bool>, std::sync::Condvar)>,
+}
+
+impl Model for Tagged {
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn predict(&self, inputs: Vec<Tensor>) -> pier_runtimes::Result<Vec<Tensor>> {
+        let (lock, cv) = &*self.gate;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        drop(open);
+        self.log.lock().unwrap().push(self.tag);
+        self.inner.predict(inputs)
+    }
+
+    fn backend(&self) -> &'static str {
+        "test"
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_model_does_not_starve_another_on_the_same_pool() {
+    // One compute thread. Model A has a deep queue; model B's single request must run
+    // right after A's current batch, not after A's whole queue.
+    let pool = ComputePool::new(1, 64);
+    let gate = Arc::new((StdMutex::new(false), std::sync::Condvar::new()));
+    let log = Arc::new(StdMutex::new(Vec::new()));
+    let tagged = |tag| {
+        Arc::new(Tagged {
+            inner: Doubler::new(),
+            tag,
+            log: log.clone(),
+            gate: gate.clone(),
+        })
+    };
+    let a = Arc::new(Batcher::start(
+        tagged('A'),
+        ModelLabels::default(),
+        settings(1, 0, 4096),
+        pool.clone(),
+    ));
+    let b = Batcher::start(
+        tagged('B'),
+        ModelLabels::default(),
+        settings(1, 0, 16),
+        pool.clone(),
+    );
+    let a_tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { a.infer(rows(i as f32, 1)).await.unwrap() })
+        })
+        .collect();
+    // A's first batch blocks the only thread at the gate; the rest queue up.
+    while a.queued() < 99 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let b_call = tokio::spawn(async move { b.infer(rows(7.0, 1)).await.unwrap() });
+    // B's batch waits in the pool's queue behind A's blocked one.
+    while pool.waiting() < 1 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    {
+        let (lock, cv) = &*gate;
+        *lock.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    let out = b_call.await.unwrap();
+    assert_eq!(out[0].as_f32().unwrap(), [14.0, 16.0]);
+    for t in a_tasks {
+        t.await.unwrap();
+    }
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 101);
+    let b_at = log.iter().position(|&t| t == 'B').unwrap();
+    assert_eq!(b_at, 1, "B ran after A's first batch, not after its queue: {log:?}");
 }
 
 /// Polls a future once (yielding to let the actor run first).
