@@ -27,8 +27,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "onnx"
-# Benchmark-only models (not in the conformance suite): fixtures/bench/.
-BENCH_ROOT = ROOT.parent / "bench"
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 DTYPES = {
     np.dtype("float32"): "FP32",
@@ -160,14 +158,15 @@ def gradient_boosting_regressor():
 
 
 def bench_gradient_boosting():
-    """~100-tree binary GradientBoostingClassifier for the serving benchmark. Binary
-    classification exports TreeEnsembleClassifier, which both tract and onnxruntime run
+    """~100-tree binary GradientBoostingClassifier for the serving benchmark, also in the
+    conformance suite. Binary classification exports TreeEnsembleClassifier with one
+    base value, which onnxruntime runs and tract runs after Pier pads `base_values`
     (TreeEnsembleRegressor is onnxruntime-only)."""
     x, y = load_breast_cancer(return_X_y=True)
     x = x.astype(np.float32)
     clf = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0).fit(x, y)
     model = sklearn_model(clf, x, zipmap=False)
-    write("cancer-gbc100", model, {"X": x[::40]}, "GradientBoostingClassifier, 100 trees of depth 3, 30 features, zipmap=False", root=BENCH_ROOT)
+    write("cancer-gbc100", model, {"X": x[::40]}, "GradientBoostingClassifier, 100 trees of depth 3, 30 features, zipmap=False")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 //! Serving benchmark: batching off vs on, tract vs ort, at concurrency 1, 8 and 64, for the
-//! `mlp` fixture and the 100-tree `cancer-gbc100` bench fixture — all in one run.
+//! `mlp` fixture and the 100-tree `cancer-gbc100` fixture — all in one run.
 //!
 //! Starts Pier in-process on 127.0.0.1:0, creates one endpoint per (model, backend,
 //! batching) and drives each with a closed-loop HTTP client (each of `c` tasks sends a
@@ -47,7 +47,7 @@ fn fixtures() -> Vec<Fixture> {
         },
         Fixture {
             name: "cancer-gbc100",
-            path: root.join("bench/cancer-gbc100"),
+            path: root.join("onnx/cancer-gbc100"),
             features: 30,
         },
     ]

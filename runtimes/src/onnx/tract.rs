@@ -61,8 +61,10 @@ impl TractModel {
             Some(s) if !s.inputs.is_empty() => s,
             _ => declared,
         };
+        let mut proto = graph.proto.clone();
+        pad_binary_tree_base_values(&mut proto);
         let mut model = tract_onnx::onnx()
-            .model_for_proto_model(&graph.proto)
+            .model_for_proto_model(&proto)
             .map_err(|e| load_err(format!("tract cannot read the graph: {e:#}")))?;
         let unimplemented: Vec<String> = model
             .nodes()
@@ -114,6 +116,40 @@ impl TractModel {
             signature,
             label_fix,
         })
+    }
+}
+
+/// tract 0.23 wants one `base_values` entry per class label on a `TreeEnsembleClassifier`,
+/// but ONNX's binary layout — two class labels, every leaf weight on class 0, one base
+/// value — is what skl2onnx writes for a binary `GradientBoostingClassifier`. tract's own
+/// binary handling only reads score column 0 (the second column is all zeros and is
+/// discarded), so padding `base_values` with a 0 for that column keeps the meaning and lets
+/// tract load the model. Labels are re-derived from the probabilities (`label_fix`).
+fn pad_binary_tree_base_values(proto: &mut tract_onnx::pb::ModelProto) {
+    let Some(graph) = proto.graph.as_mut() else {
+        return;
+    };
+    for node in graph
+        .node
+        .iter_mut()
+        .filter(|n| n.op_type == "TreeEnsembleClassifier")
+    {
+        let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
+        let labels = attr("classlabels_int64s")
+            .map(|a| a.ints.len())
+            .or_else(|| attr("classlabels_strings").map(|a| a.strings.len()));
+        let binary_layout = labels == Some(2)
+            && attr("class_ids").is_some_and(|a| a.ints.iter().all(|&c| c == 0));
+        if !binary_layout {
+            continue;
+        }
+        if let Some(base) = node
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == "base_values" && a.floats.len() == 1)
+        {
+            base.floats.push(0.0);
+        }
     }
 }
 
