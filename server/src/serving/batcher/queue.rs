@@ -11,8 +11,8 @@
 //!   whatever is queued (up to `max_batch_size` rows) goes;
 //! - requests stay in arrival order; a single request larger than `max_batch_size` runs alone.
 //!
-//! Concurrency: none here. The actor ([`super::Batcher`]) owns the queue behind one mutex
-//! and only asks for a batch when a compute slot is free, so batches grow while the model is
+//! Concurrency: none here. The driver ([`super::Batcher`]) owns the queue behind one mutex
+//! and only takes a batch when a compute slot is free, so batches grow while the model is
 //! busy and stay small (low latency) while it is idle.
 
 use std::collections::VecDeque;
@@ -75,7 +75,7 @@ pub enum Rejected<T> {
 /// One queued request.
 #[derive(Debug)]
 pub struct Entry<T> {
-    /// The caller's payload (inputs and reply channel in the actor).
+    /// The caller's payload (inputs and reply channel in the driver).
     pub item: T,
     /// Rows it carries.
     pub rows: usize,

@@ -277,7 +277,7 @@ async fn a_busy_model_does_not_starve_another_on_the_same_pool() {
     assert_eq!(b_at, 1, "B ran after A's first batch, not after its queue: {log:?}");
 }
 
-/// Polls a future once (yielding to let the actor run first).
+/// Polls a future once (yielding first so other tasks run).
 async fn futures_poll<F: std::future::Future + Unpin>(f: &mut F) -> Option<F::Output> {
     tokio::task::yield_now().await;
     std::future::poll_fn(|cx| {
