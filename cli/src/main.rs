@@ -38,7 +38,7 @@ enum Command {
     /// Load-test a model server (Pier, Triton, MLServer, ...) over SageMaker invocations or
     /// the v2 protocol (REST JSON, REST binary, gRPC), closed or open loop; prints a table and
     /// writes JSON / HTML reports. `pier loadtest report` overlays saved runs in one page.
-    Loadtest(loadtest::LoadtestArgs),
+    Loadtest(Box<loadtest::LoadtestArgs>),
 }
 
 /// Options of `pier serve`.
@@ -153,7 +153,7 @@ fn main() -> anyhow::Result<()> {
             Command::Models(cmd) => commands::models(cmd).await,
             Command::Endpoints(cmd) => commands::endpoints(cmd).await,
             Command::Train(args) => train::train(args).await,
-            Command::Loadtest(args) => loadtest::loadtest(args).await,
+            Command::Loadtest(args) => loadtest::loadtest(*args).await,
         }
     })
 }

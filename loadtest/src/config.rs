@@ -175,7 +175,7 @@ impl LoadtestConfig {
             return Err(invalid("--rows must be at least 1"));
         }
         match self.load {
-            LoadShape::Closed { concurrency } if concurrency == 0 => {
+            LoadShape::Closed { concurrency: 0 } => {
                 return Err(invalid("--concurrency must be at least 1"));
             }
             LoadShape::Open {
