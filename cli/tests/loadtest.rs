@@ -303,13 +303,7 @@ fn bad_flags_are_refused_with_a_reason() {
             "cannot be used with",
         ),
         (
-            &[
-                "--url",
-                "http://127.0.0.1:1",
-                "-m",
-                "demo",
-                "--duration=-1",
-            ],
+            &["--url", "http://127.0.0.1:1", "-m", "demo", "--duration=-1"],
             "positive number of seconds",
         ),
         (
