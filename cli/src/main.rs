@@ -2,6 +2,7 @@
 
 mod api;
 mod commands;
+mod loadtest;
 mod train;
 
 use std::net::SocketAddr;
@@ -34,6 +35,10 @@ enum Command {
     /// Train a built-in algorithm on local text/csv channels and publish it to the store;
     /// prints the metrics and the `pier://NAME/VERSION` reference.
     Train(train::TrainArgs),
+    /// Load-test a model server (Pier, Triton, MLServer, ...) over SageMaker invocations or
+    /// the v2 protocol (REST JSON, REST binary, gRPC), closed or open loop; prints a table and
+    /// writes JSON / HTML reports. `pier loadtest report` overlays saved runs in one page.
+    Loadtest(Box<loadtest::LoadtestArgs>),
 }
 
 /// Options of `pier serve`.
@@ -148,6 +153,7 @@ fn main() -> anyhow::Result<()> {
             Command::Models(cmd) => commands::models(cmd).await,
             Command::Endpoints(cmd) => commands::endpoints(cmd).await,
             Command::Train(args) => train::train(args).await,
+            Command::Loadtest(args) => loadtest::loadtest(*args).await,
         }
     })
 }

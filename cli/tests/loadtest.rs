@@ -1,0 +1,407 @@
+//! `pier loadtest` against a real `pier serve --demo` on loopback: every protocol, closed and
+//! open loop, the JSON and HTML reports, a dead target and bad flags. Small request counts;
+//! nothing asserts on timing.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+const PIER: &str = env!("CARGO_BIN_EXE_pier");
+
+struct Served {
+    child: Child,
+    http: String,
+    grpc: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_demo(data: &Path) -> Served {
+    let mut child = Command::new(PIER)
+        .args([
+            "serve",
+            "--demo",
+            "--http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .args(["--grpc", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("pier printed nothing").unwrap();
+    let field = |k: &str| {
+        first
+            .split_whitespace()
+            .find_map(|p| p.strip_prefix(k))
+            .unwrap()
+            .to_owned()
+    };
+    let (http, grpc) = (field("http="), field("grpc="));
+    // Drain the banner so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    Served { child, http, grpc }
+}
+
+fn pier(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(PIER)
+        .args(args)
+        .env("PIER_LOG", "warn")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.success(), stdout, stderr)
+}
+
+fn report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn every_protocol_closed_and_open_loop_against_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = serve_demo(&dir.path().join("data"));
+    let http = format!("http://{}", served.http);
+    let grpc = format!("http://{}", served.grpc);
+    let mut jsons = Vec::new();
+    for protocol in ["sagemaker", "v2-json", "v2-binary", "v2-grpc"] {
+        let url = if protocol == "v2-grpc" { &grpc } else { &http };
+        for (mode, load) in [
+            ("closed", ["--concurrency", "3"]),
+            ("open", ["--rate", "200"]),
+        ] {
+            let json = dir.path().join(format!("{protocol}-{mode}.json"));
+            let label = format!("{protocol} {mode}");
+            let (ok, out, err) = pier(&[
+                "loadtest",
+                "--url",
+                url,
+                "--protocol",
+                protocol,
+                "--model",
+                "demo",
+                load[0],
+                load[1],
+                "--requests",
+                "20",
+                "--rows",
+                "2",
+                "--warmup",
+                "0.1",
+                "--label",
+                &label,
+                "--json",
+                json.to_str().unwrap(),
+                "--quiet",
+            ]);
+            assert!(ok, "{protocol} {mode}: {err}");
+            assert!(
+                out.contains("throughput") && out.contains("errors       none"),
+                "{out}"
+            );
+            let r = report(&json);
+            assert_eq!(r["requests"], 20, "{protocol} {mode}: {r}");
+            assert_eq!(r["ok"], 20, "{protocol} {mode}: {r}");
+            assert_eq!(r["errors"], serde_json::json!({}), "{protocol} {mode}");
+            assert_eq!(r["mode"], mode);
+            assert_eq!(r["protocol"], protocol);
+            assert_eq!(r["rows_per_request"], 2);
+            let l = &r["latency_us"];
+            let (p50, p99, max) = (
+                l["p50"].as_u64().unwrap(),
+                l["p99"].as_u64().unwrap(),
+                l["max"].as_u64().unwrap(),
+            );
+            assert!(0 < p50 && p50 <= p99 && p99 <= max, "{l}");
+            assert!(r["throughput_rps"].as_f64().unwrap() > 0.0);
+            assert!(!r["timeline"].as_array().unwrap().is_empty());
+            assert!(!r["percentile_curve"].as_array().unwrap().is_empty());
+            jsons.push(json);
+        }
+    }
+
+    // One more run compared with two saved ones in its HTML page.
+    let html = dir.path().join("run.html");
+    let (ok, _, err) = pier(&[
+        "loadtest",
+        "--url",
+        &http,
+        "--model",
+        "demo",
+        "--protocol",
+        "sagemaker",
+        "--input-file",
+        write(dir.path(), "body.csv", "5.1,3.5,1.4,0.2\n")
+            .to_str()
+            .unwrap(),
+        "--requests",
+        "10",
+        "--expect-contains",
+        "0",
+        "--label",
+        "from a file",
+        "--html",
+        html.to_str().unwrap(),
+        "--compare",
+        jsons[0].to_str().unwrap(),
+        "--compare",
+        jsons[7].to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(ok, "{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    for label in ["from a file", "sagemaker closed", "v2-grpc open"] {
+        assert!(page.contains(label), "{label} in the page");
+    }
+    assert_eq!(page.matches("<svg").count(), 3);
+
+    // All eight saved runs in one page.
+    let all = dir.path().join("all.html");
+    let mut args = vec!["loadtest", "report", "--html", all.to_str().unwrap()];
+    args.extend(jsons.iter().map(|p| p.to_str().unwrap()));
+    let (ok, out, err) = pier(&args);
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("throughput").count(), 8, "{out}");
+    let page = std::fs::read_to_string(&all).unwrap();
+    // A curve per run, p50 and p99 per run, a throughput line per run.
+    assert_eq!(page.matches("<polyline").count(), 8 * 4);
+    for p in ["v2-json open", "v2-binary closed", "v2-grpc closed"] {
+        assert!(page.contains(p), "{p}");
+    }
+    drop(served);
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_dead_target_gives_errors_by_kind_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let json = dir.path().join("dead.json");
+    let (ok, out, err) = pier(&[
+        "loadtest",
+        "--url",
+        &url,
+        "--model",
+        "demo",
+        "--features",
+        "4",
+        "-c",
+        "2",
+        "-n",
+        "6",
+        "--timeout",
+        "2",
+        "--json",
+        json.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("connect 6"), "{out}");
+    let r = report(&json);
+    assert_eq!(
+        (r["requests"].as_u64(), r["ok"].as_u64()),
+        (Some(6), Some(0))
+    );
+    assert_eq!(r["errors"]["connect"], 6);
+
+    let input = write(
+        dir.path(),
+        "in.json",
+        r#"{"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}"#,
+    );
+    let (ok, _, err) = pier(&[
+        "loadtest",
+        "--url",
+        &url,
+        "--model",
+        "demo",
+        "--protocol",
+        "v2-grpc",
+        "--rate",
+        "50",
+        "-n",
+        "5",
+        "--timeout",
+        "2",
+        "--input-file",
+        input.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(ok, "{err}");
+    let r = report(&json);
+    let failed: u64 = r["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!((r["ok"].as_u64(), failed), (Some(0), 5), "{r}");
+
+    // Generating a payload needs the metadata: a clear error, not a run of failures.
+    let (ok, _, err) = pier(&[
+        "loadtest",
+        "--url",
+        &url,
+        "--model",
+        "demo",
+        "--protocol",
+        "v2-json",
+        "-n",
+        "1",
+    ]);
+    assert!(
+        !ok && err.contains("metadata") && err.contains("--input-file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_are_refused_with_a_reason() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--model", "demo"], "--url"),
+        (
+            &["--url", "http://127.0.0.1:1", "-m", "demo", "--rate", "0"],
+            "--rate",
+        ),
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:1",
+                "-m",
+                "demo",
+                "--rate",
+                "5",
+                "-c",
+                "2",
+            ],
+            "cannot be used with",
+        ),
+        (
+            &["--url", "http://127.0.0.1:1", "-m", "demo", "--duration=-1"],
+            "positive number of seconds",
+        ),
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:1",
+                "-m",
+                "demo",
+                "--duration",
+                "1",
+                "--requests",
+                "3",
+            ],
+            "cannot be used with",
+        ),
+        (&["--url", "127.0.0.1:1", "-m", "demo"], "http://HOST:PORT"),
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:1",
+                "-m",
+                "demo",
+                "--compare",
+                "x.json",
+            ],
+            "--html",
+        ),
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:1",
+                "-m",
+                "demo",
+                "--connections",
+                "4",
+            ],
+            "--rate",
+        ),
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:1",
+                "-m",
+                "demo",
+                "--protocol",
+                "v2-json",
+                "--content-type",
+                "a/b",
+            ],
+            "sagemaker only",
+        ),
+        (
+            &["--url", "http://127.0.0.1:1", "-m", "demo", "-H", "novalue"],
+            "Name: value",
+        ),
+        (
+            &[
+                "--url",
+                "http://127.0.0.1:1",
+                "-m",
+                "demo",
+                "--rate",
+                "10",
+                "--connections",
+                "9",
+                "--max-outstanding",
+                "3",
+            ],
+            "--max-outstanding",
+        ),
+        (
+            &["report", "--html", "x.html", "/nonexistent.json"],
+            "nonexistent.json",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = vec!["loadtest"];
+        all.extend_from_slice(args);
+        let (ok, _, err) = pier(&all);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let (ok, out, _) = pier(&["loadtest", "--help"]);
+    assert!(ok);
+    for flag in [
+        "--concurrency",
+        "--rate",
+        "--warmup",
+        "--duration",
+        "--requests",
+        "--timeout",
+        "--json",
+        "--html",
+        "--compare",
+        "--quiet",
+        "--max-outstanding",
+        "--input-file",
+    ] {
+        assert!(out.contains(flag), "{flag} in --help");
+    }
+}

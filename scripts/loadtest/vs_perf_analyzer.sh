@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Agreement check: Triton's perf_analyzer and `pier loadtest`, back to back on the same
+# `pier serve --demo`, same protocol, concurrency 8, batch 1, random FP32 [1, 4] inputs.
+#   -i http  <->  --protocol v2-binary (perf_analyzer's HTTP default: binary tensor extension,
+#                                        binary outputs)
+#   -i grpc  <->  --protocol v2-grpc   (raw_input_contents)
+# Prints throughput, p50 and p99 of each and the ratio pier/perf_analyzer. Bounded: about
+# 1-2 minutes after the build.
+#
+# Needs perf_analyzer (pip install 'tritonclient[all]==2.51.0' nvidia-cuda-runtime-cu12, and
+# Debian's libb64-0d). PIER_VENV names the venv holding it (default .venv).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+VENV=${PIER_VENV:-.venv}
+PY="$VENV/bin/python"
+PA="$VENV/bin/perf_analyzer"
+[ -x "$PA" ] || { echo "perf_analyzer not found in $VENV (set PIER_VENV)" >&2; exit 1; }
+CONCURRENCY=${CONCURRENCY:-8}
+
+cargo build --release -p pier
+PIER="${CARGO_TARGET_DIR:-target}/release/pier"
+
+tmp=$(mktemp -d)
+server=
+cleanup() {
+  if [ -n "$server" ]; then kill -TERM "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+"$PIER" serve --demo --data-dir "$tmp/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
+  --grpc 127.0.0.1:0 --log warn >"$tmp/serve.out" 2>"$tmp/serve.err" &
+server=$!
+for _ in $(seq 300); do grep -q '^pier: serving' "$tmp/serve.out" && break; sleep 0.1; done
+line=$(grep '^pier: serving' "$tmp/serve.out") || { cat "$tmp/serve.err" >&2; exit 1; }
+http=$(sed -E 's/.*http=([^ ]+).*/\1/' <<<"$line")
+grpc=$(sed -E 's/.*grpc=([^ ]+).*/\1/' <<<"$line")
+echo "server: $line"
+
+CUDART=$("$PY" -c 'import nvidia.cuda_runtime as c; print(list(c.__path__)[0])')/lib
+export LD_LIBRARY_PATH="$CUDART${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+results=()
+for proto in http grpc; do
+  if [ $proto = http ]; then addr=$http; ours=v2-binary; else addr=$grpc; ours=v2-grpc; fi
+  pa_cmd=("$PA" -m demo -u "$addr" -i $proto --concurrency-range "$CONCURRENCY"
+          --measurement-interval 3000 --max-trials 6 --stability-percentage 20)
+  echo "+ ${pa_cmd[*]}"
+  timeout 90 "${pa_cmd[@]}" >"$tmp/pa-$proto.txt" 2>&1 || { cat "$tmp/pa-$proto.txt" >&2; exit 1; }
+  pa_rps=$(grep -oE 'Throughput: [0-9.]+ infer/sec' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9.]+')
+  pa_p50=$(grep -oE 'p50 latency: [0-9]+' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9]+$')
+  pa_p99=$(grep -oE 'p99 latency: [0-9]+' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9]+$')
+
+  ours_cmd=("$PIER" loadtest --url "http://$addr" --protocol $ours -m demo -c "$CONCURRENCY"
+            --warmup 2 --duration 6 --json "$tmp/pier-$proto.json" --quiet --log warn)
+  echo "+ ${ours_cmd[*]}"
+  timeout 60 "${ours_cmd[@]}" >"$tmp/pier-$proto.txt"
+  read -r p_rps p_p50 p_p99 p_err < <("$PY" -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["throughput_rps"], r["latency_us"]["p50"], r["latency_us"]["p99"], sum(r["errors"].values()))
+' "$tmp/pier-$proto.json")
+  results+=("$proto $pa_rps $pa_p50 $pa_p99 $p_rps $p_p50 $p_p99 $p_err")
+done
+
+echo
+printf '%-5s | %-32s | %-32s | %s\n' protocol "perf_analyzer req/s  p50 us  p99 us" "pier loadtest req/s  p50 us  p99 us" "ratio req/s, p50, p99 (pier/pa)"
+for r in "${results[@]}"; do
+  read -r proto pa_rps pa_p50 pa_p99 p_rps p_p50 p_p99 p_err <<<"$r"
+  "$PY" -c '
+import sys
+proto, a, a50, a99, b, b50, b99, err = sys.argv[1:]
+a, a50, a99, b, b50, b99 = map(float, (a, a50, a99, b, b50, b99))
+print(f"{proto:<8} | {a:12.1f} {a50:8.0f} {a99:8.0f}      | {b:12.1f} {b50:8.0f} {b99:8.0f}      | {b/a:.3f}, {b50/a50:.3f}, {b99/a99:.3f}  (pier errors: {err})")
+' "$proto" "$pa_rps" "$pa_p50" "$pa_p99" "$p_rps" "$p_p50" "$p_p99" "$p_err"
+done
