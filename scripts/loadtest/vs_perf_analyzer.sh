@@ -17,6 +17,19 @@ PY="$VENV/bin/python"
 PA="$VENV/bin/perf_analyzer"
 [ -x "$PA" ] || { echo "perf_analyzer not found in $VENV (set PIER_VENV)" >&2; exit 1; }
 CONCURRENCY=${CONCURRENCY:-8}
+# Client and server on separate cores (PIN=0 to share them all): perf_analyzer spends about
+# 3-4x the CPU per request that `pier loadtest` does, and on a shared machine a heavier client
+# takes CPU from the server, so unpinned runs measure the clients' cost, not the server.
+PIN=${PIN:-1}
+if [ "$PIN" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  last=$(( $(nproc) - 1 ))
+  SERVER_CPUS=(taskset -c 0)
+  CLIENT_CPUS=(taskset -c "1-$last")
+  echo "pinned: server on CPU 0, load generators on CPUs 1-$last"
+else
+  SERVER_CPUS=()
+  CLIENT_CPUS=()
+fi
 
 cargo build --release -p pier
 PIER="${CARGO_TARGET_DIR:-target}/release/pier"
@@ -29,7 +42,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$PIER" serve --demo --data-dir "$tmp/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
+"${SERVER_CPUS[@]}" "$PIER" serve --demo --data-dir "$tmp/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
   --grpc 127.0.0.1:0 --log warn >"$tmp/serve.out" 2>"$tmp/serve.err" &
 server=$!
 for _ in $(seq 300); do grep -q '^pier: serving' "$tmp/serve.out" && break; sleep 0.1; done
@@ -44,7 +57,7 @@ export LD_LIBRARY_PATH="$CUDART${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 results=()
 for proto in http grpc; do
   if [ $proto = http ]; then addr=$http; ours=v2-binary; else addr=$grpc; ours=v2-grpc; fi
-  pa_cmd=("$PA" -m demo -u "$addr" -i $proto --concurrency-range "$CONCURRENCY"
+  pa_cmd=("${CLIENT_CPUS[@]}" "$PA" -m demo -u "$addr" -i $proto --concurrency-range "$CONCURRENCY"
           --measurement-interval 3000 --max-trials 6 --stability-percentage 20)
   echo "+ ${pa_cmd[*]}"
   timeout 90 "${pa_cmd[@]}" >"$tmp/pa-$proto.txt" 2>&1 || { cat "$tmp/pa-$proto.txt" >&2; exit 1; }
@@ -52,7 +65,7 @@ for proto in http grpc; do
   pa_p50=$(grep -oE 'p50 latency: [0-9]+' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9]+$')
   pa_p99=$(grep -oE 'p99 latency: [0-9]+' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9]+$')
 
-  ours_cmd=("$PIER" loadtest --url "http://$addr" --protocol $ours -m demo -c "$CONCURRENCY"
+  ours_cmd=("${CLIENT_CPUS[@]}" "$PIER" loadtest --url "http://$addr" --protocol $ours -m demo -c "$CONCURRENCY"
             --warmup 2 --duration 6 --json "$tmp/pier-$proto.json" --quiet --log warn)
   echo "+ ${ours_cmd[*]}"
   timeout 60 "${ours_cmd[@]}" >"$tmp/pier-$proto.txt"
