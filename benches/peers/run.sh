@@ -11,7 +11,8 @@
 #
 # Usage: benches/peers/run.sh
 #   PEERS_SECONDS=3 (per wrk / pier loadtest cell), PEERS_CONCURRENCY="1 8 64",
-#   PEERS_SERVERS="pier triton mlserver fastapi", PIER_BIN=path (skip the cargo build).
+#   PEERS_SERVERS="pier triton mlserver fastapi", PIER_BIN=path (skip the cargo build),
+#   PIER_LOADTEST_BIN=path (the `pier` whose `loadtest` drives the servers; default PIER).
 # Writes benches/peers/results-<date>.md and prints it. Work files: benches/peers/out/.
 # Needs python3 (3.11 verified), cargo, curl, and apt-get (as root or with sudo) for wrk and
 # libb64-0d if they are missing. Every server it started is stopped on exit, error or Ctrl-C.
@@ -121,10 +122,16 @@ if [ -n "${PIER_BIN:-}" ]; then
 else
     log "Pier: cargo build --release -p pier"
     (cd "$ROOT" && cargo build --release -p pier)
-    PIER="${CARGO_TARGET_DIR:-$ROOT/target}/release/pier"
+    # Copied at once: a shared CARGO_TARGET_DIR's release/pier is replaced by whoever
+    # builds next, and the server measured must be this tree's.
+    cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/pier" "$OUT/pier"
+    PIER="$OUT/pier"
 fi
 [ -x "$PIER" ] || { echo "no Pier binary at $PIER" >&2; exit 1; }
-if "$PIER" loadtest --help >/dev/null 2>&1; then
+# The load generator `pier loadtest` comes from the same build unless PIER_LOADTEST_BIN names
+# another (e.g. a build of the loadtest branch before it is merged).
+LOADTEST_BIN="${PIER_LOADTEST_BIN:-$PIER}"
+if "$LOADTEST_BIN" loadtest --help >/dev/null 2>&1; then
     LOADTEST=1
 else
     LOADTEST=0
@@ -179,14 +186,11 @@ run_wrk() {
 run_loadtest() {
     local server=$1 proto=$2 port=$3 c label
     case $proto in v2-json) label="v2 REST JSON" ;; *) label="v2 gRPC" ;; esac
+    [ "$LOADTEST" = 1 ] || return 0 # said once, in the report's header
     for c in $CONCURRENCY; do
-        if [ "$LOADTEST" = 0 ]; then
-            cell "$server" "pier loadtest" "$label" "$c" - "skipped: pier loadtest not in this build"
-            continue
-        fi
         local f="$OUT/loadtest-$server-$proto-$c.json"
         echo "pier loadtest $server $proto c=$c" >&2
-        if timeout $((SECS + 60)) "$PIER" loadtest "http://127.0.0.1:$port" --protocol "$proto" \
+        if timeout $((SECS + 60)) "$LOADTEST_BIN" loadtest --url "http://127.0.0.1:$port" --protocol "$proto" \
             --model "$MODEL" --concurrency "$c" --duration "$SECS" --warmup 1 --json "$f" >"$f.log" 2>&1; then
             cell "$server" "pier loadtest" "$label" "$c" "$f"
         else
@@ -241,7 +245,7 @@ bench_triton() {
     start triton env PATH="$VENV/bin:$PATH" LD_LIBRARY_PATH="$SITE/nvidia_pytriton.libs" \
         "$server/bin/tritonserver" --model-repository "$repo" --backend-directory "$server/backends" \
         --http-address 127.0.0.1 --grpc-address 127.0.0.1 --http-port "$http" --grpc-port "$grpc" \
-        --metrics-port "$metrics" --allow-metrics false --allow-gpu-metrics false
+        --metrics-port "$metrics" --allow-gpu-metrics false
     wait_http "http://127.0.0.1:$http/v2/models/$MODEL/ready" 120 || { not_ready triton; stop_server; return; }
     TRITON_VERSION="$(curl -s "http://127.0.0.1:$http/v2" | "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["version"])')"
     run_perf_analyzer Triton http "$http"
@@ -258,9 +262,11 @@ bench_mlserver() {
     mkdir -p "$dir/$MODEL"
     cp "$HERE/mlserver/model-settings.json" "$OUT/model/model.joblib" "$dir/$MODEL/"
     # Two inference workers: as many as Pier's compute threads on this 2-core machine.
-    printf '{"host": "127.0.0.1", "http_port": %s, "grpc_port": %s, "metrics_port": %s, "parallel_workers": 2}\n' \
-        "$http" "$grpc" "$metrics" >"$dir/settings.json"
-    start mlserver "$VENV/bin/mlserver" start "$dir"
+    # debug=false: no access log line per request (Pier writes none); metrics stay on, as
+    # Pier's and Triton's do, with their files under out/ (MLServer writes to its cwd).
+    printf '{"host": "127.0.0.1", "http_port": %s, "grpc_port": %s, "metrics_port": %s, "parallel_workers": 2, "debug": false, "metrics_dir": "%s"}\n' \
+        "$http" "$grpc" "$metrics" "$dir/metrics" >"$dir/settings.json"
+    start mlserver env -C "$dir" "$VENV/bin/mlserver" start "$dir"
     wait_http "http://127.0.0.1:$http/v2/models/$MODEL/ready" 120 || { not_ready mlserver; stop_server; return; }
     # perf_analyzer reads the model's Triton config (GET /v2/models/{m}/config, gRPC
     # ModelConfig), which MLServer does not serve: it stops with "failed to get model config".
@@ -302,9 +308,15 @@ RESULT="$HERE/results-$DATE.md"
     echo "\`benches/peers/run.sh\` (PEERS_SECONDS=$SECS per wrk / pier loadtest cell, perf_analyzer 3 x ${PA_WINDOW_MS} ms windows)."
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average (1, 5, 15 min) before the run $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "The load generator runs on the same cores as the server it drives."
-    echo "Pier $(git -C "$ROOT" rev-parse --short HEAD) (release build, tract backend, batching off, compute threads = cores);"
-    echo "Triton $TRITON_VERSION (nvidia-pytriton 0.7.0 wheel, Python backend + onnxruntime, 2 instances);"
+    echo "Pier at $(git -C "$ROOT" rev-parse --short HEAD) ($PIER; release build, tract backend, batching off, compute threads = cores);"
+    echo "Triton $TRITON_VERSION (nvidia-pytriton 0.7.0 wheel, Python backend + onnxruntime, 2 instances, no dynamic batching);"
+    echo "MLServer with mlserver-sklearn, 2 parallel workers; FastAPI under uvicorn, 2 workers;"
     echo "$("$VENV/bin/pip" list --disable-pip-version-check 2>/dev/null | awk '$1 ~ /^(mlserver|mlserver-sklearn|fastapi|uvicorn|onnxruntime|scikit-learn|nvidia-pytriton)$/ {printf "%s %s; ", $1, $2}')"
+    if [ "$LOADTEST" = 1 ]; then
+        echo "pier loadtest: $LOADTEST_BIN loadtest (closed loop, --warmup 1, --duration $SECS)."
+    else
+        echo "**pier loadtest: skipped** (\`pier loadtest --help\` fails in the Pier built here; the cells appear once it is merged)."
+    fi
     echo "perf_analyzer from tritonclient $("$CVENV/bin/pip" show tritonclient 2>/dev/null | awk '/^Version/ {print $2}'); $(wrk --version 2>&1 | head -n1 | cut -d' ' -f1-2)."
     echo
     "$VENV/bin/python" "$HERE/report.py" "$CELLS"
