@@ -1,13 +1,21 @@
-//! Throughput of the tree predictor on the issue's reference shape: 100 trees of depth 6
-//! over 50 features, `binary:logistic`, built here as an XGBoost JSON document (random
-//! splits, no Python needed) and loaded through `load_xgboost`.
+//! Tree-ensemble predict, two ways:
+//! - `tree_predict`: the kernel (`pier_algorithms::trees::TreeEnsemble::predict_into`) on
+//!   the reference shape of the trees issue — 100 trees of depth 6 over 50 features,
+//!   `binary:logistic`, built here as an XGBoost JSON document (random splits, no Python
+//!   needed) and loaded through `load_xgboost` — at 1 to 100k rows, dense and 10% NaN;
+//! - `tree_runtime`: committed XGBoost fixtures (`fixtures/trees/`) through Pier's native
+//!   runtime (`pier_runtimes::native::load`, `Model::predict` with tensors in and out, as
+//!   the server calls it) at batch 1 and 64.
 //!
-//! `cargo bench -p pier-algorithms --bench tree_predict`
+//! `cargo bench -p pier-benches --bench tree_predict`
 //!
 //! For the head-to-head against XGBoost itself see `scripts/trees/bench_vs_xgboost.py`.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
 use pier_algorithms::trees::{TreeEnsemble, load_xgboost};
+use pier_benches::{ROWS, feature_tensor, fixtures};
 use serde_json::json;
 
 const FEATURES: usize = 50;
@@ -76,7 +84,9 @@ fn bench(c: &mut Criterion) {
         .map(|(i, &x)| if i % 10 == 3 { f32::NAN } else { x })
         .collect();
     let mut group = c.benchmark_group("tree_predict");
-    group.sample_size(20);
+    // Flat sampling and 10 samples keep the 100k-row cells to about a second each.
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
     for (name, data) in [("dense", &rows), ("10pct_nan", &with_nan)] {
         for n in [1usize, 64, 1024, max_rows] {
             let mut out = vec![0.0f32; n * model.num_outputs()];
@@ -93,5 +103,31 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+fn runtime(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tree_runtime");
+    for (name, file) in [
+        ("xgb_binary_logistic", "xgb_binary_logistic.model.json"),
+        ("xgb_multi_softprob", "xgb_multi_softprob.model.json"),
+        ("xgb_sagemaker", "xgb_sagemaker/xgboost-model"),
+    ] {
+        let model = pier_benches::load_xgboost(&fixtures().join("trees").join(file));
+        let features = model.signature().inputs[0]
+            .features()
+            .expect("a [-1, features] input");
+        for rows in ROWS {
+            let input = feature_tensor(rows, features);
+            group.throughput(Throughput::Elements(rows as u64));
+            group.bench_with_input(BenchmarkId::new(name, rows), &input, |b, input| {
+                b.iter(|| model.predict(vec![input.clone()]).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = pier_benches::criterion();
+    targets = bench, runtime
+}
 criterion_main!(benches);
