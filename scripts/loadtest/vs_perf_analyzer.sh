@@ -17,6 +17,10 @@ PY="$VENV/bin/python"
 PA="$VENV/bin/perf_analyzer"
 [ -x "$PA" ] || { echo "perf_analyzer not found in $VENV (set PIER_VENV)" >&2; exit 1; }
 CONCURRENCY=${CONCURRENCY:-8}
+# Rows per request (perf_analyzer -b, pier loadtest --rows).
+# 64 by default: with one-row requests on a 2-core machine perf_analyzer (about 58 µs of
+# CPU per request) saturates its own core before the server does, and then it measures itself.
+BATCH=${BATCH:-64}
 # Client and server on separate cores (PIN=0 to share them all): perf_analyzer spends about
 # 3-4x the CPU per request that `pier loadtest` does, and on a shared machine a heavier client
 # takes CPU from the server, so unpinned runs measure the clients' cost, not the server.
@@ -57,15 +61,17 @@ export LD_LIBRARY_PATH="$CUDART${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 results=()
 for proto in http grpc; do
   if [ $proto = http ]; then addr=$http; ours=v2-binary; else addr=$grpc; ours=v2-grpc; fi
-  pa_cmd=("${CLIENT_CPUS[@]}" "$PA" -m demo -u "$addr" -i $proto --concurrency-range "$CONCURRENCY"
+  pa_cmd=("${CLIENT_CPUS[@]}" "$PA" -m demo -u "$addr" -i $proto -b "$BATCH" --concurrency-range "$CONCURRENCY"
           --measurement-interval 3000 --max-trials 6 --stability-percentage 20)
   echo "+ ${pa_cmd[*]}"
   timeout 90 "${pa_cmd[@]}" >"$tmp/pa-$proto.txt" 2>&1 || { cat "$tmp/pa-$proto.txt" >&2; exit 1; }
   pa_rps=$(grep -oE 'Throughput: [0-9.]+ infer/sec' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9.]+')
+  # perf_analyzer counts inferences (rows); requests = inferences / batch.
+  pa_rps=$("$PY" -c 'import sys; print(float(sys.argv[1]) / int(sys.argv[2]))' "$pa_rps" "$BATCH")
   pa_p50=$(grep -oE 'p50 latency: [0-9]+' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9]+$')
   pa_p99=$(grep -oE 'p99 latency: [0-9]+' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9]+$')
 
-  ours_cmd=("${CLIENT_CPUS[@]}" "$PIER" loadtest --url "http://$addr" --protocol $ours -m demo -c "$CONCURRENCY"
+  ours_cmd=("${CLIENT_CPUS[@]}" "$PIER" loadtest --url "http://$addr" --protocol $ours -m demo -c "$CONCURRENCY" --rows "$BATCH"
             --warmup 2 --duration 6 --json "$tmp/pier-$proto.json" --quiet --log warn)
   echo "+ ${ours_cmd[*]}"
   timeout 60 "${ours_cmd[@]}" >"$tmp/pier-$proto.txt"
