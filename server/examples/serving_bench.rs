@@ -298,9 +298,15 @@ async fn main() {
                     .flat_map(|r| CONCURRENCY.map(|c| (r, c)))
                 {
                     let (sum0, count0) = batch_stats(&client, http, &endpoint).await;
-                    let (rows, p50, p99) =
-                        drive(&client, &target, fixture.features, rows_per_request, c, secs)
-                            .await;
+                    let (rows, p50, p99) = drive(
+                        &client,
+                        &target,
+                        fixture.features,
+                        rows_per_request,
+                        c,
+                        secs,
+                    )
+                    .await;
                     let (sum1, count1) = batch_stats(&client, http, &endpoint).await;
                     let mean = if count1 > count0 {
                         (sum1 - sum0) / (count1 - count0)

@@ -103,7 +103,12 @@ pub struct ModelLabels {
 impl PartialEq for ModelLabels {
     fn eq(&self, other: &Self) -> bool {
         (&self.endpoint, &self.variant, &self.model, &self.version)
-            == (&other.endpoint, &other.variant, &other.model, &other.version)
+            == (
+                &other.endpoint,
+                &other.variant,
+                &other.model,
+                &other.version,
+            )
     }
 }
 
@@ -132,7 +137,10 @@ impl ModelLabels {
                 batch: histogram!(BATCH_SIZE, labels.clone()),
                 request_duration: histogram!(REQUEST_DURATION, labels),
                 requests_ok: counter!(REQUESTS, ok),
-                in_flight: gauge!(IN_FLIGHT, vec![Label::new("endpoint", self.endpoint.clone())]),
+                in_flight: gauge!(
+                    IN_FLIGHT,
+                    vec![Label::new("endpoint", self.endpoint.clone())]
+                ),
             }
         })
     }

@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 
-use pier_model_store::ModelStore;
 use axum::serve::ListenerExt;
+use pier_model_store::ModelStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

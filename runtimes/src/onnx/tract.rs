@@ -138,8 +138,8 @@ fn pad_binary_tree_base_values(proto: &mut tract_onnx::pb::ModelProto) {
         let labels = attr("classlabels_int64s")
             .map(|a| a.ints.len())
             .or_else(|| attr("classlabels_strings").map(|a| a.strings.len()));
-        let binary_layout = labels == Some(2)
-            && attr("class_ids").is_some_and(|a| a.ints.iter().all(|&c| c == 0));
+        let binary_layout =
+            labels == Some(2) && attr("class_ids").is_some_and(|a| a.ints.iter().all(|&c| c == 0));
         if !binary_layout {
             continue;
         }

@@ -40,7 +40,8 @@ fn decode_input(model: &LoadedModel, format: Format, body: &[u8]) -> Result<Tens
             signature.inputs.len()
         )));
     };
-    let features = codec::decode_features(format, body, spec.features()).map_err(RuntimeError::from)?;
+    let features =
+        codec::decode_features(format, body, spec.features()).map_err(RuntimeError::from)?;
     let input = features.cast(spec.dtype)?;
     spec.check(&input)?;
     Ok(input)

@@ -172,7 +172,11 @@ async fn concurrent_callers_each_get_exactly_their_rows_back() {
                     let first = (t * 1000 + i * 10) as f32;
                     let out = b.infer(rows(first, n)).await.unwrap();
                     let want: Vec<f32> = (0..n * 2).map(|k| 2.0 * (first + k as f32)).collect();
-                    assert_eq!(out[0].as_f32().unwrap(), want.as_slice(), "task {t} request {i}");
+                    assert_eq!(
+                        out[0].as_f32().unwrap(),
+                        want.as_slice(),
+                        "task {t} request {i}"
+                    );
                 }
             })
         })
@@ -274,7 +278,10 @@ async fn a_busy_model_does_not_starve_another_on_the_same_pool() {
     let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 101);
     let b_at = log.iter().position(|&t| t == 'B').unwrap();
-    assert_eq!(b_at, 1, "B ran after A's first batch, not after its queue: {log:?}");
+    assert_eq!(
+        b_at, 1,
+        "B ran after A's first batch, not after its queue: {log:?}"
+    );
 }
 
 /// Polls a future once (yielding first so other tasks run).
