@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # Agreement check: Triton's perf_analyzer and `pier loadtest`, back to back on the same
-# `pier serve --demo`, same protocol, concurrency 8, batch 1, random FP32 [1, 4] inputs.
+# `pier serve`, same protocol, concurrency 8, random FP32 inputs.
+#
+# MODEL=gbc (default): endpoint `gbc` over fixtures/onnx/cancer-gbc100 on tract, one row a
+#   request. The server needs ~0.7 ms of CPU per request, far more than either client, so
+#   both tools measure the server and should agree.
+# MODEL=demo: `serve --demo` (a 4-feature MLP, a few µs a request). Here the clients' own
+#   CPU (perf_analyzer ~58 µs a request, pier loadtest ~16 µs) is the larger cost and each
+#   tool mostly measures itself; use BATCH=64 to shift the work to the server.
 #   -i http  <->  --protocol v2-binary (perf_analyzer's HTTP default: binary tensor extension,
 #                                        binary outputs)
 #   -i grpc  <->  --protocol v2-grpc   (raw_input_contents)
@@ -17,10 +24,9 @@ PY="$VENV/bin/python"
 PA="$VENV/bin/perf_analyzer"
 [ -x "$PA" ] || { echo "perf_analyzer not found in $VENV (set PIER_VENV)" >&2; exit 1; }
 CONCURRENCY=${CONCURRENCY:-8}
+MODEL=${MODEL:-gbc}
 # Rows per request (perf_analyzer -b, pier loadtest --rows).
-# 64 by default: with one-row requests on a 2-core machine perf_analyzer (about 58 µs of
-# CPU per request) saturates its own core before the server does, and then it measures itself.
-BATCH=${BATCH:-64}
+BATCH=${BATCH:-1}
 # Client and server on separate cores (PIN=0 to share them all): perf_analyzer spends about
 # 3-4x the CPU per request that `pier loadtest` does, and on a shared machine a heavier client
 # takes CPU from the server, so unpinned runs measure the clients' cost, not the server.
@@ -46,14 +52,35 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"${SERVER_CPUS[@]}" "$PIER" serve --demo --data-dir "$tmp/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
-  --grpc 127.0.0.1:0 --log warn >"$tmp/serve.out" 2>"$tmp/serve.err" &
+serve_args=()
+case "$MODEL" in
+  demo) serve_args=(--demo) ;;
+  gbc) "$PIER" models push gbc fixtures/onnx/cancer-gbc100/model.onnx --runtime onnx \
+         --data-dir "$tmp/data" --log warn >/dev/null ;;
+  *) echo "MODEL must be gbc or demo" >&2; exit 2 ;;
+esac
+"${SERVER_CPUS[@]}" "$PIER" serve "${serve_args[@]}" --data-dir "$tmp/data" --http 127.0.0.1:0 \
+  --admin 127.0.0.1:0 --grpc 127.0.0.1:0 --log warn >"$tmp/serve.out" 2>"$tmp/serve.err" &
 server=$!
 for _ in $(seq 300); do grep -q '^pier: serving' "$tmp/serve.out" && break; sleep 0.1; done
 line=$(grep '^pier: serving' "$tmp/serve.out") || { cat "$tmp/serve.err" >&2; exit 1; }
 http=$(sed -E 's/.*http=([^ ]+).*/\1/' <<<"$line")
 grpc=$(sed -E 's/.*grpc=([^ ]+).*/\1/' <<<"$line")
 echo "server: $line"
+if [ "$MODEL" = gbc ]; then
+  admin=$(sed -E 's/.*admin=([^ ]+).*/\1/' <<<"$line")
+  api() {
+    curl -sf -X POST "http://$admin/" -H "X-Amz-Target: SageMaker.$1" \
+      -H 'Content-Type: application/x-amz-json-1.1' -d "$2"
+  }
+  api CreateModel '{"ModelName":"gbc","PrimaryContainer":{"Image":"onnx","ModelDataUrl":"pier://gbc/1"}}' >/dev/null
+  api CreateEndpointConfig '{"EndpointConfigName":"gbc","ProductionVariants":[{"VariantName":"main","ModelName":"gbc"}]}' >/dev/null
+  api CreateEndpoint '{"EndpointName":"gbc","EndpointConfigName":"gbc"}' >/dev/null
+  for _ in $(seq 300); do
+    api DescribeEndpoint '{"EndpointName":"gbc"}' | grep -q '"InService"' && break
+    sleep 0.1
+  done
+fi
 
 CUDART=$("$PY" -c 'import nvidia.cuda_runtime as c; print(list(c.__path__)[0])')/lib
 export LD_LIBRARY_PATH="$CUDART${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -61,7 +88,7 @@ export LD_LIBRARY_PATH="$CUDART${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 results=()
 for proto in http grpc; do
   if [ $proto = http ]; then addr=$http; ours=v2-binary; else addr=$grpc; ours=v2-grpc; fi
-  pa_cmd=("${CLIENT_CPUS[@]}" "$PA" -m demo -u "$addr" -i $proto -b "$BATCH" --concurrency-range "$CONCURRENCY"
+  pa_cmd=("${CLIENT_CPUS[@]}" "$PA" -m "$MODEL" -u "$addr" -i $proto -b "$BATCH" --concurrency-range "$CONCURRENCY"
           --measurement-interval 3000 --max-trials 6 --stability-percentage 20)
   echo "+ ${pa_cmd[*]}"
   timeout 90 "${pa_cmd[@]}" >"$tmp/pa-$proto.txt" 2>&1 || { cat "$tmp/pa-$proto.txt" >&2; exit 1; }
@@ -71,7 +98,7 @@ for proto in http grpc; do
   pa_p50=$(grep -oE 'p50 latency: [0-9]+' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9]+$')
   pa_p99=$(grep -oE 'p99 latency: [0-9]+' "$tmp/pa-$proto.txt" | tail -1 | grep -oE '[0-9]+$')
 
-  ours_cmd=("${CLIENT_CPUS[@]}" "$PIER" loadtest --url "http://$addr" --protocol $ours -m demo -c "$CONCURRENCY" --rows "$BATCH"
+  ours_cmd=("${CLIENT_CPUS[@]}" "$PIER" loadtest --url "http://$addr" --protocol $ours -m "$MODEL" -c "$CONCURRENCY" --rows "$BATCH"
             --warmup 2 --duration 6 --json "$tmp/pier-$proto.json" --quiet --log warn)
   echo "+ ${ours_cmd[*]}"
   timeout 60 "${ours_cmd[@]}" >"$tmp/pier-$proto.txt"
