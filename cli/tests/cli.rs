@@ -1,85 +1,9 @@
 //! The `pier` binary as a user runs it: `serve --demo` (the README's first command), the
 //! endpoint and model subcommands, and a clean shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
 
-const PIER: &str = env!("CARGO_BIN_EXE_pier");
-
-struct Served {
-    child: Child,
-    http: String,
-    admin: String,
-    banner: String,
-}
-
-fn serve_demo(data: &std::path::Path) -> Served {
-    let mut child = Command::new(PIER)
-        .args([
-            "serve",
-            "--demo",
-            "--http",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("pier printed nothing").unwrap();
-    let field = |k: &str| {
-        first
-            .split_whitespace()
-            .find_map(|p| p.strip_prefix(k))
-            .unwrap()
-            .to_owned()
-    };
-    let (http, admin) = (field("http="), field("admin="));
-    // Read the rest of the banner so the child never blocks on a full pipe.
-    let mut banner = first;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        banner.push('\n');
-        banner.push_str(&line);
-        if line.starts_with("Stop with") {
-            break;
-        }
-    }
-    Served {
-        child,
-        http,
-        admin,
-        banner,
-    }
-}
-
-fn pier(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(PIER).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn stop(mut s: Served) {
-    let pid = s.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        s.child.wait().unwrap().success(),
-        "pier exits 0 after SIGTERM"
-    );
-}
+use common::{pier, serve_demo};
 
 #[test]
 fn demo_serves_and_the_cli_drives_it() {
@@ -139,7 +63,7 @@ fn demo_serves_and_the_cli_drives_it() {
     assert!(!ok && err.contains("not a number"), "{err}");
     let (ok, _, err) = pier(&["endpoints", "describe", "ghost", "--admin-url", &admin_url]);
     assert!(!ok && err.contains("ResourceNotFound"), "{err}");
-    stop(served);
+    served.stop();
 
     // A second start on the same data folder keeps the demo (and its new weights).
     let served = serve_demo(dir.path());
@@ -153,7 +77,7 @@ fn demo_serves_and_the_cli_drives_it() {
     assert!(ok);
     let described: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(described["ProductionVariants"][1]["CurrentWeight"], 1.0);
-    stop(served);
+    served.stop();
 }
 
 #[test]

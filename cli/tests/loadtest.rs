@@ -2,70 +2,17 @@
 //! open loop, the JSON and HTML reports, a dead target and bad flags. Small request counts;
 //! nothing asserts on timing.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
-const PIER: &str = env!("CARGO_BIN_EXE_pier");
+use common::serve_demo;
 
-struct Served {
-    child: Child,
-    http: String,
-    grpc: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_demo(data: &Path) -> Served {
-    let mut child = Command::new(PIER)
-        .args([
-            "serve",
-            "--demo",
-            "--http",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ])
-        .args(["--grpc", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("pier printed nothing").unwrap();
-    let field = |k: &str| {
-        first
-            .split_whitespace()
-            .find_map(|p| p.strip_prefix(k))
-            .unwrap()
-            .to_owned()
-    };
-    let (http, grpc) = (field("http="), field("grpc="));
-    // Drain the banner so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Served { child, http, grpc }
-}
-
+/// `pier ARGS` with info logs off; a panic is a failure whatever the exit status.
 fn pier(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(PIER)
-        .args(args)
-        .env("PIER_LOG", "warn")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
+    let (ok, stdout, stderr) = common::pier_with_env(args, &[("PIER_LOG", "warn")]);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.success(), stdout, stderr)
+    (ok, stdout, stderr)
 }
 
 fn report(path: &Path) -> serde_json::Value {

@@ -43,7 +43,7 @@ impl std::fmt::Debug for TractModel {
 impl TractModel {
     /// Loads `path`. `signature`, if it has inputs, overrides what the file declares.
     pub fn load(path: &Path, signature: Option<Signature>, model_name: &str) -> Result<Self> {
-        let graph = OnnxGraph::read(path, model_name)?;
+        let mut graph = OnnxGraph::read(path, model_name)?;
         let load_err = |e: String| RuntimeError::Load {
             model: model_name.to_owned(),
             message: e,
@@ -61,10 +61,9 @@ impl TractModel {
             Some(s) if !s.inputs.is_empty() => s,
             _ => declared,
         };
-        let mut proto = graph.proto.clone();
-        pad_binary_tree_base_values(&mut proto);
+        pad_binary_tree_base_values(&mut graph.proto);
         let mut model = tract_onnx::onnx()
-            .model_for_proto_model(&proto)
+            .model_for_proto_model(&graph.proto)
             .map_err(|e| load_err(format!("tract cannot read the graph: {e:#}")))?;
         let unimplemented: Vec<String> = model
             .nodes()

@@ -106,11 +106,7 @@ impl Shared {
                 Some(b) if self.pool.waiting() == 0 => batch = b,
                 Some(b) => {
                     // Be fair to the other models sharing the pool: requeue behind them.
-                    let shared = self.clone();
-                    if let Err(e) = self.pool.execute(move || shared.run(b)) {
-                        tracing::warn!(error = %e, "batch not scheduled");
-                        self.release_slot();
-                    }
+                    self.launch(b);
                     return;
                 }
                 None => {
