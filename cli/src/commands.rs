@@ -21,6 +21,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--request-timeout must be a positive number of seconds");
     }
     config.limits.request_timeout = Duration::from_secs_f64(args.request_timeout);
+    config.listener.max_connections = args.max_connections;
+    config.listener.header_read_timeout =
+        seconds("--header-read-timeout", args.header_read_timeout)?;
+    config.listener.body_read_timeout = seconds("--body-read-timeout", args.body_read_timeout)?;
+    config.listener.idle_timeout = seconds("--idle-timeout", args.idle_timeout)?;
+    config.listener.shutdown_grace = seconds("--shutdown-grace", args.shutdown_grace)?;
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
     if let Some(threads) = args.compute_threads {
         config.compute.threads = threads;
     }
@@ -49,6 +58,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
     Ok(())
+}
+
+/// A flag's seconds as a duration: positive and finite, at most a day.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value > 0.0 && value <= 86_400.0) {
+        bail!("{flag} must be a number of seconds in (0, 86400], not {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
 }
 
 fn print_demo_help(server: &pier_server::RunningServer) {

@@ -79,6 +79,24 @@ struct ServeArgs {
     /// Requests in flight at once before new ones get 503.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: usize,
+    /// Connections open at once over all listeners (HTTP, admin, gRPC); more are closed on
+    /// accept. Lowered to what the open-file limit allows.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers; also the longest an HTTP/1
+    /// keep-alive connection waits for its next request.
+    #[arg(long, default_value_t = 30.0)]
+    header_read_timeout: f64,
+    /// Seconds a request body may take to arrive whole (a slower body is refused with 400).
+    #[arg(long, default_value_t = 60.0)]
+    body_read_timeout: f64,
+    /// Seconds a connection may stay silent, with no request in progress, before it is closed.
+    #[arg(long, default_value_t = 120.0)]
+    idle_timeout: f64,
+    /// Seconds shutdown (SIGTERM, Ctrl-C) waits for open connections to finish before
+    /// closing them.
+    #[arg(long, default_value_t = 30.0)]
+    shutdown_grace: f64,
 }
 
 #[derive(Debug, Subcommand)]

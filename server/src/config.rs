@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Compute pool sizing.
     pub compute: ComputeConfig,
+    /// Connection bounds of every listener.
+    pub listener: crate::listener::ListenerLimits,
 }
 
 impl ServerConfig {
@@ -35,6 +37,7 @@ impl ServerConfig {
             default_endpoint: None,
             limits: Limits::default(),
             compute: ComputeConfig::default(),
+            listener: crate::listener::ListenerLimits::default(),
         }
     }
 

@@ -228,9 +228,18 @@ impl ApiError {
         }
     }
 
+    /// A request body over the control plane's limit (413).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self {
+            code: "RequestEntityTooLargeException",
+            message: message.into(),
+        }
+    }
+
     fn http_status(&self) -> StatusCode {
         match self.code {
             "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
+            "RequestEntityTooLargeException" => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         }
     }

@@ -12,6 +12,8 @@ pub mod control;
 pub mod data;
 pub mod db;
 pub mod error;
+mod layers;
+pub mod listener;
 pub mod metrics;
 pub mod records;
 pub mod server;
@@ -20,5 +22,6 @@ pub mod state;
 pub mod v2;
 
 pub use config::{ComputeConfig, Limits, ServerConfig};
+pub use listener::ListenerLimits;
 pub use server::{RunningServer, StartError, start};
 pub use state::AppState;

@@ -14,6 +14,7 @@
 //! Concurrency: recording is lock-free (atomics inside the recorder); rendering takes the
 //! recorder's internal locks briefly.
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,12 @@ pub const IN_FLIGHT: &str = "pier_requests_in_flight";
 pub const MODEL_LOADS: &str = "pier_model_loads_total";
 /// Model versions that failed to load.
 pub const MODEL_LOAD_FAILURES: &str = "pier_model_load_failures_total";
+/// Connections closed on accept because `--max-connections` were open.
+pub const CONNECTIONS_REFUSED: &str = "pier_connections_refused_total";
+
+/// The `endpoint` label of requests refused before routing whose name is not a known
+/// endpoint: client-chosen names never become series of their own.
+pub const UNKNOWN_ENDPOINT: &str = "__unknown";
 
 const SECONDS_BUCKETS: &[f64] = &[
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -46,6 +53,25 @@ const SECONDS_BUCKETS: &[f64] = &[
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Endpoint names the control plane knows (in service, creating or failed), published by
+/// each snapshot change; requests refused before routing are labelled with their name only
+/// when it is one of these.
+static KNOWN_ENDPOINTS: OnceLock<arc_swap::ArcSwap<HashSet<String>>> = OnceLock::new();
+
+fn known_endpoints() -> &'static arc_swap::ArcSwap<HashSet<String>> {
+    KNOWN_ENDPOINTS.get_or_init(Default::default)
+}
+
+/// Publishes the endpoint names that may appear as labels (called on every snapshot change).
+pub fn set_known_endpoints(names: HashSet<String>) {
+    known_endpoints().store(Arc::new(names));
+}
+
+/// Counts a connection closed on accept for being over the connection cap.
+pub fn record_connection_refused() {
+    counter!(CONNECTIONS_REFUSED).increment(1);
+}
 
 /// Installs the process-wide Prometheus recorder (once; later calls are no-ops).
 pub fn install() {
@@ -243,8 +269,12 @@ impl RequestMetrics {
         self.done = true;
         let took = self.started.elapsed().as_secs_f64();
         let Some(routed) = &self.labels else {
+            let mut endpoint = std::mem::take(&mut self.endpoint);
+            if !known_endpoints().load().contains(&endpoint) {
+                endpoint = UNKNOWN_ENDPOINT.to_owned();
+            }
             let unrouted = ModelLabels {
-                endpoint: std::mem::take(&mut self.endpoint),
+                endpoint,
                 ..ModelLabels::default()
             };
             let mut labels = unrouted.labels();

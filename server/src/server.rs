@@ -4,14 +4,16 @@
 
 use std::net::SocketAddr;
 
-use axum::serve::ListenerExt;
+use std::sync::Arc;
+
 use pier_model_store::ModelStore;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::ServerConfig;
 use crate::db::Db;
+use crate::listener::{self, ListenerLimits};
 use crate::state::AppState;
 
 /// Why the server could not start.
@@ -89,15 +91,21 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         source,
     })?;
     let v2 = crate::v2::V2::new(state.clone());
+    let limits = state.config.listener.clone();
+    let permits = Arc::new(Semaphore::new(limits.effective_max_connections()));
     let mut tasks = vec![
-        tokio::spawn(serve(
+        tokio::spawn(listener::serve_http(
             http,
             crate::data::router_with_v2(state.clone(), v2.clone()),
+            limits.clone(),
+            permits.clone(),
             rx.clone(),
         )),
-        tokio::spawn(serve(
+        tokio::spawn(listener::serve_http(
             admin,
             crate::control::router(state.clone()),
+            limits.clone(),
+            permits.clone(),
             rx.clone(),
         )),
     ];
@@ -109,7 +117,9 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         })?;
         grpc_addr = Some(addr);
         let service = crate::v2::grpc::service(v2, state.config.limits.max_body_bytes);
-        tasks.push(tokio::spawn(serve_grpc(listener, service, rx)));
+        tasks.push(tokio::spawn(serve_grpc(
+            listener, service, limits, permits, rx,
+        )));
     }
     tracing::info!(%http_addr, %admin_addr, ?grpc_addr, "pier is serving");
     Ok(RunningServer {
@@ -128,36 +138,23 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    // Small responses must not wait on Nagle's algorithm (as on the gRPC listener).
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-}
-
 async fn serve_grpc(
     listener: TcpListener,
     service: pier_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer<
         crate::v2::grpc::Service,
     >,
+    limits: ListenerLimits,
+    permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     tonic::transport::Server::builder()
+        .max_concurrent_streams(Some(limits.http2_max_concurrent_streams))
+        .http2_max_header_list_size(Some(limits.http2_max_header_list_size))
+        .http2_keepalive_interval(Some(limits.http2_keep_alive))
+        .http2_keepalive_timeout(Some(limits.http2_keep_alive))
         .add_service(service)
         .serve_with_incoming_shutdown(
-            // Nagle would hold back HTTP/2 frames (headers, data, trailers) of small replies.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            listener::incoming(listener, permits, limits.idle_timeout),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },
@@ -168,13 +165,23 @@ async fn serve_grpc(
 
 impl RunningServer {
     /// Stops accepting connections, finishes in-flight requests, closes the database.
+    ///
+    /// Connections get `--shutdown-grace` to finish; those still open then are closed.
     pub async fn shutdown(self) {
+        self.state.begin_draining();
         let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            match task.await {
-                Ok(Err(e)) => tracing::warn!(error = %e, "listener ended with an error"),
-                Err(e) => tracing::warn!(error = %e, "listener task failed"),
-                Ok(Ok(())) => {}
+        let deadline = tokio::time::Instant::now() + self.state.config.listener.shutdown_grace;
+        for mut task in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "listener ended with an error"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "listener task failed"),
+                Ok(Ok(Ok(()))) => {}
+                Err(_) => {
+                    tracing::warn!(
+                        "connections still open after the shutdown grace period; closing them"
+                    );
+                    task.abort();
+                }
             }
         }
         self.state.db.close().await;

@@ -1,6 +1,7 @@
 //! Shared application state handed to every handler (axum `State`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pier_model_store::ModelStore;
 use tokio::sync::{Mutex, Semaphore};
@@ -28,6 +29,8 @@ pub struct Inner {
     pub control: Mutex<()>,
     /// Data-plane admission: one permit per request in flight.
     pub in_flight: Semaphore,
+    /// Set when shutdown begins: health checks then answer "not ready".
+    draining: AtomicBool,
 }
 
 impl AppState {
@@ -42,7 +45,28 @@ impl AppState {
             serving,
             control: Mutex::new(()),
             in_flight,
+            draining: AtomicBool::new(false),
         }))
+    }
+
+    /// Server health for `/ping`, `/v2/health/ready` and gRPC ServerReady: the server is up
+    /// and not shutting down. One endpoint that is creating or failed does not make a server
+    /// that serves the others unhealthy (per-endpoint readiness is the model-ready call's);
+    /// only with `--default-endpoint` (Pier as a SageMaker container, whose `/ping` speaks
+    /// for its one model) does that endpoint's readiness decide.
+    pub fn server_ready(&self) -> bool {
+        if self.draining.load(Ordering::Relaxed) {
+            return false;
+        }
+        match &self.config.default_endpoint {
+            Some(name) => self.serving.snapshot().endpoint_ready(name),
+            None => true,
+        }
+    }
+
+    /// Marks the server as shutting down (health checks answer "not ready" from now on).
+    pub fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 }
 

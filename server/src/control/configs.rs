@@ -60,17 +60,21 @@ pub(super) async fn create(
                 v.variant_name
             )));
         }
-        if app
+        let Some(model) = app
             .db
             .get::<ModelRecord>(Table::Models, &v.model_name)
             .await?
-            .is_none()
-        {
+        else {
             return Err(ApiError::validation(format!(
                 "Could not find model \"{}\" (variant {:?}).",
                 v.model_name, v.variant_name
             )));
-        }
+        };
+        // Batching settings are checked here, not first at deploy time.
+        super::options::resolve_batching(&model.primary_container, v.pier_batching.as_ref())
+            .map_err(|e| {
+                ApiError::validation(format!("ProductionVariants[{:?}]: {e}", v.variant_name))
+            })?;
     }
     let weights: Vec<f64> = req
         .production_variants

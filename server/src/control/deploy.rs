@@ -114,18 +114,32 @@ pub(super) async fn create_in_background(
     ) {
         return; // deleted before it was built
     }
+    // The record is written before the snapshot changes: a failed write leaves nothing
+    // live that the database (and so a restart) would not show.
     match build(&app, &name, &config, None).await {
         Ok(serving) => {
             record.production_variants = variant_states(&serving, &config);
-            let serving = Arc::new(serving);
-            app.serving.update(|s| {
-                s.creating.remove(&name);
-                s.failed.remove(&name);
-                s.endpoints.insert(name.clone(), serving);
-            });
             record.endpoint_status = EndpointStatus::InService;
             record.failure_reason = None;
-            tracing::info!(endpoint = %name, config = %config.endpoint_config_name, "endpoint in service");
+            record.last_modified_time = now();
+            match app.db.update(Table::Endpoints, &name, &record).await {
+                Ok(_) => {
+                    let serving = Arc::new(serving);
+                    app.serving.update(|s| {
+                        s.creating.remove(&name);
+                        s.failed.remove(&name);
+                        s.endpoints.insert(name.clone(), serving);
+                    });
+                    tracing::info!(endpoint = %name, config = %config.endpoint_config_name, "endpoint in service");
+                }
+                Err(e) => {
+                    tracing::error!(endpoint = %name, error = %e, "could not record the endpoint in service; it is not put in service");
+                    app.serving.update(|s| {
+                        s.creating.remove(&name);
+                        s.failed.insert(name.clone());
+                    });
+                }
+            }
         }
         Err(reason) => {
             app.serving.update(|s| {
@@ -135,11 +149,11 @@ pub(super) async fn create_in_background(
             tracing::warn!(endpoint = %name, %reason, "endpoint creation failed");
             record.endpoint_status = EndpointStatus::Failed;
             record.failure_reason = Some(reason);
+            record.last_modified_time = now();
+            if let Err(e) = app.db.update(Table::Endpoints, &name, &record).await {
+                tracing::error!(endpoint = %name, error = %e, "could not record endpoint status");
+            }
         }
-    }
-    record.last_modified_time = now();
-    if let Err(e) = app.db.update(Table::Endpoints, &name, &record).await {
-        tracing::error!(endpoint = %name, error = %e, "could not record endpoint status");
     }
 }
 
@@ -158,24 +172,45 @@ pub(super) async fn update_in_background(
     else {
         return; // deleted meanwhile
     };
-    match build(&app, &endpoint_name, &config, None).await {
+    let old_config = record.endpoint_config_name.clone();
+    let old_variants = record.production_variants.clone();
+    let built = build(&app, &endpoint_name, &config, None).await;
+    record.endpoint_status = EndpointStatus::InService;
+    record.last_modified_time = now();
+    // Persist first, then swap: if the write fails, the old config keeps serving and the
+    // database still names it, so live routing and a restart agree.
+    match built {
         Ok(serving) => {
             record.production_variants = variant_states(&serving, &config);
-            let serving = Arc::new(serving);
-            app.serving.update(|s| {
-                s.endpoints.insert(endpoint_name.clone(), serving);
-            });
             record.endpoint_config_name = config.endpoint_config_name.clone();
             record.failure_reason = None;
-            tracing::info!(endpoint = %endpoint_name, config = %config.endpoint_config_name, "endpoint updated");
+            match app
+                .db
+                .update(Table::Endpoints, &endpoint_name, &record)
+                .await
+            {
+                Ok(_) => {
+                    let serving = Arc::new(serving);
+                    app.serving.update(|s| {
+                        s.endpoints.insert(endpoint_name.clone(), serving);
+                    });
+                    tracing::info!(endpoint = %endpoint_name, config = %config.endpoint_config_name, "endpoint updated");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(endpoint = %endpoint_name, error = %e, "could not record the update; the previous config keeps serving");
+                    record.endpoint_config_name = old_config;
+                    record.production_variants = old_variants;
+                    record.failure_reason =
+                        Some(format!("the update could not be recorded: {}", e.message));
+                }
+            }
         }
         Err(reason) => {
             tracing::warn!(endpoint = %endpoint_name, %reason, "endpoint update failed; the previous config keeps serving");
             record.failure_reason = Some(reason);
         }
     }
-    record.endpoint_status = EndpointStatus::InService;
-    record.last_modified_time = now();
     if let Err(e) = app
         .db
         .update(Table::Endpoints, &endpoint_name, &record)

@@ -231,18 +231,19 @@ pub(super) async fn update_weights(
     }
     let choice = WeightedChoice::new(&weights)
         .map_err(|e| ApiError::validation(format!("DesiredWeight: {e}")))?;
-    let next = Arc::new(serving.with_weights(choice));
-    app.serving.update(|s| {
-        s.endpoints.insert(req.endpoint_name.clone(), next);
-    });
     for (state, w) in record.production_variants.iter_mut().zip(&weights) {
         state.current_weight = *w;
         state.desired_weight = *w;
     }
     record.last_modified_time = now();
+    // Persist first: a failed write changes nothing live.
     app.db
         .update(Table::Endpoints, &req.endpoint_name, &record)
         .await?;
+    let next = Arc::new(serving.with_weights(choice));
+    app.serving.update(|s| {
+        s.endpoints.insert(req.endpoint_name.clone(), next);
+    });
     Ok(EndpointArn {
         endpoint_arn: record.endpoint_arn,
     })

@@ -15,8 +15,9 @@ pub mod options;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
@@ -28,11 +29,33 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The control-plane router.
+///
+/// Bodies are bounded by `--max-body-bytes` (a declared length over it is refused before it
+/// is read); every refusal is in AWS JSON's error shape.
 pub fn router(state: AppState) -> Router {
-    Router::new().route("/", post(dispatch)).with_state(state)
+    let limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/", post(dispatch))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::layers::early_length_check(limit, crate::layers::Plane::Admin, request, next)
+        }))
 }
 
-async fn dispatch(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let limit = app.config.limits.max_body_bytes;
+            return crate::layers::too_large(limit, crate::layers::Plane::Admin, "/", None);
+        }
+        Err(rejection) => return ApiError::validation(rejection.body_text()).into_response(),
+    };
     let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) else {
         return ApiError::validation("missing X-Amz-Target header (expected SageMaker.<Action>)")
             .into_response();

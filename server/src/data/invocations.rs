@@ -48,7 +48,7 @@ fn decode_input(model: &LoadedModel, format: Format, body: &[u8]) -> Result<Tens
 }
 
 pub(super) async fn ping(State(app): State<AppState>) -> StatusCode {
-    if app.serving.snapshot().ready() {
+    if app.server_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -51,5 +51,8 @@ pub fn router_with_v2(state: AppState, v2: Arc<V2>) -> Router {
             ServeError::Validation("no such route; see /endpoints/{name}/invocations".into())
         })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::layers::early_length_check(limit, crate::layers::Plane::Data, request, next)
+        }))
         .layer(TraceLayer::new_for_http())
 }

@@ -55,6 +55,7 @@ impl Serving {
     pub fn update(&self, edit: impl FnOnce(&mut ServingSnapshot)) {
         let mut next = ServingSnapshot::clone(&self.snapshot.load());
         edit(&mut next);
+        crate::metrics::set_known_endpoints(next.names());
         self.snapshot.store(Arc::new(next));
     }
 }

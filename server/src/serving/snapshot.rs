@@ -85,8 +85,18 @@ impl ServingSnapshot {
         })
     }
 
-    /// True when every known endpoint is in service.
-    pub fn ready(&self) -> bool {
-        self.creating.is_empty() && self.failed.is_empty()
+    /// True when the endpoint `name` is in service.
+    pub fn endpoint_ready(&self, name: &str) -> bool {
+        self.endpoints.contains_key(name)
+    }
+
+    /// Every endpoint name known here: in service, being created or failed.
+    pub fn names(&self) -> HashSet<String> {
+        self.endpoints
+            .keys()
+            .chain(&self.creating)
+            .chain(&self.failed)
+            .cloned()
+            .collect()
     }
 }

@@ -1,11 +1,17 @@
 //! Weighted choice of a production variant: a small validated type with an injectable
 //! source of randomness, so routing tests are deterministic.
 
-/// Variant weights that passed validation: every weight finite and `>= 0`, the sum `> 0`.
-/// Traffic share of variant `i` is `weight[i] / sum`.
+/// Variant weights that passed validation: every weight finite and `>= 0`, at least one
+/// `> 0`. Traffic share of variant `i` is `weight[i] / sum`.
+///
+/// Shares are computed on weights scaled by the largest one, so weights near `f64::MAX`
+/// (whose sum overflows) or subnormal weights (whose sums lose precision) split traffic as
+/// their ratios say.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WeightedChoice {
-    /// Running sums of the weights; the last is the total.
+    /// The weights as given.
+    weights: Vec<f64>,
+    /// Running sums of the weights divided by the largest; the last is the total.
     cumulative: Vec<f64>,
 }
 
@@ -29,19 +35,25 @@ impl WeightedChoice {
         if weights.is_empty() {
             return Err(WeightError::Empty);
         }
-        let mut total = 0.0;
-        let mut cumulative = Vec::with_capacity(weights.len());
-        for &w in weights {
-            if !w.is_finite() || w < 0.0 {
-                return Err(WeightError::Invalid(w));
-            }
-            total += w;
-            cumulative.push(total);
+        if let Some(&w) = weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+            return Err(WeightError::Invalid(w));
         }
-        if total <= 0.0 {
+        let max = weights.iter().copied().fold(0.0, f64::max);
+        if max <= 0.0 {
             return Err(WeightError::AllZero);
         }
-        Ok(Self { cumulative })
+        let mut total = 0.0;
+        let cumulative = weights
+            .iter()
+            .map(|&w| {
+                total += w / max;
+                total
+            })
+            .collect();
+        Ok(Self {
+            weights: weights.to_vec(),
+            cumulative,
+        })
     }
 
     /// The variant for a uniform sample `u` in `[0, 1)`. Zero-weight variants are never
@@ -55,7 +67,7 @@ impl WeightedChoice {
             .unwrap_or_else(|| {
                 (0..self.cumulative.len())
                     .rev()
-                    .find(|&i| self.weight(i) > 0.0)
+                    .find(|&i| self.weights[i] > 0.0)
                     .unwrap_or(0)
             })
     }
@@ -67,18 +79,17 @@ impl WeightedChoice {
 
     /// The weight of variant `i` as given.
     pub fn weight(&self, i: usize) -> f64 {
-        let prev = if i == 0 { 0.0 } else { self.cumulative[i - 1] };
-        self.cumulative.get(i).map_or(0.0, |c| c - prev)
+        self.weights.get(i).copied().unwrap_or(0.0)
     }
 
     /// Number of variants.
     pub fn len(&self) -> usize {
-        self.cumulative.len()
+        self.weights.len()
     }
 
     /// Always false: validation refuses empty weights.
     pub fn is_empty(&self) -> bool {
-        self.cumulative.is_empty()
+        self.weights.is_empty()
     }
 
     /// Traffic share of each variant (sums to 1).
@@ -109,6 +120,21 @@ mod tests {
             Err(WeightError::Invalid(-1.0))
         );
         assert!(WeightedChoice::new(&[f64::NAN]).is_err());
+        assert!(WeightedChoice::new(&[1.0, f64::INFINITY]).is_err());
+    }
+
+    #[test]
+    fn extreme_weights_split_by_their_ratio() {
+        // The sum of two 1e308 overflows; two subnormals lose precision when summed.
+        for w in [1e308, f64::MAX, 5e-324, 1e-310] {
+            let c = WeightedChoice::new(&[w, w]).unwrap();
+            assert_eq!(c.shares(), vec![0.5, 0.5], "weights {w:e}");
+            assert_eq!((c.pick(0.49), c.pick(0.51)), (0, 1), "weights {w:e}");
+            assert_eq!(c.weight(1), w);
+        }
+        let c = WeightedChoice::new(&[f64::MAX, f64::MAX / 3.0]).unwrap();
+        let shares = c.shares();
+        assert!((shares[0] - 0.75).abs() < 1e-12, "{shares:?}");
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl GrpcInferenceService for Service {
         &self,
         _: Request<pb::ServerReadyRequest>,
     ) -> Result<Response<pb::ServerReadyResponse>, Status> {
-        let ready = self.v2.app().serving.snapshot().ready();
+        let ready = self.v2.app().server_ready();
         Ok(Response::new(pb::ServerReadyResponse { ready }))
     }
 

@@ -79,7 +79,7 @@ async fn server_metadata() -> Json<Value> {
 }
 
 async fn server_ready(State(v2): Shared) -> StatusCode {
-    if v2.app().serving.snapshot().ready() {
+    if v2.app().server_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

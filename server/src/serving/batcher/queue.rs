@@ -42,14 +42,34 @@ impl Default for BatchSettings {
     }
 }
 
+/// Largest `MaxBatchSize` accepted.
+pub const MAX_BATCH_SIZE: usize = 65_536;
+/// Largest `MaxQueueSize` accepted.
+pub const MAX_QUEUE_SIZE: usize = 1_000_000;
+/// Longest `MaxQueueDelayMicroseconds` accepted (10 s).
+pub const MAX_QUEUE_DELAY: Duration = Duration::from_secs(10);
+
 impl BatchSettings {
     /// Checks the settings, naming the first bad field.
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_batch_size == 0 {
-            return Err("MaxBatchSize must be at least 1".into());
+        if !(1..=MAX_BATCH_SIZE).contains(&self.max_batch_size) {
+            return Err(format!(
+                "MaxBatchSize {} must be between 1 and {MAX_BATCH_SIZE}",
+                self.max_batch_size
+            ));
         }
-        if self.max_queue_size == 0 {
-            return Err("MaxQueueSize must be at least 1".into());
+        if !(1..=MAX_QUEUE_SIZE).contains(&self.max_queue_size) {
+            return Err(format!(
+                "MaxQueueSize {} must be between 1 and {MAX_QUEUE_SIZE}",
+                self.max_queue_size
+            ));
+        }
+        if self.max_queue_delay > MAX_QUEUE_DELAY {
+            return Err(format!(
+                "MaxQueueDelayMicroseconds {} must be at most {} (every request would wait that long for a fuller batch)",
+                self.max_queue_delay.as_micros(),
+                MAX_QUEUE_DELAY.as_micros()
+            ));
         }
         if let Some(p) = self
             .preferred_batch_sizes
@@ -331,5 +351,17 @@ mod tests {
                 .contains("PreferredBatchSizes")
         );
         settings(4, 0, &[2, 4], 1).validate().unwrap();
+        let mut s = settings(4, 0, &[], 1);
+        s.max_queue_delay = Duration::from_micros(1 << 62);
+        let err = s.validate().unwrap_err();
+        assert!(err.contains("MaxQueueDelayMicroseconds"), "{err}");
+        s.max_queue_delay = MAX_QUEUE_DELAY;
+        s.validate().unwrap();
+        assert!(
+            settings(1 << 40, 0, &[], 1)
+                .validate()
+                .unwrap_err()
+                .contains("MaxBatchSize")
+        );
     }
 }
