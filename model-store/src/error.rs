@@ -81,7 +81,54 @@ pub enum StoreError {
         /// How many versions were tried.
         attempts: u32,
     },
-    /// An operating-system error on a path.
+    /// A local path an import may not read: outside the import roots, not a regular file or
+    /// folder of regular files, a system folder, or local imports are off.
+    #[error("{}: {reason}", path.display())]
+    ImportRefused {
+        /// The path as given (never a path the caller did not name).
+        path: PathBuf,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// An import over its size or file-count limit (checked by stat and while copying).
+    #[error("{what} is over the limit of {limit} {unit}")]
+    TooLarge {
+        /// What is too large (a path, "the decompressed archive", ...).
+        what: String,
+        /// The limit.
+        limit: u64,
+        /// `bytes` or `files`.
+        unit: &'static str,
+    },
+    /// An archive entry that would leave its target folder or is not a plain file or folder.
+    #[error("archive {}: entry {entry:?} is refused: {reason}", path.display())]
+    UnsafeArchive {
+        /// The archive.
+        path: PathBuf,
+        /// The entry's name as stored.
+        entry: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// An import that ran past its time limit.
+    #[error("the import took longer than its {} s limit", limit.as_secs_f64())]
+    TimedOut {
+        /// The limit.
+        limit: std::time::Duration,
+    },
+    /// An import whose caller went away.
+    #[error("the import was cancelled")]
+    Cancelled,
+    /// Reading a source file to import failed (the source's fault, not the store's).
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The source file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An operating-system error on a path of the store itself (disk full, I/O error, ...).
     #[error("I/O error on {}: {source}", path.display())]
     Io {
         /// The path involved.
@@ -90,6 +137,15 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// Whether the store itself failed (disk full, I/O error on the store's own files) as
+    /// opposed to the request or its source: the first is a server failure, the second the
+    /// caller's to fix.
+    pub fn is_store_failure(&self) -> bool {
+        matches!(self, Self::Io { .. } | Self::VersionContention { .. })
+    }
 }
 
 /// Shorthand for results of this crate.

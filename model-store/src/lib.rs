@@ -5,20 +5,37 @@
 //! provenance. Versions are published atomically (staging folder, fsync, create-only rename),
 //! never modified afterwards, and verified on every [`ModelStore::open_version`].
 //!
+//! Imports of client-named local paths go through [`ImportPolicy`] (the import roots) and
+//! [`LocalSource`] (regular files, folders of them, model archives), into a [`Staging`]
+//! folder within an [`ImportLimits`] budget (bytes, files, time, a [`Cancel`] flag).
+//!
 //! Concurrency: the store holds no in-memory state and no locks. Any number of threads and
 //! processes may publish, open and delete at once; the filesystem's atomic rename is the only
-//! synchronisation.
+//! synchronisation. Staging folders name their writer, so leftovers of dead writers are swept
+//! ([`ModelStore::sweep_staging`]) while live writers' are never touched.
 
+mod archive;
 mod error;
+mod fault;
 mod fsutil;
+mod limits;
 mod manifest;
 mod name;
+mod owner;
+mod source;
+mod staging;
 mod store;
+mod sweeper;
 
 pub use error::{Result, StoreError};
+pub use fault::{DiskFullAfter, FaultInjector};
+pub use limits::{Budget, Cancel, ImportLimits};
 pub use manifest::{
     FileEntry, MANIFEST_FILE, Manifest, ManifestDraft, ManifestSignature, ManifestTensor,
     SCHEMA_VERSION,
 };
 pub use name::{MAX_NAME_LEN, validate_model_name};
+pub use source::{ImportPolicy, LocalSource, SourceFile};
+pub use staging::Staging;
 pub use store::{Artifact, ArtifactFile, FileSource, ModelStore, VersionSelector};
+pub use sweeper::Sweeper;

@@ -6,21 +6,29 @@
 //! need no lock: each picks the next free number and retries with the one after if another
 //! publisher took it first. A deleted version leaves a tombstone `<version>.deleted` so its
 //! number is never given out again.
+//!
+//! Staging and trash folders are named after their writer (pid and start time, see
+//! [`crate::owner`]); [`ModelStore::sweep_staging`] — run at every open and by the server
+//! periodically — removes those whose writer is gone and never touches a live one.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{IoContext, Result, StoreError};
-use crate::fsutil::{self, Rename};
+use crate::fault::FaultInjector;
+use crate::fsutil;
+use crate::limits::Budget;
 use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest, ManifestDraft, SCHEMA_VERSION};
 use crate::name::{validate_file_name, validate_model_name};
+use crate::owner::Owner;
+use crate::staging::Staging;
 
-const STAGING_DIR: &str = ".staging";
+pub(crate) const STAGING_DIR: &str = ".staging";
 const TRASH_DIR: &str = ".trash";
 const TOMBSTONE_SUFFIX: &str = ".deleted";
-const MAX_PUBLISH_ATTEMPTS: u32 = 10_000;
 
 /// Which version to open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,15 +119,23 @@ impl Artifact {
 #[derive(Clone, Debug)]
 pub struct ModelStore {
     root: PathBuf,
+    /// Shared by every clone, so a test can install one in a running server's store.
+    faults: Arc<RwLock<Option<Arc<dyn FaultInjector>>>>,
 }
 
 impl ModelStore {
-    /// Opens (creating if needed) a store at `root`.
+    /// Opens (creating if needed) a store at `root`, and removes the staging leftovers of
+    /// writers that are gone.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         fs::create_dir_all(root.join(STAGING_DIR)).at(&root)?;
         fs::create_dir_all(root.join(TRASH_DIR)).at(&root)?;
-        Ok(Self { root })
+        let store = Self {
+            root,
+            faults: Arc::default(),
+        };
+        store.sweep_staging()?;
+        Ok(store)
     }
 
     /// The root folder.
@@ -127,7 +143,61 @@ impl ModelStore {
         &self.root
     }
 
-    /// Publishes `files` as the next version of `name` and returns its manifest.
+    /// Installs (or with `None` removes) a fault injector called before every chunk written
+    /// into a staging folder, in this store and all its clones. For tests.
+    pub fn set_fault_injector(&self, injector: Option<Arc<dyn FaultInjector>>) {
+        *self.faults.write().unwrap_or_else(|e| e.into_inner()) = injector;
+    }
+
+    pub(crate) fn fault_injector(&self) -> Option<Arc<dyn FaultInjector>> {
+        self.faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Removes staging and trash folders whose writer (pid and start time) is gone: what a
+    /// process killed mid-publish left. A live writer's folder — this process's, a running
+    /// `pier models push` or training job — is never touched. Returns how many were removed.
+    pub fn sweep_staging(&self) -> Result<usize> {
+        let mut removed = 0;
+        for dir in [STAGING_DIR, TRASH_DIR] {
+            let parent = self.root.join(dir);
+            let entries = match fs::read_dir(&parent) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).at(parent),
+            };
+            for entry in entries {
+                let entry = entry.at(&parent)?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(owner) = Owner::parse(&name) else {
+                    continue;
+                };
+                if owner.is_alive() {
+                    continue;
+                }
+                match fs::remove_dir_all(entry.path()) {
+                    Ok(()) => {
+                        removed += 1;
+                        tracing::info!(folder = %entry.path().display(), pid = owner.pid, "removed the leftover of a writer that is gone");
+                    }
+                    // Another sweeper got there first.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).at(entry.path()),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Starts a new version: a staging folder to copy files into, then publish.
+    pub fn stage(&self) -> Result<Staging> {
+        Staging::new(self)
+    }
+
+    /// Publishes `files` as the next version of `name` and returns its manifest. Sources on
+    /// disk must be regular files; no size or time limit applies (see [`Self::stage`]).
     pub fn publish(
         &self,
         name: &str,
@@ -135,96 +205,22 @@ impl ModelStore {
         draft: ManifestDraft,
     ) -> Result<Manifest> {
         validate_model_name(name)?;
-        let mut seen = std::collections::HashSet::new();
         for f in &files {
             validate_file_name(&f.name)?;
-            if !seen.insert(f.name.as_str()) {
-                return Err(StoreError::InvalidFileName {
-                    name: f.name.clone(),
-                    reason: "given twice",
-                });
-            }
         }
-        let staging = self.new_staging_dir()?;
-        let result = self.publish_from_staging(name, &staging, files, draft);
-        if result.is_err() {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        result
-    }
-
-    fn publish_from_staging(
-        &self,
-        name: &str,
-        staging: &Path,
-        files: Vec<ArtifactFile>,
-        draft: ManifestDraft,
-    ) -> Result<Manifest> {
-        let mut entries = Vec::with_capacity(files.len());
+        let mut staging = self.stage()?;
+        let mut budget = Budget::unlimited();
         for file in files {
-            let dest = staging.join(&file.name);
-            let digested = match &file.source {
-                FileSource::Path(p) => fsutil::write_hashed(File::open(p).at(p)?, &dest)?,
-                FileSource::Bytes(b) => fsutil::write_hashed(b.as_slice(), &dest)?,
-            };
-            entries.push(FileEntry {
-                name: file.name,
-                sha256: digested.sha256,
-                size: digested.size,
-            });
-        }
-        let mut manifest = Manifest {
-            schema_version: SCHEMA_VERSION,
-            name: name.to_owned(),
-            version: 0,
-            runtime: draft.runtime,
-            files: entries,
-            signature: draft.signature,
-            created_unix_ms: now_unix_ms(),
-            properties: draft.properties,
-            provenance: draft.provenance,
-        };
-        let model_dir = self.root.join(name);
-        fs::create_dir_all(&model_dir).at(&model_dir)?;
-        let mut candidate = self.next_version(name)?;
-        for _ in 0..MAX_PUBLISH_ATTEMPTS {
-            manifest.version = candidate;
-            let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
-            fsutil::write_synced(&staging.join(MANIFEST_FILE), &json)?;
-            fsutil::sync_dir(staging)?;
-            let target = model_dir.join(candidate.to_string());
-            match fsutil::rename_no_replace(staging, &target)? {
-                Rename::Done => {
-                    fsutil::sync_dir(&model_dir)?;
-                    tracing::info!(model = name, version = candidate, "published");
-                    return Ok(manifest);
-                }
-                Rename::TargetExists => {
-                    candidate = self.next_version(name)?.max(candidate + 1);
-                }
+            match &file.source {
+                FileSource::Path(p) => staging.add_path(&file.name, p, &mut budget)?,
+                FileSource::Bytes(b) => staging.add_bytes(&file.name, b, &mut budget)?,
             }
         }
-        Err(StoreError::VersionContention {
-            name: name.to_owned(),
-            attempts: MAX_PUBLISH_ATTEMPTS,
-        })
-    }
-
-    fn new_staging_dir(&self) -> Result<PathBuf> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let unique = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            now_unix_ms(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let dir = self.root.join(STAGING_DIR).join(unique);
-        fs::create_dir_all(&dir).at(&dir)?;
-        Ok(dir)
+        staging.publish(name, draft)
     }
 
     /// One more than the highest version ever published (deleted ones included).
-    fn next_version(&self, name: &str) -> Result<u64> {
+    pub(crate) fn next_version(&self, name: &str) -> Result<u64> {
         let mut max = 0;
         for entry in self.version_entries(name)? {
             max = max.max(entry.0);
@@ -367,8 +363,8 @@ impl ModelStore {
     fn new_trash_path(&self, name: &str, version: u64) -> PathBuf {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         self.root.join(TRASH_DIR).join(format!(
-            "{name}-{version}-{}-{}",
-            std::process::id(),
+            "{}-{}-{name}-{version}",
+            Owner::current().encode(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ))
     }
@@ -432,7 +428,7 @@ fn verify_file(dir: &Path, entry: &FileEntry) -> Result<()> {
     Ok(())
 }
 
-fn now_unix_ms() -> u64 {
+pub(crate) fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub compute: ComputeConfig,
     /// Connection bounds of every listener.
     pub listener: crate::listener::ListenerLimits,
+    /// Imports of local model files and archives (CreateModel's `ModelDataUrl`).
+    pub import: ImportConfig,
 }
 
 impl ServerConfig {
@@ -38,6 +40,7 @@ impl ServerConfig {
             limits: Limits::default(),
             compute: ComputeConfig::default(),
             listener: crate::listener::ListenerLimits::default(),
+            import: ImportConfig::default(),
         }
     }
 
@@ -86,5 +89,61 @@ impl Default for ComputeConfig {
             threads,
             queue: 1024,
         }
+    }
+}
+
+/// Imports of client-named local paths (CreateModel's `ModelDataUrl`; later training
+/// channels, transform input and output).
+#[derive(Clone, Debug)]
+pub struct ImportConfig {
+    /// Folders local imports are confined to (`--import-root`). Empty: any local path while
+    /// the control plane listens on loopback only, none when it listens beyond.
+    pub roots: Vec<PathBuf>,
+    /// Most bytes one import may copy in all, decompressed archive bytes included.
+    pub max_model_bytes: u64,
+    /// Most files (and archive entries) one import may hold.
+    pub max_files: u64,
+    /// Longest one import may take.
+    pub timeout: Duration,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        let limits = pier_model_store::ImportLimits::default();
+        Self {
+            roots: Vec::new(),
+            max_model_bytes: limits.max_bytes,
+            max_files: limits.max_files,
+            timeout: limits.timeout.unwrap_or(Duration::from_secs(300)),
+        }
+    }
+}
+
+impl ImportConfig {
+    /// The limits of one import.
+    pub fn limits(&self) -> pier_model_store::ImportLimits {
+        pier_model_store::ImportLimits {
+            max_bytes: self.max_model_bytes,
+            max_files: self.max_files,
+            timeout: Some(self.timeout),
+        }
+    }
+
+    /// Which local paths a client of a control plane listening on `admin_addr` may name.
+    pub fn policy(
+        &self,
+        admin_addr: SocketAddr,
+    ) -> Result<pier_model_store::ImportPolicy, pier_model_store::StoreError> {
+        use pier_model_store::ImportPolicy;
+        if !self.roots.is_empty() {
+            return ImportPolicy::under_roots(&self.roots);
+        }
+        if admin_addr.ip().is_loopback() {
+            return Ok(ImportPolicy::anywhere());
+        }
+        Ok(ImportPolicy::refused(format!(
+            "local paths are refused: the control plane listens on {admin_addr}, beyond loopback; \
+             start pier serve with --import-root DIR to allow imports from DIR"
+        )))
     }
 }

@@ -4,17 +4,123 @@
 //! kept portable (no SQLite-only syntax, `$n` placeholders) so a PostgreSQL pool can follow
 //! with the same statements. Writes are single statements, so a crash leaves either the old
 //! or the new row.
+//!
+//! Errors are a typed [`DbError`] naming the operation and the table; `crate::error` turns
+//! them into the API's 500 in one place (the record methods return that `ApiError` already,
+//! as their callers want; they will return `DbError` once the database has its own crate). `pier serve` opens the database with
+//! [`Db::open_exclusive`], which holds an exclusive lock on `pier.lock` next to `pier.db` for
+//! the server's life, so a second server on the same folder is refused. Tests can make the
+//! next writes fail ([`Db::fail_next_writes`]) as a full disk would.
 
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
+use crate::error::ApiError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::error::ApiError;
+/// The lock file next to `pier.db` that one `pier serve` holds for its life.
+pub const LOCK_FILE: &str = "pier.lock";
+
+/// What can go wrong in the database layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Another server holds the data folder's lock.
+    #[error(
+        "another pier serve ({holder}) is serving the data folder {}; stop it first, or give this one another --data-dir",
+        dir.display()
+    )]
+    InUse {
+        /// The data folder.
+        dir: PathBuf,
+        /// Who holds it, as its lock file says (`pid N`).
+        holder: String,
+    },
+    /// The lock file could not be created or locked.
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database could not be opened or its tables created.
+    #[error("cannot open {}: {source}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A statement failed.
+    #[error("database {op} of {table} failed: {source}")]
+    Query {
+        /// What was done.
+        op: DbOp,
+        /// The table.
+        table: &'static str,
+        /// The record, when one.
+        name: Option<String>,
+        /// The error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored record that does not parse.
+    #[error("record {name:?} of {table} is not valid JSON: {source}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The record.
+        name: String,
+        /// The error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A record that does not serialise (a bug).
+    #[error("cannot encode a record of {table}: {source}")]
+    Encode {
+        /// The table.
+        table: &'static str,
+        /// The error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A database operation, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbOp {
+    /// Insert.
+    Insert,
+    /// Update.
+    Update,
+    /// Read one.
+    Get,
+    /// Read all.
+    List,
+    /// Delete.
+    Delete,
+}
+
+impl std::fmt::Display for DbOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DbOp::Insert => "insert",
+            DbOp::Update => "update",
+            DbOp::Get => "read",
+            DbOp::List => "listing",
+            DbOp::Delete => "delete",
+        })
+    }
+}
 
 /// The tables, one per record kind.
 #[derive(Clone, Copy, Debug)]
@@ -41,14 +147,24 @@ impl Table {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: SqlitePool,
+    /// The serve lock, when this handle holds it; released by [`Db::close`].
+    lock: Arc<Mutex<Option<File>>>,
+    /// Writes left to fail (fault injection for tests).
+    failing_writes: Arc<AtomicU32>,
 }
 
 impl Db {
-    /// Opens (creating if needed) `<dir>/pier.db`.
-    pub async fn open(dir: &Path) -> Result<Self, sqlx::Error> {
-        std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
-        let url = format!("sqlite://{}", dir.join("pier.db").display());
-        let options = SqliteConnectOptions::from_str(&url)?
+    /// Opens (creating if needed) `<dir>/pier.db`, shared: other processes may open it too.
+    pub async fn open(dir: &Path) -> Result<Self, DbError> {
+        let path = dir.join("pier.db");
+        let open_err = |source| DbError::Open {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        let url = format!("sqlite://{}", path.display());
+        let options = SqliteConnectOptions::from_str(&url)
+            .map_err(open_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -56,16 +172,72 @@ impl Db {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
-            .await?;
+            .await
+            .map_err(open_err)?;
         for table in [Table::Models, Table::EndpointConfigs, Table::Endpoints] {
             sqlx::query(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, body TEXT NOT NULL)",
                 table.name()
             ))
             .execute(&pool)
-            .await?;
+            .await
+            .map_err(open_err)?;
         }
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            lock: Arc::default(),
+            failing_writes: Arc::default(),
+        })
+    }
+
+    /// Opens the database for `pier serve`: first takes an exclusive lock on
+    /// `<dir>/pier.lock`, held until [`Db::close`], so a second server on the same data folder
+    /// is refused with [`DbError::InUse`] (other processes that share the folder by design,
+    /// such as `pier models push` and `pier train`, take no such lock).
+    pub async fn open_exclusive(dir: &Path) -> Result<Self, DbError> {
+        std::fs::create_dir_all(dir).map_err(|source| DbError::Lock {
+            path: dir.join(LOCK_FILE),
+            source,
+        })?;
+        let lock = lock_data_dir(dir)?;
+        let db = Self::open(dir).await?;
+        *db.lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+        Ok(db)
+    }
+
+    /// Fault injection for tests: the next `n` writes (insert, update, delete) fail as a full
+    /// disk would, without touching the database.
+    pub fn fail_next_writes(&self, n: u32) {
+        self.failing_writes.store(n, Ordering::SeqCst);
+    }
+
+    fn injected_fault(&self, op: DbOp, table: Table, name: &str) -> Result<(), DbError> {
+        let took = self
+            .failing_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if took.is_ok() {
+            return Err(DbError::Query {
+                op,
+                table: table.name(),
+                name: Some(name.to_owned()),
+                // ENOSPC, as SQLite would meet it.
+                source: sqlx::Error::Io(std::io::Error::from_raw_os_error(28)),
+            });
+        }
+        Ok(())
+    }
+
+    fn query_err(
+        op: DbOp,
+        table: Table,
+        name: Option<&str>,
+    ) -> impl FnOnce(sqlx::Error) -> DbError {
+        move |source| DbError::Query {
+            op,
+            table: table.name(),
+            name: name.map(str::to_owned),
+            source,
+        }
     }
 
     /// Inserts a new record; `Ok(false)` if the name is taken.
@@ -75,7 +247,8 @@ impl Db {
         name: &str,
         record: &T,
     ) -> Result<bool, ApiError> {
-        let body = serde_json::to_string(record).map_err(ApiError::internal)?;
+        self.injected_fault(DbOp::Insert, table, name)?;
+        let body = encode(table, record)?;
         let sql = format!(
             "INSERT INTO {} (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
             table.name()
@@ -85,7 +258,7 @@ impl Db {
             .bind(body)
             .execute(&self.pool)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(Self::query_err(DbOp::Insert, table, Some(name)))?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -96,14 +269,15 @@ impl Db {
         name: &str,
         record: &T,
     ) -> Result<(), ApiError> {
-        let body = serde_json::to_string(record).map_err(ApiError::internal)?;
+        self.injected_fault(DbOp::Update, table, name)?;
+        let body = encode(table, record)?;
         let sql = format!("UPDATE {} SET body = $2 WHERE name = $1", table.name());
         sqlx::query(&sql)
             .bind(name)
             .bind(body)
             .execute(&self.pool)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(Self::query_err(DbOp::Update, table, Some(name)))?;
         Ok(())
     }
 
@@ -118,38 +292,96 @@ impl Db {
             .bind(name)
             .fetch_optional(&self.pool)
             .await
-            .map_err(ApiError::internal)?;
-        row.map(|(body,)| serde_json::from_str(&body).map_err(ApiError::internal))
-            .transpose()
+            .map_err(Self::query_err(DbOp::Get, table, Some(name)))?;
+        Ok(row.map(|(body,)| decode(table, name, &body)).transpose()?)
     }
 
     /// Reads every record of a table, by name.
     pub async fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, ApiError> {
-        let sql = format!("SELECT body FROM {} ORDER BY name", table.name());
-        let rows: Vec<(String,)> = sqlx::query_as(&sql)
+        let sql = format!("SELECT name, body FROM {} ORDER BY name", table.name());
+        let rows: Vec<(String, String)> = sqlx::query_as(&sql)
             .fetch_all(&self.pool)
             .await
-            .map_err(ApiError::internal)?;
-        rows.into_iter()
-            .map(|(body,)| serde_json::from_str(&body).map_err(ApiError::internal))
-            .collect()
+            .map_err(Self::query_err(DbOp::List, table, None))?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, body)| decode(table, &name, &body))
+            .collect::<Result<_, _>>()?)
     }
 
     /// Deletes a record; `Ok(false)` if there was none.
     pub async fn delete(&self, table: Table, name: &str) -> Result<bool, ApiError> {
+        self.injected_fault(DbOp::Delete, table, name)?;
         let sql = format!("DELETE FROM {} WHERE name = $1", table.name());
         let done = sqlx::query(&sql)
             .bind(name)
             .execute(&self.pool)
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(Self::query_err(DbOp::Delete, table, Some(name)))?;
         Ok(done.rows_affected() == 1)
     }
 
-    /// Closes the pool, flushing the write-ahead log.
+    /// Closes the pool, flushing the write-ahead log, and releases the serve lock.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
+}
+
+fn encode<T: Serialize>(table: Table, record: &T) -> Result<String, DbError> {
+    serde_json::to_string(record).map_err(|source| DbError::Encode {
+        table: table.name(),
+        source,
+    })
+}
+
+fn decode<T: DeserializeOwned>(table: Table, name: &str, body: &str) -> Result<T, DbError> {
+    serde_json::from_str(body).map_err(|source| DbError::Corrupt {
+        table: table.name(),
+        name: name.to_owned(),
+        source,
+    })
+}
+
+/// Takes the exclusive, non-blocking lock on `<dir>/pier.lock` and writes our pid into it.
+/// The lock goes with the returned file (closing it releases the lock, as does the process
+/// ending, however it ends).
+fn lock_data_dir(dir: &Path) -> Result<File, DbError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(LOCK_FILE);
+    let lock_err = |source| DbError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err)?;
+    #[cfg(unix)]
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(DbError::InUse {
+                dir: dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "another process".to_owned()
+                } else {
+                    holder.to_owned()
+                },
+            });
+        }
+        Err(e) => return Err(lock_err(e.into())),
+    }
+    file.set_len(0).map_err(lock_err)?;
+    file.rewind().map_err(lock_err)?;
+    writeln!(file, "pid {}", std::process::id()).map_err(lock_err)?;
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -194,5 +426,50 @@ mod tests {
                 .is_none()
         );
         assert!(!db.delete(Table::Models, "a").await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn injected_write_faults_name_the_operation_and_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).await.unwrap();
+        db.fail_next_writes(1);
+        let err = db
+            .insert(Table::Models, "a", &serde_json::json!({"x": 1}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "InternalFailure");
+        assert_eq!(
+            err.message,
+            "database insert of models record \"a\" failed: no space left on device"
+        );
+        assert!(
+            db.get::<serde_json::Value>(Table::Models, "a")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            db.insert(Table::Models, "a", &serde_json::json!({"x": 1}))
+                .await
+                .unwrap(),
+            "only the next write fails"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_exclusive_opener_per_folder_until_it_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Db::open_exclusive(dir.path()).await.unwrap();
+        let err = Db::open_exclusive(dir.path()).await.unwrap_err();
+        assert!(matches!(err, DbError::InUse { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        // Shared openers (push, train) are not refused.
+        Db::open(dir.path()).await.unwrap().close().await;
+        first.close().await;
+        Db::open_exclusive(dir.path()).await.unwrap().close().await;
     }
 }

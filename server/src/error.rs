@@ -256,3 +256,86 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+impl ApiError {
+    /// A server-side failure whose cause the client may see (disk full, a failed database
+    /// write): 500 InternalFailure with `message`, which must name no internal path.
+    pub fn internal_failure(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!(%message, "control plane internal failure");
+        Self {
+            code: "InternalFailure",
+            message,
+        }
+    }
+
+    /// A model-store error of the operation `context` (e.g. `ModelDataUrl /models/a`): the
+    /// store's own failures (disk full, I/O errors) are 500 InternalFailure naming the cause
+    /// and the file being written, never the store's paths; the rest (the source or the
+    /// request is at fault) are ValidationException.
+    pub fn from_store(context: &str, e: pier_model_store::StoreError) -> Self {
+        use pier_model_store::StoreError;
+        match &e {
+            StoreError::Io { path, source } => {
+                tracing::error!(error = %e, "model store write failed");
+                let file = path
+                    .file_name()
+                    .map_or_else(String::new, |n| format!(" {}", n.to_string_lossy()));
+                Self::internal_failure(format!(
+                    "{context}: {} while writing{file} to the model store",
+                    io_cause(source)
+                ))
+            }
+            StoreError::VersionContention { .. } => {
+                Self::internal_failure(format!("{context}: {e}"))
+            }
+            _ => Self::validation(format!("{context}: {e}")),
+        }
+    }
+}
+
+/// An I/O error's cause as a client may read it: "no space left on device".
+fn io_cause(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text);
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
+}
+
+/// Database failures: 500 InternalFailure naming the operation and the cause (SQLite's own
+/// words, such as "database or disk is full"), never SQL or file paths.
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        tracing::error!(error = %e, "database error");
+        let cause = |source: &sqlx::Error| match source {
+            sqlx::Error::Database(d) => d.message().to_owned(),
+            sqlx::Error::Io(io) => io_cause(io),
+            sqlx::Error::PoolTimedOut => "timed out waiting for a database connection".into(),
+            sqlx::Error::PoolClosed => "the database is closed (the server is stopping)".into(),
+            _ => "unexpected database error".into(),
+        };
+        match &e {
+            DbError::Query {
+                op,
+                table,
+                name,
+                source,
+            } => {
+                let record = name
+                    .as_ref()
+                    .map_or_else(String::new, |n| format!(" record {n:?}"));
+                Self::internal_failure(format!(
+                    "database {op} of {table}{record} failed: {}",
+                    cause(source)
+                ))
+            }
+            DbError::Corrupt { table, name, .. } => Self::internal_failure(format!(
+                "the stored {table} record {name:?} cannot be read (it is not valid JSON)"
+            )),
+            _ => Self::internal(e),
+        }
+    }
+}

@@ -43,7 +43,14 @@ pub async fn early_length_check(
 ) -> Response {
     match declared_length(&request) {
         Some(length) if length > limit as u64 => {
-            too_large(limit, plane, request.uri().path(), Some(length))
+            let mut response = too_large(limit, plane, request.uri().path(), Some(length));
+            // The body is never read, so the connection cannot carry another request: say
+            // so, or a client would send its next request into a closing connection.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            response
         }
         _ => next.run(request).await,
     }

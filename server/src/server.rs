@@ -29,7 +29,7 @@ pub enum StartError {
         dir: String,
         /// The error.
         #[source]
-        source: sqlx::Error,
+        source: crate::db::DbError,
     },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -64,7 +64,7 @@ pub struct RunningServer {
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     crate::metrics::install();
     let store = ModelStore::open(config.store_dir())?;
-    let db = Db::open(&config.data_dir)
+    let db = Db::open_exclusive(&config.data_dir)
         .await
         .map_err(|source| StartError::Db {
             dir: config.data_dir.display().to_string(),

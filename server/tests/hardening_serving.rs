@@ -195,3 +195,52 @@ async fn assert_even_split(server: &TestServer) {
         "{a} of {n} went to a"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_changes_nothing_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    server.create_model("a", "iris-logreg").await;
+    server.create_model("b", "iris-mlp").await;
+    server
+        .create_config("ab", &[("a", "a", 1.0), ("b", "b", 0.0)])
+        .await;
+    server.create_endpoint("ab", "ab").await;
+
+    // The disk fills: the weight change is refused and routing keeps the recorded weights.
+    let db = &server.server.as_ref().unwrap().state.db;
+    db.fail_next_writes(1);
+    let (status, answer) = server
+        .api(
+            "UpdateEndpointWeightsAndCapacities",
+            json!({"EndpointName": "ab", "DesiredWeightsAndCapacities": [
+                {"VariantName": "a", "DesiredWeight": 0.0},
+                {"VariantName": "b", "DesiredWeight": 1.0}]}),
+        )
+        .await;
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(answer["__type"], "InternalFailure", "{answer}");
+    for _ in 0..50 {
+        let r = server.invoke("ab", "text/csv", IRIS_CSV, &[]).await;
+        assert_eq!(
+            r.variant.as_deref(),
+            Some("a"),
+            "the refused weights went live"
+        );
+    }
+    let d = server
+        .ok("DescribeEndpoint", json!({"EndpointName": "ab"}))
+        .await;
+    assert_eq!(d["ProductionVariants"][0]["CurrentWeight"], 1.0, "{d}");
+
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    // After a restart, the recorded weights are the ones that serve.
+    let d = server.wait_endpoint("ab").await;
+    assert_eq!(d["ProductionVariants"][0]["CurrentWeight"], 1.0, "{d}");
+    for _ in 0..20 {
+        let r = server.invoke("ab", "text/csv", IRIS_CSV, &[]).await;
+        assert_eq!(r.variant.as_deref(), Some("a"));
+    }
+    server.stop().await;
+}

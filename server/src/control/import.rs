@@ -4,23 +4,53 @@
 //! `lightgbm`, the built-in algorithms) get their signature and properties (feature and class
 //! counts, objective) from loading the file; SageMaker's extension-less `xgboost-model` is
 //! read by content.
+//!
+//! Local imports are bounded (see [`crate::config::ImportConfig`]): only regular files under
+//! the import roots, within a byte, file-count and time limit, cancelled when the caller goes
+//! (the handler's drop sets the [`Cancel`] flag that the blocking copy checks between
+//! chunks), and inspected as a model of the named runtime before anything is published. A
+//! `model.tar.gz` unpacks into staging under the same limits.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use pier_model_store::{ArtifactFile, ManifestDraft, ModelStore, VersionSelector};
+use pier_model_store::{Budget, Cancel, LocalSource, ManifestDraft, ModelStore, VersionSelector};
 
+use crate::config::ImportConfig;
 use crate::error::ApiError;
 use crate::records::ArtifactRef;
 
-/// Resolves `url` for a model named `model_name` served by runtime `image`. Blocking.
-pub fn resolve(
-    store: &ModelStore,
-    model_name: &str,
-    image: &str,
-    url: &str,
-) -> Result<ArtifactRef, ApiError> {
+/// One CreateModel import.
+pub struct Import<'a> {
+    /// The store.
+    pub store: &'a ModelStore,
+    /// Roots and limits.
+    pub config: &'a ImportConfig,
+    /// Where the control plane listens (local imports are off beyond loopback without roots).
+    pub admin_addr: SocketAddr,
+    /// Set when the caller has gone.
+    pub cancel: Cancel,
+    /// The Model's name (and the store name of an import).
+    pub model_name: &'a str,
+    /// The runtime.
+    pub image: &'a str,
+}
+
+/// What `ModelDataUrl` resolved to.
+pub struct Resolved {
+    /// The pinned artifact.
+    pub artifact: ArtifactRef,
+    /// Whether this call published it (so a failed CreateModel removes it again).
+    pub imported: bool,
+}
+
+/// Resolves `url`. Blocking.
+pub fn resolve(job: &Import<'_>, url: &str) -> Result<Resolved, ApiError> {
     if let Some(reference) = url.strip_prefix("pier://") {
-        return resolve_store_ref(store, image, reference);
+        return Ok(Resolved {
+            artifact: resolve_store_ref(job.store, job.image, reference)?,
+            imported: false,
+        });
     }
     if url.starts_with("s3://") || url.starts_with("http://") || url.starts_with("https://") {
         return Err(ApiError::validation(format!(
@@ -28,7 +58,10 @@ pub fn resolve(
         )));
     }
     let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
-    import_path(store, model_name, image, &path)
+    Ok(Resolved {
+        artifact: import_path(job, url, &path)?,
+        imported: true,
+    })
 }
 
 fn resolve_store_ref(
@@ -71,80 +104,65 @@ fn check_runtime(image: &str, runtime: &str, what: &str) -> Result<(), ApiError>
     Ok(())
 }
 
-/// Imports a local file, or every file of a local folder, as a new version.
-fn import_path(
-    store: &ModelStore,
-    model_name: &str,
-    image: &str,
-    path: &Path,
-) -> Result<ArtifactRef, ApiError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| ApiError::validation(format!("ModelDataUrl {}: {e}", path.display())))?;
-    let mut files: Vec<PathBuf> = if meta.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| ApiError::validation(format!("ModelDataUrl {}: {e}", path.display())))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        files.sort();
-        files
-    } else {
-        vec![path.to_path_buf()]
-    };
-    let extension = primary_extension(image);
-    if let Some(i) = files.iter().position(|f| {
-        f.extension()
-            .is_some_and(|e| Some(e.to_string_lossy().as_ref()) == extension)
-    }) {
-        let primary = files.remove(i);
-        files.insert(0, primary);
-    }
-    let Some(primary) = files.first().cloned() else {
+/// Imports a local file, a folder of files or a model archive as a new version: the path
+/// is checked against the import roots, copied into staging within the import's limits and
+/// cancel flag, and inspected as a model of `image` before it is published.
+fn import_path(job: &Import<'_>, url: &str, path: &Path) -> Result<ArtifactRef, ApiError> {
+    let context = format!("ModelDataUrl {url}");
+    let store_err = |e| ApiError::from_store(&context, e);
+    let limits = job.config.limits();
+    let policy = job.config.policy(job.admin_addr).map_err(store_err)?;
+    let source = LocalSource::scan(path, &policy, &limits).map_err(store_err)?;
+    let mut budget = Budget::new(limits, job.cancel.clone());
+    let mut staging = job.store.stage().map_err(store_err)?;
+    staging
+        .add_source(&source, &mut budget)
+        .map_err(store_err)?;
+    let names: Vec<String> = staging.files().iter().map(|f| f.name.clone()).collect();
+    let Some(primary) = primary_file(&names, job.image) else {
         return Err(ApiError::validation(format!(
-            "ModelDataUrl {}: the folder has no files",
-            path.display()
+            "{context}: it holds no model files"
         )));
     };
-    if primary.extension().is_some_and(|e| e == "gz" || e == "tar") {
-        return Err(ApiError::validation(format!(
-            "ModelDataUrl {}: tar archives are not supported yet; point at the extracted model file or folder",
-            primary.display()
-        )));
-    }
+    staging.make_primary(&primary);
+    let staged = staging.file_path(&primary).expect("a staged file");
+    // Errors name the file as the client knows it, never the staging folder.
     let bad_model = |e: pier_runtimes::RuntimeError| {
-        ApiError::validation(format!("ModelDataUrl {}: {e}", primary.display()))
+        let message = e
+            .to_string()
+            .replace(&staged.display().to_string(), &primary);
+        ApiError::validation(format!(
+            "{context}: {primary} is not a valid {} model: {message}",
+            job.image
+        ))
     };
-    let (signature, properties) = match image {
-        "onnx" => (
-            pier_runtimes::onnx::inspect_signature(&primary)
-                .map_err(bad_model)?
-                .to_manifest(),
-            Default::default(),
-        ),
+    let (signature, properties) = match job.image {
+        "onnx" => {
+            let signature = pier_runtimes::onnx::OnnxGraph::read(&staged, &primary)
+                .and_then(|g| g.declared_signature())
+                .map_err(bad_model)?;
+            // Any bytes parse as some protobuf message (an empty file is an empty model):
+            // a model must at least declare what it takes and gives.
+            if signature.inputs.is_empty() || signature.outputs.is_empty() {
+                return Err(ApiError::validation(format!(
+                    "{context}: {primary} is not a valid onnx model: it declares no graph inputs or outputs"
+                )));
+            }
+            (signature.to_manifest(), Default::default())
+        }
         native if pier_runtimes::native::serves(native) => {
-            let info = pier_runtimes::native::inspect(native, &primary).map_err(bad_model)?;
+            let info = pier_runtimes::native::inspect(native, &staged).map_err(bad_model)?;
             (info.signature.to_manifest(), info.properties)
         }
-        _ => Default::default(),
+        other => {
+            return Err(ApiError::validation(format!(
+                "{context}: Pier cannot check a {other:?} model"
+            )));
+        }
     };
-    let artifact_files = files
-        .iter()
-        .map(|f| {
-            ArtifactFile::from_path(
-                f.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                f,
-            )
-        })
-        .collect();
+    budget.check().map_err(store_err)?;
     let draft = ManifestDraft {
-        runtime: image.to_owned(),
+        runtime: job.image.to_owned(),
         signature,
         properties,
         provenance: [(
@@ -153,13 +171,28 @@ fn import_path(
         )]
         .into(),
     };
-    let manifest = store
-        .publish(model_name, artifact_files, draft)
-        .map_err(|e| ApiError::validation(format!("cannot import {}: {e}", path.display())))?;
+    let manifest = staging.publish(job.model_name, draft).map_err(store_err)?;
     Ok(ArtifactRef {
         name: manifest.name,
         version: manifest.version,
     })
+}
+
+/// The file the runtime loads: the first (by name) with the runtime's extension, else the
+/// first file.
+fn primary_file(names: &[String], image: &str) -> Option<String> {
+    let mut sorted: Vec<&String> = names.iter().collect();
+    sorted.sort();
+    let extension = primary_extension(image);
+    sorted
+        .iter()
+        .find(|n| {
+            Path::new(n.as_str())
+                .extension()
+                .is_some_and(|e| Some(e.to_string_lossy().as_ref()) == extension)
+        })
+        .or(sorted.first())
+        .map(|n| (*n).clone())
 }
 
 fn primary_extension(image: &str) -> Option<&'static str> {

@@ -1,5 +1,10 @@
 //! CreateModel, DescribeModel, ListModels, DeleteModel.
+//!
+//! CreateModel imports on a blocking thread, cancelled when the handler is dropped; a version
+//! it imported is deleted again if the model record cannot be saved, so a failed CreateModel
+//! leaves nothing behind.
 
+use pier_model_store::Cancel;
 use serde::{Deserialize, Serialize};
 
 use super::list::{ListRequest, page};
@@ -7,7 +12,7 @@ use super::{import, validate_name};
 use crate::db::Table;
 use crate::error::ApiError;
 use crate::records::{
-    ContainerDefinition, EndpointConfigRecord, EndpointRecord, ModelRecord, arn, now,
+    ArtifactRef, ContainerDefinition, EndpointConfigRecord, EndpointRecord, ModelRecord, arn, now,
 };
 use crate::state::AppState;
 
@@ -76,28 +81,45 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
             req.model_name
         )));
     }
-    let (store, name, image) = (
+    // The import runs on a blocking thread; if this handler is dropped (the client went
+    // away, the request timed out) the guard sets the cancel flag, the copy stops at its next
+    // chunk and its staging folder is removed.
+    let cancel = Cancel::new();
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let (store, config, admin_addr, name, image) = (
         app.store.clone(),
+        app.config.import.clone(),
+        app.config.admin_addr,
         req.model_name.clone(),
         container.image.clone(),
     );
-    let artifact =
-        tokio::task::spawn_blocking(move || import::resolve(&store, &name, &image, &url))
-            .await
-            .map_err(ApiError::internal)??;
+    let resolved = tokio::task::spawn_blocking(move || {
+        let job = import::Import {
+            store: &store,
+            config: &config,
+            admin_addr,
+            cancel,
+            model_name: &name,
+            image: &image,
+        };
+        import::resolve(&job, &url)
+    })
+    .await
+    .map_err(ApiError::internal)??;
     let record = ModelRecord {
         model_arn: arn("model", &req.model_name),
         model_name: req.model_name.clone(),
         primary_container: container,
         execution_role_arn: req.execution_role_arn,
         creation_time: now(),
-        pier_artifact: artifact,
+        pier_artifact: resolved.artifact.clone(),
     };
-    if !app
-        .db
-        .insert(Table::Models, &req.model_name, &record)
-        .await?
-    {
+    let inserted = app.db.insert(Table::Models, &req.model_name, &record).await;
+    if !matches!(inserted, Ok(true)) && resolved.imported {
+        // Nothing of a failed CreateModel stays in the store.
+        remove_import(app, &resolved.artifact).await;
+    }
+    if !inserted? {
         return Err(ApiError::in_use(format!(
             "Cannot create already existing model \"{}\".",
             req.model_name
@@ -107,6 +129,33 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     Ok(ModelArn {
         model_arn: record.model_arn,
     })
+}
+
+/// Sets the import's cancel flag when dropped.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Deletes a version this CreateModel published, when the model record could not be saved.
+async fn remove_import(app: &AppState, artifact: &ArtifactRef) {
+    let (store, artifact) = (app.store.clone(), artifact.clone());
+    let removed = tokio::task::spawn_blocking(move || {
+        store
+            .delete_version(&artifact.name, artifact.version)
+            .map(|()| artifact)
+    })
+    .await;
+    match removed {
+        Ok(Ok(artifact)) => tracing::info!(%artifact, "removed the import of a failed CreateModel"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot remove the import of a failed CreateModel")
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot remove the import of a failed CreateModel"),
+    }
 }
 
 #[derive(Deserialize)]
