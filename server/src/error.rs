@@ -32,6 +32,9 @@ pub enum ServeError {
     /// A v2 model name, or a version of it, that Pier does not know.
     #[error("{0}")]
     ModelNotFound(String),
+    /// A path no route serves (404).
+    #[error("{0}")]
+    RouteNotFound(String),
     /// A request that conflicts with how the model is managed (e.g. unloading a model that
     /// an endpoint serves).
     #[error("{0}")]
@@ -83,7 +86,9 @@ impl ServeError {
             Self::Validation(_) | Self::EndpointNotFound(_) | Self::VariantNotFound { .. } => {
                 (StatusCode::BAD_REQUEST, "ValidationError", "client_error")
             }
-            Self::ModelNotFound(_) => (StatusCode::NOT_FOUND, "ValidationError", "client_error"),
+            Self::ModelNotFound(_) | Self::RouteNotFound(_) => {
+                (StatusCode::NOT_FOUND, "ValidationError", "client_error")
+            }
             Self::Conflict(_) => (StatusCode::CONFLICT, "ValidationError", "client_error"),
             Self::PayloadTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -115,9 +120,10 @@ impl ServeError {
         use tonic::Code;
         let grpc = match self {
             Self::Validation(_) => Code::InvalidArgument,
-            Self::EndpointNotFound(_) | Self::VariantNotFound { .. } | Self::ModelNotFound(_) => {
-                Code::NotFound
-            }
+            Self::EndpointNotFound(_)
+            | Self::VariantNotFound { .. }
+            | Self::ModelNotFound(_)
+            | Self::RouteNotFound(_) => Code::NotFound,
             Self::Conflict(_) => Code::FailedPrecondition,
             Self::PayloadTooLarge { .. } | Self::QueueFull { .. } => Code::ResourceExhausted,
             Self::NotReady(_) | Self::Overloaded(_) => Code::Unavailable,

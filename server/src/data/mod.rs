@@ -11,6 +11,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::response::IntoResponse;
+use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ServeError;
@@ -47,10 +49,21 @@ pub fn router_with_v2(state: AppState, v2: Arc<V2>) -> Router {
         )
         .with_state(state)
         .merge(crate::v2::rest::router(v2))
-        .fallback(|| async {
-            ServeError::Validation("no such route; see /endpoints/{name}/invocations".into())
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path() == "/v2" || uri.path().starts_with("/v2/") {
+                ServeError::RouteNotFound(format!("no such v2 route: {}", uri.path())).v2_response()
+            } else {
+                ServeError::Validation(format!(
+                    "no such route {}; see /endpoints/{{name}}/invocations",
+                    uri.path()
+                ))
+                .into_response()
+            }
         })
         .layer(DefaultBodyLimit::max(limit))
+        // gzip / deflate bodies are decoded here; the body limit above bounds the decoded
+        // bytes, so a compression bomb is a 413.
+        .layer(RequestDecompressionLayer::new().gzip(true).deflate(true))
         .layer(axum::middleware::from_fn(move |request, next| {
             crate::layers::early_length_check(limit, crate::layers::Plane::Data, request, next)
         }))

@@ -13,7 +13,9 @@ use pier_proto::inference as pb;
 use pier_proto::inference::grpc_inference_service_server::{
     GrpcInferenceService, GrpcInferenceServiceServer,
 };
-use tonic::{Request, Response, Status};
+use futures::StreamExt;
+use tonic::codec::CompressionEncoding;
+use tonic::{Request, Response, Status, Streaming};
 
 use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, config, tensors};
 use crate::error::ServeError;
@@ -24,12 +26,25 @@ pub struct Service {
     v2: Arc<V2>,
 }
 
-/// The tonic service, with message limits set to `max_message_bytes` both ways.
+/// The tonic service, with message limits set to `max_message_bytes` both ways. Requests
+/// compressed with gzip or deflate (tritonclient's `compression_algorithm`) are accepted;
+/// the limit bounds the decompressed message (a compression bomb is RESOURCE_EXHAUSTED).
+/// Responses are not compressed: on the loopback and LAN links inference runs on, the CPU
+/// costs more than the bytes.
 pub fn service(v2: Arc<V2>, max_message_bytes: usize) -> GrpcInferenceServiceServer<Service> {
     GrpcInferenceServiceServer::new(Service { v2 })
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Deflate)
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes)
 }
+
+/// Requests of one ModelStreamInfer stream predicted at once; responses keep request order.
+const STREAM_WINDOW: usize = 64;
+
+type InferStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>,
+>;
 
 fn version(v: &str) -> Option<&str> {
     (!v.is_empty()).then_some(v)
@@ -92,63 +107,12 @@ fn tensor_meta(
         .collect()
 }
 
-#[tonic::async_trait]
-impl GrpcInferenceService for Service {
-    async fn server_live(
+impl Service {
+    /// One inference, for ModelInfer and each message of ModelStreamInfer.
+    async fn infer_one(
         &self,
-        _: Request<pb::ServerLiveRequest>,
-    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
-        Ok(Response::new(pb::ServerLiveResponse { live: true }))
-    }
-
-    async fn server_ready(
-        &self,
-        _: Request<pb::ServerReadyRequest>,
-    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
-        let ready = self.v2.app().server_ready();
-        Ok(Response::new(pb::ServerReadyResponse { ready }))
-    }
-
-    async fn model_ready(
-        &self,
-        r: Request<pb::ModelReadyRequest>,
-    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
-        let r = r.into_inner();
-        let ready = self.v2.ready(&r.name, version(&r.version)).await?;
-        Ok(Response::new(pb::ModelReadyResponse { ready }))
-    }
-
-    async fn server_metadata(
-        &self,
-        _: Request<pb::ServerMetadataRequest>,
-    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
-        Ok(Response::new(pb::ServerMetadataResponse {
-            name: SERVER_NAME.to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            extensions: EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
-        }))
-    }
-
-    async fn model_metadata(
-        &self,
-        r: Request<pb::ModelMetadataRequest>,
-    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
-        let r = r.into_inner();
-        let d = self.v2.describe(&r.name, version(&r.version)).await?;
-        Ok(Response::new(pb::ModelMetadataResponse {
-            name: r.name,
-            versions: d.versions.clone(),
-            platform: config::platform(&d.runtime),
-            inputs: tensor_meta(&d.signature.inputs),
-            outputs: tensor_meta(&d.signature.outputs),
-        }))
-    }
-
-    async fn model_infer(
-        &self,
-        r: Request<pb::ModelInferRequest>,
-    ) -> Result<Response<pb::ModelInferResponse>, Status> {
-        let mut req = r.into_inner();
+        mut req: pb::ModelInferRequest,
+    ) -> Result<pb::ModelInferResponse, Status> {
         let inputs = decode_inputs(&mut req)?;
         let requested =
             (!req.outputs.is_empty()).then(|| req.outputs.iter().map(|o| o.name.clone()).collect());
@@ -183,14 +147,117 @@ impl GrpcInferenceService for Service {
             .iter()
             .map(|o| tensors::to_raw(&o.tensor))
             .collect();
-        Ok(Response::new(pb::ModelInferResponse {
+        Ok(pb::ModelInferResponse {
             model_name: done.model_name,
             model_version: done.model_version,
             id: req.id,
             parameters,
             outputs,
             raw_output_contents,
+        })
+    }
+
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for Service {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        Ok(Response::new(pb::ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        let ready = self.v2.app().server_ready();
+        Ok(Response::new(pb::ServerReadyResponse { ready }))
+    }
+
+    async fn model_ready(
+        &self,
+        r: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        let r = r.into_inner();
+        // An unknown model is not ready (as REST answers), not an error.
+        let ready = match self.v2.ready(&r.name, version(&r.version)).await {
+            Ok(ready) => ready,
+            Err(ServeError::ModelNotFound(_) | ServeError::EndpointNotFound(_)) => false,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        Ok(Response::new(pb::ServerMetadataResponse {
+            name: SERVER_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            extensions: EXTENSIONS.iter().map(|e| (*e).to_owned()).collect(),
         }))
+    }
+
+    async fn model_metadata(
+        &self,
+        r: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        let r = r.into_inner();
+        let d = self.v2.describe(&r.name, version(&r.version)).await?;
+        Ok(Response::new(pb::ModelMetadataResponse {
+            name: r.name,
+            versions: d.versions.clone(),
+            platform: config::platform(&d.runtime),
+            inputs: tensor_meta(&d.signature.inputs),
+            outputs: tensor_meta(&d.signature.outputs),
+        }))
+    }
+
+    async fn model_infer(
+        &self,
+        r: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        Ok(Response::new(self.infer_one(r.into_inner()).await?))
+    }
+
+    type ModelStreamInferStream = InferStream;
+
+    async fn model_stream_infer(
+        &self,
+        r: Request<Streaming<pb::ModelInferRequest>>,
+    ) -> Result<Response<InferStream>, Status> {
+        let service = self.clone();
+        let responses = r
+            .into_inner()
+            .map(move |message| {
+                let service = service.clone();
+                async move {
+                    // A message that does not decode ends the stream with its status; a
+                    // request that fails is answered in its place and the stream goes on.
+                    let req = message?;
+                    let echo = pb::ModelInferResponse {
+                        model_name: req.model_name.clone(),
+                        model_version: req.model_version.clone(),
+                        id: req.id.clone(),
+                        ..Default::default()
+                    };
+                    Ok(match service.infer_one(req).await {
+                        Ok(response) => pb::ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(response),
+                        },
+                        Err(status) => pb::ModelStreamInferResponse {
+                            error_message: status.message().to_owned(),
+                            infer_response: Some(echo),
+                        },
+                    })
+                }
+            })
+            .buffered(STREAM_WINDOW);
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn model_config(

@@ -39,8 +39,9 @@ pub fn router(v2: Arc<V2>) -> Router {
     let versioned = |tail: &str| format!("/v2/models/{{model}}/versions/{{version}}{tail}");
     let mut r = Router::new()
         .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(|| async { StatusCode::OK }))
+        .route("/v2/health/live", get(|| async { Json(json!({"live": true})) }))
         .route("/v2/health/ready", get(server_ready))
+        .route("/v2/models/stats", get(all_stats))
         .route("/v2/repository/index", post(repository_index))
         .route("/v2/repository/models/{model}/load", post(load))
         .route("/v2/repository/models/{model}/unload", post(unload));
@@ -78,12 +79,16 @@ async fn server_metadata() -> Json<Value> {
     )
 }
 
-async fn server_ready(State(v2): Shared) -> StatusCode {
-    if v2.app().server_ready() {
+/// `{"ready": bool}` (KServe's clients read the body), 200 or 503 (Triton's clients and load
+/// balancers read the status).
+async fn server_ready(State(v2): Shared) -> Response {
+    let ready = v2.app().server_ready();
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
-    }
+    };
+    (status, Json(json!({ "ready": ready }))).into_response()
 }
 
 async fn metadata(State(v2): Shared, Path(p): Params) -> Response {
@@ -110,10 +115,14 @@ async fn model_ready(State(v2): Shared, Path(p): Params) -> Response {
     let (name, version) = name_version(&p);
     answer(v2.ready(name, version).await.map(|ready| {
         if ready {
-            StatusCode::OK.into_response()
+            Json(json!({ "name": name, "ready": true })).into_response()
         } else {
             let msg = format!("model {name:?} is not ready: it loads on first use or on POST /v2/repository/models/{name}/load");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": msg }))).into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "name": name, "ready": false, "error": msg })),
+            )
+                .into_response()
         }
     }))
 }
@@ -131,6 +140,15 @@ async fn stats(State(v2): Shared, Path(p): Params) -> Response {
     let (name, version) = name_version(&p);
     answer(
         v2.statistics(name, version)
+            .await
+            .map(|s| Json(config::statistics_json(&s)).into_response()),
+    )
+}
+
+/// `GET /v2/models/stats`: the statistics of every model used so far (Triton's route).
+async fn all_stats(State(v2): Shared) -> Response {
+    answer(
+        v2.statistics("", None)
             .await
             .map(|s| Json(config::statistics_json(&s)).into_response()),
     )
