@@ -141,6 +141,7 @@ fn push(
     path: &std::path::Path,
     runtime: String,
 ) -> anyhow::Result<pier_model_store::Manifest> {
+    pier_model_store::validate_model_name(name)?;
     let limits = ImportLimits::UNLIMITED;
     let source = LocalSource::scan(path, &ImportPolicy::anywhere(), &limits)?;
     let mut budget = Budget::new(limits, Cancel::new());
