@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use pier_model_store::{ArtifactFile, ManifestDraft, ModelStore};
+use pier_model_store::{
+    Budget, Cancel, ImportLimits, ImportPolicy, LocalSource, ManifestDraft, ModelStore,
+};
 use pier_server::ServerConfig;
 use serde_json::json;
 
@@ -34,6 +36,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.compute.threads = threads;
     }
     config.compute.queue = args.compute_queue;
+    if !(args.import_timeout > 0.0 && args.import_timeout.is_finite()) {
+        bail!("--import-timeout must be a positive number of seconds");
+    }
+    config.import.timeout = Duration::from_secs_f64(args.import_timeout);
+    config.import.max_model_bytes = args.max_model_bytes;
+    for root in &args.import_roots {
+        if !root.is_dir() {
+            bail!("--import-root {}: not a folder", root.display());
+        }
+    }
+    config.import.roots = args.import_roots;
 
     let server = pier_server::start(config)
         .await
@@ -117,52 +130,8 @@ pub async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
             data_dir,
         } => {
             let store = ModelStore::open(data_dir.join("store"))?;
-            let mut files = Vec::new();
-            if path.is_dir() {
-                let mut entries: Vec<_> = std::fs::read_dir(&path)?
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .collect();
-                entries.sort();
-                for p in entries.into_iter().filter(|p| p.is_file()) {
-                    let n = p
-                        .file_name()
-                        .context("file name")?
-                        .to_string_lossy()
-                        .into_owned();
-                    files.push(ArtifactFile::from_path(n, p));
-                }
-            } else {
-                let n = path
-                    .file_name()
-                    .context("PATH has no file name")?
-                    .to_string_lossy()
-                    .into_owned();
-                files.push(ArtifactFile::from_path(n, &path));
-            }
-            let primary = match &files.first().map(|f| &f.source) {
-                Some(pier_model_store::FileSource::Path(p)) => p.clone(),
-                _ => bail!("{} has no files", path.display()),
-            };
-            let (signature, properties) = match runtime.as_str() {
-                "onnx" => (
-                    pier_runtimes::onnx::inspect_signature(&primary)?.to_manifest(),
-                    Default::default(),
-                ),
-                native if pier_runtimes::native::serves(native) => {
-                    let info = pier_runtimes::native::inspect(native, &primary)?;
-                    (info.signature.to_manifest(), info.properties)
-                }
-                _ => Default::default(),
-            };
-            let draft = ManifestDraft {
-                runtime,
-                signature,
-                properties,
-                provenance: [("source".to_string(), json!(path.display().to_string()))].into(),
-            };
             let manifest =
-                tokio::task::spawn_blocking(move || store.publish(&name, files, draft)).await??;
+                tokio::task::spawn_blocking(move || push(&store, &name, &path, runtime)).await??;
             println!("pier://{}/{}", manifest.name, manifest.version);
         }
         ModelsCommand::List { data_dir } => {
@@ -178,6 +147,47 @@ pub async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `pier models push`: the operator's own files, so no roots and no size limit, but still
+/// regular files only. The copy goes into a staging folder named after this process, so if
+/// the push is killed the next store open (any `pier` command, a server's sweep) removes it.
+fn push(
+    store: &ModelStore,
+    name: &str,
+    path: &std::path::Path,
+    runtime: String,
+) -> anyhow::Result<pier_model_store::Manifest> {
+    pier_model_store::validate_model_name(name)?;
+    let limits = ImportLimits::UNLIMITED;
+    let source = LocalSource::scan(path, &ImportPolicy::anywhere(), &limits)?;
+    let mut budget = Budget::new(limits, Cancel::new());
+    let mut staging = store.stage()?;
+    staging.add_source(&source, &mut budget)?;
+    let Some(first) = staging.files().first().map(|f| f.name.clone()) else {
+        bail!("{} has no files", path.display());
+    };
+    let staged = staging.file_path(&first).context("staged file")?;
+    let (signature, properties) = match runtime.as_str() {
+        "onnx" => (
+            pier_runtimes::onnx::OnnxGraph::read(&staged, &first)?
+                .declared_signature()?
+                .to_manifest(),
+            Default::default(),
+        ),
+        native if pier_runtimes::native::serves(native) => {
+            let info = pier_runtimes::native::inspect(native, &staged)?;
+            (info.signature.to_manifest(), info.properties)
+        }
+        _ => Default::default(),
+    };
+    let draft = ManifestDraft {
+        runtime,
+        signature,
+        properties,
+        provenance: [("source".to_string(), json!(path.display().to_string()))].into(),
+    };
+    Ok(staging.publish(name, draft)?)
 }
 
 pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {

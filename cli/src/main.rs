@@ -97,16 +97,26 @@ struct ServeArgs {
     /// closing them.
     #[arg(long, default_value_t = 30.0)]
     shutdown_grace: f64,
+    /// Folder that CreateModel may import local files from (repeatable). Without one, local
+    /// imports are allowed from anywhere while --admin is on loopback, and refused beyond.
+    #[arg(long = "import-root", value_name = "DIR")]
+    import_roots: Vec<PathBuf>,
+    /// Most bytes one import may copy (a model.tar.gz counts decompressed).
+    #[arg(long, default_value_t = 2 << 30)]
+    max_model_bytes: u64,
+    /// Seconds one import may take.
+    #[arg(long, default_value_t = 300.0)]
+    import_timeout: f64,
 }
 
 #[derive(Debug, Subcommand)]
 enum ModelsCommand {
-    /// Publish a model file (or a folder of files) as the next version of NAME; prints the
-    /// `pier://NAME/VERSION` reference to use as CreateModel's ModelDataUrl.
+    /// Publish a model file, a folder of files or a model.tar.gz as the next version of NAME;
+    /// prints the `pier://NAME/VERSION` reference to use as CreateModel's ModelDataUrl.
     Push {
         /// Artifact name (letters, digits, '-'; at most 63 characters).
         name: String,
-        /// Model file, or a folder whose files are all published.
+        /// Model file, a folder whose files are all published, or a model.tar.gz.
         path: PathBuf,
         /// Runtime that serves it.
         #[arg(long, default_value = "onnx")]

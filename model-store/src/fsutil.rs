@@ -97,7 +97,9 @@ pub(crate) fn open_regular(path: &Path) -> Result<File> {
             reason: format!("{}, not a regular file", file_kind(&meta.file_type())),
         });
     }
+    // `f_type`'s integer type differs between architectures.
     #[cfg(target_os = "linux")]
+    #[allow(clippy::unnecessary_cast)]
     if let Ok(fs) = rustix::fs::fstatfs(&file)
         && is_pseudo_fs(fs.f_type as i64)
     {

@@ -134,7 +134,11 @@ impl ModelStore {
             root,
             faults: Arc::default(),
         };
-        store.sweep_staging()?;
+        // A leftover that cannot be removed (another user's, say) must not keep the store
+        // closed; the periodic sweep will try again.
+        if let Err(e) = store.sweep_staging() {
+            tracing::warn!(error = %e, "cannot sweep staging leftovers");
+        }
         Ok(store)
     }
 

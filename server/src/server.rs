@@ -58,12 +58,23 @@ pub struct RunningServer {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Removes staging folders whose writer died, every [`STAGING_SWEEP_EVERY`]; stops when
+    /// dropped.
+    _sweeper: Option<pier_model_store::Sweeper>,
 }
+
+/// How often a running server sweeps the store's staging folders of dead writers (opening
+/// the store sweeps once at start).
+const STAGING_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Opens everything, restores endpoints and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     crate::metrics::install();
     let store = ModelStore::open(config.store_dir())?;
+    let sweeper = store
+        .spawn_sweeper(STAGING_SWEEP_EVERY)
+        .map_err(|e| tracing::warn!(error = %e, "cannot start the staging sweeper"))
+        .ok();
     let db = Db::open_exclusive(&config.data_dir)
         .await
         .map_err(|source| StartError::Db {
@@ -129,6 +140,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         state,
         shutdown,
         tasks,
+        _sweeper: sweeper,
     })
 }
 

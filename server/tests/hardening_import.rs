@@ -324,3 +324,20 @@ async fn a_second_server_on_the_same_data_folder_is_refused() {
     again.ok("DescribeModel", json!({"ModelName": "m"})).await;
     again.stop().await;
 }
+
+#[tokio::test]
+async fn a_server_start_sweeps_staging_left_by_dead_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let staging_dir = dir.path().join("store/.staging");
+    // A writer that is gone (no such pid), and one alive (this process).
+    let dead = staging_dir.join(format!("{}.1-1-0", u32::MAX - 5));
+    let live = staging_dir.join(format!("{}.0-1-0", std::process::id()));
+    for d in [&dead, &live] {
+        fs::create_dir_all(d).unwrap();
+        fs::write(d.join("model.onnx"), vec![0u8; 4096]).unwrap();
+    }
+    let server = TestServer::start(dir.path()).await;
+    assert!(!dead.exists(), "a dead writer's staging survived the start");
+    assert!(live.exists(), "a live writer's staging was removed");
+    server.stop().await;
+}

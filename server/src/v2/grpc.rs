@@ -9,11 +9,11 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
 use pier_proto::inference as pb;
 use pier_proto::inference::grpc_inference_service_server::{
     GrpcInferenceService, GrpcInferenceServiceServer,
 };
-use futures::StreamExt;
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -156,7 +156,6 @@ impl Service {
             raw_output_contents,
         })
     }
-
 }
 
 #[tonic::async_trait]

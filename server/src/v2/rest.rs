@@ -39,7 +39,10 @@ pub fn router(v2: Arc<V2>) -> Router {
     let versioned = |tail: &str| format!("/v2/models/{{model}}/versions/{{version}}{tail}");
     let mut r = Router::new()
         .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(|| async { Json(json!({"live": true})) }))
+        .route(
+            "/v2/health/live",
+            get(|| async { Json(json!({"live": true})) }),
+        )
         .route("/v2/health/ready", get(server_ready))
         .route("/v2/models/stats", get(all_stats))
         .route("/v2/repository/index", post(repository_index))
