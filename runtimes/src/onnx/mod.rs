@@ -50,6 +50,24 @@ impl OnnxGraph {
         ops
     }
 
+    /// True when the graph takes missing values (NaN) in its inputs: it contains an
+    /// `ai.onnx.ml` tree ensemble (`TreeEnsembleClassifier`, `TreeEnsembleRegressor`,
+    /// `TreeEnsemble`), whose nodes send NaN down their missing-value branch, or an
+    /// `Imputer`, which replaces it.
+    pub fn takes_missing_values(&self) -> bool {
+        const TAKES_MISSING: [&str; 4] = [
+            "TreeEnsembleClassifier",
+            "TreeEnsembleRegressor",
+            "TreeEnsemble",
+            "Imputer",
+        ];
+        self.graph().is_some_and(|g| {
+            g.node
+                .iter()
+                .any(|n| n.domain == "ai.onnx.ml" && TAKES_MISSING.contains(&n.op_type.as_str()))
+        })
+    }
+
     /// Integer class labels of the first `TreeEnsembleClassifier`, if any.
     pub fn tree_classifier_labels(&self) -> Option<Vec<i64>> {
         let node = self
