@@ -156,10 +156,16 @@ mod tests {
         );
         // Without missing values, the NaN comes first.
         let err = check_values("x", &t, false).unwrap_err().to_string();
-        assert!(err.contains("row 1, column 11: the value is missing"), "{err}");
+        assert!(
+            err.contains("row 1, column 11: the value is missing"),
+            "{err}"
+        );
         let one = Tensor::new(vec![3], TensorData::Fp32(vec![0.0, 1.0, f32::INFINITY])).unwrap();
         let err = check_values("y", &one, false).unwrap_err().to_string();
-        assert!(err.contains("row 3, column 1") && err.contains("FP32"), "{err}");
+        assert!(
+            err.contains("row 3, column 1") && err.contains("FP32"),
+            "{err}"
+        );
     }
 
     /// Every SageMaker codec's way of writing a missing and a non-finite value meets the
@@ -175,12 +181,18 @@ mod tests {
             (Format::Csv, "1,2,3\n4,,6\n"),
             (Format::Csv, "1,2,3\n4,NaN,6\n"),
             (Format::Json, r#"{"instances": [[1, 2, 3], [4, null, 6]]}"#),
-            (Format::JsonLines, "[1, 2, 3]\n{\"features\": [4, null, 6]}\n"),
+            (
+                Format::JsonLines,
+                "[1, 2, 3]\n{\"features\": [4, null, 6]}\n",
+            ),
         ];
         for (format, body) in missing {
             assert!(check(format, body, true).is_ok(), "{format} {body:?}");
             let err = check(format, body, false).unwrap_err();
-            assert!(err.contains("row 2, column 2: the value is missing"), "{err}");
+            assert!(
+                err.contains("row 2, column 2: the value is missing"),
+                "{err}"
+            );
         }
         let err = check(Format::Csv, ",,\n", false).unwrap_err();
         assert!(err.contains("row 1, column 1"), "{err}");
