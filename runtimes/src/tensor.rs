@@ -306,7 +306,11 @@ impl Tensor {
             }
             rows += p.rows();
         }
-        let mut data = map_data!(&first.data, v => Vec::with_capacity(v.len() * parts.len()));
+        // Reserve what the parts hold, not the first part's size times their number: parts
+        // of very different sizes (one large request batched with small ones) must not
+        // reserve many times the batch.
+        let total: usize = parts.iter().map(Tensor::len).sum();
+        let mut data = map_data!(&first.data, _v => Vec::with_capacity(total));
         for p in parts {
             match (&mut data, &p.data) {
                 (TensorData::Bool(d), TensorData::Bool(s)) => d.extend_from_slice(s),
