@@ -154,3 +154,23 @@ fn onnx_dtype(code: i32, name: &str) -> Result<DataType> {
 pub fn inspect_signature(path: &Path) -> Result<Signature> {
     OnnxGraph::read(path, &path.display().to_string())?.declared_signature()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_ensembles_take_missing_values() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/onnx");
+        for (name, want) in [
+            ("cancer-forest", true),
+            ("cancer-gbc100", true),
+            ("diabetes-gbr", true),
+            ("iris-logreg", false),
+            ("iris-mlp", false),
+        ] {
+            let graph = OnnxGraph::read(&dir.join(name).join("model.onnx"), name).unwrap();
+            assert_eq!(graph.takes_missing_values(), want, "{name}");
+        }
+    }
+}
