@@ -1,8 +1,8 @@
 //! `POST /endpoints/{name}/invocations`, `POST /invocations`, `GET /ping`.
 //!
 //! Per request: admission (in-flight permit) → one snapshot load → route to a variant →
-//! decode and check, values included (on the compute pool for large bodies), predict under the request
-//! timeout (batched or alone), encode → the response carries
+//! decode and check, values included (on the compute pool for large bodies), predict under
+//! the request timeout (batched or alone), encode → the response carries
 //! `x-Amzn-Invoked-Production-Variant`.
 
 use axum::body::Bytes;
