@@ -4,8 +4,11 @@
 //!
 //! [`inference`] is generated at build time from `proto/inference.proto` (prost messages, a
 //! tonic server trait and a tonic client). This crate holds wire types only: converting them
-//! to Pier's tensors is the server's job, in one module. Generated code has no shared state;
-//! the server decides its concurrency.
+//! to Pier's tensors is the server's job, in one module. [`codec`] is the generated code's
+//! gRPC codec: tonic-prost's, with malformed messages answered `INVALID_ARGUMENT`.
+//! Generated code has no shared state; the server decides its concurrency.
+
+pub mod codec;
 
 /// Messages, the `grpc_inference_service_server` trait and the `grpc_inference_service_client`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

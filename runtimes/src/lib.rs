@@ -1,7 +1,7 @@
 //! Pier's runtimes: the [`Tensor`] type, model [`Signature`]s, the [`Model`] trait, the
 //! backends that implement it (tract for ONNX; [`native`] for XGBoost / LightGBM tree
 //! ensembles and the built-in algorithms), the [`loader`] that turns a stored artifact into a
-//! model, and the content-type [`codec`]s.
+//! model, the content-type [`codec`]s and the one missing / non-finite [`values`] policy.
 //!
 //! Concurrency: a loaded model is immutable and shared as `Arc<dyn Model>`; `predict` takes
 //! `&self`, blocks, and is called from compute threads, never from async tasks. This crate
@@ -15,6 +15,7 @@ pub mod native;
 pub mod onnx;
 mod signature;
 mod tensor;
+pub mod values;
 
 pub use error::{Result, RuntimeError};
 pub use loader::{Backend, Device, LoadOptions, load};

@@ -42,6 +42,12 @@ pub trait Model: Send + Sync + Debug {
     /// Backend name for logs and metrics (`tract`, `ort`, `native`).
     fn backend(&self) -> &'static str;
 
+    /// True when the model takes missing values (NaN) in its float inputs: tree ensembles,
+    /// which route them down a default branch. Decided at load; see [`crate::values`].
+    fn accepts_missing(&self) -> bool {
+        false
+    }
+
     /// How JSON responses are laid out.
     fn json_layout(&self) -> JsonLayout {
         JsonLayout::default()

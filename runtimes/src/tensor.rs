@@ -65,6 +65,18 @@ impl DataType {
             .ok_or_else(|| RuntimeError::InvalidInput(format!("unknown datatype {name:?}")))
     }
 
+    /// The range of an integer type as `f64` (`None` for the others).
+    fn integer_range(self) -> Option<(f64, f64)> {
+        Some(match self {
+            Self::Uint8 => (0.0, f64::from(u8::MAX)),
+            Self::Int8 => (f64::from(i8::MIN), f64::from(i8::MAX)),
+            Self::Int16 => (f64::from(i16::MIN), f64::from(i16::MAX)),
+            Self::Int32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
+            Self::Int64 => (i64::MIN as f64, i64::MAX as f64),
+            _ => return None,
+        })
+    }
+
     /// Size of one element in bytes; `None` for `BYTES`.
     pub fn size_of(self) -> Option<usize> {
         Some(match self {
@@ -262,6 +274,19 @@ impl Tensor {
         }
         let n = self.len();
         let f = |i| self.data.get_f64(i).unwrap_or(0.0);
+        if let Some((lo, hi)) = to.integer_range() {
+            // `as` saturates silently: a value the integer type cannot hold is refused
+            // instead, naming its row and column (1-based).
+            if let Some(i) = (0..n).find(|&i| !(lo..=hi).contains(&f(i))) {
+                let row_len = self.row_len().max(1);
+                return Err(RuntimeError::InvalidInput(format!(
+                    "row {}, column {}: the value {} is out of the {to} range",
+                    i / row_len + 1,
+                    i % row_len + 1,
+                    f(i)
+                )));
+            }
+        }
         let data = match to {
             DataType::Bool => TensorData::Bool((0..n).map(|i| f(i) != 0.0).collect()),
             DataType::Uint8 => TensorData::Uint8((0..n).map(|i| f(i) as u8).collect()),
@@ -306,7 +331,11 @@ impl Tensor {
             }
             rows += p.rows();
         }
-        let mut data = map_data!(&first.data, v => Vec::with_capacity(v.len() * parts.len()));
+        // Reserve what the parts hold, not the first part's size times their number: parts
+        // of very different sizes (one large request batched with small ones) must not
+        // reserve many times the batch.
+        let total: usize = parts.iter().map(Tensor::len).sum();
+        let mut data = map_data!(&first.data, _v => Vec::with_capacity(total));
         for p in parts {
             match (&mut data, &p.data) {
                 (TensorData::Bool(d), TensorData::Bool(s)) => d.extend_from_slice(s),
@@ -394,6 +423,19 @@ mod tests {
             t.clone().cast(DataType::Bool).unwrap().into_data(),
             TensorData::Bool(vec![true, true, false])
         );
-        assert!(t.cast(DataType::Bytes).is_err());
+        assert!(t.clone().cast(DataType::Bytes).is_err());
+        // Out of range (or NaN) for the integer type: refused, not saturated.
+        let big = Tensor::new(
+            vec![2, 2],
+            TensorData::Fp32(vec![1.0, 2.0, 300.0, f32::NAN]),
+        )
+        .unwrap();
+        let err = big.clone().cast(DataType::Uint8).unwrap_err().to_string();
+        assert!(
+            err.contains("row 2, column 1") && err.contains("UINT8"),
+            "{err}"
+        );
+        let err = big.cast(DataType::Int32).unwrap_err().to_string();
+        assert!(err.contains("row 2, column 2"), "{err}");
     }
 }

@@ -207,7 +207,7 @@ async fn xgboost_file_and_trained_linear_learner_serve_sagemaker_shapes() {
     fields[2] = "";
     let r = server.invoke("ll", "text/csv", fields.join(","), &[]).await;
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.body.contains("feature 3"), "{}", r.body);
+    assert!(r.body.contains("row 1, column 3"), "{}", r.body);
     let r = server.invoke("ll", "text/csv", "1,2\n", &[]).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("the model takes 30"), "{}", r.body);

@@ -123,6 +123,10 @@ impl Model for TreeModel {
         "native"
     }
 
+    fn accepts_missing(&self) -> bool {
+        true
+    }
+
     fn json_layout(&self) -> JsonLayout {
         JsonLayout {
             key: "predictions",

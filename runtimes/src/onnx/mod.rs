@@ -50,6 +50,24 @@ impl OnnxGraph {
         ops
     }
 
+    /// True when the graph takes missing values (NaN) in its inputs: it contains an
+    /// `ai.onnx.ml` tree ensemble (`TreeEnsembleClassifier`, `TreeEnsembleRegressor`,
+    /// `TreeEnsemble`), whose nodes send NaN down their missing-value branch, or an
+    /// `Imputer`, which replaces it.
+    pub fn takes_missing_values(&self) -> bool {
+        const TAKES_MISSING: [&str; 4] = [
+            "TreeEnsembleClassifier",
+            "TreeEnsembleRegressor",
+            "TreeEnsemble",
+            "Imputer",
+        ];
+        self.graph().is_some_and(|g| {
+            g.node
+                .iter()
+                .any(|n| n.domain == "ai.onnx.ml" && TAKES_MISSING.contains(&n.op_type.as_str()))
+        })
+    }
+
     /// Integer class labels of the first `TreeEnsembleClassifier`, if any.
     pub fn tree_classifier_labels(&self) -> Option<Vec<i64>> {
         let node = self
@@ -135,4 +153,24 @@ fn onnx_dtype(code: i32, name: &str) -> Result<DataType> {
 /// Reads an ONNX file's declared signature (used when importing a model without one).
 pub fn inspect_signature(path: &Path) -> Result<Signature> {
     OnnxGraph::read(path, &path.display().to_string())?.declared_signature()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_ensembles_take_missing_values() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/onnx");
+        for (name, want) in [
+            ("cancer-forest", true),
+            ("cancer-gbc100", true),
+            ("diabetes-gbr", true),
+            ("iris-logreg", false),
+            ("iris-mlp", false),
+        ] {
+            let graph = OnnxGraph::read(&dir.join(name).join("model.onnx"), name).unwrap();
+            assert_eq!(graph.takes_missing_values(), want, "{name}");
+        }
+    }
 }

@@ -71,6 +71,8 @@ pub struct OrtModel {
     returned: Condvar,
     signature: Signature,
     device: &'static str,
+    /// The graph takes missing values ([`OnnxGraph::takes_missing_values`]).
+    accepts_missing: bool,
 }
 
 impl std::fmt::Debug for OrtModel {
@@ -96,10 +98,13 @@ impl OrtModel {
             model: model_name.to_owned(),
             message,
         };
+        let graph = OnnxGraph::read(path, model_name)?;
+        let accepts_missing = graph.takes_missing_values();
         let signature = match signature {
             Some(s) if !s.inputs.is_empty() => s,
-            _ => OnnxGraph::read(path, model_name)?.declared_signature()?,
+            _ => graph.declared_signature()?,
         };
+        drop(graph);
         let device = match options.device {
             Device::Cpu => "cpu",
             Device::Cuda => {
@@ -153,6 +158,7 @@ impl OrtModel {
             returned: Condvar::new(),
             signature,
             device,
+            accepts_missing,
         })
     }
 
@@ -226,6 +232,10 @@ impl Model for OrtModel {
 
     fn backend(&self) -> &'static str {
         "ort"
+    }
+
+    fn accepts_missing(&self) -> bool {
+        self.accepts_missing
     }
 }
 

@@ -30,6 +30,8 @@ pub struct TractModel {
     /// Set for tree-ensemble classifiers: tract's two-class labels are wrong, so labels are
     /// re-derived from the probabilities (`label output index`, `probabilities index`, labels).
     label_fix: Option<(usize, usize, Vec<i64>)>,
+    /// The graph takes missing values ([`OnnxGraph::takes_missing_values`]).
+    accepts_missing: bool,
 }
 
 impl std::fmt::Debug for TractModel {
@@ -57,6 +59,7 @@ impl TractModel {
             return Err(unsupported_err(model_name, unsupported));
         }
         let declared = graph.declared_signature()?;
+        let accepts_missing = graph.takes_missing_values();
         let signature = match signature {
             Some(s) if !s.inputs.is_empty() => s,
             _ => declared,
@@ -114,6 +117,7 @@ impl TractModel {
             plan,
             signature,
             label_fix,
+            accepts_missing,
         })
     }
 }
@@ -257,6 +261,10 @@ impl Model for TractModel {
 
     fn backend(&self) -> &'static str {
         "tract"
+    }
+
+    fn accepts_missing(&self) -> bool {
+        self.accepts_missing
     }
 }
 

@@ -1,8 +1,8 @@
 //! `POST /endpoints/{name}/invocations`, `POST /invocations`, `GET /ping`.
 //!
 //! Per request: admission (in-flight permit) → one snapshot load → route to a variant →
-//! decode and check (on the compute pool for large bodies), predict under the request
-//! timeout (batched or alone), encode → the response carries
+//! decode and check, values included (on the compute pool for large bodies), predict under
+//! the request timeout (batched or alone), encode → the response carries
 //! `x-Amzn-Invoked-Production-Variant`.
 
 use axum::body::Bytes;
@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pier_runtimes::codec::{self, Format};
-use pier_runtimes::{RuntimeError, Tensor};
+use pier_runtimes::{DataType, RuntimeError, Tensor, values};
 
 use crate::error::ServeError;
 use crate::metrics::RequestMetrics;
@@ -30,7 +30,9 @@ const PIER_MODEL: &str = "x-pier-model";
 /// Bodies up to this size are decoded on the request's task, larger ones on the pool.
 const INLINE_DECODE_BYTES: usize = 16 * 1024;
 
-/// The body as the model's one input tensor, cast and checked against its signature.
+/// The body as the model's one input tensor, cast and checked against its signature and
+/// the missing / non-finite value policy ([`pier_runtimes::values`]). The policy sees the
+/// decoded `FP32` features before any cast, so an integer input never takes a NaN as 0.
 fn decode_input(model: &LoadedModel, format: Format, body: &[u8]) -> Result<Tensor, ServeError> {
     let signature = model.model.signature();
     let [spec] = signature.inputs.as_slice() else {
@@ -42,6 +44,12 @@ fn decode_input(model: &LoadedModel, format: Format, body: &[u8]) -> Result<Tens
     };
     let features =
         codec::decode_features(format, body, spec.features()).map_err(RuntimeError::from)?;
+    let float = matches!(spec.dtype, DataType::Fp32 | DataType::Fp64);
+    values::check_values(
+        &spec.name,
+        &features,
+        float && model.model.accepts_missing(),
+    )?;
     let input = features.cast(spec.dtype)?;
     spec.check(&input)?;
     Ok(input)

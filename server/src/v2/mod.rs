@@ -146,28 +146,17 @@ impl V2 {
         inputs: Vec<NamedTensor>,
         requested: Option<Vec<String>>,
     ) -> Result<(usize, Vec<NamedTensor>), ServeError> {
-        let signature = resolved.loaded.model.signature();
+        let model = resolved.loaded.model.as_ref();
+        let signature = model.signature();
         let ordered = order_inputs(signature, inputs)?;
         let rows = signature.check_inputs(&ordered)?;
-        if batched(signature) && rows > MAX_BATCH_SIZE {
+        if open_batch(signature) && rows > MAX_BATCH_SIZE {
             return Err(ServeError::Validation(format!(
                 "a batch of {rows} rows exceeds max_batch_size {MAX_BATCH_SIZE}"
             )));
         }
-        let picks: Vec<usize> = match requested {
-            None => (0..signature.outputs.len()).collect(),
-            Some(names) => names
-                .iter()
-                .map(|n| {
-                    signature.output_index(n).ok_or_else(|| {
-                        ServeError::Validation(format!(
-                            "unknown output {n:?}; the model's outputs are: {}",
-                            names_of(&signature.outputs)
-                        ))
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-        };
+        let picks = pick_outputs(signature, requested)?;
+        pier_runtimes::values::check_inputs(model, &ordered)?;
         let timeout = self.app.config.limits.request_timeout;
         let mut outputs = self
             .app
@@ -176,11 +165,21 @@ impl V2 {
             .await?;
         let named = picks
             .into_iter()
-            .map(|i| NamedTensor {
-                name: signature.outputs[i].name.clone(),
-                tensor: std::mem::replace(&mut outputs[i], empty()),
+            .map(|i| {
+                let tensor = outputs.get_mut(i).map(|t| std::mem::replace(t, empty()));
+                tensor
+                    .map(|tensor| NamedTensor {
+                        name: signature.outputs[i].name.clone(),
+                        tensor,
+                    })
+                    .ok_or_else(|| {
+                        ServeError::Model(format!(
+                            "the model gave no output {:?}",
+                            signature.outputs[i].name
+                        ))
+                    })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok((rows, named))
     }
 
@@ -221,6 +220,43 @@ pub fn batched(signature: &Signature) -> bool {
         .iter()
         .chain(&signature.outputs)
         .all(|t| t.shape.first().is_some_and(|&d| d < 0))
+}
+
+/// True when an input leads with an open (batch) dimension: its rows are a batch, bounded
+/// by [`MAX_BATCH_SIZE`] (also when the tensor is empty, so a declared shape such as
+/// `[1000000000, 0]` cannot make the model allocate per row).
+fn open_batch(signature: &Signature) -> bool {
+    signature
+        .inputs
+        .iter()
+        .any(|t| t.shape.first().is_some_and(|&d| d < 0))
+}
+
+/// Positions of the requested outputs (all, in signature order, when none are named),
+/// refusing unknown and duplicate names.
+fn pick_outputs(
+    signature: &Signature,
+    requested: Option<Vec<String>>,
+) -> Result<Vec<usize>, ServeError> {
+    let Some(names) = requested else {
+        return Ok((0..signature.outputs.len()).collect());
+    };
+    let mut picks: Vec<usize> = Vec::with_capacity(names.len().min(signature.outputs.len()));
+    for n in &names {
+        let i = signature.output_index(n).ok_or_else(|| {
+            ServeError::Validation(format!(
+                "unknown output {n:?}; the model's outputs are: {}",
+                names_of(&signature.outputs)
+            ))
+        })?;
+        if picks.contains(&i) {
+            return Err(ServeError::Validation(format!(
+                "output {n:?} is requested twice; name each output once"
+            )));
+        }
+        picks.push(i);
+    }
+    Ok(picks)
 }
 
 /// Puts inputs in signature order, refusing unknown, duplicate and missing ones.

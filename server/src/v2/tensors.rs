@@ -3,6 +3,10 @@
 //! `raw_input_contents`/`raw_output_contents`: little-endian elements, `BYTES` elements each
 //! preceded by a 4-byte little-endian length) and gRPC's typed `InferTensorContents`.
 //!
+//! Declared shapes are untrusted: element counts are overflow-checked, capped at
+//! [`MAX_ELEMENTS`] and compared with the data actually sent before anything is reserved
+//! for them.
+//!
 //! Pure functions with no shared state; every failure is a [`ServeError::Validation`] that
 //! names the tensor and the problem.
 
@@ -25,22 +29,43 @@ pub fn datatype(name: &str, wire: &str) -> Result<DataType, ServeError> {
     })
 }
 
-/// Checks a wire shape (no negative dimension) and returns it with its element count.
+/// Most elements one tensor may declare, whatever data it carries (2^28: 1 GiB of `FP32`).
+/// Dimensions of size 0 count as 1 here, so an empty tensor cannot declare absurd rows.
+pub const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Checks a wire shape (no negative dimension, at most [`MAX_ELEMENTS`] elements, products
+/// overflow-checked) and returns it with its element count. Nothing is allocated for the
+/// elements: callers compare the count with the data actually sent before decoding it.
 pub fn shape(name: &str, wire: &[i64]) -> Result<(Vec<usize>, usize), ServeError> {
+    let too_large = || {
+        invalid(format!(
+            "input {name:?}: shape {wire:?} declares more than {MAX_ELEMENTS} elements, the most one tensor may hold"
+        ))
+    };
     let mut dims = Vec::with_capacity(wire.len());
     let mut count: usize = 1;
+    let mut nominal: usize = 1;
     for &d in wire {
         let d = usize::try_from(d).map_err(|_| {
             invalid(format!(
                 "input {name:?}: shape {wire:?} has a negative dimension"
             ))
         })?;
-        count = count
-            .checked_mul(d)
-            .ok_or_else(|| invalid(format!("input {name:?}: shape {wire:?} is too large")))?;
+        count = count.checked_mul(d).ok_or_else(too_large)?;
+        nominal = nominal.checked_mul(d.max(1)).ok_or_else(too_large)?;
+        if nominal > MAX_ELEMENTS {
+            return Err(too_large());
+        }
         dims.push(d);
     }
     Ok((dims, count))
+}
+
+/// The error for `count` declared elements when the data holds `given`.
+fn count_mismatch(name: &str, dims: &[usize], count: usize, given: usize) -> ServeError {
+    invalid(format!(
+        "input {name:?}: shape {dims:?} needs {count} elements but {given} were given"
+    ))
 }
 
 fn build(
@@ -50,10 +75,7 @@ fn build(
     data: TensorData,
 ) -> Result<Tensor, ServeError> {
     if data.len() != count {
-        return Err(invalid(format!(
-            "input {name:?}: shape {dims:?} needs {count} elements but {} were given",
-            data.len()
-        )));
+        return Err(count_mismatch(name, &dims, count, data.len()));
     }
     Tensor::new(dims, data).map_err(|e| invalid(format!("input {name:?}: {e}")))
 }
@@ -67,6 +89,15 @@ pub fn from_raw(
 ) -> Result<Tensor, ServeError> {
     let (dims, count) = shape(name, wire_shape)?;
     let Some(size) = dtype.size_of() else {
+        // Each element takes at least its 4-byte length prefix: a count the data cannot
+        // hold is refused before anything is reserved for it.
+        if count > raw.len() / 4 {
+            return Err(invalid(format!(
+                "input {name:?}: BYTES shape {wire_shape:?} needs {count} elements but {} bytes of data hold at most {}",
+                raw.len(),
+                raw.len() / 4
+            )));
+        }
         let mut items = Vec::with_capacity(count);
         let mut rest = raw;
         while !rest.is_empty() {
@@ -86,8 +117,9 @@ pub fn from_raw(
         }
         return build(name, dims, count, TensorData::Bytes(items));
     };
-    let want = count.saturating_mul(size);
-    if raw.len() != want {
+    let want = count.checked_mul(size);
+    if want != Some(raw.len()) {
+        let want = want.map_or_else(|| "more".to_owned(), |w| w.to_string());
         return Err(invalid(format!(
             "input {name:?}: {dtype} shape {wire_shape:?} needs {want} bytes of raw data but {} were given",
             raw.len()
@@ -149,7 +181,8 @@ fn flatten<'v>(value: &'v Value, out: &mut Vec<&'v Value>) {
 }
 
 /// Decodes JSON `data` (a flat row-major array, or nested arrays, of numbers, booleans or
-/// strings as the datatype needs).
+/// strings as the datatype needs). For `FP32` and `FP64`, `null` is a missing value (NaN),
+/// which [`pier_runtimes::values`] accepts only for models that take missing values.
 pub fn from_json(
     name: &str,
     dtype: DataType,
@@ -157,8 +190,11 @@ pub fn from_json(
     data: &Value,
 ) -> Result<Tensor, ServeError> {
     let (dims, count) = shape(name, wire_shape)?;
-    let mut items = Vec::with_capacity(count);
+    let mut items = Vec::new();
     flatten(data, &mut items);
+    if items.len() != count {
+        return Err(count_mismatch(name, &dims, count, items.len()));
+    }
     let bad = |i: usize, v: &Value| {
         invalid(format!(
             "input {name:?}: element {i} ({v}) is not a valid {dtype} value"
@@ -196,14 +232,20 @@ pub fn from_json(
             items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.as_f64().map(|x| x as f32).ok_or_else(|| bad(i, v)))
+                .map(|(i, v)| match v {
+                    Value::Null => Ok(f32::NAN),
+                    _ => v.as_f64().map(|x| x as f32).ok_or_else(|| bad(i, v)),
+                })
                 .collect::<Result<_, _>>()?,
         ),
         DataType::Fp64 => TensorData::Fp64(
             items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| v.as_f64().ok_or_else(|| bad(i, v)))
+                .map(|(i, v)| match v {
+                    Value::Null => Ok(f64::NAN),
+                    _ => v.as_f64().ok_or_else(|| bad(i, v)),
+                })
                 .collect::<Result<_, _>>()?,
         ),
         DataType::Bytes => TensorData::Bytes(
@@ -325,5 +367,59 @@ mod tests {
         assert!(err.contains("needs 6 elements"), "{err}");
         assert!(from_json("x", DataType::Int32, &[1], &serde_json::json!(["a"])).is_err());
         assert!(shape("x", &[-1, 2]).is_err());
+    }
+
+    /// Declared sizes far beyond the data sent are refused before anything is reserved
+    /// (these once aborted the process on a failed allocation).
+    #[test]
+    fn declared_sizes_are_checked_before_allocating() {
+        let huge = 1_000_000_000_000_i64;
+        let err = from_json(
+            "x",
+            DataType::Fp32,
+            &[huge, 4],
+            &serde_json::json!([1, 2, 3, 4]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("[1000000000000, 4]"), "{err}");
+        let err = from_raw("x", DataType::Bytes, &[huge], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("shape [1000000000000]"), "{err}");
+        let err = from_raw("x", DataType::Bytes, &[1 << 20], &[0; 4])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BYTES shape [1048576] needs 1048576"), "{err}");
+        let err = from_raw("x", DataType::Bytes, &[3], &[0; 8])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hold at most 2"), "{err}");
+        let err = from_raw("x", DataType::Fp32, &[huge, 4], &[0; 16])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("[1000000000000, 4]"), "{err}");
+        let contents = InferTensorContents {
+            bytes_contents: vec![b"a".to_vec()],
+            ..Default::default()
+        };
+        assert!(from_contents("x", DataType::Bytes, &[huge], &contents).is_err());
+        // Overflowing products, and empty tensors with absurd dimensions.
+        assert!(shape("x", &[i64::MAX, i64::MAX, 2]).is_err());
+        assert!(shape("x", &[1_000_000_000, 0]).is_err());
+        assert_eq!(shape("x", &[0, 4]).unwrap(), (vec![0, 4], 0));
+        let max = MAX_ELEMENTS as i64;
+        assert!(shape("x", &[max]).is_ok());
+        assert!(shape("x", &[max + 1]).is_err());
+    }
+
+    #[test]
+    fn json_null_is_a_missing_float() {
+        let v = serde_json::json!([1.5, null]);
+        let t = from_json("x", DataType::Fp32, &[2], &v).unwrap();
+        assert!(t.as_f32().unwrap()[1].is_nan());
+        let t = from_json("x", DataType::Fp64, &[2], &v).unwrap();
+        assert!(matches!(t.data(), TensorData::Fp64(d) if d[1].is_nan()));
+        assert!(from_json("x", DataType::Int64, &[2], &v).is_err());
     }
 }
