@@ -28,10 +28,20 @@ impl ModelStore {
                 let (lock, wake) = &*flag;
                 let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
-                    stopped = wake
-                        .wait_timeout(stopped, every)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    // The flag is read before every wait: a stop asked before this thread
+                    // first waited would otherwise go unseen for a whole period (and block
+                    // the drop that joins it).
+                    let deadline = std::time::Instant::now() + every;
+                    while !*stopped {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        stopped = wake
+                            .wait_timeout(stopped, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
                     if *stopped {
                         return;
                     }

@@ -14,8 +14,8 @@
 //! Concurrency: recording is lock-free (atomics inside the recorder); rendering takes the
 //! recorder's internal locks briefly.
 
-use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Label, counter, gauge, histogram};
@@ -54,18 +54,36 @@ const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Endpoint names the control plane knows (in service, creating or failed), published by
-/// each snapshot change; requests refused before routing are labelled with their name only
-/// when it is one of these.
-static KNOWN_ENDPOINTS: OnceLock<arc_swap::ArcSwap<HashSet<String>>> = OnceLock::new();
+/// Endpoint names the control planes of this process know (in service, creating or failed),
+/// each counted once per server that knows it; requests refused before routing are labelled
+/// with their name only when it is one of these. Changed only by control-plane edits, read
+/// only on the refused-request path, so a mutex is enough.
+static KNOWN_ENDPOINTS: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 
-fn known_endpoints() -> &'static arc_swap::ArcSwap<HashSet<String>> {
-    KNOWN_ENDPOINTS.get_or_init(Default::default)
+/// Records a server's change of known endpoint names (called on every snapshot change).
+pub fn endpoint_names_changed<'a>(
+    removed: impl Iterator<Item = &'a String>,
+    added: impl Iterator<Item = &'a String>,
+) {
+    let mut known = KNOWN_ENDPOINTS.lock().unwrap_or_else(|e| e.into_inner());
+    for name in added {
+        *known.entry(name.clone()).or_default() += 1;
+    }
+    for name in removed {
+        if let Some(n) = known.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                known.remove(name);
+            }
+        }
+    }
 }
 
-/// Publishes the endpoint names that may appear as labels (called on every snapshot change).
-pub fn set_known_endpoints(names: HashSet<String>) {
-    known_endpoints().store(Arc::new(names));
+fn is_known_endpoint(name: &str) -> bool {
+    KNOWN_ENDPOINTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(name)
 }
 
 /// Counts a connection closed on accept for being over the connection cap.
@@ -270,7 +288,7 @@ impl RequestMetrics {
         let took = self.started.elapsed().as_secs_f64();
         let Some(routed) = &self.labels else {
             let mut endpoint = std::mem::take(&mut self.endpoint);
-            if !known_endpoints().load().contains(&endpoint) {
+            if !is_known_endpoint(&endpoint) {
                 endpoint = UNKNOWN_ENDPOINT.to_owned();
             }
             let unrouted = ModelLabels {

@@ -116,9 +116,13 @@ async fn health_metadata_config_and_statistics() {
             .into_inner()
             .ready
     );
-    assert_eq!(
-        c.model_ready(ready("nosuch", "")).await.unwrap_err().code(),
-        Code::NotFound
+    // An unknown model is not ready (KServe's and Triton's clients read `ready`), as over REST.
+    assert!(
+        !c.model_ready(ready("nosuch", ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .ready
     );
 
     let m = c

@@ -53,9 +53,14 @@ impl Serving {
     /// Publishes a change: `edit` gets a copy of the current snapshot to modify. Callers
     /// must be serialised (the control plane's lock does that).
     pub fn update(&self, edit: impl FnOnce(&mut ServingSnapshot)) {
-        let mut next = ServingSnapshot::clone(&self.snapshot.load());
+        let current = self.snapshot.load_full();
+        let mut next = ServingSnapshot::clone(&current);
         edit(&mut next);
-        crate::metrics::set_known_endpoints(next.names());
+        let (before, after) = (current.names(), next.names());
+        crate::metrics::endpoint_names_changed(
+            before.difference(&after),
+            after.difference(&before),
+        );
         self.snapshot.store(Arc::new(next));
     }
 }

@@ -294,6 +294,7 @@ pub fn from_contents(
     c: &InferTensorContents,
 ) -> Result<Tensor, ServeError> {
     let (dims, count) = shape(name, wire_shape)?;
+    check_contents_field(name, dtype, count, c)?;
     let narrow = |what: &str| {
         invalid(format!(
             "input {name:?}: a value in int_contents does not fit {what}"
@@ -328,6 +329,53 @@ pub fn from_contents(
     build(name, dims, count, data)
 }
 
+/// The typed field of `InferTensorContents` that carries `dtype`'s values.
+fn contents_field(dtype: DataType) -> &'static str {
+    match dtype {
+        DataType::Bool => "bool_contents",
+        DataType::Uint8 => "uint_contents",
+        DataType::Int8 | DataType::Int16 | DataType::Int32 => "int_contents",
+        DataType::Int64 => "int64_contents",
+        DataType::Fp32 => "fp32_contents",
+        DataType::Fp64 => "fp64_contents",
+        DataType::Bytes => "bytes_contents",
+    }
+}
+
+/// Names the mistake when the values sit in another typed field than the datatype's (say
+/// FP32 values sent as `fp64_contents`), instead of a bare count mismatch.
+fn check_contents_field(
+    name: &str,
+    dtype: DataType,
+    count: usize,
+    c: &InferTensorContents,
+) -> Result<(), ServeError> {
+    let fields = [
+        ("bool_contents", c.bool_contents.len()),
+        ("int_contents", c.int_contents.len()),
+        ("int64_contents", c.int64_contents.len()),
+        ("uint_contents", c.uint_contents.len()),
+        ("uint64_contents", c.uint64_contents.len()),
+        ("fp32_contents", c.fp32_contents.len()),
+        ("fp64_contents", c.fp64_contents.len()),
+        ("bytes_contents", c.bytes_contents.len()),
+    ];
+    let expected = contents_field(dtype);
+    let given = fields
+        .iter()
+        .find(|(f, _)| *f == expected)
+        .map_or(0, |(_, n)| *n);
+    if given == count {
+        return Ok(());
+    }
+    match fields.iter().find(|(f, n)| *f != expected && *n > 0) {
+        Some((other, n)) => Err(invalid(format!(
+            "input {name:?}: datatype {dtype} takes its values in {expected}, but {n} values were given in {other}"
+        ))),
+        None => Ok(()), // the count check names the mismatch
+    }
+}
+
 /// The wire shape of a tensor.
 pub fn wire_shape(tensor: &Tensor) -> Vec<i64> {
     tensor.shape().iter().map(|&d| d as i64).collect()
@@ -336,6 +384,26 @@ pub fn wire_shape(tensor: &Tensor) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_in_the_wrong_typed_field_are_named() {
+        let c = InferTensorContents {
+            fp64_contents: vec![1.0, 2.0],
+            ..Default::default()
+        };
+        let err = from_contents("x", DataType::Fp32, &[1, 2], &c)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fp32_contents") && err.contains("fp64_contents"),
+            "{err}"
+        );
+        let ok = InferTensorContents {
+            fp32_contents: vec![1.0, 2.0],
+            ..Default::default()
+        };
+        assert!(from_contents("x", DataType::Fp32, &[1, 2], &ok).is_ok());
+    }
 
     #[test]
     fn raw_round_trip_and_size_check() {
