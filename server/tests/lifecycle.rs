@@ -99,9 +99,13 @@ async fn control_plane_errors_use_sagemaker_codes() {
         .api("DescribeModel", json!({"ModelName": "nope"}))
         .await;
     assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceNotFound")),
-        "{e}"
+        (s, e["__type"].as_str(), e["message"].as_str()),
+        (
+            400,
+            Some("ValidationException"),
+            Some("Could not find model \"arn:aws:sagemaker:local:000000000000:model/nope\".")
+        ),
+        "SageMaker's words: {e}"
     );
     let (s, e) = server.api("CreateModel", json!({"ModelName": "bad_name", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url}})).await;
     assert_eq!(
@@ -157,8 +161,14 @@ async fn control_plane_errors_use_sagemaker_codes() {
         )
         .await;
     assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceInUse")),
+        (s, e["__type"].as_str(), e["message"].as_str()),
+        (
+            400,
+            Some("ValidationException"),
+            Some(
+                "Cannot create already existing model \"arn:aws:sagemaker:local:000000000000:model/m\"."
+            )
+        ),
         "{e}"
     );
     // The store reference form pins the version.
@@ -181,25 +191,15 @@ async fn control_plane_errors_use_sagemaker_codes() {
         )
         .await;
     assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceNotFound")),
+        (s, e["__type"].as_str(), e["message"].as_str()),
+        (
+            400,
+            Some("ValidationException"),
+            Some("Could not find endpoint configuration \"missing\".")
+        ),
         "{e}"
     );
     server.create_endpoint("e", "c").await;
-    let (s, e) = server
-        .api("DeleteEndpointConfig", json!({"EndpointConfigName": "c"}))
-        .await;
-    assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceInUse")),
-        "{e}"
-    );
-    let (s, e) = server.api("DeleteModel", json!({"ModelName": "m"})).await;
-    assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceInUse")),
-        "{e}"
-    );
     let (s, e) = server.api("SageMaker.Frobnicate", json!({})).await;
     assert_eq!(s, 400, "{e}");
 
@@ -220,14 +220,35 @@ async fn control_plane_errors_use_sagemaker_codes() {
     assert_eq!(list["Models"][0]["ModelName"], "m2");
     assert!(list.get("NextToken").is_none());
 
-    server
-        .ok("DeleteEndpoint", json!({"EndpointName": "e"}))
-        .await;
+    // As in SageMaker, the config and model of a live endpoint may be deleted: it keeps
+    // serving what it loaded, and a restart restores it from what it recorded at deploy.
     server
         .ok("DeleteEndpointConfig", json!({"EndpointConfigName": "c"}))
         .await;
     server.ok("DeleteModel", json!({"ModelName": "m"})).await;
     let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let d = server
+        .ok("DescribeEndpoint", json!({"EndpointName": "e"}))
+        .await;
+    assert_eq!(d["EndpointStatus"], "InService", "{d}");
+    assert!(d.get("PierDeployed").is_none(), "{d}");
+    assert_eq!(d["ProductionVariants"][0]["PierArtifact"], "m/1");
+    let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    server
+        .ok("DeleteEndpoint", json!({"EndpointName": "e"}))
+        .await;
+    let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
     assert_eq!(r.status, 400);
+    let (s, e) = server.api("DeleteModel", json!({"ModelName": "m"})).await;
+    assert_eq!(
+        (s, e["__type"].as_str()),
+        (400, Some("ValidationException")),
+        "{e}"
+    );
     server.stop().await;
 }
