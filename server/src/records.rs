@@ -378,8 +378,9 @@ pub struct EndpointRecord {
     /// Why the last create or update failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
-    /// Variants in service (empty until the first config is in service).
-    #[serde(default)]
+    /// Variants in service (none until the first config is in service; left out then, as
+    /// SageMaker's list has at least one entry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub production_variants: Vec<VariantState>,
     /// Creation time.
     pub creation_time: f64,

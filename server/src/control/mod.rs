@@ -144,8 +144,19 @@ where
     } else {
         body
     };
-    let request: Req = serde_json::from_slice(body)
-        .map_err(|e| ApiError::validation(format!("invalid request: {e}")))?;
+    let request: Req = serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        // SageMaker fields Pier does not know are refused by name, never silently dropped.
+        match text
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((field, _)) => ApiError::validation(format!(
+                "{field} is not supported by Pier yet; remove it from the request ({text})"
+            )),
+            None => ApiError::validation(format!("invalid request: {text}")),
+        }
+    })?;
     let response = action(app, request).await?;
     serde_json::to_string(&response).map_err(ApiError::internal)
 }
