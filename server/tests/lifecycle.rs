@@ -252,3 +252,108 @@ async fn control_plane_errors_use_sagemaker_codes() {
     );
     server.stop().await;
 }
+
+/// Sets an endpoint's recorded status directly, as a change under way would leave it.
+async fn force_status(server: &TestServer, name: &str, status: &str) {
+    use pier_server::db::Table;
+    let state = &server.server.as_ref().unwrap().state;
+    let _guard = state.control.lock().await;
+    let mut record: serde_json::Value =
+        state.db.get(Table::Endpoints, name).await.unwrap().unwrap();
+    record["EndpointStatus"] = json!(status);
+    state
+        .db
+        .update(Table::Endpoints, name, &record)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagemaker_rules_for_changes_under_way_and_interrupted_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    server.create_model("m", "iris-logreg").await;
+    server.create_config("c", &[("v", "m", 1.0)]).await;
+    server.create_endpoint("e", "c").await;
+    let arn = "arn:aws:sagemaker:local:000000000000:endpoint/e";
+
+    force_status(&server, "e", "Updating").await;
+    let (s, e) = server
+        .api(
+            "UpdateEndpoint",
+            json!({"EndpointName": "e", "EndpointConfigName": "c"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["__type"].as_str(), e["message"].as_str()),
+        (
+            400,
+            Some("ValidationException"),
+            Some(format!("Cannot update in-progress endpoint \"{arn}\".").as_str())
+        ),
+        "{e}"
+    );
+    let (s, e) = server
+        .api(
+            "UpdateEndpointWeightsAndCapacities",
+            json!({"EndpointName": "e", "DesiredWeightsAndCapacities": [{"VariantName": "v", "DesiredWeight": 2.0}]}),
+        )
+        .await;
+    assert!(
+        s == 400 && e["message"].as_str().unwrap().contains("in-progress"),
+        "{e}"
+    );
+    force_status(&server, "e", "InService").await;
+
+    // Unknown and unsupported fields are refused by name, never dropped.
+    let (s, e) = server
+        .api(
+            "CreateEndpoint",
+            json!({"EndpointName": "e2", "EndpointConfigName": "c", "Frobnicate": 1}),
+        )
+        .await;
+    assert!(
+        s == 400
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Frobnicate is not supported"),
+        "{e}"
+    );
+    let (s, e) = server
+        .api(
+            "CreateEndpoint",
+            json!({"EndpointName": "e2", "EndpointConfigName": "c", "DeploymentConfig": {}}),
+        )
+        .await;
+    assert!(
+        s == 400 && e["message"].as_str().unwrap().contains("DeploymentConfig"),
+        "{e}"
+    );
+
+    // Every answer, refusals included, carries a request id.
+    let r = server
+        .client
+        .post(format!("http://{}/", server.admin))
+        .header("X-Amz-Target", "SageMaker.DescribeEndpoint")
+        .body("{\"EndpointName\": \"nope\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["x-amzn-requestid"].len(), 36);
+
+    // A delete that a stop interrupted is finished at the next start.
+    force_status(&server, "e", "Deleting").await;
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let (s, e) = server
+        .api("DescribeEndpoint", json!({"EndpointName": "e"}))
+        .await;
+    assert_eq!(
+        (s, e["message"].as_str()),
+        (400, Some("Could not find endpoint \"e\".")),
+        "{e}"
+    );
+    server.stop().await;
+}
