@@ -214,7 +214,7 @@ pub fn decode_token(token: &str) -> Result<usize, ApiError> {
     let invalid = || {
         ApiError::validation("Invalid pagination token: NextToken was not issued by this service")
     };
-    if token.len() > 8192 || token.len() % 2 != 0 {
+    if token.len() > 8192 || !token.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes: Vec<u8> = (0..token.len())
