@@ -62,7 +62,7 @@ fn demo_serves_and_the_cli_drives_it() {
     ]);
     assert!(!ok && err.contains("not a number"), "{err}");
     let (ok, _, err) = pier(&["endpoints", "describe", "ghost", "--admin-url", &admin_url]);
-    assert!(!ok && err.contains("ResourceNotFound"), "{err}");
+    assert!(!ok && err.contains("Could not find endpoint"), "{err}");
     served.stop();
 
     // A second start on the same data folder keeps the demo (and its new weights).

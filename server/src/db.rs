@@ -1,6 +1,7 @@
 //! Control-plane persistence in an embedded SQLite file through `sqlx`.
 //!
-//! Each record is one row `(name, body)` with the record as JSON, in three tables. The SQL is
+//! Each record is one row `(name, body)` with the record as JSON, one table per kind (tags are
+//! keyed by the resource's ARN). The SQL is
 //! kept portable (no SQLite-only syntax, `$n` placeholders) so a PostgreSQL pool can follow
 //! with the same statements. Writes are single statements, so a crash leaves either the old
 //! or the new row.
@@ -131,6 +132,8 @@ pub enum Table {
     EndpointConfigs,
     /// Endpoints.
     Endpoints,
+    /// Tags, one row per resource ARN.
+    Tags,
 }
 
 impl Table {
@@ -139,6 +142,7 @@ impl Table {
             Table::Models => "models",
             Table::EndpointConfigs => "endpoint_configs",
             Table::Endpoints => "endpoints",
+            Table::Tags => "tags",
         }
     }
 }
@@ -174,7 +178,12 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(open_err)?;
-        for table in [Table::Models, Table::EndpointConfigs, Table::Endpoints] {
+        for table in [
+            Table::Models,
+            Table::EndpointConfigs,
+            Table::Endpoints,
+            Table::Tags,
+        ] {
             sqlx::query(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, body TEXT NOT NULL)",
                 table.name()

@@ -194,7 +194,7 @@ impl IntoResponse for ServeError {
 #[derive(Debug, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
-    /// AWS error code (`ValidationException`, `ResourceNotFound`, `ResourceInUse`, …).
+    /// AWS error code (`ValidationException`, `ResourceInUse`, `InternalFailure`, …).
     pub code: &'static str,
     /// Human-readable message.
     pub message: String,
@@ -209,15 +209,21 @@ impl ApiError {
         }
     }
 
-    /// A named resource that does not exist.
-    pub fn not_found(kind: &str, name: &str) -> Self {
-        Self {
-            code: "ResourceNotFound",
-            message: format!("Could not find {kind} \"{name}\"."),
-        }
+    /// A named resource that does not exist, in SageMaker's words: a `ValidationException`
+    /// "Could not find endpoint \"NAME\"." (`what` is `endpoint "NAME"`, `model "ARN"`, …).
+    /// boto3's `endpoint_deleted` waiter, the SageMaker SDK's `_deployment_entity_exists` and
+    /// Terraform's provider match on exactly this.
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::validation(format!("Could not find {what}."))
     }
 
-    /// A name already taken, or a resource still used by another.
+    /// A create whose name is taken, in SageMaker's words: a `ValidationException` "Cannot
+    /// create already existing model \"ARN\"." (the SDK's `Session.create_model` matches it).
+    pub fn already_exists(kind: &str, arn: &str) -> Self {
+        Self::validation(format!("Cannot create already existing {kind} \"{arn}\"."))
+    }
+
+    /// A resource in use by another (kept for the job APIs, which model `ResourceInUse`).
     pub fn in_use(message: impl Into<String>) -> Self {
         Self {
             code: "ResourceInUse",

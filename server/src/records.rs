@@ -28,17 +28,79 @@ pub fn now() -> f64 {
 }
 
 /// `PrimaryContainer` of CreateModel.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+///
+/// Fields SageMaker documents that Pier cannot honour yet are read only to be refused
+/// ([`ContainerDefinition::unsupported`]); unknown fields are refused by name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ContainerDefinition {
     /// Runtime kind: `onnx` (later `xgboost`, `lightgbm`, built-in algorithm names).
     pub image: String,
+    /// Kept and described back (Pier runs no containers, so there is no host to name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_hostname: Option<String>,
+    /// `SingleModel` (the only mode Pier serves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// `pier://NAME[/VERSION]`, a local path, or a `file://` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_data_url: Option<String>,
     /// Environment variables; Pier reads `PIER_*` options from here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,
+    /// Refused: private registries.
+    #[serde(default, skip_serializing)]
+    pub image_config: Option<serde_json::Value>,
+    /// Refused until Pier reads S3 model sources.
+    #[serde(default, skip_serializing)]
+    pub model_data_source: Option<serde_json::Value>,
+    /// Refused.
+    #[serde(default, skip_serializing)]
+    pub additional_model_data_sources: Option<serde_json::Value>,
+    /// Refused: there is no model package registry.
+    #[serde(default, skip_serializing)]
+    pub model_package_name: Option<serde_json::Value>,
+    /// Refused.
+    #[serde(default, skip_serializing)]
+    pub inference_specification_name: Option<serde_json::Value>,
+    /// Refused: multi-model endpoints are not served yet.
+    #[serde(default, skip_serializing)]
+    pub multi_model_config: Option<serde_json::Value>,
+}
+
+impl ContainerDefinition {
+    /// The first field given that Pier reads only to refuse.
+    pub fn unsupported(&self) -> Option<&'static str> {
+        first_present(&[
+            ("ImageConfig", self.image_config.is_some()),
+            ("ModelDataSource", self.model_data_source.is_some()),
+            (
+                "AdditionalModelDataSources",
+                self.additional_model_data_sources.is_some(),
+            ),
+            ("ModelPackageName", self.model_package_name.is_some()),
+            (
+                "InferenceSpecificationName",
+                self.inference_specification_name.is_some(),
+            ),
+            ("MultiModelConfig", self.multi_model_config.is_some()),
+        ])
+    }
+}
+
+/// The name of the first field marked present.
+pub fn first_present(fields: &[(&'static str, bool)]) -> Option<&'static str> {
+    fields.iter().find(|(_, present)| *present).map(|(n, _)| *n)
+}
+
+/// A resource tag, as SageMaker writes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Tag {
+    /// Key (1–128 characters, not starting with `aws:`).
+    pub key: String,
+    /// Value (0–256 characters).
+    pub value: String,
 }
 
 /// Where a Model's artifact lives in the store, pinned at CreateModel.
@@ -70,6 +132,9 @@ pub struct ModelRecord {
     /// Accepted for compatibility; unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_role_arn: Option<String>,
+    /// Kept and described back; Pier's runtimes make no network calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_network_isolation: Option<bool>,
     /// Creation time.
     pub creation_time: f64,
     /// The pinned artifact (a Pier extension field).
@@ -77,26 +142,87 @@ pub struct ModelRecord {
 }
 
 /// One production variant of an endpoint config.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+///
+/// Fields SageMaker documents that Pier cannot honour yet are read only to be refused
+/// ([`ProductionVariant::unsupported`]); unknown fields are refused by name.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct ProductionVariant {
     /// Variant name, unique within the config.
     pub variant_name: String,
     /// The Model it serves.
     pub model_name: String,
-    /// Relative traffic weight (default 1.0).
+    /// Relative traffic weight (1.0 when omitted, and described back as 1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_variant_weight: Option<f64>,
-    /// Accepted for compatibility; Pier runs one copy per process.
+    /// Kept and described back (at least 1); Pier runs one copy per process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_instance_count: Option<u32>,
-    /// Accepted for compatibility; unused.
+    /// Kept and described back; unused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_type: Option<String>,
     /// Dynamic batching for this variant (a Pier extension field); unset fields take the
     /// model's `PIER_*` defaults.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pier_batching: Option<BatchingConfig>,
+    /// Refused: no accelerators are attached this way.
+    #[serde(default, skip_serializing)]
+    pub accelerator_type: Option<serde_json::Value>,
+    /// Refused.
+    #[serde(default, skip_serializing)]
+    pub core_dump_config: Option<serde_json::Value>,
+    /// Refused: serverless endpoints are not served.
+    #[serde(default, skip_serializing)]
+    pub serverless_config: Option<serde_json::Value>,
+    /// Refused.
+    #[serde(default, skip_serializing, rename = "VolumeSizeInGB")]
+    pub volume_size_in_gb: Option<serde_json::Value>,
+    /// Refused (not enforced yet).
+    #[serde(default, skip_serializing)]
+    pub model_data_download_timeout_in_seconds: Option<serde_json::Value>,
+    /// Refused (not enforced yet).
+    #[serde(default, skip_serializing)]
+    pub container_startup_health_check_timeout_in_seconds: Option<serde_json::Value>,
+    /// Refused.
+    #[serde(default, skip_serializing, rename = "EnableSSMAccess")]
+    pub enable_ssm_access: Option<serde_json::Value>,
+    /// Refused: instance scaling is not served.
+    #[serde(default, skip_serializing)]
+    pub managed_instance_scaling: Option<serde_json::Value>,
+    /// Refused: routing is by weight only.
+    #[serde(default, skip_serializing)]
+    pub routing_config: Option<serde_json::Value>,
+    /// Refused.
+    #[serde(default, skip_serializing)]
+    pub inference_ami_version: Option<serde_json::Value>,
+}
+
+impl ProductionVariant {
+    /// The first field given that Pier reads only to refuse.
+    pub fn unsupported(&self) -> Option<&'static str> {
+        first_present(&[
+            ("AcceleratorType", self.accelerator_type.is_some()),
+            ("CoreDumpConfig", self.core_dump_config.is_some()),
+            ("ServerlessConfig", self.serverless_config.is_some()),
+            ("VolumeSizeInGB", self.volume_size_in_gb.is_some()),
+            (
+                "ModelDataDownloadTimeoutInSeconds",
+                self.model_data_download_timeout_in_seconds.is_some(),
+            ),
+            (
+                "ContainerStartupHealthCheckTimeoutInSeconds",
+                self.container_startup_health_check_timeout_in_seconds
+                    .is_some(),
+            ),
+            ("EnableSSMAccess", self.enable_ssm_access.is_some()),
+            (
+                "ManagedInstanceScaling",
+                self.managed_instance_scaling.is_some(),
+            ),
+            ("RoutingConfig", self.routing_config.is_some()),
+            ("InferenceAmiVersion", self.inference_ami_version.is_some()),
+        ])
+    }
 }
 
 /// `PierBatching` of a production variant: Triton's dynamic batcher settings.
@@ -134,6 +260,12 @@ pub struct EndpointConfigRecord {
     pub endpoint_config_arn: String,
     /// The variants.
     pub production_variants: Vec<ProductionVariant>,
+    /// Kept and described back; unused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// Kept and described back; Pier's runtimes make no network calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_network_isolation: Option<bool>,
     /// Creation time.
     pub creation_time: f64,
 }
@@ -151,6 +283,32 @@ pub enum EndpointStatus {
     Failed,
     /// Being deleted.
     Deleting,
+}
+
+impl EndpointStatus {
+    /// SageMaker's `EndpointStatus` enum, as `StatusEquals` takes it.
+    pub const ALL: &'static [&'static str] = &[
+        "OutOfService",
+        "Creating",
+        "Updating",
+        "SystemUpdating",
+        "RollingBack",
+        "InService",
+        "Deleting",
+        "Failed",
+        "UpdateRollbackFailed",
+    ];
+
+    /// The status as it goes on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "Creating",
+            Self::InService => "InService",
+            Self::Updating => "Updating",
+            Self::Failed => "Failed",
+            Self::Deleting => "Deleting",
+        }
+    }
 }
 
 /// Current state of one variant of a live endpoint.
@@ -171,6 +329,38 @@ pub struct VariantState {
     pub pier_model_name: String,
     /// Artifact served (a Pier extension field).
     pub pier_artifact: String,
+    /// The image (runtime) each variant runs, as SageMaker reports it.
+    #[serde(default)]
+    pub deployed_images: Vec<DeployedImage>,
+    /// The variant's status.
+    #[serde(default)]
+    pub variant_status: Vec<VariantStatus>,
+}
+
+/// `DeployedImages` of a variant: the runtime asked for and the artifact it resolved to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeployedImage {
+    /// The container's `Image` as given.
+    pub specified_image: String,
+    /// What serves it: `IMAGE@pier:NAME/VERSION`.
+    pub resolved_image: String,
+    /// When it was resolved.
+    pub resolution_time: f64,
+}
+
+/// `VariantStatus` of a variant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VariantStatus {
+    /// `Creating`, `Updating`, `Deleting`, `ActivatingTraffic`, `Baking` (SageMaker's enum);
+    /// Pier reports the variant's current step, or none once in service.
+    pub status: String,
+    /// Details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    /// When the step began.
+    pub start_time: f64,
 }
 
 /// An Endpoint.
@@ -188,11 +378,27 @@ pub struct EndpointRecord {
     /// Why the last create or update failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
-    /// Variants in service (empty until the first config is in service).
-    #[serde(default)]
+    /// Variants in service (none until the first config is in service; left out then, as
+    /// SageMaker's list has at least one entry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub production_variants: Vec<VariantState>,
     /// Creation time.
     pub creation_time: f64,
     /// Last change.
     pub last_modified_time: f64,
+    /// What is deployed: a copy of the config and models taken at deploy time, so a restart
+    /// restores the endpoint even after they were deleted (as SageMaker allows). Stored,
+    /// never described.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pier_deployed: Option<Deployed>,
+}
+
+/// The config and models an endpoint was deployed from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Deployed {
+    /// The config.
+    pub config: EndpointConfigRecord,
+    /// Its models, one per variant, in the config's order.
+    pub models: Vec<ModelRecord>,
 }

@@ -99,9 +99,13 @@ async fn control_plane_errors_use_sagemaker_codes() {
         .api("DescribeModel", json!({"ModelName": "nope"}))
         .await;
     assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceNotFound")),
-        "{e}"
+        (s, e["__type"].as_str(), e["message"].as_str()),
+        (
+            400,
+            Some("ValidationException"),
+            Some("Could not find model \"arn:aws:sagemaker:local:000000000000:model/nope\".")
+        ),
+        "SageMaker's words: {e}"
     );
     let (s, e) = server.api("CreateModel", json!({"ModelName": "bad_name", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url}})).await;
     assert_eq!(
@@ -157,8 +161,14 @@ async fn control_plane_errors_use_sagemaker_codes() {
         )
         .await;
     assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceInUse")),
+        (s, e["__type"].as_str(), e["message"].as_str()),
+        (
+            400,
+            Some("ValidationException"),
+            Some(
+                "Cannot create already existing model \"arn:aws:sagemaker:local:000000000000:model/m\"."
+            )
+        ),
         "{e}"
     );
     // The store reference form pins the version.
@@ -181,25 +191,15 @@ async fn control_plane_errors_use_sagemaker_codes() {
         )
         .await;
     assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceNotFound")),
+        (s, e["__type"].as_str(), e["message"].as_str()),
+        (
+            400,
+            Some("ValidationException"),
+            Some("Could not find endpoint configuration \"missing\".")
+        ),
         "{e}"
     );
     server.create_endpoint("e", "c").await;
-    let (s, e) = server
-        .api("DeleteEndpointConfig", json!({"EndpointConfigName": "c"}))
-        .await;
-    assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceInUse")),
-        "{e}"
-    );
-    let (s, e) = server.api("DeleteModel", json!({"ModelName": "m"})).await;
-    assert_eq!(
-        (s, e["__type"].as_str()),
-        (400, Some("ResourceInUse")),
-        "{e}"
-    );
     let (s, e) = server.api("SageMaker.Frobnicate", json!({})).await;
     assert_eq!(s, 400, "{e}");
 
@@ -220,14 +220,140 @@ async fn control_plane_errors_use_sagemaker_codes() {
     assert_eq!(list["Models"][0]["ModelName"], "m2");
     assert!(list.get("NextToken").is_none());
 
-    server
-        .ok("DeleteEndpoint", json!({"EndpointName": "e"}))
-        .await;
+    // As in SageMaker, the config and model of a live endpoint may be deleted: it keeps
+    // serving what it loaded, and a restart restores it from what it recorded at deploy.
     server
         .ok("DeleteEndpointConfig", json!({"EndpointConfigName": "c"}))
         .await;
     server.ok("DeleteModel", json!({"ModelName": "m"})).await;
     let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let d = server
+        .ok("DescribeEndpoint", json!({"EndpointName": "e"}))
+        .await;
+    assert_eq!(d["EndpointStatus"], "InService", "{d}");
+    assert!(d.get("PierDeployed").is_none(), "{d}");
+    assert_eq!(d["ProductionVariants"][0]["PierArtifact"], "m/1");
+    let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    server
+        .ok("DeleteEndpoint", json!({"EndpointName": "e"}))
+        .await;
+    let r = server.invoke("e", "text/csv", IRIS_CSV, &[]).await;
     assert_eq!(r.status, 400);
+    let (s, e) = server.api("DeleteModel", json!({"ModelName": "m"})).await;
+    assert_eq!(
+        (s, e["__type"].as_str()),
+        (400, Some("ValidationException")),
+        "{e}"
+    );
+    server.stop().await;
+}
+
+/// Sets an endpoint's recorded status directly, as a change under way would leave it.
+async fn force_status(server: &TestServer, name: &str, status: &str) {
+    use pier_server::db::Table;
+    let state = &server.server.as_ref().unwrap().state;
+    let _guard = state.control.lock().await;
+    let mut record: serde_json::Value =
+        state.db.get(Table::Endpoints, name).await.unwrap().unwrap();
+    record["EndpointStatus"] = json!(status);
+    state
+        .db
+        .update(Table::Endpoints, name, &record)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sagemaker_rules_for_changes_under_way_and_interrupted_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    server.create_model("m", "iris-logreg").await;
+    server.create_config("c", &[("v", "m", 1.0)]).await;
+    server.create_endpoint("e", "c").await;
+    let arn = "arn:aws:sagemaker:local:000000000000:endpoint/e";
+
+    force_status(&server, "e", "Updating").await;
+    let (s, e) = server
+        .api(
+            "UpdateEndpoint",
+            json!({"EndpointName": "e", "EndpointConfigName": "c"}),
+        )
+        .await;
+    assert_eq!(
+        (s, e["__type"].as_str(), e["message"].as_str()),
+        (
+            400,
+            Some("ValidationException"),
+            Some(format!("Cannot update in-progress endpoint \"{arn}\".").as_str())
+        ),
+        "{e}"
+    );
+    let (s, e) = server
+        .api(
+            "UpdateEndpointWeightsAndCapacities",
+            json!({"EndpointName": "e", "DesiredWeightsAndCapacities": [{"VariantName": "v", "DesiredWeight": 2.0}]}),
+        )
+        .await;
+    assert!(
+        s == 400 && e["message"].as_str().unwrap().contains("in-progress"),
+        "{e}"
+    );
+    force_status(&server, "e", "InService").await;
+
+    // Unknown and unsupported fields are refused by name, never dropped.
+    let (s, e) = server
+        .api(
+            "CreateEndpoint",
+            json!({"EndpointName": "e2", "EndpointConfigName": "c", "Frobnicate": 1}),
+        )
+        .await;
+    assert!(
+        s == 400
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Frobnicate is not supported"),
+        "{e}"
+    );
+    let (s, e) = server
+        .api(
+            "CreateEndpoint",
+            json!({"EndpointName": "e2", "EndpointConfigName": "c", "DeploymentConfig": {}}),
+        )
+        .await;
+    assert!(
+        s == 400 && e["message"].as_str().unwrap().contains("DeploymentConfig"),
+        "{e}"
+    );
+
+    // Every answer, refusals included, carries a request id.
+    let r = server
+        .client
+        .post(format!("http://{}/", server.admin))
+        .header("X-Amz-Target", "SageMaker.DescribeEndpoint")
+        .body("{\"EndpointName\": \"nope\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["x-amzn-requestid"].len(), 36);
+
+    // A delete that a stop interrupted is finished at the next start.
+    force_status(&server, "e", "Deleting").await;
+    server.stop().await;
+    let server = TestServer::start(dir.path()).await;
+    let (s, e) = server
+        .api("DescribeEndpoint", json!({"EndpointName": "e"}))
+        .await;
+    assert_eq!(
+        (s, e["message"].as_str()),
+        (400, Some("Could not find endpoint \"e\".")),
+        "{e}"
+    );
     server.stop().await;
 }

@@ -88,7 +88,8 @@ def test_errors_come_back_as_client_errors(pier_server):
 
     with pytest.raises(botocore.exceptions.ClientError) as e:
         sm.describe_endpoint(EndpointName="missing")
-    assert e.value.response["Error"]["Code"] == "ResourceNotFound"
+    assert e.value.response["Error"]["Code"] == "ValidationException"
+    assert e.value.response["Error"]["Message"] == 'Could not find endpoint "missing".'
 
     with pytest.raises(botocore.exceptions.ClientError) as e:
         sm.create_model(ModelName="m", PrimaryContainer={"Image": "onnx", "ModelDataUrl": "/does/not/exist.onnx"})

@@ -4,21 +4,48 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::list::{ListRequest, page};
-use super::validate_name;
+use super::list::{ListKey, ListRequest, ListSpec, page};
+use super::models::{unsupported, validate_role_arn};
+use super::{tags, validate_name};
 use crate::db::Table;
 use crate::error::ApiError;
 use crate::records::{
-    EndpointConfigRecord, EndpointRecord, ModelRecord, ProductionVariant, arn, now,
+    EndpointConfigRecord, ModelRecord, ProductionVariant, Tag, arn, first_present, now,
 };
 use crate::serving::WeightedChoice;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// CreateEndpointConfig's request. Fields Pier cannot honour yet are read only to be refused
+/// by name; unknown fields are refused.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct CreateEndpointConfig {
     endpoint_config_name: String,
     production_variants: Vec<ProductionVariant>,
+    #[serde(default)]
+    execution_role_arn: Option<String>,
+    #[serde(default)]
+    enable_network_isolation: Option<bool>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    /// Refused until data capture is served.
+    #[serde(default)]
+    data_capture_config: Option<serde_json::Value>,
+    /// Refused: Pier does not encrypt with KMS keys.
+    #[serde(default)]
+    kms_key_id: Option<serde_json::Value>,
+    /// Refused until asynchronous inference is served.
+    #[serde(default)]
+    async_inference_config: Option<serde_json::Value>,
+    /// Refused.
+    #[serde(default)]
+    explainer_config: Option<serde_json::Value>,
+    /// Refused until shadow variants are served.
+    #[serde(default)]
+    shadow_production_variants: Option<serde_json::Value>,
+    /// Refused: Pier runs no VPC.
+    #[serde(default)]
+    vpc_config: Option<serde_json::Value>,
 }
 
 impl CreateEndpointConfig {
@@ -26,8 +53,39 @@ impl CreateEndpointConfig {
         Self {
             endpoint_config_name: name.into(),
             production_variants,
+            ..Self::default()
         }
     }
+
+    fn unsupported(&self) -> Option<&'static str> {
+        first_present(&[
+            ("DataCaptureConfig", self.data_capture_config.is_some()),
+            ("KmsKeyId", self.kms_key_id.is_some()),
+            (
+                "AsyncInferenceConfig",
+                self.async_inference_config.is_some(),
+            ),
+            ("ExplainerConfig", self.explainer_config.is_some()),
+            (
+                "ShadowProductionVariants",
+                self.shadow_production_variants.is_some(),
+            ),
+            ("VpcConfig", self.vpc_config.is_some()),
+        ])
+    }
+}
+
+/// SageMaker's answer for a missing endpoint config.
+pub(super) fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format_args!("endpoint configuration \"{name}\""))
+}
+
+/// The config as described: an omitted `InitialVariantWeight` reads back as 1.0.
+fn described(mut config: EndpointConfigRecord) -> EndpointConfigRecord {
+    for v in &mut config.production_variants {
+        v.initial_variant_weight = Some(v.weight());
+    }
+    config
 }
 
 #[derive(Serialize)]
@@ -41,6 +99,13 @@ pub(super) async fn create(
     req: CreateEndpointConfig,
 ) -> Result<EndpointConfigArn, ApiError> {
     validate_name("endpoint config", &req.endpoint_config_name)?;
+    if let Some(field) = req.unsupported() {
+        return Err(unsupported(field));
+    }
+    if let Some(role) = &req.execution_role_arn {
+        validate_role_arn(role)?;
+    }
+    tags::validate(&req.tags)?;
     if req.production_variants.is_empty() {
         return Err(ApiError::validation(
             "ProductionVariants must have at least one variant",
@@ -54,6 +119,23 @@ pub(super) async fn create(
     let mut names = HashSet::new();
     for v in &req.production_variants {
         validate_name("variant", &v.variant_name)?;
+        if let Some(field) = v.unsupported() {
+            return Err(unsupported(&format!("ProductionVariants.{field}")));
+        }
+        if v.initial_instance_count == Some(0) {
+            return Err(ApiError::validation(format!(
+                "ProductionVariants[{:?}].InitialInstanceCount must be at least 1",
+                v.variant_name
+            )));
+        }
+        if let Some(t) = &v.instance_type
+            && (t.is_empty() || t.len() > 64)
+        {
+            return Err(ApiError::validation(format!(
+                "ProductionVariants[{:?}].InstanceType {t:?} is not an instance type",
+                v.variant_name
+            )));
+        }
         if !names.insert(v.variant_name.as_str()) {
             return Err(ApiError::validation(format!(
                 "VariantName {:?} is used twice",
@@ -65,10 +147,7 @@ pub(super) async fn create(
             .get::<ModelRecord>(Table::Models, &v.model_name)
             .await?
         else {
-            return Err(ApiError::validation(format!(
-                "Could not find model \"{}\" (variant {:?}).",
-                v.model_name, v.variant_name
-            )));
+            return Err(super::models::not_found(&v.model_name));
         };
         // Batching settings are checked here, not first at deploy time.
         super::options::resolve_batching(&model.primary_container, v.pier_batching.as_ref())
@@ -83,29 +162,32 @@ pub(super) async fn create(
         .collect();
     WeightedChoice::new(&weights)
         .map_err(|e| ApiError::validation(format!("InitialVariantWeight: {e}")))?;
-    let record = EndpointConfigRecord {
+    let record = described(EndpointConfigRecord {
         endpoint_config_arn: arn("endpoint-config", &req.endpoint_config_name),
         endpoint_config_name: req.endpoint_config_name.clone(),
         production_variants: req.production_variants,
+        execution_role_arn: req.execution_role_arn,
+        enable_network_isolation: req.enable_network_isolation,
         creation_time: now(),
-    };
+    });
     if !app
         .db
         .insert(Table::EndpointConfigs, &req.endpoint_config_name, &record)
         .await?
     {
-        return Err(ApiError::in_use(format!(
-            "Cannot create already existing endpoint configuration \"{}\".",
-            req.endpoint_config_name
-        )));
+        return Err(ApiError::already_exists(
+            "endpoint configuration",
+            &record.endpoint_config_arn,
+        ));
     }
+    tags::set_initial(app, &record.endpoint_config_arn, &req.tags).await?;
     Ok(EndpointConfigArn {
         endpoint_config_arn: record.endpoint_config_arn,
     })
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct ByName {
     endpoint_config_name: String,
 }
@@ -117,7 +199,8 @@ pub(super) async fn describe(
     app.db
         .get(Table::EndpointConfigs, &req.endpoint_config_name)
         .await?
-        .ok_or_else(|| ApiError::not_found("endpoint configuration", &req.endpoint_config_name))
+        .map(described)
+        .ok_or_else(|| not_found(&req.endpoint_config_name))
 }
 
 #[derive(Serialize)]
@@ -138,8 +221,16 @@ pub(super) struct ListResponse {
 
 pub(super) async fn list(app: &AppState, req: ListRequest) -> Result<ListResponse, ApiError> {
     let all: Vec<EndpointConfigRecord> = app.db.list(Table::EndpointConfigs).await?;
-    let (items, next_token) = page(all, &req, |c| {
-        (c.endpoint_config_name.as_str(), c.creation_time)
+    let spec = ListSpec {
+        sort_keys: &["Name", "CreationTime"],
+        last_modified: false,
+        statuses: None,
+    };
+    let (items, next_token) = page(all, &req, &spec, |c| ListKey {
+        name: &c.endpoint_config_name,
+        creation_time: c.creation_time,
+        last_modified_time: c.creation_time,
+        status: "",
     })?;
     let endpoint_configs = items
         .into_iter()
@@ -155,27 +246,17 @@ pub(super) async fn list(app: &AppState, req: ListRequest) -> Result<ListRespons
     })
 }
 
+/// Deletes a config. An endpoint that uses it keeps serving (and is restored after a restart
+/// from what it recorded at deploy time), as SageMaker allows.
 pub(super) async fn delete(app: &AppState, req: ByName) -> Result<serde_json::Value, ApiError> {
     let _guard = app.control.lock().await;
-    let endpoints: Vec<EndpointRecord> = app.db.list(Table::Endpoints).await?;
-    if let Some(e) = endpoints
-        .iter()
-        .find(|e| e.endpoint_config_name == req.endpoint_config_name)
-    {
-        return Err(ApiError::in_use(format!(
-            "endpoint configuration \"{}\" is used by endpoint \"{}\"",
-            req.endpoint_config_name, e.endpoint_name
-        )));
-    }
     if !app
         .db
         .delete(Table::EndpointConfigs, &req.endpoint_config_name)
         .await?
     {
-        return Err(ApiError::not_found(
-            "endpoint configuration",
-            &req.endpoint_config_name,
-        ));
+        return Err(not_found(&req.endpoint_config_name));
     }
+    tags::remove_all(app, &arn("endpoint-config", &req.endpoint_config_name)).await?;
     Ok(serde_json::json!({}))
 }

@@ -87,7 +87,7 @@ pub async fn install(app: &AppState) -> Result<(), ApiError> {
                 ContainerDefinition {
                     image: "onnx".into(),
                     model_data_url: Some(format!("pier://{}/{}", manifest.name, manifest.version)),
-                    environment: Default::default(),
+                    ..Default::default()
                 },
             );
             models::create(app, request).await?;
@@ -97,8 +97,7 @@ pub async fn install(app: &AppState) -> Result<(), ApiError> {
             model_name: b.model.into(),
             initial_variant_weight: Some(b.weight),
             initial_instance_count: Some(1),
-            instance_type: None,
-            pier_batching: None,
+            ..Default::default()
         });
     }
     let config_name = "demo-config";

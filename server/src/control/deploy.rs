@@ -8,21 +8,18 @@ use std::sync::Arc;
 use super::options;
 use crate::db::Table;
 use crate::records::{
-    EndpointConfigRecord, EndpointRecord, EndpointStatus, ModelRecord, VariantState, now,
+    Deployed, DeployedImage, EndpointConfigRecord, EndpointRecord, EndpointStatus, ModelRecord,
+    VariantState, VariantStatus, now,
 };
 use crate::serving::{EndpointServing, Variant, WeightedChoice};
 use crate::state::AppState;
 
-/// Loads everything `config` needs and returns the endpoint ready to publish. `weights`
-/// overrides the config's initial weights by variant name (kept across restarts).
-pub(super) async fn build(
+/// The models `config` names, read from the database now (a deploy takes a copy of them).
+pub(super) async fn resolve_models(
     app: &AppState,
-    endpoint_name: &str,
     config: &EndpointConfigRecord,
-    weights: Option<&[VariantState]>,
-) -> Result<EndpointServing, String> {
-    let mut variants = Vec::with_capacity(config.production_variants.len());
-    let mut weight_values = Vec::with_capacity(config.production_variants.len());
+) -> Result<Vec<ModelRecord>, String> {
+    let mut models = Vec::with_capacity(config.production_variants.len());
     for pv in &config.production_variants {
         let model: ModelRecord = app
             .db
@@ -35,6 +32,27 @@ pub(super) async fn build(
                     pv.model_name, pv.variant_name
                 )
             })?;
+        models.push(model);
+    }
+    Ok(models)
+}
+
+/// Loads everything `config` needs (`models` holds its variants' models, in order) and
+/// returns the endpoint ready to publish. `weights` overrides the config's initial weights by
+/// variant name (kept across restarts, or retained by an update).
+pub(super) async fn build(
+    app: &AppState,
+    endpoint_name: &str,
+    config: &EndpointConfigRecord,
+    models: &[ModelRecord],
+    weights: Option<&[VariantState]>,
+) -> Result<EndpointServing, String> {
+    if models.len() != config.production_variants.len() {
+        return Err("the recorded deployment does not match its config".into());
+    }
+    let mut variants = Vec::with_capacity(config.production_variants.len());
+    let mut weight_values = Vec::with_capacity(config.production_variants.len());
+    for (pv, model) in config.production_variants.iter().zip(models) {
         let variant_err = |e: String| format!("variant {:?}: {e}", pv.variant_name);
         let load_opts = options::load_options(&model.primary_container).map_err(variant_err)?;
         let batching =
@@ -82,13 +100,16 @@ pub(super) async fn build(
 pub(super) fn variant_states(
     serving: &EndpointServing,
     config: &EndpointConfigRecord,
+    models: &[ModelRecord],
 ) -> Vec<VariantState> {
+    let time = now();
     serving
         .variants
         .iter()
         .zip(&config.production_variants)
+        .zip(models)
         .enumerate()
-        .map(|(i, (v, pv))| VariantState {
+        .map(|(i, ((v, pv), model))| VariantState {
             variant_name: v.name.clone(),
             current_weight: serving.choice.weight(i),
             desired_weight: serving.choice.weight(i),
@@ -96,8 +117,39 @@ pub(super) fn variant_states(
             desired_instance_count: pv.initial_instance_count.unwrap_or(1),
             pier_model_name: v.model_name.clone(),
             pier_artifact: v.loaded.artifact.to_string(),
+            deployed_images: vec![DeployedImage {
+                specified_image: model.primary_container.image.clone(),
+                resolved_image: format!(
+                    "{}@pier:{}",
+                    model.primary_container.image, v.loaded.artifact
+                ),
+                resolution_time: time,
+            }],
+            variant_status: Vec::new(),
         })
         .collect()
+}
+
+/// Marks every variant as in the step `status` (SageMaker's `VariantStatus`).
+pub(super) fn set_variant_status(variants: &mut [VariantState], status: &str) {
+    let time = now();
+    for v in variants {
+        v.variant_status = vec![VariantStatus {
+            status: status.to_owned(),
+            status_message: None,
+            start_time: time,
+        }];
+    }
+}
+
+/// Which variant properties an update keeps from the endpoint (`RetainAllVariantProperties`
+/// less `ExcludeRetainedVariantProperties`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Retain {
+    /// Keep `DesiredWeight` of variants the new config names too.
+    pub weights: bool,
+    /// Keep `DesiredInstanceCount` of variants the new config names too.
+    pub instance_counts: bool,
 }
 
 /// Loads `config` for a new endpoint and records the outcome. Holds the control lock.
@@ -110,15 +162,25 @@ pub(super) async fn create_in_background(
     let name = record.endpoint_name.clone();
     if !matches!(
         app.db.get::<EndpointRecord>(Table::Endpoints, &name).await,
-        Ok(Some(_))
+        Ok(Some(r)) if r.endpoint_status != EndpointStatus::Deleting
     ) {
         return; // deleted before it was built
     }
     // The record is written before the snapshot changes: a failed write leaves nothing
     // live that the database (and so a restart) would not show.
-    match build(&app, &name, &config, None).await {
-        Ok(serving) => {
-            record.production_variants = variant_states(&serving, &config);
+    let built = match resolve_models(&app, &config).await {
+        Ok(models) => build(&app, &name, &config, &models, None)
+            .await
+            .map(|serving| (serving, models)),
+        Err(e) => Err(e),
+    };
+    match built {
+        Ok((serving, models)) => {
+            record.production_variants = variant_states(&serving, &config, &models);
+            record.pier_deployed = Some(Deployed {
+                config: config.clone(),
+                models,
+            });
             record.endpoint_status = EndpointStatus::InService;
             record.failure_reason = None;
             record.last_modified_time = now();
@@ -163,6 +225,7 @@ pub(super) async fn update_in_background(
     app: AppState,
     endpoint_name: String,
     config: EndpointConfigRecord,
+    retain: Retain,
 ) {
     let _guard = app.control.lock().await;
     let Ok(Some(mut record)) = app
@@ -172,17 +235,45 @@ pub(super) async fn update_in_background(
     else {
         return; // deleted meanwhile
     };
+    if record.endpoint_status == EndpointStatus::Deleting {
+        return;
+    }
     let old_config = record.endpoint_config_name.clone();
-    let old_variants = record.production_variants.clone();
-    let built = build(&app, &endpoint_name, &config, None).await;
+    let old_deployed = record.pier_deployed.clone();
+    let mut old_variants = record.production_variants.clone();
+    for v in &mut old_variants {
+        v.variant_status.clear();
+    }
+    let kept_weights = retain.weights.then_some(old_variants.as_slice());
+    let built = match resolve_models(&app, &config).await {
+        Ok(models) => build(&app, &endpoint_name, &config, &models, kept_weights)
+            .await
+            .map(|serving| (serving, models)),
+        Err(e) => Err(e),
+    };
     record.endpoint_status = EndpointStatus::InService;
     record.last_modified_time = now();
+    record.production_variants.clone_from(&old_variants);
     // Persist first, then swap: if the write fails, the old config keeps serving and the
     // database still names it, so live routing and a restart agree.
     match built {
-        Ok(serving) => {
-            record.production_variants = variant_states(&serving, &config);
+        Ok((serving, models)) => {
+            record.production_variants = variant_states(&serving, &config, &models);
+            if retain.instance_counts {
+                for v in &mut record.production_variants {
+                    if let Some(old) = old_variants
+                        .iter()
+                        .find(|o| o.variant_name == v.variant_name)
+                    {
+                        v.desired_instance_count = old.desired_instance_count;
+                    }
+                }
+            }
             record.endpoint_config_name = config.endpoint_config_name.clone();
+            record.pier_deployed = Some(Deployed {
+                config: config.clone(),
+                models,
+            });
             record.failure_reason = None;
             match app
                 .db
@@ -200,6 +291,7 @@ pub(super) async fn update_in_background(
                 Err(e) => {
                     tracing::error!(endpoint = %endpoint_name, error = %e, "could not record the update; the previous config keeps serving");
                     record.endpoint_config_name = old_config;
+                    record.pier_deployed = old_deployed;
                     record.production_variants = old_variants;
                     record.failure_reason =
                         Some(format!("the update could not be recorded: {}", e.message));
@@ -221,34 +313,77 @@ pub(super) async fn update_in_background(
 }
 
 /// Brings every recorded endpoint back into service after a restart, with the config,
-/// weights and pinned model versions it had.
+/// models, weights and pinned versions it recorded at deploy time (so an endpoint whose
+/// config or models were deleted since is restored all the same), and finishes deletes that
+/// a stop interrupted.
 pub async fn restore_endpoints(app: &AppState) -> Result<usize, crate::error::ApiError> {
     let _guard = app.control.lock().await;
     let records: Vec<EndpointRecord> = app.db.list(Table::Endpoints).await?;
     let mut restored = 0;
     for mut record in records {
         let name = record.endpoint_name.clone();
-        if record.endpoint_status == EndpointStatus::Failed {
-            app.serving.update(|s| {
-                s.failed.insert(name.clone());
-            });
-            continue;
+        match record.endpoint_status {
+            EndpointStatus::Failed => {
+                app.serving.update(|s| {
+                    s.failed.insert(name.clone());
+                });
+                continue;
+            }
+            EndpointStatus::Deleting => {
+                app.db.delete(Table::Endpoints, &name).await?;
+                super::tags::remove_all(app, &record.endpoint_arn).await?;
+                tracing::info!(endpoint = %name, "finished an interrupted delete");
+                continue;
+            }
+            _ => {}
         }
-        let config: Option<EndpointConfigRecord> = app
-            .db
-            .get(Table::EndpointConfigs, &record.endpoint_config_name)
-            .await?;
-        let outcome = match &config {
-            Some(config) => build(app, &name, config, Some(&record.production_variants)).await,
-            None => Err(format!(
-                "endpoint configuration \"{}\" no longer exists",
-                record.endpoint_config_name
-            )),
+        let deployed = match record.pier_deployed.clone() {
+            Some(deployed) => Ok(deployed),
+            // Recorded before deployments were copied, or stopped while Creating.
+            None => match app
+                .db
+                .get::<EndpointConfigRecord>(Table::EndpointConfigs, &record.endpoint_config_name)
+                .await?
+            {
+                Some(config) => resolve_models(app, &config)
+                    .await
+                    .map(|models| Deployed { config, models }),
+                None => Err(format!(
+                    "endpoint configuration \"{}\" no longer exists",
+                    record.endpoint_config_name
+                )),
+            },
+        };
+        let outcome = match &deployed {
+            Ok(d) => {
+                build(
+                    app,
+                    &name,
+                    &d.config,
+                    &d.models,
+                    Some(&record.production_variants),
+                )
+                .await
+            }
+            Err(e) => Err(e.clone()),
         };
         match outcome {
             Ok(serving) => {
-                let config = config.expect("built from a config");
-                record.production_variants = variant_states(&serving, &config);
+                let deployed = deployed.expect("built from a deployment");
+                let counts: Vec<(String, u32)> = record
+                    .production_variants
+                    .iter()
+                    .map(|v| (v.variant_name.clone(), v.desired_instance_count))
+                    .collect();
+                record.production_variants =
+                    variant_states(&serving, &deployed.config, &deployed.models);
+                for v in &mut record.production_variants {
+                    if let Some((_, count)) = counts.iter().find(|(n, _)| *n == v.variant_name) {
+                        v.desired_instance_count = *count;
+                    }
+                }
+                record.endpoint_config_name = deployed.config.endpoint_config_name.clone();
+                record.pier_deployed = Some(deployed);
                 let serving = Arc::new(serving);
                 app.serving.update(|s| {
                     s.endpoints.insert(name.clone(), serving);

@@ -9,20 +9,27 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::deploy;
-use super::list::{ListRequest, page};
-use super::validate_name;
+use super::deploy::{self, Retain};
+use super::list::{ListKey, ListRequest, ListSpec, page};
+use super::models::unsupported;
+use super::{tags, validate_name};
 use crate::db::Table;
 use crate::error::ApiError;
-use crate::records::{EndpointConfigRecord, EndpointRecord, EndpointStatus, arn, now};
+use crate::records::{EndpointConfigRecord, EndpointRecord, EndpointStatus, Tag, arn, now};
 use crate::serving::WeightedChoice;
 use crate::state::AppState;
 
+/// CreateEndpoint's request; `DeploymentConfig` is refused (Pier's swap is atomic, with no
+/// blue/green stages or alarms to roll back on).
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct CreateEndpoint {
     endpoint_name: String,
     endpoint_config_name: String,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    deployment_config: Option<serde_json::Value>,
 }
 
 impl CreateEndpoint {
@@ -30,7 +37,28 @@ impl CreateEndpoint {
         Self {
             endpoint_name: name.into(),
             endpoint_config_name: config.into(),
+            tags: Vec::new(),
+            deployment_config: None,
         }
+    }
+}
+
+/// SageMaker's answer for a missing endpoint.
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format_args!("endpoint \"{name}\""))
+}
+
+/// SageMaker's answer for a change to an endpoint that is not `InService`.
+fn not_updatable(record: &EndpointRecord) -> ApiError {
+    match record.endpoint_status {
+        EndpointStatus::Failed => ApiError::validation(format!(
+            "Cannot update failed endpoint \"{}\"; delete it and create it again.",
+            record.endpoint_arn
+        )),
+        _ => ApiError::validation(format!(
+            "Cannot update in-progress endpoint \"{}\".",
+            record.endpoint_arn
+        )),
     }
 }
 
@@ -44,18 +72,22 @@ async fn config(app: &AppState, name: &str) -> Result<EndpointConfigRecord, ApiE
     app.db
         .get(Table::EndpointConfigs, name)
         .await?
-        .ok_or_else(|| ApiError::not_found("endpoint configuration", name))
+        .ok_or_else(|| super::configs::not_found(name))
 }
 
 async fn endpoint(app: &AppState, name: &str) -> Result<EndpointRecord, ApiError> {
     app.db
         .get(Table::Endpoints, name)
         .await?
-        .ok_or_else(|| ApiError::not_found("endpoint", name))
+        .ok_or_else(|| not_found(name))
 }
 
 pub(super) async fn create(app: &AppState, req: CreateEndpoint) -> Result<EndpointArn, ApiError> {
     validate_name("endpoint", &req.endpoint_name)?;
+    if req.deployment_config.is_some() {
+        return Err(unsupported("DeploymentConfig"));
+    }
+    tags::validate(&req.tags)?;
     let config = config(app, &req.endpoint_config_name).await?;
     let time = now();
     let record = EndpointRecord {
@@ -67,6 +99,7 @@ pub(super) async fn create(app: &AppState, req: CreateEndpoint) -> Result<Endpoi
         production_variants: Vec::new(),
         creation_time: time,
         last_modified_time: time,
+        pier_deployed: None,
     };
     {
         let _guard = app.control.lock().await;
@@ -75,11 +108,9 @@ pub(super) async fn create(app: &AppState, req: CreateEndpoint) -> Result<Endpoi
             .insert(Table::Endpoints, &req.endpoint_name, &record)
             .await?
         {
-            return Err(ApiError::in_use(format!(
-                "Cannot create already existing endpoint \"{}\".",
-                req.endpoint_name
-            )));
+            return Err(ApiError::already_exists("endpoint", &record.endpoint_arn));
         }
+        tags::set_initial(app, &record.endpoint_arn, &req.tags).await?;
         app.serving.update(|s| {
             s.creating.insert(req.endpoint_name.clone());
         });
@@ -90,13 +121,15 @@ pub(super) async fn create(app: &AppState, req: CreateEndpoint) -> Result<Endpoi
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct ByName {
     endpoint_name: String,
 }
 
 pub(super) async fn describe(app: &AppState, req: ByName) -> Result<EndpointRecord, ApiError> {
-    endpoint(app, &req.endpoint_name).await
+    let mut record = endpoint(app, &req.endpoint_name).await?;
+    record.pier_deployed = None; // stored for restarts, not described
+    Ok(record)
 }
 
 #[derive(Serialize)]
@@ -119,7 +152,17 @@ pub(super) struct ListResponse {
 
 pub(super) async fn list(app: &AppState, req: ListRequest) -> Result<ListResponse, ApiError> {
     let all: Vec<EndpointRecord> = app.db.list(Table::Endpoints).await?;
-    let (items, next_token) = page(all, &req, |e| (e.endpoint_name.as_str(), e.creation_time))?;
+    let spec = ListSpec {
+        sort_keys: &["Name", "CreationTime", "Status"],
+        last_modified: true,
+        statuses: Some(EndpointStatus::ALL),
+    };
+    let (items, next_token) = page(all, &req, &spec, |e| ListKey {
+        name: &e.endpoint_name,
+        creation_time: e.creation_time,
+        last_modified_time: e.last_modified_time,
+        status: e.endpoint_status.as_str(),
+    })?;
     let endpoints = items
         .into_iter()
         .map(|e| Summary {
@@ -136,25 +179,81 @@ pub(super) async fn list(app: &AppState, req: ListRequest) -> Result<ListRespons
     })
 }
 
+/// UpdateEndpoint's request. `RetainAllVariantProperties` keeps the weights and instance
+/// counts of variants the new config names too, less `ExcludeRetainedVariantProperties`.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct UpdateEndpoint {
     endpoint_name: String,
     endpoint_config_name: String,
+    #[serde(default)]
+    retain_all_variant_properties: Option<bool>,
+    #[serde(default)]
+    exclude_retained_variant_properties: Option<Vec<VariantProperty>>,
+    /// Accepted: there is never a deployment config to retain.
+    #[serde(default)]
+    retain_deployment_config: Option<bool>,
+    /// Refused, as at CreateEndpoint.
+    #[serde(default)]
+    deployment_config: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct VariantProperty {
+    variant_property_type: String,
+}
+
+impl UpdateEndpoint {
+    fn retain(&self) -> Result<Retain, ApiError> {
+        let excluded = self
+            .exclude_retained_variant_properties
+            .as_deref()
+            .unwrap_or_default();
+        if excluded.len() > 3 {
+            return Err(ApiError::validation(
+                "ExcludeRetainedVariantProperties may hold at most 3 entries",
+            ));
+        }
+        let mut retain = Retain {
+            weights: true,
+            instance_counts: true,
+        };
+        for p in excluded {
+            match p.variant_property_type.as_str() {
+                "DesiredWeight" => retain.weights = false,
+                "DesiredInstanceCount" => retain.instance_counts = false,
+                "DataCaptureConfig" => {}
+                other => {
+                    return Err(ApiError::validation(format!(
+                        "1 validation error detected: Value '{other}' at 'excludeRetainedVariantProperties.variantPropertyType' failed to satisfy constraint: Member must satisfy enum value set: [DesiredInstanceCount, DesiredWeight, DataCaptureConfig]"
+                    )));
+                }
+            }
+        }
+        if self.retain_all_variant_properties == Some(true) {
+            Ok(retain)
+        } else {
+            Ok(Retain::default())
+        }
+    }
 }
 
 pub(super) async fn update(app: &AppState, req: UpdateEndpoint) -> Result<EndpointArn, ApiError> {
-    let config = config(app, &req.endpoint_config_name).await?;
+    if req.deployment_config.is_some() {
+        return Err(unsupported("DeploymentConfig"));
+    }
+    let _ = req.retain_deployment_config;
+    let retain = req.retain()?;
     let _guard = app.control.lock().await;
     let mut record = endpoint(app, &req.endpoint_name).await?;
     if record.endpoint_status != EndpointStatus::InService {
-        return Err(ApiError::validation(format!(
-            "Cannot update endpoint \"{}\" while it is {:?}; wait until it is InService.",
-            req.endpoint_name, record.endpoint_status
-        )));
+        return Err(not_updatable(&record));
     }
+    let config = config(app, &req.endpoint_config_name).await?;
     record.endpoint_status = EndpointStatus::Updating;
     record.last_modified_time = now();
+    deploy::set_variant_status(&mut record.production_variants, "Updating");
     app.db
         .update(Table::Endpoints, &req.endpoint_name, &record)
         .await?;
@@ -162,6 +261,7 @@ pub(super) async fn update(app: &AppState, req: UpdateEndpoint) -> Result<Endpoi
         app.clone(),
         req.endpoint_name,
         config,
+        retain,
     ));
     Ok(EndpointArn {
         endpoint_arn: record.endpoint_arn,
@@ -169,17 +269,20 @@ pub(super) async fn update(app: &AppState, req: UpdateEndpoint) -> Result<Endpoi
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct DesiredWeightAndCapacity {
     variant_name: String,
     #[serde(default)]
     desired_weight: Option<f64>,
     #[serde(default)]
     desired_instance_count: Option<u32>,
+    /// Refused: serverless variants are not served.
+    #[serde(default)]
+    serverless_update_config: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct UpdateWeights {
     endpoint_name: String,
     desired_weights_and_capacities: Vec<DesiredWeightAndCapacity>,
@@ -191,13 +294,30 @@ pub(super) async fn update_weights(
     app: &AppState,
     req: UpdateWeights,
 ) -> Result<EndpointArn, ApiError> {
+    if req.desired_weights_and_capacities.is_empty()
+        || req.desired_weights_and_capacities.len() > 10
+    {
+        return Err(ApiError::validation(
+            "DesiredWeightsAndCapacities must hold 1-10 entries",
+        ));
+    }
+    for desired in &req.desired_weights_and_capacities {
+        if desired.serverless_update_config.is_some() {
+            return Err(unsupported(
+                "DesiredWeightsAndCapacities.ServerlessUpdateConfig",
+            ));
+        }
+        if desired.desired_weight.is_none() && desired.desired_instance_count.is_none() {
+            return Err(ApiError::validation(format!(
+                "DesiredWeightsAndCapacities[{:?}] must give DesiredWeight or DesiredInstanceCount",
+                desired.variant_name
+            )));
+        }
+    }
     let _guard = app.control.lock().await;
     let mut record = endpoint(app, &req.endpoint_name).await?;
     if record.endpoint_status != EndpointStatus::InService {
-        return Err(ApiError::validation(format!(
-            "Cannot update endpoint \"{}\" while it is {:?}.",
-            req.endpoint_name, record.endpoint_status
-        )));
+        return Err(not_updatable(&record));
     }
     let snapshot = app.serving.snapshot();
     let serving = snapshot
@@ -249,16 +369,42 @@ pub(super) async fn update_weights(
     })
 }
 
+/// Deletes an endpoint: it stops serving at once and shows `Deleting` until its record is
+/// gone (a stop in between is finished at the next start).
 pub(super) async fn delete(app: &AppState, req: ByName) -> Result<serde_json::Value, ApiError> {
     let _guard = app.control.lock().await;
-    if !app.db.delete(Table::Endpoints, &req.endpoint_name).await? {
-        return Err(ApiError::not_found("endpoint", &req.endpoint_name));
+    let mut record = endpoint(app, &req.endpoint_name).await?;
+    if record.endpoint_status == EndpointStatus::Deleting {
+        return Ok(serde_json::json!({}));
     }
+    record.endpoint_status = EndpointStatus::Deleting;
+    record.last_modified_time = now();
+    deploy::set_variant_status(&mut record.production_variants, "Deleting");
+    app.db
+        .update(Table::Endpoints, &req.endpoint_name, &record)
+        .await?;
     app.serving.update(|s| {
         s.endpoints.remove(&req.endpoint_name);
         s.creating.remove(&req.endpoint_name);
         s.failed.remove(&req.endpoint_name);
     });
-    tracing::info!(endpoint = %req.endpoint_name, "endpoint deleted");
+    tokio::spawn(finish_delete(app.clone(), record));
     Ok(serde_json::json!({}))
+}
+
+/// Removes a `Deleting` endpoint's record and tags (under the control lock, after the call
+/// that marked it has answered).
+async fn finish_delete(app: AppState, record: EndpointRecord) {
+    let _guard = app.control.lock().await;
+    let name = &record.endpoint_name;
+    let done = match app.db.delete(Table::Endpoints, name).await {
+        Ok(_) => tags::remove_all(&app, &record.endpoint_arn).await,
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(()) => tracing::info!(endpoint = %name, "endpoint deleted"),
+        Err(e) => {
+            tracing::error!(endpoint = %name, error = %e, "could not remove the deleted endpoint's record; the next start finishes it")
+        }
+    }
 }

@@ -3,6 +3,8 @@
 //!
 //! `POST /` with `X-Amz-Target: SageMaker.<Action>` and a JSON body in SageMaker's PascalCase
 //! field names. Request signatures are not checked (yet): keep this port on loopback.
+//! Answers follow SageMaker's to the letter (error codes and messages, filters, tags), and
+//! every answer carries an `x-amzn-RequestId`.
 
 mod configs;
 pub mod demo;
@@ -12,6 +14,7 @@ mod import;
 mod list;
 mod models;
 pub mod options;
+mod tags;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -41,6 +44,33 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             crate::layers::early_length_check(limit, crate::layers::Plane::Admin, request, next)
         }))
+        .layer(axum::middleware::map_response(with_request_id))
+}
+
+/// Adds `x-amzn-RequestId` (a random UUID, as AWS sends) to every control-plane answer,
+/// refusals included; botocore reads it into `ResponseMetadata.RequestId`.
+async fn with_request_id(mut response: Response) -> Response {
+    let id = request_id();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-amzn-requestid", value);
+    }
+    response
+}
+
+/// A random version-4 UUID.
+fn request_id() -> String {
+    let mut bytes: [u8; 16] = fastrand::u128(..).to_be_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 async fn dispatch(
@@ -77,6 +107,9 @@ async fn dispatch(
         "UpdateEndpoint" => call(&app, &body, endpoints::update).await,
         "UpdateEndpointWeightsAndCapacities" => call(&app, &body, endpoints::update_weights).await,
         "DeleteEndpoint" => call(&app, &body, endpoints::delete).await,
+        "AddTags" => call(&app, &body, tags::add).await,
+        "ListTags" => call(&app, &body, tags::list).await,
+        "DeleteTags" => call(&app, &body, tags::delete).await,
         other => Err(ApiError {
             code: "UnknownOperationException",
             message: format!("Pier does not implement SageMaker.{other}"),
@@ -111,8 +144,19 @@ where
     } else {
         body
     };
-    let request: Req = serde_json::from_slice(body)
-        .map_err(|e| ApiError::validation(format!("invalid request: {e}")))?;
+    let request: Req = serde_json::from_slice(body).map_err(|e| {
+        let text = e.to_string();
+        // SageMaker fields Pier does not know are refused by name, never silently dropped.
+        match text
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((field, _)) => ApiError::validation(format!(
+                "{field} is not supported by Pier yet; remove it from the request ({text})"
+            )),
+            None => ApiError::validation(format!("invalid request: {text}")),
+        }
+    })?;
     let response = action(app, request).await?;
     serde_json::to_string(&response).map_err(ApiError::internal)
 }

@@ -7,24 +7,35 @@
 use pier_model_store::Cancel;
 use serde::{Deserialize, Serialize};
 
-use super::list::{ListRequest, page};
-use super::{import, validate_name};
+use super::list::{ListKey, ListRequest, ListSpec, page};
+use super::{import, tags, validate_name};
 use crate::db::Table;
 use crate::error::ApiError;
-use crate::records::{
-    ArtifactRef, ContainerDefinition, EndpointConfigRecord, EndpointRecord, ModelRecord, arn, now,
-};
+use crate::records::{ArtifactRef, ContainerDefinition, ModelRecord, Tag, arn, first_present, now};
 use crate::state::AppState;
 
+/// CreateModel's request. Fields Pier cannot honour yet are read only to be refused by name;
+/// unknown fields are refused.
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct CreateModel {
     model_name: String,
     primary_container: Option<ContainerDefinition>,
     #[serde(default)]
-    containers: Vec<ContainerDefinition>,
-    #[serde(default)]
     execution_role_arn: Option<String>,
+    #[serde(default)]
+    enable_network_isolation: Option<bool>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    /// Refused until inference pipelines are served.
+    #[serde(default)]
+    containers: Option<serde_json::Value>,
+    /// Refused with `Containers`.
+    #[serde(default)]
+    inference_execution_config: Option<serde_json::Value>,
+    /// Refused: Pier runs no VPC.
+    #[serde(default)]
+    vpc_config: Option<serde_json::Value>,
 }
 
 impl CreateModel {
@@ -32,10 +43,19 @@ impl CreateModel {
         Self {
             model_name: name.into(),
             primary_container: Some(container),
-            containers: Vec::new(),
             execution_role_arn: None,
+            enable_network_isolation: None,
+            tags: Vec::new(),
+            containers: None,
+            inference_execution_config: None,
+            vpc_config: None,
         }
     }
+}
+
+/// SageMaker's answer for a missing model.
+pub(super) fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format_args!("model \"{}\"", arn("model", name)))
 }
 
 #[derive(Serialize)]
@@ -46,16 +66,33 @@ pub(super) struct ModelArn {
 
 pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn, ApiError> {
     validate_name("model", &req.model_name)?;
-    let container = match (req.primary_container, req.containers.len()) {
-        (Some(c), 0) => c,
-        (None, 1) => req.containers.into_iter().next().expect("one container"),
-        (None, 0) => return Err(ApiError::validation("PrimaryContainer is required")),
-        _ => {
-            return Err(ApiError::validation(
-                "give exactly one of PrimaryContainer or a single Containers entry",
-            ));
-        }
+    if let Some(field) = first_present(&[
+        ("Containers", req.containers.is_some()),
+        (
+            "InferenceExecutionConfig",
+            req.inference_execution_config.is_some(),
+        ),
+        ("VpcConfig", req.vpc_config.is_some()),
+    ]) {
+        return Err(unsupported(field));
+    }
+    let Some(container) = req.primary_container else {
+        return Err(ApiError::validation("PrimaryContainer is required"));
     };
+    if let Some(field) = container.unsupported() {
+        return Err(unsupported(&format!("PrimaryContainer.{field}")));
+    }
+    if let Some(mode) = container.mode.as_deref()
+        && mode != "SingleModel"
+    {
+        return Err(ApiError::validation(format!(
+            "PrimaryContainer.Mode {mode:?} is not supported by Pier yet; use SingleModel"
+        )));
+    }
+    if let Some(role) = &req.execution_role_arn {
+        validate_role_arn(role)?;
+    }
+    tags::validate(&req.tags)?;
     let supported = pier_runtimes::loader::SUPPORTED_RUNTIMES;
     if !supported.contains(&container.image.as_str()) {
         return Err(ApiError::validation(format!(
@@ -76,10 +113,10 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         .await?
         .is_some()
     {
-        return Err(ApiError::in_use(format!(
-            "Cannot create already existing model \"{}\".",
-            req.model_name
-        )));
+        return Err(ApiError::already_exists(
+            "model",
+            &arn("model", &req.model_name),
+        ));
     }
     // The import runs on a blocking thread; if this handler is dropped (the client went
     // away, the request timed out) the guard sets the cancel flag, the copy stops at its next
@@ -111,6 +148,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         model_name: req.model_name.clone(),
         primary_container: container,
         execution_role_arn: req.execution_role_arn,
+        enable_network_isolation: req.enable_network_isolation,
         creation_time: now(),
         pier_artifact: resolved.artifact.clone(),
     };
@@ -120,11 +158,9 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         remove_import(app, &resolved.artifact).await;
     }
     if !inserted? {
-        return Err(ApiError::in_use(format!(
-            "Cannot create already existing model \"{}\".",
-            req.model_name
-        )));
+        return Err(ApiError::already_exists("model", &record.model_arn));
     }
+    tags::set_initial(app, &record.model_arn, &req.tags).await?;
     tracing::info!(model = %req.model_name, artifact = %record.pier_artifact, "model created");
     Ok(ModelArn {
         model_arn: record.model_arn,
@@ -159,7 +195,7 @@ async fn remove_import(app: &AppState, artifact: &ArtifactRef) {
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub(super) struct ByName {
     model_name: String,
 }
@@ -168,7 +204,7 @@ pub(super) async fn describe(app: &AppState, req: ByName) -> Result<ModelRecord,
     app.db
         .get(Table::Models, &req.model_name)
         .await?
-        .ok_or_else(|| ApiError::not_found("model", &req.model_name))
+        .ok_or_else(|| not_found(&req.model_name))
 }
 
 #[derive(Serialize)]
@@ -189,7 +225,17 @@ pub(super) struct ListModelsResponse {
 
 pub(super) async fn list(app: &AppState, req: ListRequest) -> Result<ListModelsResponse, ApiError> {
     let all: Vec<ModelRecord> = app.db.list(Table::Models).await?;
-    let (items, next_token) = page(all, &req, |m| (m.model_name.as_str(), m.creation_time))?;
+    let spec = ListSpec {
+        sort_keys: &["Name", "CreationTime"],
+        last_modified: false,
+        statuses: None,
+    };
+    let (items, next_token) = page(all, &req, &spec, |m| ListKey {
+        name: &m.model_name,
+        creation_time: m.creation_time,
+        last_modified_time: m.creation_time,
+        status: "",
+    })?;
     let models = items
         .into_iter()
         .map(|m| ModelSummary {
@@ -201,27 +247,42 @@ pub(super) async fn list(app: &AppState, req: ListRequest) -> Result<ListModelsR
     Ok(ListModelsResponse { models, next_token })
 }
 
+/// Deletes a model. An endpoint that serves it keeps serving (and is restored after a
+/// restart from what it recorded at deploy time), as SageMaker allows.
 pub(super) async fn delete(app: &AppState, req: ByName) -> Result<serde_json::Value, ApiError> {
     let _guard = app.control.lock().await;
-    let endpoints: Vec<EndpointRecord> = app.db.list(Table::Endpoints).await?;
-    for endpoint in endpoints {
-        let config: Option<EndpointConfigRecord> = app
-            .db
-            .get(Table::EndpointConfigs, &endpoint.endpoint_config_name)
-            .await?;
-        if config.is_some_and(|c| {
-            c.production_variants
-                .iter()
-                .any(|v| v.model_name == req.model_name)
-        }) {
-            return Err(ApiError::in_use(format!(
-                "model \"{}\" is served by endpoint \"{}\"; update or delete the endpoint first",
-                req.model_name, endpoint.endpoint_name
-            )));
-        }
-    }
     if !app.db.delete(Table::Models, &req.model_name).await? {
-        return Err(ApiError::not_found("model", &req.model_name));
+        return Err(not_found(&req.model_name));
     }
+    tags::remove_all(app, &arn("model", &req.model_name)).await?;
     Ok(serde_json::json!({}))
+}
+
+/// An accepted field Pier cannot honour yet.
+pub(super) fn unsupported(field: &str) -> ApiError {
+    ApiError::validation(format!(
+        "{field} is not supported by Pier yet; remove it from the request"
+    ))
+}
+
+/// SageMaker's `RoleArn` rule: `arn:aws*:iam::ACCOUNT:role/NAME`, 20–2048 characters.
+pub(super) fn validate_role_arn(role: &str) -> Result<(), ApiError> {
+    let shape_ok = role.starts_with("arn:aws")
+        && role
+            .split_once(":iam::")
+            .and_then(|(_, rest)| {
+                rest.split_once(":role/")
+                    .or_else(|| rest.split_once(":role"))
+            })
+            .is_some_and(|(account, name)| {
+                account.len() == 12
+                    && account.bytes().all(|b| b.is_ascii_digit())
+                    && !name.is_empty()
+            });
+    if !(20..=2048).contains(&role.len()) || !shape_ok {
+        return Err(ApiError::validation(format!(
+            "ExecutionRoleArn {role:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        )));
+    }
+    Ok(())
 }
