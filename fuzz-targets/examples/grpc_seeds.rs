@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use pier_proto::inference::model_infer_request::{
-    InferInputTensor, InferRequestedOutputTensor,
-};
+use pier_proto::inference::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use pier_proto::inference::{InferTensorContents, ModelInferRequest};
 use prost::Message;
 

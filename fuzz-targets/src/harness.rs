@@ -13,11 +13,11 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use pier_model_store::ModelStore;
+use pier_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use pier_server::db::Db;
 use pier_server::v2::V2;
 use pier_server::v2::grpc::{Service, service};
 use pier_server::{AppState, ServerConfig};
-use pier_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use tower::ServiceExt;
 
 /// One in-process server.
@@ -55,7 +55,9 @@ impl Harness {
         let limit = config.limits.max_body_bytes;
         let state = rt.block_on(async {
             let store = ModelStore::open(config.store_dir()).expect("the store opens");
-            let db = Db::open(&config.data_dir).await.expect("the database opens");
+            let db = Db::open(&config.data_dir)
+                .await
+                .expect("the database opens");
             let state = AppState::new(config, store, db);
             pier_server::control::demo::install(&state)
                 .await
@@ -114,7 +116,12 @@ impl Harness {
             .body(Full::new(Bytes::from(frame)))
             .expect("a valid request");
         self.rt.block_on(async {
-            let response = self.grpc.clone().oneshot(request).await.expect("infallible");
+            let response = self
+                .grpc
+                .clone()
+                .oneshot(request)
+                .await
+                .expect("infallible");
             let (parts, body) = response.into_parts();
             let collected = body.collect().await.expect("the response body reads");
             let code = |h: &HeaderMap| {

@@ -32,9 +32,8 @@ fn finite() -> impl Strategy<Value = f32> {
 
 fn matrix() -> impl Strategy<Value = Tensor> {
     (1usize..8, 1usize..6).prop_flat_map(|(rows, cols)| {
-        prop::collection::vec(finite(), rows * cols).prop_map(move |values| {
-            Tensor::from_f32_rows(rows, cols, values).expect("a matrix")
-        })
+        prop::collection::vec(finite(), rows * cols)
+            .prop_map(move |values| Tensor::from_f32_rows(rows, cols, values).expect("a matrix"))
     })
 }
 
