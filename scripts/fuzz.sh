@@ -56,7 +56,9 @@ for t in "${targets[@]}"; do
     set -e
     rm -rf "$tmp"
     cpu=$(awk '{printf "%.0f", $1 + $2}' "$logs/$t.time" 2>/dev/null || echo '?')
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' | tail -1)
+    # Runs: the final stats, or (fork mode) the last status line's `#N`.
+    execs=$({ grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" |
+        grep -o '[0-9]*$' || grep -o '^#[0-9]*' "$logs/$t.log" | tr -d '#'; } | tail -n 1 || true)
     if [ $rc -eq 0 ]; then
         verdict=ok
     else

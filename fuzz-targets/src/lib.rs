@@ -32,8 +32,11 @@ pub use v2::{grpc_model_infer, v2_binary, v2_json};
 /// Inputs longer than this are ignored: the fuzzer looks for malformed structure, not bulk.
 pub const MAX_INPUT: usize = 64 * 1024;
 
+/// A fuzz entry point: arbitrary bytes in, a panic or abort if Pier mishandles them.
+pub type Entry = fn(&[u8]);
+
 /// Every target by name (the name of its `fuzz/fuzz_targets/*.rs` and `fuzz/corpus/*` folder).
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Entry); 7] = [
     ("csv", csv),
     ("json", json),
     ("json_lines", json_lines),
