@@ -4,6 +4,7 @@
 mod common;
 
 use common::TestServer;
+use futures::StreamExt;
 use pier_proto::inference as pb;
 use pier_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use tonic::Code;
@@ -415,4 +416,43 @@ async fn message_limit_follows_the_body_limit() {
     );
     assert!(err.message().contains("65536"), "{err}");
     s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_infer_answers_each_request_in_order_and_errors_per_message() {
+    let (_dir, server, mut c) = demo().await;
+    let mut requests: Vec<pb::ModelInferRequest> = (0..40)
+        .map(|i| {
+            let mut r = raw_request("demo", "1", 1 + i % 3);
+            r.id = format!("r{i}");
+            r
+        })
+        .collect();
+    // One bad request in the middle: its own error, the stream goes on.
+    requests[17].model_name = "ghost".into();
+    let answers: Vec<pb::ModelStreamInferResponse> = c
+        .model_stream_infer(futures::stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(answers.len(), 40);
+    for (i, a) in answers.iter().enumerate() {
+        let r = a
+            .infer_response
+            .as_ref()
+            .expect("each answer names its request");
+        assert_eq!(r.id, format!("r{i}"), "answers keep request order");
+        if i == 17 {
+            assert!(a.error_message.contains("ghost"), "{}", a.error_message);
+            assert!(r.outputs.is_empty());
+        } else {
+            assert!(a.error_message.is_empty(), "{}", a.error_message);
+            assert_eq!(r.model_version, "1");
+            assert_eq!(r.outputs[0].shape[0], (1 + i % 3) as i64);
+        }
+    }
+    server.stop().await;
 }
