@@ -20,7 +20,9 @@
 #
 # Stable rustc works: the script sets RUSTC_BOOTSTRAP=1 for cargo-fuzz's nightly flags and
 # installs cargo-fuzz (cargo install cargo-fuzz --locked) if it is missing. Every run uses
-# -rss_limit_mb=2048 -malloc_limit_mb=2048, so an allocation sized by a client is a crash.
+# -rss_limit_mb=2048 -malloc_limit_mb=2048; a client-sized allocation the system refuses
+# aborts (a crash to libFuzzer), and with FUZZ_SANITIZER=address any single allocation over
+# 2 GB is one too (the malloc limit needs a sanitizer's hooks).
 # New interesting inputs land in fuzz/corpus/<target>/ (minimize with
 # `RUSTC_BOOTSTRAP=1 cargo fuzz cmin -s none <target>` before committing; keep each corpus
 # small); crashes in fuzz/artifacts/<target>/ (not committed; reproduce with
