@@ -20,11 +20,15 @@
 #
 # Stable rustc works: the script sets RUSTC_BOOTSTRAP=1 for cargo-fuzz's nightly flags and
 # installs cargo-fuzz (cargo install cargo-fuzz --locked) if it is missing. Every run uses
-# -rss_limit_mb=2048 -malloc_limit_mb=2048, so an allocation sized by a client is a crash.
+# -rss_limit_mb=2048 -malloc_limit_mb=2048; a client-sized allocation the system refuses
+# aborts (a crash to libFuzzer), and with FUZZ_SANITIZER=address any single allocation over
+# 2 GB is one too (the malloc limit needs a sanitizer's hooks).
 # New interesting inputs land in fuzz/corpus/<target>/ (minimize with
 # `RUSTC_BOOTSTRAP=1 cargo fuzz cmin -s none <target>` before committing; keep each corpus
 # small); crashes in fuzz/artifacts/<target>/ (not committed; reproduce with
 # `RUSTC_BOOTSTRAP=1 cargo fuzz run -s none <target> fuzz/artifacts/<target>/<file>`).
+# fuzz/dict/ holds libFuzzer dictionaries (field names, datatypes, actions, huge sizes) for
+# the v2 REST and control targets.
 # Prints each target's CPU seconds (user + system) and verdict; exits 1 if any crashed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,10 +52,15 @@ for t in "${targets[@]}"; do
     # The server-backed targets keep a data folder in TMPDIR; drop it after the run.
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/pier-fuzz-$t.XXXXXX")
     set +e
+    dict=()
+    case $t in
+        v2_json | v2_binary) dict=(-dict=fuzz/dict/v2.dict) ;;
+        control) dict=(-dict=fuzz/dict/control.dict) ;;
+    esac
     TMPDIR=$tmp /usr/bin/time -f '%U %S' -o "$logs/$t.time" \
         cargo fuzz run "${build[@]}" "$t" -- \
         -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1 \
-        ${FUZZ_ARGS:-} >"$logs/$t.log" 2>&1
+        "${dict[@]}" ${FUZZ_ARGS:-} >"$logs/$t.log" 2>&1
     rc=$?
     set -e
     rm -rf "$tmp"
