@@ -107,6 +107,27 @@ struct ServeArgs {
     /// Seconds one import may take.
     #[arg(long, default_value_t = 300.0)]
     import_timeout: f64,
+    /// AWS shared-credentials file (`[name]` sections with aws_access_key_id and
+    /// aws_secret_access_key, optional `pier_planes = admin,invoke` and `pier_token = ...`):
+    /// every control- and data-plane request then needs a valid SigV4 signature or
+    /// `Authorization: Bearer <pier_token>`. /ping, /v2/health/* and /metrics stay open.
+    #[arg(long, value_name = "FILE")]
+    credentials: Option<PathBuf>,
+    /// Require credentials for /metrics too (with --credentials).
+    #[arg(long)]
+    metrics_auth: bool,
+    /// Allow --admin on a non-loopback address without --credentials.
+    #[arg(long)]
+    insecure_admin: bool,
+    /// PEM certificate chain: every listener (HTTP, admin, gRPC) then speaks TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate signed by one (mTLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

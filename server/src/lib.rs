@@ -7,12 +7,13 @@
 //! snapshot on the side and storing it whole. Model code runs on a dedicated compute pool,
 //! never on tokio's workers. Errors become wire statuses in [`error`] alone.
 
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod data;
 pub mod db;
 pub mod error;
-mod layers;
+pub mod layers;
 pub mod listener;
 pub mod metrics;
 pub mod records;
