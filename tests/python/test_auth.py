@@ -1,0 +1,121 @@
+"""Authentication with unchanged clients: boto3 (sagemaker and sagemaker-runtime), the AWS
+CLI and tritonclient (bearer token over HTTP and gRPC) against `pier serve --demo
+--credentials FILE`, and each refusal's AWS error code."""
+
+import json
+import os
+import subprocess
+
+import boto3
+import botocore.config
+import botocore.exceptions
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+
+from conftest import start_pier, stop_pier
+
+CREDENTIALS = """\
+[ops]
+aws_access_key_id = AKIAOPS
+aws_secret_access_key = ops/secret+key
+pier_token = ops-token
+
+[app]
+aws_access_key_id = AKIAAPP
+aws_secret_access_key = app-secret
+pier_planes = invoke
+pier_token = app-token
+"""
+IRIS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def pier(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("auth")
+    creds = tmp / "credentials"
+    creds.write_text(CREDENTIALS)
+    proc, addrs = start_pier(tmp / "data", "--demo", "--grpc", "127.0.0.1:0", "--credentials", str(creds))
+    addrs["credentials"] = str(creds)
+    yield addrs
+    stop_pier(proc)
+
+
+def client(kind, addr, key, secret):
+    return boto3.client(
+        kind,
+        endpoint_url=f"http://{addr}",
+        region_name="us-west-2",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=botocore.config.Config(retries={"max_attempts": 1}),
+    )
+
+
+def error_code(call):
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        call()
+    assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403, e.value.response
+    return e.value.response["Error"]["Code"]
+
+
+def test_boto3_control_plane(pier):
+    sm = client("sagemaker", pier["admin"], "AKIAOPS", "ops/secret+key")
+    names = [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    assert "demo" in names
+    assert sm.describe_endpoint(EndpointName="demo")["EndpointStatus"] == "InService"
+    wrong = client("sagemaker", pier["admin"], "AKIAOPS", "not-the-secret")
+    assert error_code(wrong.list_endpoints) == "InvalidSignatureException"
+    unknown = client("sagemaker", pier["admin"], "AKIAUNKNOWN", "x")
+    assert error_code(unknown.list_endpoints) == "UnrecognizedClientException"
+    invoke_only = client("sagemaker", pier["admin"], "AKIAAPP", "app-secret")
+    assert error_code(invoke_only.list_endpoints) == "AccessDeniedException"
+    unsigned = boto3.client(
+        "sagemaker", endpoint_url=f"http://{pier['admin']}", region_name="us-west-2",
+        config=botocore.config.Config(signature_version=botocore.UNSIGNED, retries={"max_attempts": 1}),
+    )
+    assert error_code(unsigned.list_endpoints) == "MissingAuthenticationToken"
+
+
+def test_boto3_runtime(pier):
+    body = "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
+    for key, secret in [("AKIAOPS", "ops/secret+key"), ("AKIAAPP", "app-secret")]:
+        rt = client("sagemaker-runtime", pier["http"], key, secret)
+        r = rt.invoke_endpoint(EndpointName="demo", ContentType="text/csv", Accept="application/json", Body=body)
+        assert r["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert len(json.loads(r["Body"].read())["predictions"]) == 2
+    wrong = client("sagemaker-runtime", pier["http"], "AKIAAPP", "wrong")
+    code = error_code(lambda: wrong.invoke_endpoint(EndpointName="demo", ContentType="text/csv", Body=body))
+    assert code == "InvalidSignatureException"
+
+
+def test_aws_cli(pier, tmp_path):
+    env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=pier["credentials"], AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_DEFAULT_REGION="us-west-2", AWS_MAX_ATTEMPTS="1")
+    env.pop("AWS_ACCESS_KEY_ID", None)
+    env.pop("AWS_SECRET_ACCESS_KEY", None)
+    cmd = ["aws", "sagemaker", "list-endpoints", "--endpoint-url", f"http://{pier['admin']}"]
+    ok = subprocess.run([*cmd, "--profile", "ops"], env=env, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "demo" in ok.stdout
+    denied = subprocess.run([*cmd, "--profile", "app"], env=env, capture_output=True, text=True, timeout=60)
+    assert denied.returncode != 0 and "AccessDeniedException" in denied.stderr, denied.stderr
+
+
+def test_tritonclient_tokens(pier):
+    # Fresh header dicts per call: tritonclient's HTTP client adds its own to the dict.
+    http = httpclient.InferenceServerClient(pier["http"])
+    grpc = grpcclient.InferenceServerClient(pier["grpc"])
+    assert http.is_server_live() and grpc.is_server_live()
+    for mod, c in [(httpclient, http), (grpcclient, grpc)]:
+        x = mod.InferInput("X", [2, 4], "FP32")
+        x.set_data_from_numpy(IRIS)
+        r = c.infer("demo", [x], headers={"authorization": "Bearer app-token"})
+        assert r.as_numpy("label").shape == (2,)
+        with pytest.raises(Exception) as e:
+            c.infer("demo", [x], headers={"authorization": "Bearer guess"})
+        assert "security token" in str(e.value), e.value
+        with pytest.raises(Exception) as e:
+            c.infer("demo", [x])
+        assert "Authentication Token" in str(e.value), e.value
