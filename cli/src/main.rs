@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Serve models: SageMaker runtime and v2 REST on --http, v2 gRPC on --grpc, SageMaker
     /// control API on --admin.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Work with artifacts in the model store.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -198,7 +198,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => commands::serve(args).await,
+            Command::Serve(args) => commands::serve(*args).await,
             Command::Models(cmd) => commands::models(cmd).await,
             Command::Endpoints(cmd) => commands::endpoints(cmd).await,
             Command::Train(args) => train::train(args).await,

@@ -20,6 +20,7 @@ pub mod records;
 pub mod server;
 pub mod serving;
 pub mod state;
+pub mod tls;
 pub mod v2;
 
 pub use config::{ComputeConfig, Limits, ServerConfig};

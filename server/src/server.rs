@@ -46,6 +46,14 @@ pub enum StartError {
          --credentials FILE, bind --admin to a loopback address, or pass --insecure-admin"
     )]
     InsecureAdmin(SocketAddr),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error("TLS: {path}: {message}")]
+    Tls {
+        /// The file at fault.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Restoring endpoints failed.
     #[error("cannot restore endpoints: {0}")]
     Restore(#[from] crate::error::ApiError),
@@ -79,6 +87,13 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     if auth.credentials.is_none() && !auth.insecure_admin && !config.admin_addr.ip().is_loopback() {
         return Err(StartError::InsecureAdmin(config.admin_addr));
     }
+    let (tls_http, tls_grpc) = match &config.tls {
+        Some(tls) => (
+            Some(crate::tls::acceptor(tls, &[b"h2", b"http/1.1"])?),
+            Some(crate::tls::acceptor(tls, &[b"h2"])?),
+        ),
+        None => (None, None),
+    };
     crate::metrics::install();
     let store = ModelStore::open(config.store_dir())?;
     let sweeper = store
@@ -120,6 +135,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             crate::data::router_with_v2(state.clone(), v2.clone()),
             limits.clone(),
             permits.clone(),
+            tls_http.clone(),
             rx.clone(),
         )),
         tokio::spawn(listener::serve_http(
@@ -127,6 +143,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             crate::control::router(state.clone()),
             limits.clone(),
             permits.clone(),
+            tls_http,
             rx.clone(),
         )),
     ];
@@ -143,6 +160,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             listener,
             service,
             credentials,
+            tls_grpc,
             limits,
             permits,
             rx,
@@ -172,6 +190,7 @@ async fn serve_grpc(
         crate::v2::grpc::Service,
     >,
     credentials: Option<Arc<crate::auth::Credentials>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ListenerLimits,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
@@ -191,7 +210,12 @@ async fn serve_grpc(
         .http2_keepalive_timeout(Some(limits.http2_keep_alive))
         .add_service(service)
         .serve_with_incoming_shutdown(
-            listener::incoming(listener, permits, limits.idle_timeout),
+            listener::incoming(
+                listener,
+                permits,
+                limits.idle_timeout,
+                tls.map(|t| (t, limits.header_read_timeout)),
+            ),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },
