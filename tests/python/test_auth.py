@@ -119,3 +119,70 @@ def test_tritonclient_tokens(pier):
         with pytest.raises(Exception) as e:
             c.infer("demo", [x])
         assert "Authentication Token" in str(e.value), e.value
+
+
+def make_pki(tmp):
+    """A CA and a server certificate for localhost / 127.0.0.1, made with the openssl CLI."""
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp, timeout=60)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Pier test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
+    (tmp / "ext.cnf").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+    return tmp / "ca.pem"
+
+
+@pytest.fixture(scope="module")
+def pier_tls(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tls")
+    ca = make_pki(tmp)
+    creds = tmp / "credentials"
+    creds.write_text(CREDENTIALS)
+    proc, addrs = start_pier(tmp / "data", "--demo", "--grpc", "127.0.0.1:0", "--credentials", str(creds),
+                             "--tls-cert", str(tmp / "server.pem"), "--tls-key", str(tmp / "server.key"))
+    addrs["ca"] = str(ca)
+    yield addrs
+    stop_pier(proc)
+
+
+def test_boto3_over_tls(pier_tls):
+    common = dict(region_name="us-west-2", verify=pier_tls["ca"], config=botocore.config.Config(retries={"max_attempts": 1}))
+    sm = boto3.client("sagemaker", endpoint_url=f"https://{pier_tls['admin']}", aws_access_key_id="AKIAOPS",
+                      aws_secret_access_key="ops/secret+key", **common)
+    assert "demo" in [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
+    rt = boto3.client("sagemaker-runtime", endpoint_url=f"https://{pier_tls['http']}", aws_access_key_id="AKIAAPP",
+                      aws_secret_access_key="app-secret", **common)
+    r = rt.invoke_endpoint(EndpointName="demo", ContentType="text/csv", Accept="application/json", Body="5.1,3.5,1.4,0.2\n")
+    assert len(json.loads(r["Body"].read())["predictions"]) == 1
+    denied = boto3.client("sagemaker", endpoint_url=f"https://{pier_tls['admin']}", aws_access_key_id="AKIAAPP",
+                          aws_secret_access_key="app-secret", **common)
+    assert error_code(denied.list_endpoints) == "AccessDeniedException"
+    # A client that does not trust the CA refuses the server.
+    untrusting = boto3.client("sagemaker", endpoint_url=f"https://{pier_tls['admin']}", aws_access_key_id="AKIAOPS",
+                              aws_secret_access_key="ops/secret+key", region_name="us-west-2",
+                              config=botocore.config.Config(retries={"max_attempts": 1}))
+    with pytest.raises(botocore.exceptions.SSLError):
+        untrusting.list_endpoints()
+
+
+def test_tritonclient_over_tls(pier_tls):
+    import gevent.ssl
+
+    def context():
+        return gevent.ssl.create_default_context(cafile=pier_tls["ca"])
+
+    http = httpclient.InferenceServerClient(pier_tls["http"], ssl=True, ssl_context_factory=context)
+    grpc = grpcclient.InferenceServerClient(pier_tls["grpc"], ssl=True, root_certificates=pier_tls["ca"])
+    assert http.is_server_live() and grpc.is_server_live()
+    for mod, c in [(httpclient, http), (grpcclient, grpc)]:
+        x = mod.InferInput("X", [2, 4], "FP32")
+        x.set_data_from_numpy(IRIS)
+        r = c.infer("demo", [x], headers={"authorization": "Bearer app-token"})
+        assert r.as_numpy("label").shape == (2,)
+        with pytest.raises(Exception) as e:
+            c.infer("demo", [x])
+        assert "Authentication Token" in str(e.value), e.value
