@@ -213,6 +213,7 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
         EndpointsCommand::List(admin) => {
             let answer = api::call(
                 &admin.admin_url,
+                admin.token.as_deref(),
                 "ListEndpoints",
                 json!({"MaxResults": 100}),
             )
@@ -228,6 +229,7 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
         EndpointsCommand::Describe { name, admin } => {
             let answer = api::call(
                 &admin.admin_url,
+                admin.token.as_deref(),
                 "DescribeEndpoint",
                 json!({"EndpointName": name}),
             )
@@ -250,6 +252,7 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
             }
             api::call(
                 &admin.admin_url,
+                admin.token.as_deref(),
                 "UpdateEndpointWeightsAndCapacities",
                 json!({"EndpointName": name, "DesiredWeightsAndCapacities": desired}),
             )

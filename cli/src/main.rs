@@ -183,6 +183,9 @@ struct AdminArgs {
     /// Control-plane URL of a running `pier serve`.
     #[arg(long, env = "PIER_ADMIN_URL", default_value = "http://127.0.0.1:8082")]
     admin_url: String,
+    /// Bearer token (a `pier_token` of the server's --credentials file).
+    #[arg(long, env = "PIER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {

@@ -186,3 +186,27 @@ def test_tritonclient_over_tls(pier_tls):
         with pytest.raises(Exception) as e:
             c.infer("demo", [x])
         assert "Authentication Token" in str(e.value), e.value
+
+
+def test_sagemaker_sdk_and_pier_cli(pier):
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    sagemaker = pytest.importorskip("sagemaker")
+    from sagemaker.deserializers import JSONDeserializer
+    from sagemaker.serializers import CSVSerializer
+
+    boto = boto3.Session(aws_access_key_id="AKIAAPP", aws_secret_access_key="app-secret", region_name="us-west-2")
+    sess = sagemaker.session.Session(
+        boto_session=boto,
+        sagemaker_client=boto.client("sagemaker", endpoint_url=f"http://{pier['admin']}"),
+        sagemaker_runtime_client=boto.client("sagemaker-runtime", endpoint_url=f"http://{pier['http']}"),
+    )
+    predictor = sagemaker.predictor.Predictor("demo", sagemaker_session=sess, serializer=CSVSerializer(),
+                                              deserializer=JSONDeserializer())
+    assert len(predictor.predict([[5.1, 3.5, 1.4, 0.2]])["predictions"]) == 1
+
+    from conftest import pier_binary
+    cmd = [pier_binary(), "endpoints", "list", "--admin-url", f"http://{pier['admin']}"]
+    ok = subprocess.run([*cmd, "--token", "ops-token"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "demo" in ok.stdout, ok.stderr
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=dict(os.environ, PIER_TOKEN=""))
+    assert refused.returncode != 0 and "MissingAuthenticationToken" in refused.stderr, refused.stderr

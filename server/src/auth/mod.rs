@@ -84,7 +84,11 @@ impl Authenticator {
 
     /// The bearer token's principal, when the request carries one.
     fn bearer(&self, request: &Request) -> Option<Result<&Principal, AuthError>> {
-        let token = bearer_token(request.headers().get(AUTHORIZATION)?.to_str().ok()?)?;
+        let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+        let token = bearer_token(value)?;
+        if token.is_empty() {
+            return Some(Err(AuthError::Missing));
+        }
         Some(
             self.credentials
                 .token(token)
@@ -113,13 +117,11 @@ pub fn protect(
     router.layer(axum::middleware::from_fn_with_state(auth, check))
 }
 
-/// The token of an `Authorization: Bearer <token>` value.
+/// The token of an `Authorization: Bearer <token>` value (empty when the value is only
+/// the scheme).
 fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn now() -> u64 {
@@ -235,7 +237,8 @@ mod tests {
     fn bearer_tokens() {
         assert_eq!(bearer_token("Bearer abc"), Some("abc"));
         assert_eq!(bearer_token("bearer  abc "), Some("abc"));
-        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearer "), Some(""));
+        assert_eq!(bearer_token("Bearer"), Some(""));
         assert_eq!(bearer_token("AWS4-HMAC-SHA256 Credential=x"), None);
     }
 }
