@@ -365,35 +365,54 @@ pub async fn serve_http(
     Ok(())
 }
 
-/// Handshakes that may run at once on the gRPC listener.
-const MAX_HANDSHAKES: usize = 256;
-
 /// The stream of accepted connections for tonic, within the cap and with idle watchdogs
 /// (a connection idle past the timeout ends with an error, which closes it). With `tls`
-/// (acceptor, handshake timeout), up to [`MAX_HANDSHAKES`] handshakes run concurrently, so a
-/// slow client never holds up the others; failed handshakes are dropped.
+/// (acceptor, handshake timeout), an accept task runs each handshake in its own task and
+/// hands finished ones over, so a slow client never holds up the others (the connection cap
+/// bounds how many wait); failed handshakes are dropped. Dropping the stream stops the
+/// accept task, its listener and the handshakes in progress.
 pub fn incoming(
     listener: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
     tls: Option<(TlsAcceptor, Duration)>,
-) -> impl futures::Stream<Item = std::io::Result<MaybeTls<IdleConn>>> {
+) -> futures::stream::BoxStream<'static, std::io::Result<MaybeTls<IdleConn>>> {
     use futures::StreamExt;
-    futures::stream::unfold((listener, permits), move |(listener, permits)| async move {
-        let conn = accept(&listener, &permits).await;
-        Some((IdleConn::new(conn, idle_timeout), (listener, permits)))
-    })
-    .map(move |conn| {
-        let tls = tls.clone();
-        async move {
-            match tls {
-                Some((acceptor, timeout)) => handshake(conn, Some(&acceptor), timeout).await,
-                None => Some(MaybeTls::Plain(conn)),
+    let Some((acceptor, timeout)) = tls else {
+        return futures::stream::unfold(
+            (listener, permits),
+            move |(listener, permits)| async move {
+                let conn = accept(&listener, &permits).await;
+                let conn = MaybeTls::Plain(IdleConn::new(conn, idle_timeout));
+                Some((Ok(conn), (listener, permits)))
+            },
+        )
+        .boxed();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut handshakes = JoinSet::new();
+        loop {
+            tokio::select! {
+                conn = accept(&listener, &permits) => {
+                    let conn = IdleConn::new(conn, idle_timeout);
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    handshakes.spawn(async move {
+                        if let Some(conn) = handshake(conn, Some(&acceptor), timeout).await {
+                            let _ = tx.send(Ok(conn)).await;
+                        }
+                    });
+                }
+                Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+                () = tx.closed() => break,
             }
         }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let conn = rx.recv().await?;
+        Some((conn, rx))
     })
-    .buffer_unordered(MAX_HANDSHAKES)
-    .filter_map(|conn| std::future::ready(conn.map(Ok)))
+    .boxed()
 }
 
 /// `conn` as it is (no `tls`) or after a TLS handshake that must finish within `timeout`;

@@ -193,3 +193,33 @@ async fn bad_tls_files_are_named_at_start() {
     let e = pier_server::start(config).await.unwrap_err();
     assert!(e.to_string().contains("server.pem"), "{e}");
 }
+
+#[tokio::test]
+async fn a_silent_client_is_cut_off_at_the_handshake_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    make_pki(dir.path());
+    let mut config = common::config(dir.path());
+    config.grpc_addr = Some("127.0.0.1:0".parse().unwrap());
+    config.listener.header_read_timeout = std::time::Duration::from_millis(300);
+    config.tls = Some(pier_server::config::TlsConfig {
+        cert: dir.path().join("server.pem"),
+        key: dir.path().join("server.key"),
+        client_ca: None,
+    });
+    let s = common::TestServer::start_with(config).await;
+    let grpc = s.server.as_ref().unwrap().grpc_addr.unwrap();
+    for addr in [s.http, s.admin, grpc] {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut buf))
+            .await
+            .expect("the server closes a silent connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(250),
+            "{addr}"
+        );
+    }
+    s.stop().await;
+}

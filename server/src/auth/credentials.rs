@@ -15,6 +15,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use hmac::Hmac;
 use sha2::{Digest, Sha256};
 
 /// Which listeners a key may use.
@@ -72,6 +76,10 @@ pub struct Principal {
     pub secret_access_key: String,
     /// `pier_planes`.
     pub planes: Planes,
+    /// The last SigV4 signing key derived for this key and its scope
+    /// (`DATE/REGION/SERVICE/aws4_request`): a key changes once a day, so nearly every
+    /// request skips the four HMACs of its derivation.
+    pub(crate) signing_key: Arc<ArcSwapOption<(String, Hmac<Sha256>)>>,
 }
 
 /// The parsed file: keys by access key id, tokens by their SHA-256 (a lookup by digest
@@ -156,6 +164,7 @@ impl Credentials {
                     access_key_id: key.clone(),
                     secret_access_key: secret.clone(),
                     planes,
+                    signing_key: Arc::default(),
                 };
                 if self.keys.insert(key.clone(), principal).is_some() {
                     return Err(at(format!(
@@ -180,6 +189,7 @@ impl Credentials {
                 access_key_id: section.key.clone().unwrap_or_default(),
                 secret_access_key: String::new(),
                 planes,
+                signing_key: Arc::default(),
             };
             if self.tokens.insert(token_digest(token), principal).is_some() {
                 return Err(at(format!(

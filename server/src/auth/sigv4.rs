@@ -116,31 +116,28 @@ pub fn verify<'c>(
     let canonical_headers = canonical_headers(request, &sig.signed_headers);
     let signed_headers = sig.signed_headers.join(";");
     let query = canonical_query(request.query, presigned);
-    let body_hash = hex::encode(Sha256::digest(request.body));
+    let body_hash = hex64(&Sha256::digest(request.body).into());
+    // Lowercase hex digits are ASCII.
+    let body_hash = std::str::from_utf8(&body_hash).unwrap_or_default();
     let payloads: Vec<&str> = if presigned {
-        vec![UNSIGNED_PAYLOAD, &body_hash]
+        vec![UNSIGNED_PAYLOAD, body_hash]
     } else {
         match request
             .headers
             .get("x-amz-content-sha256")
             .and_then(|v| v.to_str().ok())
         {
-            Some(sent) if !sent.eq_ignore_ascii_case(&body_hash) => {
+            Some(sent) if !sent.eq_ignore_ascii_case(body_hash) => {
                 return Err(AuthError::BadSignature(
                     "The provided 'x-amz-content-sha256' header does not match what was \
                      computed."
                         .into(),
                 ));
             }
-            _ => vec![&body_hash],
+            _ => vec![body_hash],
         }
     };
-    let key = signing_key(
-        &principal.secret_access_key,
-        &sig.scope_date,
-        &sig.region,
-        &sig.service,
-    );
+    let signer = signer(principal, &sig);
     let normalized = canonical_uri(request.path);
     // botocore encodes the sent path once more; some signers (curl --aws-sigv4) sign it as
     // sent. Either is accepted.
@@ -150,18 +147,30 @@ pub fn verify<'c>(
     }
     for path in &paths {
         for payload in &payloads {
-            let canonical = format!(
-                "{}\n{path}\n{query}\n{canonical_headers}\n{signed_headers}\n{payload}",
-                request.method
-            );
-            let string_to_sign = format!(
-                "{ALGORITHM}\n{}\n{}\n{}",
-                sig.amz_date,
-                sig.scope,
-                hex::encode(Sha256::digest(canonical.as_bytes()))
-            );
-            let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
-            if bool::from(expected.as_bytes().ct_eq(sig.signature.as_bytes())) {
+            // Hashed piece by piece: no canonical-request string is built.
+            let mut canonical = Sha256::new();
+            for piece in [
+                request.method,
+                "\n",
+                path,
+                "\n",
+                &query,
+                "\n",
+                &canonical_headers,
+                "\n",
+                &signed_headers,
+                "\n",
+                payload,
+            ] {
+                canonical.update(piece.as_bytes());
+            }
+            let mut mac = signer.clone();
+            for piece in [ALGORITHM, "\n", &sig.amz_date, "\n", &sig.scope, "\n"] {
+                mac.update(piece.as_bytes());
+            }
+            mac.update(&hex64(&canonical.finalize().into()));
+            let expected = hex64(&mac.finalize().into_bytes().into());
+            if bool::from(expected.ct_eq(sig.signature.as_bytes())) {
                 return Ok(principal);
             }
         }
@@ -300,6 +309,38 @@ fn build(
         amz_date: amz_date.to_owned(),
         expires,
     })
+}
+
+/// A SHA-256 digest in lowercase hex, without allocating.
+fn hex64(digest: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in digest.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    out
+}
+
+/// The HMAC keyed with the signing key of `sig`'s scope, from the principal's cache when
+/// its scope is the last one seen.
+fn signer(principal: &Principal, sig: &Signature) -> Hmac<Sha256> {
+    if let Some(cached) = principal.signing_key.load().as_deref()
+        && cached.0 == sig.scope
+    {
+        return cached.1.clone();
+    }
+    let key = signing_key(
+        &principal.secret_access_key,
+        &sig.scope_date,
+        &sig.region,
+        &sig.service,
+    );
+    let mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length");
+    principal
+        .signing_key
+        .store(Some(std::sync::Arc::new((sig.scope.clone(), mac.clone()))));
+    mac
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
