@@ -90,6 +90,41 @@ def test_boto3_runtime(pier):
     assert code == "InvalidSignatureException"
 
 
+def test_presigned_url(pier):
+    """botocore's own query signer (SigV4QueryAuth, what generate_presigned_url uses) on a
+    v2 REST GET: valid, expired, and with a changed signature."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4QueryAuth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    def presign(expires):
+        req = AWSRequest(method="GET", url=f"http://{pier['http']}/v2/models/demo")
+        SigV4QueryAuth(Credentials("AKIAAPP", "app-secret"), "sagemaker", "us-west-2", expires=expires).add_auth(req)
+        return req.url
+
+    def get(url):
+        try:
+            with urllib.request.urlopen(url, timeout=30) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    url = presign(60)
+    assert "X-Amz-Signature=" in url
+    status, answer = get(url)
+    assert status == 200 and answer["name"] == "demo", answer
+    short = presign(1)
+    time.sleep(2.1)
+    status, answer = get(short)
+    assert status == 403 and "expired" in answer["error"], answer
+    status, answer = get(url.replace("X-Amz-Signature=", "X-Amz-Signature=0"))
+    assert status == 403 and "signature" in answer["error"], answer
+
+
 def test_aws_cli(pier, tmp_path):
     env = dict(os.environ, AWS_SHARED_CREDENTIALS_FILE=pier["credentials"], AWS_CONFIG_FILE=str(tmp_path / "none"),
                AWS_DEFAULT_REGION="us-west-2", AWS_MAX_ATTEMPTS="1")

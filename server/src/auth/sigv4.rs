@@ -138,13 +138,19 @@ pub fn verify<'c>(
         }
     };
     let signer = signer(principal, &sig);
-    let normalized = canonical_uri(request.path);
     // botocore encodes the sent path once more; some signers (curl --aws-sigv4) sign it as
-    // sent. Either is accepted.
-    let mut paths = vec![normalized];
-    if let Some(as_sent) = remove_dot_segments(request.path).filter(|p| *p != paths[0]) {
-        paths.push(as_sent);
-    }
+    // sent. Either is accepted (the same string for the usual path).
+    let plain = |p: &str| p.starts_with('/') && !p.contains("/.") && !p.contains('%');
+    let paths: Vec<std::borrow::Cow<'_, str>> =
+        if plain(request.path) && is_unreserved(request.path) {
+            vec![request.path.into()]
+        } else {
+            let normalized = canonical_uri(request.path);
+            match remove_dot_segments(request.path).filter(|p| *p != normalized) {
+                Some(as_sent) => vec![normalized.into(), as_sent.into()],
+                None => vec![normalized.into()],
+            }
+        };
     for path in &paths {
         for payload in &payloads {
             // Hashed piece by piece: no canonical-request string is built.
@@ -359,28 +365,45 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 }
 
 fn canonical_headers(request: &Request<'_>, signed: &[String]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(256);
     for name in signed {
-        let mut values: Vec<String> = request
-            .headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| collapse(&String::from_utf8_lossy(v.as_bytes())))
-            .collect();
-        if values.is_empty() && name == "host" {
-            values.extend(request.authority.map(collapse));
-        }
         out.push_str(name);
         out.push(':');
-        out.push_str(&values.join(","));
+        let mut first = true;
+        for value in request.headers.get_all(name.as_str()) {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            collapse_into(&mut out, &String::from_utf8_lossy(value.as_bytes()));
+        }
+        if first
+            && name == "host"
+            && let Some(authority) = request.authority
+        {
+            collapse_into(&mut out, authority);
+        }
         out.push('\n');
     }
     out
 }
 
-/// Trims a header value and collapses runs of spaces into one.
+/// Appends a header value trimmed, with runs of spaces collapsed into one.
+fn collapse_into(out: &mut String, value: &str) {
+    for (i, word) in value.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+}
+
+/// A header value trimmed, with runs of spaces collapsed into one.
+#[cfg(test)]
 fn collapse(value: &str) -> String {
-    value.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::new();
+    collapse_into(&mut out, value);
+    out
 }
 
 fn canonical_query(query: &str, presigned: bool) -> String {
@@ -432,6 +455,12 @@ fn remove_dot_segments(path: &str) -> Option<String> {
         joined.push('/');
     }
     Some(joined)
+}
+
+/// Whether `path` holds only bytes `uri_encode` keeps (unreserved and `/`).
+fn is_unreserved(path: &str) -> bool {
+    path.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'))
 }
 
 /// Percent-encodes every byte outside `A-Z a-z 0-9 - _ . ~` (and `/` unless `slash`).
