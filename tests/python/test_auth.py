@@ -78,6 +78,32 @@ def test_boto3_control_plane(pier):
     assert error_code(unsigned.list_endpoints) == "MissingAuthenticationToken"
 
 
+def test_boto3_stale_date_and_tampered_body(pier, monkeypatch):
+    import datetime
+
+    import botocore.auth
+
+    sm = client("sagemaker", pier["admin"], "AKIAOPS", "ops/secret+key")
+
+    def tamper(request, **kwargs):
+        # After signing: same length, other bytes.
+        request.body = b"[]"
+
+    sm.meta.events.register("before-send.sagemaker.ListEndpoints", tamper)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        sm.list_endpoints()
+    assert e.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert "signature we calculated does not match" in e.value.response["Error"]["Message"]
+
+    stale = client("sagemaker", pier["admin"], "AKIAOPS", "ops/secret+key")
+    an_hour_ago = botocore.auth.get_current_datetime() - datetime.timedelta(hours=1)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: an_hour_ago)
+    with pytest.raises(botocore.exceptions.ClientError) as e:
+        stale.list_endpoints()
+    assert e.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert e.value.response["Error"]["Message"].startswith("Signature expired:")
+
+
 def test_boto3_runtime(pier):
     body = "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n"
     for key, secret in [("AKIAOPS", "ops/secret+key"), ("AKIAAPP", "app-secret")]:
