@@ -199,6 +199,10 @@ def make_pki(tmp):
 
 @pytest.fixture(scope="module")
 def pier_tls(tmp_path_factory):
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is needed to make test certificates")
     tmp = tmp_path_factory.mktemp("tls")
     ca = make_pki(tmp)
     creds = tmp / "credentials"
