@@ -3,10 +3,19 @@
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-/// Calls `SageMaker.<action>` with `body` and returns the JSON answer.
-pub async fn call(admin_url: &str, action: &str, body: Value) -> anyhow::Result<Value> {
-    let response = reqwest::Client::new()
-        .post(admin_url)
+/// Calls `SageMaker.<action>` with `body` and returns the JSON answer; `token` goes in
+/// `Authorization: Bearer` (a `pier_token` of a server started with `--credentials`).
+pub async fn call(
+    admin_url: &str,
+    token: Option<&str>,
+    action: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
+    let mut request = reqwest::Client::new().post(admin_url);
+    if let Some(token) = token.filter(|t| !t.is_empty()) {
+        request = request.bearer_auth(token);
+    }
+    let response = request
         .header("X-Amz-Target", format!("SageMaker.{action}"))
         .header("Content-Type", "application/x-amz-json-1.1")
         .body(body.to_string())

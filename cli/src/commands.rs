@@ -47,6 +47,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     config.import.roots = args.import_roots;
+    if let Some(path) = &args.credentials {
+        let credentials = pier_server::auth::Credentials::load(path)
+            .with_context(|| format!("--credentials {}", path.display()))?;
+        let (keys, tokens) = credentials.len();
+        tracing::info!(keys, tokens, "authentication on");
+        config.auth.credentials = Some(std::sync::Arc::new(credentials));
+    } else if args.metrics_auth {
+        bail!("--metrics-auth needs --credentials");
+    }
+    config.auth.metrics_auth = args.metrics_auth;
+    config.auth.insecure_admin = args.insecure_admin;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(pier_server::config::TlsConfig {
+            cert,
+            key,
+            client_ca: args.tls_client_ca,
+        });
+    }
 
     let server = pier_server::start(config)
         .await
@@ -195,6 +213,7 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
         EndpointsCommand::List(admin) => {
             let answer = api::call(
                 &admin.admin_url,
+                admin.token.as_deref(),
                 "ListEndpoints",
                 json!({"MaxResults": 100}),
             )
@@ -210,6 +229,7 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
         EndpointsCommand::Describe { name, admin } => {
             let answer = api::call(
                 &admin.admin_url,
+                admin.token.as_deref(),
                 "DescribeEndpoint",
                 json!({"EndpointName": name}),
             )
@@ -232,6 +252,7 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
             }
             api::call(
                 &admin.admin_url,
+                admin.token.as_deref(),
                 "UpdateEndpointWeightsAndCapacities",
                 json!({"EndpointName": name, "DesiredWeightsAndCapacities": desired}),
             )

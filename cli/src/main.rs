@@ -25,7 +25,7 @@ struct Cli {
 enum Command {
     /// Serve models: SageMaker runtime and v2 REST on --http, v2 gRPC on --grpc, SageMaker
     /// control API on --admin.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Work with artifacts in the model store.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -107,6 +107,27 @@ struct ServeArgs {
     /// Seconds one import may take.
     #[arg(long, default_value_t = 300.0)]
     import_timeout: f64,
+    /// AWS shared-credentials file (`[name]` sections with aws_access_key_id and
+    /// aws_secret_access_key, optional `pier_planes = admin,invoke` and `pier_token = ...`):
+    /// every control- and data-plane request then needs a valid SigV4 signature or
+    /// `Authorization: Bearer <pier_token>`. /ping, /v2/health/* and /metrics stay open.
+    #[arg(long, value_name = "FILE")]
+    credentials: Option<PathBuf>,
+    /// Require credentials for /metrics too (with --credentials).
+    #[arg(long)]
+    metrics_auth: bool,
+    /// Allow --admin on a non-loopback address without --credentials.
+    #[arg(long)]
+    insecure_admin: bool,
+    /// PEM certificate chain: every listener (HTTP, admin, gRPC) then speaks TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate signed by one (mTLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,6 +183,9 @@ struct AdminArgs {
     /// Control-plane URL of a running `pier serve`.
     #[arg(long, env = "PIER_ADMIN_URL", default_value = "http://127.0.0.1:8082")]
     admin_url: String,
+    /// Bearer token (a `pier_token` of the server's --credentials file).
+    #[arg(long, env = "PIER_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -177,7 +201,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => commands::serve(args).await,
+            Command::Serve(args) => commands::serve(*args).await,
             Command::Models(cmd) => commands::models(cmd).await,
             Command::Endpoints(cmd) => commands::endpoints(cmd).await,
             Command::Train(args) => train::train(args).await,

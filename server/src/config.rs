@@ -26,6 +26,10 @@ pub struct ServerConfig {
     pub listener: crate::listener::ListenerLimits,
     /// Imports of local model files and archives (CreateModel's `ModelDataUrl`).
     pub import: ImportConfig,
+    /// Authentication of the control and data planes.
+    pub auth: AuthConfig,
+    /// TLS on every listener; `None` serves cleartext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -41,6 +45,8 @@ impl ServerConfig {
             compute: ComputeConfig::default(),
             listener: crate::listener::ListenerLimits::default(),
             import: ImportConfig::default(),
+            auth: AuthConfig::default(),
+            tls: None,
         }
     }
 
@@ -146,4 +152,28 @@ impl ImportConfig {
              start pier serve with --import-root DIR to allow imports from DIR"
         )))
     }
+}
+
+/// Who may call the control and data planes.
+#[derive(Clone, Debug, Default)]
+pub struct AuthConfig {
+    /// The parsed credentials file (`--credentials`): with it, every request needs a valid
+    /// SigV4 signature or bearer token of a key allowed on its plane. `None`: no checks.
+    pub credentials: Option<std::sync::Arc<crate::auth::Credentials>>,
+    /// Whether `/metrics` needs credentials too (`--metrics-auth`).
+    pub metrics_auth: bool,
+    /// Allow the control plane beyond loopback without credentials (`--insecure-admin`).
+    pub insecure_admin: bool,
+}
+
+/// TLS (rustls) on every listener.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (`--tls-cert`).
+    pub cert: PathBuf,
+    /// PEM private key (`--tls-key`).
+    pub key: PathBuf,
+    /// PEM CA certificates that client certificates must chain to (`--tls-client-ca`);
+    /// `None`: no client certificates asked for.
+    pub client_ca: Option<PathBuf>,
 }

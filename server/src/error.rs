@@ -351,3 +351,100 @@ impl From<crate::db::DbError> for ApiError {
         }
     }
 }
+
+/// Why a request was not authenticated or not allowed (with `--credentials`).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No signature and no token.
+    #[error("Request is missing Authentication Token")]
+    Missing,
+    /// A malformed signature (400 IncompleteSignatureException, as AWS answers).
+    #[error("{0}")]
+    Incomplete(String),
+    /// An access key id or a token that the credentials file does not hold.
+    #[error("The security token included in the request is invalid.")]
+    UnknownKey,
+    /// The signature does not match (wrong secret, tampered request or body).
+    #[error("{0}")]
+    BadSignature(String),
+    /// The signature's date is outside the allowed clock skew, or a presigned URL expired.
+    #[error("{0}")]
+    Expired(String),
+    /// The key or token is valid but not allowed on this plane.
+    #[error("{who} is not authorized to use the {plane} plane (its pier_planes)")]
+    Denied {
+        /// The credentials section.
+        who: String,
+        /// `admin` or `invoke`.
+        plane: &'static str,
+    },
+}
+
+impl AuthError {
+    /// HTTP status, AWS error code and gRPC code, together.
+    pub fn status(&self) -> (StatusCode, &'static str, tonic::Code) {
+        use tonic::Code;
+        match self {
+            Self::Missing => (
+                StatusCode::FORBIDDEN,
+                "MissingAuthenticationToken",
+                Code::Unauthenticated,
+            ),
+            Self::Incomplete(_) => (
+                StatusCode::BAD_REQUEST,
+                "IncompleteSignatureException",
+                Code::Unauthenticated,
+            ),
+            Self::UnknownKey => (
+                StatusCode::FORBIDDEN,
+                "UnrecognizedClientException",
+                Code::Unauthenticated,
+            ),
+            Self::BadSignature(_) | Self::Expired(_) => (
+                StatusCode::FORBIDDEN,
+                "InvalidSignatureException",
+                Code::Unauthenticated,
+            ),
+            Self::Denied { .. } => (
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException",
+                Code::PermissionDenied,
+            ),
+        }
+    }
+
+    /// The answer of the control plane (AWS JSON 1.1) or the data plane (SageMaker
+    /// runtime's shape, `{"error": ...}` under `/v2`), with `x-amzn-ErrorType`.
+    pub fn response(&self, plane: crate::layers::Plane, path: &str) -> Response {
+        let (http, code, _) = self.status();
+        let message = self.to_string();
+        let body = match plane {
+            crate::layers::Plane::Admin => {
+                serde_json::json!({ "__type": code, "message": message })
+            }
+            crate::layers::Plane::Data if path == "/v2" || path.starts_with("/v2/") => {
+                serde_json::json!({ "error": message })
+            }
+            crate::layers::Plane::Data => {
+                serde_json::json!({ "ErrorCode": code, "__type": code, "Message": message })
+            }
+        };
+        let mut response = (http, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert("x-amzn-ErrorType", HeaderValue::from_static(code));
+        if matches!(plane, crate::layers::Plane::Admin) {
+            headers.insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            );
+        }
+        response
+    }
+}
+
+/// The v2 gRPC status of an authentication failure.
+impl From<AuthError> for tonic::Status {
+    fn from(e: AuthError) -> Self {
+        tonic::Status::new(e.status().2, e.to_string())
+    }
+}

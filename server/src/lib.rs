@@ -7,18 +7,20 @@
 //! snapshot on the side and storing it whole. Model code runs on a dedicated compute pool,
 //! never on tokio's workers. Errors become wire statuses in [`error`] alone.
 
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod data;
 pub mod db;
 pub mod error;
-mod layers;
+pub mod layers;
 pub mod listener;
 pub mod metrics;
 pub mod records;
 pub mod server;
 pub mod serving;
 pub mod state;
+pub mod tls;
 pub mod v2;
 
 pub use config::{ComputeConfig, Limits, ServerConfig};

@@ -12,6 +12,8 @@
 //!   request open.
 //! - **HTTP/2** (hyper for the data plane, tonic for gRPC): bounded concurrent streams and
 //!   header list size, keep-alive pings that close a peer which stops answering.
+//! - **TLS** (rustls, when configured): the handshake runs in the connection's own task and
+//!   must finish within the header-read timeout.
 //! - **Idle connections**: a per-connection watchdog closes a connection that has moved no
 //!   byte for [`ListenerLimits::idle_timeout`] while no request of it is being handled.
 //! - **Shutdown**: listeners stop accepting, connections are asked to finish (HTTP/1 closes
@@ -39,6 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Bounds on every listener (data plane, control plane, gRPC).
@@ -279,7 +282,8 @@ async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>) -> Conn {
     }
 }
 
-/// Serves an axum router on `listener` (HTTP/1 and HTTP/2 cleartext) within `limits`
+/// Serves an axum router on `listener` (HTTP/1 and HTTP/2, over TLS when `tls` is set: the
+/// handshake runs in the connection's task within the header-read timeout) within `limits`
 /// until `stop` turns true, then asks every connection to finish and waits for them.
 /// The caller bounds that wait ([`ListenerLimits::shutdown_grace`]) by dropping this future.
 pub async fn serve_http(
@@ -287,6 +291,7 @@ pub async fn serve_http(
     router: Router,
     limits: ListenerLimits,
     permits: Arc<Semaphore>,
+    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let body_timeout = limits.body_read_timeout;
@@ -296,18 +301,20 @@ pub async fn serve_http(
         },
     ));
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
+    let builder_ref = &mut builder;
+    builder_ref
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
+    builder_ref
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.http2_max_concurrent_streams)
         .max_header_list_size(limits.http2_max_header_list_size)
         .keep_alive_interval(limits.http2_keep_alive)
         .keep_alive_timeout(limits.http2_keep_alive);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
@@ -330,13 +337,18 @@ pub async fn serve_http(
             },
         ));
         let activity = conn.activity.clone();
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(conn), service)
-                .into_owned(),
-        );
         let idle = limits.idle_timeout;
+        let handshake_timeout = limits.header_read_timeout;
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         connections.spawn(async move {
+            let Some(io) = handshake(conn, tls.as_ref(), handshake_timeout).await else {
+                return;
+            };
+            let connection = watcher.watch(
+                builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), service)
+                    .into_owned(),
+            );
             tokio::select! {
                 result = connection => {
                     if let Err(e) = result {
@@ -354,16 +366,153 @@ pub async fn serve_http(
 }
 
 /// The stream of accepted connections for tonic, within the cap and with idle watchdogs
-/// (a connection idle past the timeout ends with an error, which closes it).
+/// (a connection idle past the timeout ends with an error, which closes it). With `tls`
+/// (acceptor, handshake timeout), an accept task runs each handshake in its own task and
+/// hands finished ones over, so a slow client never holds up the others (the connection cap
+/// bounds how many wait); failed handshakes are dropped. Dropping the stream stops the
+/// accept task, its listener and the handshakes in progress.
 pub fn incoming(
     listener: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
-) -> impl futures::Stream<Item = std::io::Result<IdleConn>> {
-    futures::stream::unfold((listener, permits), move |(listener, permits)| async move {
-        let conn = accept(&listener, &permits).await;
-        Some((Ok(IdleConn::new(conn, idle_timeout)), (listener, permits)))
+    tls: Option<(TlsAcceptor, Duration)>,
+) -> futures::stream::BoxStream<'static, std::io::Result<MaybeTls<IdleConn>>> {
+    use futures::StreamExt;
+    let Some((acceptor, timeout)) = tls else {
+        return futures::stream::unfold(
+            (listener, permits),
+            move |(listener, permits)| async move {
+                let conn = accept(&listener, &permits).await;
+                let conn = MaybeTls::Plain(IdleConn::new(conn, idle_timeout));
+                Some((Ok(conn), (listener, permits)))
+            },
+        )
+        .boxed();
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut handshakes = JoinSet::new();
+        loop {
+            tokio::select! {
+                conn = accept(&listener, &permits) => {
+                    let conn = IdleConn::new(conn, idle_timeout);
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    handshakes.spawn(async move {
+                        if let Some(conn) = handshake(conn, Some(&acceptor), timeout).await {
+                            let _ = tx.send(Ok(conn)).await;
+                        }
+                    });
+                }
+                Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+                () = tx.closed() => break,
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let conn = rx.recv().await?;
+        Some((conn, rx))
     })
+    .boxed()
+}
+
+/// `conn` as it is (no `tls`) or after a TLS handshake that must finish within `timeout`;
+/// `None` when the handshake failed or timed out (logged at debug level).
+async fn handshake<S>(conn: S, tls: Option<&TlsAcceptor>, timeout: Duration) -> Option<MaybeTls<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(acceptor) = tls else {
+        return Some(MaybeTls::Plain(conn));
+    };
+    match tokio::time::timeout(timeout, acceptor.accept(conn)).await {
+        Ok(Ok(stream)) => Some(MaybeTls::Tls(Box::new(stream))),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(?timeout, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// A connection in cleartext or TLS.
+#[derive(Debug)]
+pub enum MaybeTls<S> {
+    /// Cleartext.
+    Plain(S),
+    /// After a TLS handshake.
+    Tls(Box<tokio_rustls::server::TlsStream<S>>),
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+impl tonic::transport::server::Connected for MaybeTls<IdleConn> {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        match self {
+            Self::Plain(s) => s.connect_info(),
+            Self::Tls(s) => s.get_ref().0.connect_info(),
+        }
+    }
 }
 
 /// A connection whose reads fail once it has been idle past its timeout (for servers such

@@ -40,6 +40,20 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The control plane would listen beyond loopback with no authentication.
+    #[error(
+        "refusing to serve the control plane on {0} without authentication: pass \
+         --credentials FILE, bind --admin to a loopback address, or pass --insecure-admin"
+    )]
+    InsecureAdmin(SocketAddr),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error("TLS: {path}: {message}")]
+    Tls {
+        /// The file at fault.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Restoring endpoints failed.
     #[error("cannot restore endpoints: {0}")]
     Restore(#[from] crate::error::ApiError),
@@ -69,6 +83,17 @@ const STAGING_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(
 
 /// Opens everything, restores endpoints and starts serving.
 pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+    let auth = &config.auth;
+    if auth.credentials.is_none() && !auth.insecure_admin && !config.admin_addr.ip().is_loopback() {
+        return Err(StartError::InsecureAdmin(config.admin_addr));
+    }
+    let (tls_http, tls_grpc) = match &config.tls {
+        Some(tls) => (
+            Some(crate::tls::acceptor(tls, &[b"h2", b"http/1.1"])?),
+            Some(crate::tls::acceptor(tls, &[b"h2"])?),
+        ),
+        None => (None, None),
+    };
     crate::metrics::install();
     let store = ModelStore::open(config.store_dir())?;
     let sweeper = store
@@ -110,6 +135,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             crate::data::router_with_v2(state.clone(), v2.clone()),
             limits.clone(),
             permits.clone(),
+            tls_http.clone(),
             rx.clone(),
         )),
         tokio::spawn(listener::serve_http(
@@ -117,6 +143,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             crate::control::router(state.clone()),
             limits.clone(),
             permits.clone(),
+            tls_http,
             rx.clone(),
         )),
     ];
@@ -128,8 +155,15 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         })?;
         grpc_addr = Some(addr);
         let service = crate::v2::grpc::service(v2, state.config.limits.max_body_bytes);
+        let credentials = state.config.auth.credentials.clone();
         tasks.push(tokio::spawn(serve_grpc(
-            listener, service, limits, permits, rx,
+            listener,
+            service,
+            credentials,
+            tls_grpc,
+            limits,
+            permits,
+            rx,
         )));
     }
     tracing::info!(%http_addr, %admin_addr, ?grpc_addr, "pier is serving");
@@ -155,18 +189,33 @@ async fn serve_grpc(
     service: pier_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer<
         crate::v2::grpc::Service,
     >,
+    credentials: Option<Arc<crate::auth::Credentials>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     limits: ListenerLimits,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    // Bearer tokens in the `authorization` metadata, when credentials are configured.
+    let auth = tower::filter::FilterLayer::new(move |request: http::Request<tonic::body::Body>| {
+        match &credentials {
+            Some(credentials) => crate::auth::grpc_check(credentials, request),
+            None => Ok(request),
+        }
+    });
     tonic::transport::Server::builder()
+        .layer(auth)
         .max_concurrent_streams(Some(limits.http2_max_concurrent_streams))
         .http2_max_header_list_size(Some(limits.http2_max_header_list_size))
         .http2_keepalive_interval(Some(limits.http2_keep_alive))
         .http2_keepalive_timeout(Some(limits.http2_keep_alive))
         .add_service(service)
         .serve_with_incoming_shutdown(
-            listener::incoming(listener, permits, limits.idle_timeout),
+            listener::incoming(
+                listener,
+                permits,
+                limits.idle_timeout,
+                tls.map(|t| (t, limits.header_read_timeout)),
+            ),
             async move {
                 let _ = stop.wait_for(|s| *s).await;
             },

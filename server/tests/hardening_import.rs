@@ -129,6 +129,8 @@ async fn size_limit_import_roots_and_remote_admin() {
     // A control plane beyond loopback with no roots imports no local path.
     let mut cfg = config(&dir.path().join("data2"));
     cfg.admin_addr = "0.0.0.0:0".parse().unwrap();
+    // Without credentials, only --insecure-admin allows the control plane beyond loopback.
+    cfg.auth.insecure_admin = true;
     let server = TestServer::start_with(cfg).await;
     let message = refused(&server, "m", fixture("iris-logreg").to_str().unwrap()).await;
     assert!(message.contains("--import-root"), "{message}");

@@ -2,7 +2,8 @@
 //! `boto3.client("sagemaker", endpoint_url=...)` and `aws sagemaker --endpoint-url` drive it.
 //!
 //! `POST /` with `X-Amz-Target: SageMaker.<Action>` and a JSON body in SageMaker's PascalCase
-//! field names. Request signatures are not checked (yet): keep this port on loopback.
+//! field names. With `--credentials`, requests need a SigV4 signature or a bearer token
+//! ([`crate::auth`]); without, the port stays on loopback unless `--insecure-admin`.
 //! Answers follow SageMaker's to the letter (error codes and messages, filters, tags), and
 //! every answer carries an `x-amzn-RequestId`.
 
@@ -37,10 +38,12 @@ use crate::state::AppState;
 /// is read); every refusal is in AWS JSON's error shape.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.limits.max_body_bytes;
-    Router::new()
+    let auth = state.config.auth.clone();
+    let router = Router::new()
         .route("/", post(dispatch))
         .with_state(state)
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(DefaultBodyLimit::max(limit));
+    crate::auth::protect(router, &auth, crate::auth::Plane::Admin, limit)
         .layer(axum::middleware::from_fn(move |request, next| {
             crate::layers::early_length_check(limit, crate::layers::Plane::Admin, request, next)
         }))

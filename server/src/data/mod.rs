@@ -39,7 +39,8 @@ pub fn router(state: AppState) -> Router {
 /// The data-plane router sharing `v2` (with the gRPC listener).
 pub fn router_with_v2(state: AppState, v2: Arc<V2>) -> Router {
     let limit = state.config.limits.max_body_bytes;
-    Router::new()
+    let auth = state.config.auth.clone();
+    let router = Router::new()
         .route("/ping", get(invocations::ping))
         .route("/metrics", get(metrics))
         .route("/invocations", post(invocations::invoke_default))
@@ -63,7 +64,9 @@ pub fn router_with_v2(state: AppState, v2: Arc<V2>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         // gzip / deflate bodies are decoded here; the body limit above bounds the decoded
         // bytes, so a compression bomb is a 413.
-        .layer(RequestDecompressionLayer::new().gzip(true).deflate(true))
+        .layer(RequestDecompressionLayer::new().gzip(true).deflate(true));
+    // Signatures cover the body as sent, so authentication runs before decompression.
+    crate::auth::protect(router, &auth, crate::auth::Plane::Invoke, limit)
         .layer(axum::middleware::from_fn(move |request, next| {
             crate::layers::early_length_check(limit, crate::layers::Plane::Data, request, next)
         }))

@@ -1,0 +1,244 @@
+//! Authentication of every listener (with `--credentials`): AWS SigV4 signatures as boto3,
+//! the AWS CLI and the SageMaker SDK send them, or `Authorization: Bearer <pier_token>`.
+//!
+//! One axum middleware per plane ([`check`]) runs after the early body-length check and
+//! before decompression: a signed request's body is read whole (bounded by the body limit,
+//! so signing never buffers an unbounded body), its signature checked against the bytes as
+//! sent, and the request rebuilt with those bytes. Bearer tokens need no body. Health and
+//! scraping stay open (`/ping`, `/v2/health/*`, `/metrics` unless `--metrics-auth`). gRPC
+//! takes bearer tokens in its `authorization` metadata ([`grpc_check`]); `ServerLive` and
+//! `ServerReady` stay open.
+//!
+//! Concurrency: the credentials table is immutable and shared through an `Arc`; each check
+//! is a pure function of the request and the clock.
+
+pub mod credentials;
+pub mod sigv4;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+
+pub use credentials::{Credentials, CredentialsError, Plane, Planes, Principal};
+
+use crate::error::AuthError;
+use crate::layers;
+
+/// What one plane's check needs.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    credentials: Arc<Credentials>,
+    plane: Plane,
+    /// Whether `/metrics` needs credentials.
+    metrics_auth: bool,
+    /// The body limit (a signed body is read whole, up to this).
+    max_body_bytes: usize,
+}
+
+impl Authenticator {
+    /// The check of `plane`.
+    pub fn new(
+        credentials: Arc<Credentials>,
+        plane: Plane,
+        metrics_auth: bool,
+        max_body_bytes: usize,
+    ) -> Self {
+        Self {
+            credentials,
+            plane,
+            metrics_auth,
+            max_body_bytes,
+        }
+    }
+
+    fn error_plane(&self) -> layers::Plane {
+        match self.plane {
+            Plane::Admin => layers::Plane::Admin,
+            Plane::Invoke => layers::Plane::Data,
+        }
+    }
+
+    /// Paths that need no credentials.
+    fn is_open(&self, path: &str) -> bool {
+        self.plane == Plane::Invoke
+            && (path == "/ping"
+                || path.starts_with("/v2/health/")
+                || (path == "/metrics" && !self.metrics_auth))
+    }
+
+    fn allow<'p>(&self, principal: &'p Principal) -> Result<&'p Principal, AuthError> {
+        if principal.planes.allows(self.plane) {
+            Ok(principal)
+        } else {
+            Err(AuthError::Denied {
+                who: format!("[{}]", principal.name),
+                plane: self.plane.name(),
+            })
+        }
+    }
+
+    /// The bearer token's principal, when the request carries one.
+    fn bearer(&self, request: &Request) -> Option<Result<&Principal, AuthError>> {
+        let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+        let token = bearer_token(value)?;
+        if token.is_empty() {
+            return Some(Err(AuthError::Missing));
+        }
+        Some(
+            self.credentials
+                .token(token)
+                .ok_or(AuthError::UnknownKey)
+                .and_then(|p| self.allow(p)),
+        )
+    }
+}
+
+/// `router` behind the check of `plane` when credentials are configured, else unchanged.
+pub fn protect(
+    router: axum::Router,
+    config: &crate::config::AuthConfig,
+    plane: Plane,
+    max_body_bytes: usize,
+) -> axum::Router {
+    let Some(credentials) = &config.credentials else {
+        return router;
+    };
+    let auth = Arc::new(Authenticator::new(
+        credentials.clone(),
+        plane,
+        config.metrics_auth,
+        max_body_bytes,
+    ));
+    router.layer(axum::middleware::from_fn_with_state(auth, check))
+}
+
+/// The token of an `Authorization: Bearer <token>` value (empty when the value is only
+/// the scheme).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The middleware: passes an authenticated, allowed request on (rebuilt with its body when
+/// the body was read to check a signature); answers every other with the plane's error.
+pub async fn check(
+    axum::extract::State(auth): axum::extract::State<Arc<Authenticator>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    if auth.is_open(&path) {
+        return next.run(request).await;
+    }
+    let refuse = |e: AuthError| {
+        tracing::debug!(error = %e, %path, "request refused by authentication");
+        e.response(auth.error_plane(), &path)
+    };
+    match auth.bearer(&request) {
+        Some(Ok(_)) => return next.run(request).await,
+        Some(Err(e)) => return refuse(e),
+        None => {}
+    }
+    let query = request.uri().query().unwrap_or("");
+    if !request.headers().contains_key(AUTHORIZATION) && !sigv4::is_presigned(query) {
+        return refuse(AuthError::Missing);
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, auth.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(e) => return body_error(&auth, &path, &e),
+    };
+    let signed = sigv4::Request {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        authority: parts.uri.authority().map(|a| a.as_str()),
+        headers: &parts.headers,
+        body: &bytes,
+    };
+    if let Err(e) = sigv4::verify(&auth.credentials, &signed, now()).and_then(|p| auth.allow(p)) {
+        return refuse(e);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// The answer to a body that could not be read whole: 413 over the limit, else 400.
+fn body_error(auth: &Authenticator, path: &str, e: &axum::Error) -> Response {
+    use axum::response::IntoResponse;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return layers::too_large(auth.max_body_bytes, auth.error_plane(), path, None);
+        }
+        source = err.source();
+    }
+    let message = format!("cannot read the request body: {e}");
+    match auth.error_plane() {
+        layers::Plane::Admin => crate::error::ApiError::validation(message).into_response(),
+        layers::Plane::Data => {
+            let e = crate::error::ServeError::Validation(message);
+            if path.starts_with("/v2") {
+                e.v2_response()
+            } else {
+                e.into_response()
+            }
+        }
+    }
+}
+
+/// The gRPC check: a bearer token in the `authorization` metadata, except for `ServerLive`
+/// and `ServerReady` (health).
+#[allow(clippy::result_large_err)]
+pub fn grpc_check<B>(
+    credentials: &Credentials,
+    request: axum::http::Request<B>,
+) -> Result<axum::http::Request<B>, tonic::Status> {
+    let path = request.uri().path();
+    if path.ends_with("/ServerLive") || path.ends_with("/ServerReady") {
+        return Ok(request);
+    }
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .ok_or(AuthError::Missing)?;
+    let token = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+        AuthError::Incomplete(
+            "gRPC takes `authorization: Bearer <pier_token>` (SigV4 is for HTTP)".into(),
+        )
+    })?;
+    let principal = credentials.token(token).ok_or(AuthError::UnknownKey)?;
+    if !principal.planes.invoke {
+        return Err(AuthError::Denied {
+            who: format!("[{}]", principal.name),
+            plane: Plane::Invoke.name(),
+        }
+        .into());
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Bearer "), Some(""));
+        assert_eq!(bearer_token("Bearer"), Some(""));
+        assert_eq!(bearer_token("AWS4-HMAC-SHA256 Credential=x"), None);
+    }
+}
