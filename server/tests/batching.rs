@@ -25,18 +25,6 @@ async fn batched_config(server: &TestServer, name: &str, model: &str, batching: 
         .await;
 }
 
-async fn metrics(server: &TestServer) -> String {
-    server
-        .client
-        .get(format!("http://{}/metrics", server.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of the first sample line starting with `prefix` and containing every label.
 fn sample(text: &str, prefix: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
@@ -83,7 +71,7 @@ async fn batched_answers_match_unbatched_and_metrics_are_emitted() {
         assert_eq!(p.body, b.body, "batched answer differs");
     }
 
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     let batched_labels = [
         "endpoint=\"batched\"",
         "variant=\"main\"",
@@ -127,7 +115,7 @@ async fn batched_answers_match_unbatched_and_metrics_are_emitted() {
     // Errors are counted by outcome, with the endpoint label even before routing.
     let r = server.invoke("batched", "text/csv", "1,2\n", &[]).await;
     assert_eq!(r.status, 400);
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -168,7 +156,7 @@ async fn a_full_queue_answers_429_at_once() {
         waited.as_millis() < 500,
         "refused at once, not after {waited:?}"
     );
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     assert_eq!(
         sample(
             &text,
@@ -236,7 +224,7 @@ async fn bad_batching_and_backend_settings_are_refused_clearly() {
         .await;
     let d = server.wait_endpoint("gbr").await;
     assert_eq!(d["EndpointStatus"], "Failed", "{d}");
-    let text = metrics(&server).await;
+    let text = server.metrics().await;
     assert!(
         sample(
             &text,

@@ -15,7 +15,7 @@ async fn unknown_endpoint_names_do_not_create_metric_series() {
     server.create_config("cfg", &[("main", "iris", 1.0)]).await;
     server.create_endpoint("known", "cfg").await;
 
-    let before = metrics_text(&server).await.len();
+    let before = server.metrics().await.len();
     for i in 0..200 {
         let name = format!("{}{i}", "x".repeat(4000));
         let r = server.invoke(&name, "text/csv", IRIS_CSV, &[]).await;
@@ -34,7 +34,7 @@ async fn unknown_endpoint_names_do_not_create_metric_series() {
     let r = server.invoke("known", "image/png", "x", &[]).await;
     assert_eq!(r.status, 400);
 
-    let text = metrics_text(&server).await;
+    let text = server.metrics().await;
     assert!(!text.contains("xxxxxxxx"), "an unknown name became a label");
     assert!(
         text.contains("endpoint=\"__unknown\""),
@@ -48,18 +48,6 @@ async fn unknown_endpoint_names_do_not_create_metric_series() {
         text.len()
     );
     server.stop().await;
-}
-
-async fn metrics_text(server: &TestServer) -> String {
-    server
-        .client
-        .get(format!("http://{}/metrics", server.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,6 +131,18 @@ impl TestServer {
         d
     }
 
+    /// GET /metrics: the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("http://{}/metrics", self.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// POST /endpoints/{name}/invocations.
     pub async fn invoke(
         &self,
