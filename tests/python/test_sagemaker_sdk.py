@@ -14,7 +14,7 @@ import pytest
 from conftest import FIXTURES
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-sagemaker = pytest.importorskip("sagemaker")
+import sagemaker  # noqa: E402  (in tests/python/requirements.txt: a missing SDK fails, never skips)
 from sagemaker.session import Session, _deployment_entity_exists, production_variant  # noqa: E402
 
 ROLE = "arn:aws:iam::000000000000:role/unused"
