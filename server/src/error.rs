@@ -145,12 +145,27 @@ impl ServeError {
         self.to_string()
     }
 
+    /// The data-plane answer for a request to `path`: the v2 shape under `/v2`, SageMaker
+    /// runtime's elsewhere. For refusals made before a facade is chosen (layers, fallback).
+    pub fn response_for(self, path: &str) -> Response {
+        if is_v2_path(path) {
+            self.v2_response()
+        } else {
+            self.into_response()
+        }
+    }
+
     /// The Open Inference Protocol v2 REST error: `{"error": "..."}` with the HTTP status.
     pub fn v2_response(self) -> Response {
         let status = self.status();
         let body = serde_json::json!({ "error": self.public_message() });
         (status.http, axum::Json(body)).into_response()
     }
+}
+
+/// True for the Open Inference Protocol's REST paths (`/v2`, `/v2/...`).
+pub fn is_v2_path(path: &str) -> bool {
+    path == "/v2" || path.starts_with("/v2/")
 }
 
 /// The v2 gRPC status of an error.
@@ -422,7 +437,7 @@ impl AuthError {
             crate::layers::Plane::Admin => {
                 serde_json::json!({ "__type": code, "message": message })
             }
-            crate::layers::Plane::Data if path == "/v2" || path.starts_with("/v2/") => {
+            crate::layers::Plane::Data if is_v2_path(path) => {
                 serde_json::json!({ "error": message })
             }
             crate::layers::Plane::Data => {

@@ -59,14 +59,7 @@ pub async fn early_length_check(
 /// The 413 answer of `plane` for a body over `limit` (`declared`: its Content-Length).
 pub fn too_large(limit: usize, plane: Plane, path: &str, declared: Option<u64>) -> Response {
     match plane {
-        Plane::Data => {
-            let e = ServeError::PayloadTooLarge { limit };
-            if path.starts_with("/v2") {
-                e.v2_response()
-            } else {
-                e.into_response()
-            }
-        }
+        Plane::Data => ServeError::PayloadTooLarge { limit }.response_for(path),
         Plane::Admin => ApiError::too_large(match declared {
             Some(n) => format!(
                 "the request body of {n} bytes is larger than the control plane's {limit}-byte limit"

@@ -146,11 +146,15 @@ impl Activity {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// When the last byte was read or written.
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
     /// Resolves once the connection has been idle (no bytes, no request) for `idle`.
     async fn idle(&self, idle: Duration) {
         loop {
-            let last = self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let due = last + idle;
+            let due = self.last() + idle;
             if Instant::now() >= due {
                 if self.active.load(Ordering::Relaxed) == 0 {
                     return;
@@ -545,24 +549,20 @@ impl AsyncRead for IdleConn {
             Poll::Pending => {}
             ready => return ready,
         }
+        // Fail the read once no byte has moved for `idle`; the deadline follows activity.
         loop {
-            let a = &this.conn.activity;
-            let due = a.started + Duration::from_millis(a.last_ms.load(Ordering::Relaxed));
-            let due = tokio::time::Instant::from(due + this.idle);
+            let due = tokio::time::Instant::from(this.conn.activity.last() + this.idle);
+            if due <= tokio::time::Instant::now() {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connection idle",
+                )));
+            }
             if this.sleep.deadline() != due {
                 this.sleep.as_mut().reset(due);
             }
             if this.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
-            }
-            // Idle past the deadline: no byte either way since `due - idle`.
-            let now_last = a.last_ms.load(Ordering::Relaxed);
-            let again = a.started + Duration::from_millis(now_last) + this.idle;
-            if tokio::time::Instant::from(again) <= tokio::time::Instant::now() {
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connection idle",
-                )));
             }
         }
     }

@@ -187,14 +187,7 @@ fn body_error(auth: &Authenticator, path: &str, e: &axum::Error) -> Response {
     let message = format!("cannot read the request body: {e}");
     match auth.error_plane() {
         layers::Plane::Admin => crate::error::ApiError::validation(message).into_response(),
-        layers::Plane::Data => {
-            let e = crate::error::ServeError::Validation(message);
-            if path.starts_with("/v2") {
-                e.v2_response()
-            } else {
-                e.into_response()
-            }
-        }
+        layers::Plane::Data => crate::error::ServeError::Validation(message).response_for(path),
     }
 }
 

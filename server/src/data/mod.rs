@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
@@ -51,15 +50,15 @@ pub fn router_with_v2(state: AppState, v2: Arc<V2>) -> Router {
         .with_state(state)
         .merge(crate::v2::rest::router(v2))
         .fallback(|uri: axum::http::Uri| async move {
-            if uri.path() == "/v2" || uri.path().starts_with("/v2/") {
-                ServeError::RouteNotFound(format!("no such v2 route: {}", uri.path())).v2_response()
+            let path = uri.path();
+            let error = if crate::error::is_v2_path(path) {
+                ServeError::RouteNotFound(format!("no such v2 route: {path}"))
             } else {
                 ServeError::Validation(format!(
-                    "no such route {}; see /endpoints/{{name}}/invocations",
-                    uri.path()
+                    "no such route {path}; see /endpoints/{{name}}/invocations"
                 ))
-                .into_response()
-            }
+            };
+            error.response_for(path)
         })
         .layer(DefaultBodyLimit::max(limit))
         // gzip / deflate bodies are decoded here; the body limit above bounds the decoded
