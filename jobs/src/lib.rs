@@ -1,0 +1,6 @@
+//! Pier's companion job runner: SageMaker training jobs (and, building on them, tuning and
+//! batch transform) over channels on local disk or any S3-compatible store.
+//!
+//! - `channels`: reading `InputDataConfig` channels (S3 prefix or manifest, local paths,
+//!   gzip, CSV and RecordIO-protobuf) into training data, and writing outputs.
+//! - the runner: a durable queue of jobs in the control-plane database, claimed atomically.
