@@ -4,3 +4,6 @@
 //! - `channels`: reading `InputDataConfig` channels (S3 prefix or manifest, local paths,
 //!   gzip, CSV and RecordIO-protobuf) into training data, and writing outputs.
 //! - the runner: a durable queue of jobs in the control-plane database, claimed atomically.
+
+pub mod channels;
+pub mod output;

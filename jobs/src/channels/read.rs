@@ -1,0 +1,336 @@
+//! Reading a channel: list its objects, stream each in key (or manifest) order through gzip
+//! when asked, and parse as bytes arrive.
+//!
+//! Concurrency: one tokio task downloads the S3 objects in order into a bounded queue of
+//! chunks ([`PREFETCH_CHUNKS`], so a download runs at most that far ahead of parsing and no
+//! object is held whole); one blocking thread pulls from it (or reads local files directly),
+//! decompresses and parses. If parsing fails, the queue's receiver is dropped and the download
+//! stops at its next chunk.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+use pier_algorithms::builtin::{CsvReader, Dataset, TrainError};
+use tokio::sync::mpsc;
+
+use super::ReadOptions;
+use super::content::ContentType;
+use super::error::ChannelError;
+use super::location::{self, Object};
+use super::recordio::RecordIoReader;
+use super::spec::{Channel, Compression, DataType};
+
+/// Chunks (as the store sends them, typically 8–64 KiB) a download may run ahead of parsing.
+pub const PREFETCH_CHUNKS: usize = 256;
+
+/// Largest manifest file read.
+pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+
+/// Bytes handed to the parser at a time.
+const READ_BUF: usize = 1 << 20;
+
+pub(super) async fn read(
+    channel: &Channel,
+    content: ContentType,
+    has_label: bool,
+    opts: &ReadOptions,
+) -> Result<Dataset, ChannelError> {
+    let name = channel.name.as_str();
+    let objects = match channel.data_type {
+        DataType::S3Prefix => {
+            location::list_prefix(name, &channel.uri, &channel.location, &opts.s3).await?
+        }
+        DataType::ManifestFile => {
+            let bytes = location::read_small(
+                name,
+                &channel.uri,
+                &channel.location,
+                &opts.s3,
+                MAX_MANIFEST_BYTES,
+            )
+            .await?;
+            location::parse_manifest(name, &channel.uri, &bytes, &opts.s3)?
+        }
+    };
+    if objects.is_empty() {
+        return Err(ChannelError::NoObjects {
+            channel: name.to_owned(),
+            location: channel.uri.clone(),
+        });
+    }
+    let downloads: Vec<_> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::S3 {
+                uri,
+                bucket,
+                store,
+                path,
+            } => Some((store.clone(), path.clone(), uri.clone(), bucket.clone())),
+            Object::Local(_) => None,
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel(PREFETCH_CHUNKS);
+    let producer = tokio::spawn(download(name.to_owned(), downloads, tx));
+    let parse = Parse {
+        channel: name.to_owned(),
+        uri: channel.uri.clone(),
+        gzip: channel.compression == Compression::Gzip,
+        parser: match content {
+            ContentType::Csv { header, .. } => Parser::Csv(CsvReader::new(has_label, header)),
+            ContentType::RecordIo => Parser::RecordIo(RecordIoReader::new(has_label)),
+        },
+        max_bytes: opts.max_bytes,
+        cancel: opts.cancel.clone(),
+    };
+    let outcome = tokio::task::spawn_blocking(move || parse.run(objects, rx)).await;
+    producer.abort();
+    outcome.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// What the download task sends.
+enum Piece {
+    Data(Bytes),
+    End,
+    Failed(ChannelError),
+}
+
+async fn download(
+    channel: String,
+    objects: Vec<(Arc<dyn ObjectStore>, ObjectPath, String, String)>,
+    tx: mpsc::Sender<Piece>,
+) {
+    for (store, path, uri, bucket) in objects {
+        let mut stream = match store.get(&path).await {
+            Ok(got) => got.into_stream(),
+            Err(e) => {
+                let _ = tx
+                    .send(Piece::Failed(location::store_error(
+                        &channel, &bucket, &uri, e,
+                    )))
+                    .await;
+                return;
+            }
+        };
+        while let Some(chunk) = stream.next().await {
+            let piece = match chunk {
+                Ok(bytes) => Piece::Data(bytes),
+                Err(e) => Piece::Failed(location::store_error(&channel, &bucket, &uri, e)),
+            };
+            let failed = matches!(piece, Piece::Failed(_));
+            if tx.send(piece).await.is_err() || failed {
+                return;
+            }
+        }
+        if tx.send(Piece::End).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One S3 object's bytes as a blocking [`Read`], from the download queue.
+struct Queued<'a> {
+    rx: &'a mut mpsc::Receiver<Piece>,
+    current: Bytes,
+    done: bool,
+}
+
+impl Read for Queued<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Piece::Data(b)) => self.current = b,
+                Some(Piece::End) => self.done = true,
+                Some(Piece::Failed(e)) => return Err(io::Error::other(e)),
+                None => return Err(io::Error::other("the download stopped")),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+enum Parser {
+    Csv(CsvReader),
+    RecordIo(RecordIoReader),
+}
+
+impl Parser {
+    /// Feeds bytes; an error is (position, reason).
+    fn feed(&mut self, data: &[u8]) -> Result<(), (String, String)> {
+        match self {
+            Parser::Csv(r) => r.feed(data).map_err(csv_position),
+            Parser::RecordIo(r) => r
+                .feed(data)
+                .map_err(|e| (format!("record {}", e.record), e.reason)),
+        }
+    }
+
+    fn end_object(&mut self) -> Result<(), (String, String)> {
+        match self {
+            Parser::Csv(r) => r.end_object().map_err(csv_position),
+            Parser::RecordIo(r) => r
+                .end_object()
+                .map_err(|e| (format!("record {}", e.record), e.reason)),
+        }
+    }
+
+    fn n_rows(&self) -> usize {
+        match self {
+            Parser::Csv(r) => r.n_rows(),
+            Parser::RecordIo(r) => r.n_rows(),
+        }
+    }
+
+    fn finish(self) -> Result<Dataset, TrainError> {
+        match self {
+            Parser::Csv(r) => r.finish(),
+            Parser::RecordIo(r) => {
+                let (features, width, labels) = r.into_parts();
+                Dataset::new(features, width, labels)
+            }
+        }
+    }
+}
+
+fn csv_position(e: TrainError) -> (String, String) {
+    match e {
+        TrainError::Csv {
+            line,
+            column: 0,
+            reason,
+        } => (format!("line {line}"), reason),
+        TrainError::Csv {
+            line,
+            column,
+            reason,
+        } => (format!("line {line}, column {column}"), reason),
+        other => ("".into(), other.to_string()),
+    }
+}
+
+struct Parse {
+    channel: String,
+    uri: String,
+    gzip: bool,
+    parser: Parser,
+    max_bytes: Option<u64>,
+    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Parse {
+    fn run(
+        mut self,
+        objects: Vec<Object>,
+        mut rx: mpsc::Receiver<Piece>,
+    ) -> Result<Dataset, ChannelError> {
+        let mut buf = vec![0u8; READ_BUF];
+        let mut total = 0u64;
+        for object in &objects {
+            let name = object.name();
+            let raw: Box<dyn Read + '_> = match object {
+                Object::Local(path) => {
+                    Box::new(std::fs::File::open(path).map_err(|e| self.io_error(&name, e))?)
+                }
+                Object::S3 { .. } => Box::new(Queued {
+                    rx: &mut rx,
+                    current: Bytes::new(),
+                    done: false,
+                }),
+            };
+            let mut reader: Box<dyn Read + '_> = if self.gzip {
+                Box::new(flate2::read::MultiGzDecoder::new(raw))
+            } else {
+                raw
+            };
+            loop {
+                if self
+                    .cancel
+                    .as_ref()
+                    .is_some_and(|c| c.load(Ordering::Relaxed))
+                {
+                    return Err(ChannelError::Cancelled {
+                        channel: self.channel.clone(),
+                    });
+                }
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(self.io_error(&name, e)),
+                };
+                total += n as u64;
+                if let Some(limit) = self.max_bytes
+                    && total > limit
+                {
+                    return Err(ChannelError::TooLarge {
+                        channel: self.channel.clone(),
+                        limit,
+                    });
+                }
+                self.parser
+                    .feed(&buf[..n])
+                    .map_err(|(position, reason)| self.data_error(&name, position, reason))?;
+            }
+            self.parser
+                .end_object()
+                .map_err(|(position, reason)| self.data_error(&name, position, reason))?;
+        }
+        if self.parser.n_rows() == 0 {
+            return Err(ChannelError::Empty {
+                channel: self.channel,
+                location: self.uri,
+            });
+        }
+        self.parser.finish().map_err(|e| ChannelError::Invalid {
+            channel: self.channel,
+            reason: e.to_string(),
+        })
+    }
+
+    fn data_error(&self, object: &str, position: String, reason: String) -> ChannelError {
+        ChannelError::Data {
+            channel: self.channel.clone(),
+            object: object.to_owned(),
+            position,
+            reason,
+        }
+    }
+
+    fn io_error(&self, object: &str, e: io::Error) -> ChannelError {
+        if e.get_ref().is_some_and(|inner| inner.is::<ChannelError>()) {
+            return *e
+                .into_inner()
+                .expect("checked above")
+                .downcast::<ChannelError>()
+                .expect("checked above");
+        }
+        match e.kind() {
+            io::ErrorKind::NotFound => ChannelError::NotFound {
+                channel: self.channel.clone(),
+                location: object.to_owned(),
+            },
+            io::ErrorKind::InvalidInput
+            | io::ErrorKind::InvalidData
+            | io::ErrorKind::UnexpectedEof
+                if self.gzip =>
+            {
+                self.data_error(object, "gzip".into(), format!("not valid gzip data: {e}"))
+            }
+            _ => ChannelError::Access {
+                channel: self.channel.clone(),
+                location: object.to_owned(),
+                reason: e.to_string(),
+            },
+        }
+    }
+}
