@@ -167,7 +167,7 @@ pub async fn write_model_tarball(
             })
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-            let store = s3.store(&bucket).map_err(|reason| OutputError::S3 {
+            let store = s3.client(&bucket).map_err(|reason| OutputError::S3 {
                 uri: uri.clone(),
                 reason,
             })?;
@@ -327,7 +327,7 @@ pub async fn fetch_model_data(
                     "does not name a model archive (…/model.tar.gz, .tgz or .tar)".into(),
                 ));
             };
-            let store = s3.store(&bucket).map_err(|reason| OutputError::S3 {
+            let store = s3.client(&bucket).map_err(|reason| OutputError::S3 {
                 uri: url.to_owned(),
                 reason,
             })?;

@@ -153,7 +153,7 @@ impl S3Config {
 
     /// A client for `bucket`. Bounded: 10 s to connect, 15 min for one request (a large
     /// object's whole body), 3 retries within 30 s.
-    pub(crate) fn store(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
+    pub fn client(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_region(self.region.as_deref().unwrap_or("us-east-1"))
@@ -273,7 +273,7 @@ pub(crate) async fn list_prefix(
 ) -> Result<Vec<Object>, ChannelError> {
     match location {
         Location::S3 { bucket, key } => {
-            let store = s3.store(bucket).map_err(|reason| ChannelError::Access {
+            let store = s3.client(bucket).map_err(|reason| ChannelError::Access {
                 channel: channel.to_owned(),
                 location: uri.to_owned(),
                 reason,
@@ -385,7 +385,7 @@ pub(crate) async fn read_small(
     };
     match location {
         Location::S3 { bucket, key } => {
-            let store = s3.store(bucket).map_err(|reason| ChannelError::Access {
+            let store = s3.client(bucket).map_err(|reason| ChannelError::Access {
                 channel: channel.to_owned(),
                 location: uri.to_owned(),
                 reason,
@@ -468,7 +468,7 @@ pub(crate) fn parse_manifest(
                 let store = match &stores {
                     Some(s) => s.clone(),
                     None => {
-                        let s = s3.store(bucket).map_err(bad)?;
+                        let s = s3.client(bucket).map_err(bad)?;
                         stores = Some(s.clone());
                         s
                     }
