@@ -12,6 +12,7 @@ mod common;
 use std::io::Write;
 use std::time::Instant;
 
+use object_store::path::Path as ObjectPath;
 use pier_jobs::channels::{ChannelSpec, ContentKind, ReadOptions, read_channel};
 
 const COLUMNS: usize = 20;
@@ -69,17 +70,33 @@ async fn main() {
 
     let server = common::S3Server::start();
     server.create_bucket(common::BUCKET);
-    // The file lies in the bucket's folder: the local read and the S3 read take the same file.
-    let dir = server.root.path().join(common::BUCKET).join("bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("train.csv");
+    // The file goes up with one PUT through the S3 API (so the server keeps its ETag, as S3
+    // does, instead of hashing the object on every GET); s3s-fs stores it as a plain file
+    // under its root, and the local read takes that same file.
+    let scratch = tempfile::tempdir().unwrap();
+    let generated = scratch.path().join("train.csv");
     let started = Instant::now();
-    let (rows, bytes) = write_csv(&path, megabytes);
+    let (rows, bytes) = write_csv(&generated, megabytes);
     println!(
         "generated {rows} rows x {COLUMNS} columns, {:.1} MB, in {:.1} s",
         bytes as f64 / 1e6,
         started.elapsed().as_secs_f64()
     );
+    let started = Instant::now();
+    let body = std::fs::read(&generated).unwrap();
+    std::fs::remove_file(&generated).unwrap();
+    server
+        .client(common::BUCKET)
+        .put(&ObjectPath::from("bench/train.csv"), body.into())
+        .await
+        .expect("PUT the data set");
+    println!("PUT it in {:.1} s", started.elapsed().as_secs_f64());
+    let path = server
+        .root
+        .path()
+        .join(common::BUCKET)
+        .join("bench/train.csv");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
 
     let spec = |uri: String| {
         serde_json::from_value::<ChannelSpec>(serde_json::json!({
