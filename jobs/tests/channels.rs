@@ -625,3 +625,66 @@ async fn file_uris_and_local_files() {
     .unwrap();
     assert_eq!(d.n_rows(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_paths_are_confined_to_the_import_roots() {
+    let root = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("data")).unwrap();
+    std::fs::write(root.path().join("data/a.csv"), b"1,2\n").unwrap();
+    std::fs::write(outside.path().join("secret.csv"), b"1,42\n").unwrap();
+    let mut opts = ReadOptions::new(true, CSV);
+    opts.local = pier_model_store::ImportPolicy::under_roots(&[root.path().to_path_buf()]).unwrap();
+
+    let inside = root.path().join("data");
+    let d = read_channel(
+        &channel(inside.to_str().unwrap(), "S3Prefix", serde_json::json!({})),
+        &opts,
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.features(), &[2.0]);
+
+    let secret = outside.path().join("secret.csv");
+    let e = read_channel(
+        &channel(secret.to_str().unwrap(), "S3Prefix", serde_json::json!({})),
+        &opts,
+    )
+    .await
+    .unwrap_err();
+    let root_shown = std::fs::canonicalize(root.path()).unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "channel 'train': {} may not be read: it is outside the import roots ({})",
+            secret.display(),
+            root_shown.display()
+        )
+    );
+
+    // A link inside the root that leads out is refused when the file is opened.
+    std::os::unix::fs::symlink(&secret, root.path().join("data/b.csv")).unwrap();
+    let e = read_channel(
+        &channel(inside.to_str().unwrap(), "S3Prefix", serde_json::json!({})),
+        &opts,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e, ChannelError::Refused { ref location, .. } if location.ends_with("data/b.csv")),
+        "{e}"
+    );
+
+    // A local manifest naming a file outside the roots.
+    let manifest =
+        serde_json::json!([{"prefix": format!("{}/", outside.path().display())}, "secret.csv"]);
+    std::fs::write(root.path().join("m.manifest"), manifest.to_string()).unwrap();
+    let m = root.path().join("m.manifest");
+    let e = read_channel(
+        &channel(m.to_str().unwrap(), "ManifestFile", serde_json::json!({})),
+        &opts,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ChannelError::Refused { .. }), "{e}");
+}

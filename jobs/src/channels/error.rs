@@ -68,6 +68,17 @@ pub enum ChannelError {
         /// The object's URI or path.
         location: String,
     },
+    /// A local path the read policy does not allow (outside the import roots, a system
+    /// folder, local paths off).
+    #[error("channel '{channel}': {location} may not be read: {reason}")]
+    Refused {
+        /// The channel's name.
+        channel: String,
+        /// The path as named.
+        location: String,
+        /// Why.
+        reason: String,
+    },
     /// The store or the file system refused or failed a request.
     #[error("channel '{channel}': cannot read {location}: {reason}")]
     Access {

@@ -17,6 +17,8 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+use pier_model_store::{ImportPolicy, StoreError};
+
 use super::error::ChannelError;
 
 /// A parsed `S3Uri`.
@@ -264,12 +266,42 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// Resolves a local `path` the channel names and checks it against `policy` (symbolic links
+/// resolved first, so a link out of the roots is refused).
+pub(crate) fn check_local(
+    channel: &str,
+    policy: &ImportPolicy,
+    path: &Path,
+) -> Result<PathBuf, ChannelError> {
+    policy.check(path).map_err(|e| {
+        let reason = match e {
+            StoreError::ImportRefused { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        // Outside the roots is decided before the file system is asked; only then may a
+        // missing path be told apart.
+        if !reason.starts_with("it is outside") && matches!(path.try_exists(), Ok(false)) {
+            ChannelError::NotFound {
+                channel: channel.to_owned(),
+                location: path.display().to_string(),
+            }
+        } else {
+            ChannelError::Refused {
+                channel: channel.to_owned(),
+                location: path.display().to_string(),
+                reason,
+            }
+        }
+    })
+}
+
 /// Every object under an `S3Prefix` location, in key order.
 pub(crate) async fn list_prefix(
     channel: &str,
     uri: &str,
     location: &Location,
     s3: &S3Config,
+    policy: &ImportPolicy,
 ) -> Result<Vec<Object>, ChannelError> {
     match location {
         Location::S3 { bucket, key } => {
@@ -307,11 +339,14 @@ pub(crate) async fn list_prefix(
                 .collect())
         }
         Location::Local(path) => {
-            let path = path.clone();
+            let (path, policy) = (path.clone(), policy.clone());
             let (channel, uri) = (channel.to_owned(), uri.to_owned());
-            tokio::task::spawn_blocking(move || list_local(&channel, &uri, &path))
-                .await
-                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            tokio::task::spawn_blocking(move || {
+                check_local(&channel, &policy, &path)?;
+                list_local(&channel, &uri, &path)
+            })
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         }
     }
 }
@@ -376,6 +411,7 @@ pub(crate) async fn read_small(
     uri: &str,
     location: &Location,
     s3: &S3Config,
+    policy: &ImportPolicy,
     limit: u64,
 ) -> Result<Vec<u8>, ChannelError> {
     let too_large = || ChannelError::Manifest {
@@ -404,7 +440,13 @@ pub(crate) async fn read_small(
             Ok(bytes.to_vec())
         }
         Location::Local(path) => {
-            let path = path.clone();
+            let resolved = {
+                let (channel, policy, path) = (channel.to_owned(), policy.clone(), path.clone());
+                tokio::task::spawn_blocking(move || check_local(&channel, &policy, &path))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?
+            };
+            let path = resolved;
             let outcome = tokio::task::spawn_blocking(move || {
                 let meta = std::fs::metadata(&path)?;
                 if meta.len() > limit {

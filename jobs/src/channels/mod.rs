@@ -11,8 +11,10 @@
 //!   parses them into one `Dataset`; a [`ChannelError`]'s `Display` names the channel, the
 //!   object and the line or record, fit for a job's `FailureReason` as it is.
 //! - [`ReadOptions`] carries what the algorithm reads (its content types, whether it is
-//!   supervised), how to reach S3 ([`S3Config::from_env`]), a byte limit and a cancel flag
-//!   (checked between chunks, so StopTrainingJob stops a download).
+//!   supervised), how to reach S3 ([`S3Config::from_env`]), which local paths may be read
+//!   (the model store's [`ImportPolicy`], the same roots as CreateModel's local imports), a
+//!   byte limit and a cancel flag (checked between chunks, so StopTrainingJob stops a
+//!   download).
 //!
 //! # What is read
 //!
@@ -39,6 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use pier_algorithms::builtin::Dataset;
+use pier_model_store::ImportPolicy;
 
 pub use content::{ContentKind, ContentType};
 pub use error::{ChannelError, ChannelSpecError};
@@ -64,6 +67,10 @@ pub struct ReadOptions {
     /// Set to stop reading (checked between chunks): the read ends with
     /// [`ChannelError::Cancelled`].
     pub cancel: Option<Arc<AtomicBool>>,
+    /// Which local paths (`file://` URIs, plain paths, a local manifest's objects) may be
+    /// read: the server's import roots, as for CreateModel's `ModelDataUrl`. Every local file
+    /// is resolved (links included) and checked before it is opened.
+    pub local: ImportPolicy,
 }
 
 impl ReadOptions {
@@ -75,6 +82,7 @@ impl ReadOptions {
             s3: S3Config::from_env(),
             max_bytes: None,
             cancel: None,
+            local: ImportPolicy::anywhere(),
         }
     }
 

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 use pier_algorithms::builtin::{CsvReader, Dataset, TrainError};
+use pier_model_store::ImportPolicy;
 use tokio::sync::mpsc;
 
 use super::ReadOptions;
@@ -43,7 +44,8 @@ pub(super) async fn read(
     let name = channel.name.as_str();
     let objects = match channel.data_type {
         DataType::S3Prefix => {
-            location::list_prefix(name, &channel.uri, &channel.location, &opts.s3).await?
+            location::list_prefix(name, &channel.uri, &channel.location, &opts.s3, &opts.local)
+                .await?
         }
         DataType::ManifestFile => {
             let bytes = location::read_small(
@@ -51,6 +53,7 @@ pub(super) async fn read(
                 &channel.uri,
                 &channel.location,
                 &opts.s3,
+                &opts.local,
                 MAX_MANIFEST_BYTES,
             )
             .await?;
@@ -87,6 +90,7 @@ pub(super) async fn read(
         },
         max_bytes: opts.max_bytes,
         cancel: opts.cancel.clone(),
+        policy: opts.local.clone(),
     };
     let outcome = tokio::task::spawn_blocking(move || parse.run(objects, rx)).await;
     producer.abort();
@@ -225,6 +229,7 @@ struct Parse {
     parser: Parser,
     max_bytes: Option<u64>,
     cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    policy: ImportPolicy,
 }
 
 impl Parse {
@@ -239,7 +244,8 @@ impl Parse {
             let name = object.name();
             let raw: Box<dyn Read + '_> = match object {
                 Object::Local(path) => {
-                    Box::new(std::fs::File::open(path).map_err(|e| self.io_error(&name, e))?)
+                    let resolved = location::check_local(&self.channel, &self.policy, path)?;
+                    Box::new(std::fs::File::open(resolved).map_err(|e| self.io_error(&name, e))?)
                 }
                 Object::S3 { .. } => Box::new(Queued {
                     rx: &mut rx,
