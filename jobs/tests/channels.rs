@@ -568,7 +568,7 @@ async fn bad_input_names_channel_object_and_position() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_bucket_and_unreachable_endpoint() {
+async fn unknown_bucket_wrong_credentials_and_no_server() {
     let store = Store::s3();
     let opts = store.opts(true, CSV);
     let e = read(
@@ -596,6 +596,30 @@ async fn unknown_bucket_and_unreachable_endpoint() {
         )),
         "{e}"
     );
+    eprintln!("wrong credentials: {e}");
+    // No server at all: a bounded number of retries, then an error naming the location.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut dead = opts.clone();
+    dead.s3 = dead.s3.with_endpoint(format!("http://127.0.0.1:{closed}"));
+    let started = std::time::Instant::now();
+    let e = read(&store, &store.uri("data/"), serde_json::json!({}), &dead)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with(&format!(
+            "channel 'train': cannot read s3://{BUCKET}/data/: "
+        )),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    eprintln!("no server ({:?}): {e}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
