@@ -462,6 +462,22 @@ async fn bad_input_names_channel_object_and_position() {
             ),
         );
 
+        // RecordIO data declared as text/csv.
+        store
+            .put(
+                "mislabelled/a.pbr",
+                &recordio_file(&[(&[1.5, 2.5], Some(1.0))]),
+            )
+            .await;
+        let e = read(&store, &store.uri("mislabelled/"), csv.clone(), &opts)
+            .await
+            .unwrap_err();
+        let want = format!(
+            "channel 'train', {}, line 2",
+            store.uri("mislabelled/a.pbr")
+        );
+        assert!(e.to_string().starts_with(&want), "{k}: {e}");
+
         store.put("blank/a.csv", b"\n\n  \n").await;
         let e = read(&store, &store.uri("blank/"), csv.clone(), &opts)
             .await
