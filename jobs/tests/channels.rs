@@ -728,3 +728,22 @@ async fn local_paths_are_confined_to_the_import_roots() {
     .unwrap_err();
     assert!(matches!(e, ChannelError::Refused { .. }), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_read_leaves_the_channel_readable() {
+    // A channel large enough to be mid-read when the caller gives up (the read future is
+    // dropped: its download is aborted and its parsing thread stops).
+    let store = Store::s3();
+    let line = b"1,0.5,0.25,0.125\n".repeat(64 * 1024);
+    for i in 0..4 {
+        store.put(&format!("big/part-{i}.csv"), &line).await;
+    }
+    let c = channel(&store.uri("big/"), "S3Prefix", serde_json::json!({}));
+    let opts = store.opts(true, CSV);
+    let timed_out =
+        tokio::time::timeout(std::time::Duration::from_millis(1), read_channel(&c, &opts)).await;
+    assert!(timed_out.is_err(), "the read finished within 1 ms");
+    // The channel still reads whole afterwards.
+    let d = read_channel(&c, &opts).await.unwrap();
+    assert_eq!(d.n_rows(), 4 * 64 * 1024);
+}

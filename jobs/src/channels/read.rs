@@ -5,11 +5,12 @@
 //! chunks ([`PREFETCH_CHUNKS`], so a download runs at most that far ahead of parsing and no
 //! object is held whole); one blocking thread pulls from it (or reads local files directly),
 //! decompresses and parses. If parsing fails, the queue's receiver is dropped and the download
-//! stops at its next chunk.
+//! stops at its next chunk; if the caller drops the read, the download is aborted and the
+//! parsing thread stops at its next chunk (as it does when the cancel flag is set).
 
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -79,7 +80,11 @@ pub(super) async fn read(
         })
         .collect();
     let (tx, rx) = mpsc::channel(PREFETCH_CHUNKS);
-    let producer = tokio::spawn(download(name.to_owned(), downloads, tx));
+    // Stops the download and the parse if this future is dropped (the caller went away).
+    let guard = Abandon {
+        producer: tokio::spawn(download(name.to_owned(), downloads, tx)),
+        flag: Arc::new(AtomicBool::new(false)),
+    };
     let parse = Parse {
         channel: name.to_owned(),
         uri: channel.uri.clone(),
@@ -90,11 +95,25 @@ pub(super) async fn read(
         },
         max_bytes: opts.max_bytes,
         cancel: opts.cancel.clone(),
+        abandoned: guard.flag.clone(),
         policy: opts.local.clone(),
     };
     let outcome = tokio::task::spawn_blocking(move || parse.run(objects, rx)).await;
-    producer.abort();
+    drop(guard);
     outcome.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// On drop: aborts the download task and tells the parsing thread to stop.
+struct Abandon {
+    producer: tokio::task::JoinHandle<()>,
+    flag: Arc<AtomicBool>,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.flag.store(true, Ordering::Relaxed);
+        self.producer.abort();
+    }
 }
 
 /// What the download task sends.
@@ -228,7 +247,9 @@ struct Parse {
     gzip: bool,
     parser: Parser,
     max_bytes: Option<u64>,
-    cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+    cancel: Option<Arc<AtomicBool>>,
+    /// Set when the caller's future was dropped.
+    abandoned: Arc<AtomicBool>,
     policy: ImportPolicy,
 }
 
@@ -263,6 +284,7 @@ impl Parse {
                     .cancel
                     .as_ref()
                     .is_some_and(|c| c.load(Ordering::Relaxed))
+                    || self.abandoned.load(Ordering::Relaxed)
                 {
                     return Err(ChannelError::Cancelled {
                         channel: self.channel.clone(),
