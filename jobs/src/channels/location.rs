@@ -208,6 +208,8 @@ pub(crate) enum Object {
         store: Arc<dyn ObjectStore>,
         /// Its key.
         path: ObjectPath,
+        /// Its size and ETag, when listed (a manifest's objects are not).
+        listed: Option<(u64, Option<String>)>,
     },
     /// A local file.
     Local(PathBuf),
@@ -335,6 +337,7 @@ pub(crate) async fn list_prefix(
                     bucket: bucket.clone(),
                     store: store.clone(),
                     path: m.location,
+                    listed: Some((m.size, m.e_tag)),
                 })
                 .collect())
         }
@@ -521,6 +524,7 @@ pub(crate) fn parse_manifest(
                     bucket: bucket.clone(),
                     store,
                     path: ObjectPath::from(full.as_str()),
+                    listed: None,
                 }
             }
             Location::Local(dir) => {

@@ -46,7 +46,7 @@ use pier_model_store::ImportPolicy;
 pub use content::{ContentKind, ContentType};
 pub use error::{ChannelError, ChannelSpecError};
 pub use location::{Location, S3Config};
-pub use read::{MAX_MANIFEST_BYTES, PREFETCH_CHUNKS};
+pub use read::{MAX_MANIFEST_BYTES, PREFETCH_CHUNKS, RANGE_BYTES, RANGE_CONCURRENCY};
 pub use spec::{
     Channel, ChannelSpec, Compression, DataSourceSpec, DataType, S3DataSourceSpec,
     validate_input_data_config,

@@ -1,9 +1,10 @@
 //! Reading a channel: list its objects, stream each in key (or manifest) order through gzip
 //! when asked, and parse as bytes arrive.
 //!
-//! Concurrency: one tokio task downloads the S3 objects in order into a bounded queue of
-//! chunks ([`PREFETCH_CHUNKS`], so a download runs at most that far ahead of parsing and no
-//! object is held whole); one blocking thread pulls from it (or reads local files directly),
+//! Concurrency: one tokio task downloads the S3 objects in order (a large object as
+//! [`RANGE_CONCURRENCY`] ranged GETs of [`RANGE_BYTES`] in flight, as S3 clients do) into a
+//! bounded queue of chunks ([`PREFETCH_CHUNKS`], so a download runs at most that far ahead of
+//! parsing and no object is held whole); one blocking thread pulls from it (or reads local files directly),
 //! decompresses and parses. If parsing fails, the queue's receiver is dropped and the download
 //! stops at its next chunk; if the caller drops the read, the download is aborted and the
 //! parsing thread stops at its next chunk (as it does when the cancel flag is set).
@@ -14,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, ObjectStore};
 use pier_algorithms::builtin::{CsvReader, Dataset, TrainError};
 use pier_model_store::ImportPolicy;
 use tokio::sync::mpsc;
@@ -29,6 +30,15 @@ use super::spec::{Channel, Compression, DataType};
 
 /// Chunks (as the store sends them, typically 8–64 KiB) a download may run ahead of parsing.
 pub const PREFETCH_CHUNKS: usize = 256;
+
+/// Objects larger than this are downloaded as ranges of this size.
+pub const RANGE_BYTES: u64 = 8 << 20;
+
+/// Ranges of one object in flight at once.
+pub const RANGE_CONCURRENCY: usize = 4;
+
+/// A downloaded range is queued in slices of this size.
+const SLICE_BYTES: usize = 64 << 10;
 
 /// Largest manifest file read.
 pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
@@ -75,7 +85,14 @@ pub(super) async fn read(
                 bucket,
                 store,
                 path,
-            } => Some((store.clone(), path.clone(), uri.clone(), bucket.clone())),
+                listed,
+            } => Some(Download {
+                store: store.clone(),
+                path: path.clone(),
+                uri: uri.clone(),
+                bucket: bucket.clone(),
+                listed: listed.clone(),
+            }),
             Object::Local(_) => None,
         })
         .collect();
@@ -123,31 +140,74 @@ enum Piece {
     Failed(ChannelError),
 }
 
-async fn download(
-    channel: String,
-    objects: Vec<(Arc<dyn ObjectStore>, ObjectPath, String, String)>,
-    tx: mpsc::Sender<Piece>,
-) {
-    for (store, path, uri, bucket) in objects {
-        let mut stream = match store.get(&path).await {
-            Ok(got) => got.into_stream(),
-            Err(e) => {
-                let _ = tx
-                    .send(Piece::Failed(location::store_error(
-                        &channel, &bucket, &uri, e,
-                    )))
-                    .await;
-                return;
+/// One S3 object to download.
+struct Download {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    uri: String,
+    bucket: String,
+    /// Size and ETag from the listing.
+    listed: Option<(u64, Option<String>)>,
+}
+
+/// Downloads `objects` in order into `tx`. An object whose size is known and larger than
+/// [`RANGE_BYTES`] is fetched as ranges, [`RANGE_CONCURRENCY`] at a time, in order, each
+/// conditional on the listed ETag (an object replaced meanwhile fails instead of mixing two
+/// versions); other objects are one streamed GET.
+async fn download(channel: String, objects: Vec<Download>, tx: mpsc::Sender<Piece>) {
+    for d in objects {
+        let failed = |e| Piece::Failed(location::store_error(&channel, &d.bucket, &d.uri, e));
+        match &d.listed {
+            Some((size, e_tag)) if *size > RANGE_BYTES => {
+                let ranges = (0..*size)
+                    .step_by(RANGE_BYTES as usize)
+                    .map(|start| start..(start + RANGE_BYTES).min(*size));
+                let mut parts = futures::stream::iter(ranges)
+                    .map(|range| {
+                        let (store, path) = (d.store.clone(), d.path.clone());
+                        let options = GetOptions {
+                            range: Some(range.into()),
+                            if_match: e_tag.clone(),
+                            ..Default::default()
+                        };
+                        async move { store.get_opts(&path, options).await?.bytes().await }
+                    })
+                    .buffered(RANGE_CONCURRENCY);
+                while let Some(part) = parts.next().await {
+                    let mut bytes = match part {
+                        Ok(bytes) => bytes,
+                        Err(e) => {
+                            let _ = tx.send(failed(e)).await;
+                            return;
+                        }
+                    };
+                    // Slices of one buffer (no copy), so the queue bounds memory in bytes too.
+                    while !bytes.is_empty() {
+                        let slice = bytes.split_to(SLICE_BYTES.min(bytes.len()));
+                        if tx.send(Piece::Data(slice)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
             }
-        };
-        while let Some(chunk) = stream.next().await {
-            let piece = match chunk {
-                Ok(bytes) => Piece::Data(bytes),
-                Err(e) => Piece::Failed(location::store_error(&channel, &bucket, &uri, e)),
-            };
-            let failed = matches!(piece, Piece::Failed(_));
-            if tx.send(piece).await.is_err() || failed {
-                return;
+            _ => {
+                let mut stream = match d.store.get(&d.path).await {
+                    Ok(got) => got.into_stream(),
+                    Err(e) => {
+                        let _ = tx.send(failed(e)).await;
+                        return;
+                    }
+                };
+                while let Some(chunk) = stream.next().await {
+                    let piece = match chunk {
+                        Ok(bytes) => Piece::Data(bytes),
+                        Err(e) => failed(e),
+                    };
+                    let stop = matches!(piece, Piece::Failed(_));
+                    if tx.send(piece).await.is_err() || stop {
+                        return;
+                    }
+                }
             }
         }
         if tx.send(Piece::End).await.is_err() {
