@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-pub use data::Dataset;
+pub use data::{CsvReader, Dataset};
 pub use error::{Result, TrainError};
 
 /// A built-in algorithm, named as SageMaker's training image.
