@@ -6,9 +6,13 @@
 //! RFC 3986's unreserved set encoded once more (botocore quotes the already-encoded path;
 //! dot segments removed), the query decoded and re-encoded strictly, sorted; the signed
 //! headers with their values trimmed and inner whitespace collapsed; and the payload hash
-//! computed from the body (a sent `x-amz-content-sha256` must equal it). The date must be
+//! of the body, which the caller hashes as it arrives (a sent `x-amz-content-sha256` must
+//! equal it). The canonical request is fed to SHA-256 piece by piece, never built, and the
+//! signing key of a scope is derived once per principal and day (see `signer`). The date must be
 //! within 15 minutes of now (a presigned URL: within its `X-Amz-Expires`). Signatures are
 //! compared in constant time. Pure functions: the caller passes the clock.
+
+use std::borrow::Cow;
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
@@ -38,8 +42,13 @@ pub struct Request<'a> {
     pub authority: Option<&'a str>,
     /// Request headers.
     pub headers: &'a HeaderMap,
-    /// The whole body.
-    pub body: &'a [u8],
+    /// The SHA-256 of the whole body ([`sha256`]; the middleware hashes it as it arrives).
+    pub body_sha256: [u8; 32],
+}
+
+/// The SHA-256 of a body, for [`Request::body_sha256`].
+pub fn sha256(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
 }
 
 /// Whether the request carries a SigV4 signature in its query (a presigned URL).
@@ -49,23 +58,45 @@ pub fn is_presigned(query: &str) -> bool {
         .any(|pair| pair.split('=').next() == Some("X-Amz-Signature"))
 }
 
-/// The parsed signature fields, from the header or the query.
-struct Signature {
-    access_key_id: String,
-    /// `DATE/REGION/SERVICE/aws4_request`.
-    scope: String,
-    scope_date: String,
-    region: String,
-    service: String,
-    signed_headers: Vec<String>,
-    signature: String,
-    amz_date: String,
+/// The parsed signature fields, from the header (borrowed) or the query (decoded).
+struct Signature<'a> {
+    /// `AKID/DATE/REGION/SERVICE/aws4_request`, checked to have these five parts.
+    credential: Cow<'a, str>,
+    /// The length of `AKID` in `credential`.
+    key_len: usize,
+    /// The signed header names, lowercase, joined by `;`, none empty.
+    signed_headers: Cow<'a, str>,
+    signature: Cow<'a, str>,
+    amz_date: Cow<'a, str>,
     /// A presigned URL's lifetime.
     expires: Option<u64>,
 }
 
+impl Signature<'_> {
+    fn access_key_id(&self) -> &str {
+        &self.credential[..self.key_len]
+    }
+
+    /// `DATE/REGION/SERVICE/aws4_request`.
+    fn scope(&self) -> &str {
+        &self.credential[self.key_len + 1..]
+    }
+
+    /// The scope's date, region and service.
+    fn scope_parts(&self) -> (&str, &str, &str) {
+        let mut parts = self.scope().split('/');
+        let mut next = || parts.next().unwrap_or_default();
+        (next(), next(), next())
+    }
+}
+
 /// Checks the signature of `request` (header or presigned) at `now` (UNIX seconds); the
 /// signer's principal on success.
+///
+/// Allocation-free for a header-signed request with a plain path and no query (what the
+/// AWS SDKs send to SageMaker): the fields are borrowed from the header, the canonical
+/// request is hashed piece by piece as it is produced, and the signing key comes from the
+/// principal's cache.
 pub fn verify<'c>(
     credentials: &'c Credentials,
     request: &Request<'_>,
@@ -95,7 +126,7 @@ pub fn verify<'c>(
         parse_header(header, date)?
     };
     let principal = credentials
-        .key(&sig.access_key_id)
+        .key(sig.access_key_id())
         .ok_or(AuthError::UnknownKey)?;
     let date = parse_amz_date(&sig.amz_date).ok_or_else(|| {
         AuthError::Incomplete(format!(
@@ -103,77 +134,69 @@ pub fn verify<'c>(
             sig.amz_date
         ))
     })?;
-    if !sig.amz_date.starts_with(&sig.scope_date) {
+    let (scope_date, _, _) = sig.scope_parts();
+    if !sig.amz_date.starts_with(scope_date) {
         return Err(AuthError::BadSignature(format!(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date \
              from HTTP: '{}' != '{}'",
-            sig.scope_date,
+            scope_date,
             &sig.amz_date[..8]
         )));
     }
     check_time(date, sig.expires, now)?;
 
-    let canonical_headers = canonical_headers(request, &sig.signed_headers);
-    let signed_headers = sig.signed_headers.join(";");
     let query = canonical_query(request.query, presigned);
-    let body_hash = hex64(&Sha256::digest(request.body).into());
+    let body_hash = hex64(&request.body_sha256);
     // Lowercase hex digits are ASCII.
     let body_hash = std::str::from_utf8(&body_hash).unwrap_or_default();
-    let payloads: Vec<&str> = if presigned {
-        vec![UNSIGNED_PAYLOAD, body_hash]
+    let both = [UNSIGNED_PAYLOAD, body_hash];
+    let payloads: &[&str] = if presigned {
+        &both
     } else {
-        match request
+        if let Some(sent) = request
             .headers
             .get("x-amz-content-sha256")
             .and_then(|v| v.to_str().ok())
+            && !sent.eq_ignore_ascii_case(body_hash)
         {
-            Some(sent) if !sent.eq_ignore_ascii_case(body_hash) => {
-                return Err(AuthError::BadSignature(
-                    "The provided 'x-amz-content-sha256' header does not match what was \
-                     computed."
-                        .into(),
-                ));
-            }
-            _ => vec![body_hash],
+            return Err(AuthError::BadSignature(
+                "The provided 'x-amz-content-sha256' header does not match what was \
+                 computed."
+                    .into(),
+            ));
         }
+        &both[1..]
     };
-    let signer = signer(principal, &sig);
     // botocore encodes the sent path once more; some signers (curl --aws-sigv4) sign it as
     // sent. Either is accepted (the same string for the usual path).
     let plain = |p: &str| p.starts_with('/') && !p.contains("/.") && !p.contains('%');
-    let paths: Vec<std::borrow::Cow<'_, str>> =
+    let (path, as_sent): (Cow<'_, str>, Option<String>) =
         if plain(request.path) && is_unreserved(request.path) {
-            vec![request.path.into()]
+            (request.path.into(), None)
         } else {
             let normalized = canonical_uri(request.path);
-            match remove_dot_segments(request.path).filter(|p| *p != normalized) {
-                Some(as_sent) => vec![normalized.into(), as_sent.into()],
-                None => vec![normalized.into()],
-            }
+            let as_sent = remove_dot_segments(request.path).filter(|p| *p != normalized);
+            (normalized.into(), as_sent)
         };
-    for path in &paths {
-        for payload in &payloads {
-            // Hashed piece by piece: no canonical-request string is built.
-            let mut canonical = Sha256::new();
-            for piece in [
-                request.method,
-                "\n",
-                path,
-                "\n",
-                &query,
-                "\n",
-                &canonical_headers,
-                "\n",
-                &signed_headers,
-                "\n",
-                payload,
-            ] {
-                canonical.update(piece.as_bytes());
-            }
-            let mut mac = signer.clone();
-            for piece in [ALGORITHM, "\n", &sig.amz_date, "\n", &sig.scope, "\n"] {
-                mac.update(piece.as_bytes());
-            }
+    // The string to sign starts the same for every candidate: its HMAC state is kept.
+    let mut to_sign = signer(principal, &sig);
+    for piece in [ALGORITHM, "\n", &sig.amz_date, "\n", sig.scope(), "\n"] {
+        to_sign.update(piece.as_bytes());
+    }
+    for path in std::iter::once(path.as_ref()).chain(as_sent.as_deref()) {
+        // Hashed piece by piece: no canonical-request string is built.
+        let mut canonical = Sha256::new();
+        for piece in [request.method, "\n", path, "\n", &query, "\n"] {
+            canonical.update(piece.as_bytes());
+        }
+        hash_canonical_headers(&mut canonical, request, &sig.signed_headers);
+        for piece in ["\n", &sig.signed_headers, "\n"] {
+            canonical.update(piece.as_bytes());
+        }
+        for payload in payloads {
+            let mut canonical = canonical.clone();
+            canonical.update(payload.as_bytes());
+            let mut mac = to_sign.clone();
             mac.update(&hex64(&canonical.finalize().into()));
             let expected = hex64(&mac.finalize().into_bytes().into());
             if bool::from(expected.ct_eq(sig.signature.as_bytes())) {
@@ -215,8 +238,8 @@ fn check_time(date: u64, expires: Option<u64>, now: u64) -> Result<(), AuthError
     }
 }
 
-/// Parses `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
-fn parse_header(header: &str, amz_date: &str) -> Result<Signature, AuthError> {
+/// Parses `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`, borrowing.
+fn parse_header<'a>(header: &'a str, amz_date: &'a str) -> Result<Signature<'a>, AuthError> {
     let rest = header
         .strip_prefix(ALGORITHM)
         .filter(|r| r.starts_with(' '))
@@ -243,11 +266,17 @@ fn parse_header(header: &str, amz_date: &str) -> Result<Signature, AuthError> {
     let credential = credential.ok_or_else(|| missing("Credential"))?;
     let signed = signed.ok_or_else(|| missing("SignedHeaders"))?;
     let signature = signature.ok_or_else(|| missing("Signature"))?;
-    build(credential, signed, signature, amz_date, None)
+    build(
+        credential.into(),
+        signed.into(),
+        signature.into(),
+        amz_date.into(),
+        None,
+    )
 }
 
 /// Parses a presigned URL's `X-Amz-*` parameters.
-fn parse_query(query: &str) -> Result<Signature, AuthError> {
+fn parse_query(query: &str) -> Result<Signature<'static>, AuthError> {
     let get = |name: &str| -> Result<String, AuthError> {
         query
             .split('&')
@@ -278,43 +307,64 @@ fn parse_query(query: &str) -> Result<Signature, AuthError> {
                 "X-Amz-Expires must be a number of seconds up to {MAX_EXPIRES_SECS}, not {expires:?}"
             ))
         })?;
-    build(&credential, &signed, &signature, &date, Some(expires))
+    build(
+        credential.into(),
+        signed.into(),
+        signature.into(),
+        date.into(),
+        Some(expires),
+    )
 }
 
-fn build(
-    credential: &str,
-    signed: &str,
-    signature: &str,
-    amz_date: &str,
+fn build<'a>(
+    credential: Cow<'a, str>,
+    signed: Cow<'a, str>,
+    signature: Cow<'a, str>,
+    amz_date: Cow<'a, str>,
     expires: Option<u64>,
-) -> Result<Signature, AuthError> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, service, "aws4_request"] = parts[..] else {
+) -> Result<Signature<'a>, AuthError> {
+    let mut parts = credential.split('/');
+    let mut next = || parts.next();
+    let (Some(key), Some(_), Some(_), Some(_), Some("aws4_request"), None) =
+        (next(), next(), next(), next(), next(), next())
+    else {
         return Err(AuthError::Incomplete(format!(
             "Credential should be AKID/DATE/REGION/SERVICE/aws4_request, not {credential:?}"
         )));
     };
-    let signed_headers: Vec<String> = signed
-        .split(';')
-        .filter(|h| !h.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
+    let key_len = key.len();
+    let signed_headers = lowercase_names(signed);
     if signed_headers.is_empty() {
         return Err(AuthError::Incomplete(
             "SignedHeaders names no header".into(),
         ));
     }
     Ok(Signature {
-        access_key_id: key.to_owned(),
-        scope: format!("{date}/{region}/{service}/aws4_request"),
-        scope_date: date.to_owned(),
-        region: region.to_owned(),
-        service: service.to_owned(),
+        credential,
+        key_len,
         signed_headers,
-        signature: signature.to_owned(),
-        amz_date: amz_date.to_owned(),
+        signature,
+        amz_date,
         expires,
     })
+}
+
+/// `SignedHeaders` as the canonical request lists it: lowercase, no empty name. The AWS
+/// SDKs send it so already, and then it is borrowed.
+fn lowercase_names(signed: Cow<'_, str>) -> Cow<'_, str> {
+    let canonical = !signed.bytes().any(|b| b.is_ascii_uppercase())
+        && !signed.starts_with(';')
+        && !signed.ends_with(';')
+        && !signed.contains(";;");
+    if canonical {
+        return signed;
+    }
+    let names: Vec<String> = signed
+        .split(';')
+        .filter(|h| !h.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    names.join(";").into()
 }
 
 /// A SHA-256 digest in lowercase hex, without allocating.
@@ -330,22 +380,19 @@ fn hex64(digest: &[u8; 32]) -> [u8; 64] {
 
 /// The HMAC keyed with the signing key of `sig`'s scope, from the principal's cache when
 /// its scope is the last one seen.
-fn signer(principal: &Principal, sig: &Signature) -> Hmac<Sha256> {
+fn signer(principal: &Principal, sig: &Signature<'_>) -> Hmac<Sha256> {
+    let scope = sig.scope();
     if let Some(cached) = principal.signing_key.load().as_deref()
-        && cached.0 == sig.scope
+        && cached.0 == scope
     {
         return cached.1.clone();
     }
-    let key = signing_key(
-        &principal.secret_access_key,
-        &sig.scope_date,
-        &sig.region,
-        &sig.service,
-    );
+    let (date, region, service) = sig.scope_parts();
+    let key = signing_key(&principal.secret_access_key, date, region, service);
     let mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length");
     principal
         .signing_key
-        .store(Some(std::sync::Arc::new((sig.scope.clone(), mac.clone()))));
+        .store(Some(std::sync::Arc::new((scope.to_owned(), mac.clone()))));
     mac
 }
 
@@ -364,46 +411,40 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     hmac(&k, b"aws4_request")
 }
 
-fn canonical_headers(request: &Request<'_>, signed: &[String]) -> String {
-    let mut out = String::with_capacity(256);
-    for name in signed {
-        out.push_str(name);
-        out.push(':');
+/// Feeds the canonical headers (`name:value\n` for each signed name; repeated headers
+/// joined by `,`) into `hasher` without building them.
+fn hash_canonical_headers(hasher: &mut Sha256, request: &Request<'_>, signed: &str) {
+    for name in signed.split(';') {
+        hasher.update(name.as_bytes());
+        hasher.update(b":");
         let mut first = true;
-        for value in request.headers.get_all(name.as_str()) {
+        for value in request.headers.get_all(name) {
             if !first {
-                out.push(',');
+                hasher.update(b",");
             }
             first = false;
-            collapse_into(&mut out, &String::from_utf8_lossy(value.as_bytes()));
+            collapse(&String::from_utf8_lossy(value.as_bytes()), |piece| {
+                hasher.update(piece.as_bytes());
+            });
         }
         if first
             && name == "host"
             && let Some(authority) = request.authority
         {
-            collapse_into(&mut out, authority);
+            collapse(authority, |piece| hasher.update(piece.as_bytes()));
         }
-        out.push('\n');
+        hasher.update(b"\n");
     }
-    out
 }
 
-/// Appends a header value trimmed, with runs of spaces collapsed into one.
-fn collapse_into(out: &mut String, value: &str) {
+/// Emits a header value trimmed, with runs of spaces collapsed into one, in pieces.
+fn collapse<'v>(value: &'v str, mut emit: impl FnMut(&'v str)) {
     for (i, word) in value.split_whitespace().enumerate() {
         if i > 0 {
-            out.push(' ');
+            emit(" ");
         }
-        out.push_str(word);
+        emit(word);
     }
-}
-
-/// A header value trimmed, with runs of spaces collapsed into one.
-#[cfg(test)]
-fn collapse(value: &str) -> String {
-    let mut out = String::new();
-    collapse_into(&mut out, value);
-    out
 }
 
 fn canonical_query(query: &str, presigned: bool) -> String {
@@ -622,7 +663,7 @@ mod tests {
                 query: "",
                 authority: None,
                 headers: &h,
-                body: b"",
+                body_sha256: sha256(b""),
             };
             assert_eq!(verify(&c, &request, now()).unwrap().name, "t", "{method}");
             // The same request a day later: expired.
@@ -636,7 +677,7 @@ mod tests {
             );
             // Another body: the payload hash differs.
             let tampered = Request {
-                body: b"x",
+                body_sha256: sha256(b"x"),
                 ..request
             };
             assert!(matches!(
@@ -658,7 +699,9 @@ mod tests {
             canonical_query("b=2&a=x%20y&X-Amz-Signature=zz&a=1", true),
             "a=1&a=x%20y&b=2"
         );
-        assert_eq!(collapse("  a   b  "), "a b");
+        let mut collapsed = String::new();
+        collapse("  a \t  b  ", |piece| collapsed.push_str(piece));
+        assert_eq!(collapsed, "a b");
         assert_eq!(
             format_amz_date(parse_amz_date("20240229T235959Z").unwrap()),
             "20240229T235959Z"
@@ -683,7 +726,7 @@ mod tests {
             query: "",
             authority: None,
             headers: &h,
-            body: b"",
+            body_sha256: sha256(b""),
         };
         assert!(matches!(verify(&c, &r, now()), Err(AuthError::UnknownKey)));
         let h = headers(&[("x-amz-date", DATE)]);
@@ -701,5 +744,102 @@ mod tests {
             verify(&c, &r, now()),
             Err(AuthError::Incomplete(_))
         ));
+    }
+
+    /// A signature made the long way (the canonical request built as a string), to check
+    /// the streamed canonical form against.
+    fn sign_as_string(
+        method: &str,
+        path: &str,
+        canonical_headers: &str,
+        signed: &str,
+        body: &[u8],
+    ) -> String {
+        let canonical = format!(
+            "{method}\n{path}\n\n{canonical_headers}\n{signed}\n{}",
+            std::str::from_utf8(&hex64(&sha256(body))).unwrap()
+        );
+        let to_sign = format!(
+            "{ALGORITHM}\n{DATE}\n20150830/us-east-1/service/aws4_request\n{}",
+            std::str::from_utf8(&hex64(&sha256(canonical.as_bytes()))).unwrap()
+        );
+        let key = signing_key(SECRET, "20150830", "us-east-1", "service");
+        std::str::from_utf8(&hex64(&hmac(&key, to_sign.as_bytes())))
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn streamed_canonical_request_matches_the_string_form() {
+        let c = credentials();
+        let body = b"5.1,3.5,1.4,0.2\n";
+        // Repeated and padded header values, an encoded path signed both ways, names in
+        // SignedHeaders with capitals and an empty entry (lowercased, dropped).
+        let canonical_headers =
+            "host:example.amazonaws.com\nx-amz-date:20150830T123600Z\nx-custom:a b,c\n";
+        for (path, signed_path, signed_list) in [
+            (
+                "/endpoints/a%20b/invocations",
+                "/endpoints/a%2520b/invocations",
+                "host;x-amz-date;x-custom",
+            ),
+            (
+                "/endpoints/a%20b/invocations",
+                "/endpoints/a%20b/invocations",
+                "Host;;X-Amz-Date;x-custom",
+            ),
+            (
+                "/endpoints/ab/invocations",
+                "/endpoints/ab/invocations",
+                "host;x-amz-date;x-custom",
+            ),
+        ] {
+            let signature = sign_as_string(
+                "POST",
+                signed_path,
+                canonical_headers,
+                "host;x-amz-date;x-custom",
+                body,
+            );
+            let auth = format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                 SignedHeaders={signed_list}, Signature={signature}"
+            );
+            let mut h = headers(&[
+                ("host", "example.amazonaws.com"),
+                ("x-amz-date", DATE),
+                ("x-custom", "  a   b "),
+                ("x-custom", "c"),
+                ("authorization", &auth),
+            ]);
+            fn post<'a>(path: &'a str, headers: &'a HeaderMap, body: &[u8]) -> Request<'a> {
+                Request {
+                    method: "POST",
+                    path,
+                    query: "",
+                    authority: None,
+                    headers,
+                    body_sha256: sha256(body),
+                }
+            }
+            assert_eq!(
+                verify(&c, &post(path, &h, body), now()).unwrap().name,
+                "t",
+                "{signed_path}"
+            );
+            // The payload hash sent along must be the body's.
+            let hash = hex64(&sha256(body));
+            h.insert(
+                "x-amz-content-sha256",
+                std::str::from_utf8(&hash).unwrap().parse().unwrap(),
+            );
+            assert!(verify(&c, &post(path, &h, body), now()).is_ok());
+            h.insert(
+                "x-amz-content-sha256",
+                hex64(&sha256(b"other"))[..].try_into().unwrap(),
+            );
+            let e = verify(&c, &post(path, &h, body), now()).unwrap_err();
+            assert!(e.to_string().contains("x-amz-content-sha256"), "{e}");
+        }
     }
 }
