@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -23,6 +23,8 @@ use super::credentials::{Credentials, Principal};
 use crate::error::AuthError;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// Allowed difference between a request's `X-Amz-Date` and the server clock.
 pub const MAX_SKEW_SECS: u64 = 15 * 60;
@@ -62,8 +64,8 @@ pub fn is_presigned(query: &str) -> bool {
 struct Signature<'a> {
     /// `AKID/DATE/REGION/SERVICE/aws4_request`, checked to have these five parts.
     credential: Cow<'a, str>,
-    /// The length of `AKID` in `credential`.
-    key_len: usize,
+    /// The offsets of the four `/` in `credential`.
+    slashes: [usize; 4],
     /// The signed header names, lowercase, joined by `;`, none empty.
     signed_headers: Cow<'a, str>,
     signature: Cow<'a, str>,
@@ -74,19 +76,19 @@ struct Signature<'a> {
 
 impl Signature<'_> {
     fn access_key_id(&self) -> &str {
-        &self.credential[..self.key_len]
+        &self.credential[..self.slashes[0]]
     }
 
     /// `DATE/REGION/SERVICE/aws4_request`.
     fn scope(&self) -> &str {
-        &self.credential[self.key_len + 1..]
+        &self.credential[self.slashes[0] + 1..]
     }
 
     /// The scope's date, region and service.
     fn scope_parts(&self) -> (&str, &str, &str) {
-        let mut parts = self.scope().split('/');
-        let mut next = || parts.next().unwrap_or_default();
-        (next(), next(), next())
+        let [a, b, c, d] = self.slashes;
+        let part = |from: usize, to: usize| &self.credential[from + 1..to];
+        (part(a, b), part(b, c), part(c, d))
     }
 }
 
@@ -114,7 +116,7 @@ pub fn verify<'c>(
             .map_err(|_| AuthError::Incomplete("the Authorization header is not ASCII".into()))?;
         let date = request
             .headers
-            .get("x-amz-date")
+            .get(X_AMZ_DATE)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 AuthError::Incomplete(
@@ -155,7 +157,7 @@ pub fn verify<'c>(
     } else {
         if let Some(sent) = request
             .headers
-            .get("x-amz-content-sha256")
+            .get(X_AMZ_CONTENT_SHA256)
             .and_then(|v| v.to_str().ok())
             && !sent.eq_ignore_ascii_case(body_hash)
         {
@@ -169,15 +171,15 @@ pub fn verify<'c>(
     };
     // botocore encodes the sent path once more; some signers (curl --aws-sigv4) sign it as
     // sent. Either is accepted (the same string for the usual path).
-    let plain = |p: &str| p.starts_with('/') && !p.contains("/.") && !p.contains('%');
-    let (path, as_sent): (Cow<'_, str>, Option<String>) =
-        if plain(request.path) && is_unreserved(request.path) {
-            (request.path.into(), None)
-        } else {
-            let normalized = canonical_uri(request.path);
-            let as_sent = remove_dot_segments(request.path).filter(|p| *p != normalized);
-            (normalized.into(), as_sent)
-        };
+    let (path, as_sent): (Cow<'_, str>, Option<String>) = if is_plain_path(request.path) {
+        (request.path.into(), None)
+    } else {
+        let normalized = canonical_uri(request.path);
+        let as_sent = remove_dot_segments(request.path).filter(|p| *p != normalized);
+        (normalized.into(), as_sent)
+    };
+    // The sent signature as bytes (compared in binary: no hex per candidate).
+    let (sent, sent_is_hex) = unhex32(&sig.signature);
     // The string to sign starts the same for every candidate: its HMAC state is kept.
     let mut to_sign = signer(principal, &sig);
     for piece in [ALGORITHM, "\n", &sig.amz_date, "\n", sig.scope(), "\n"] {
@@ -198,8 +200,8 @@ pub fn verify<'c>(
             canonical.update(payload.as_bytes());
             let mut mac = to_sign.clone();
             mac.update(&hex64(&canonical.finalize().into()));
-            let expected = hex64(&mac.finalize().into_bytes().into());
-            if bool::from(expected.ct_eq(sig.signature.as_bytes())) {
+            let expected: [u8; 32] = mac.finalize().into_bytes().into();
+            if bool::from(expected.ct_eq(&sent) & sent_is_hex) {
                 return Ok(principal);
             }
         }
@@ -323,16 +325,19 @@ fn build<'a>(
     amz_date: Cow<'a, str>,
     expires: Option<u64>,
 ) -> Result<Signature<'a>, AuthError> {
-    let mut parts = credential.split('/');
-    let mut next = || parts.next();
-    let (Some(key), Some(_), Some(_), Some(_), Some("aws4_request"), None) =
-        (next(), next(), next(), next(), next(), next())
-    else {
+    let mut slashes = [0usize; 4];
+    let mut found = 0;
+    for (i, _) in credential.bytes().enumerate().filter(|(_, b)| *b == b'/') {
+        if let Some(slot) = slashes.get_mut(found) {
+            *slot = i;
+        }
+        found += 1;
+    }
+    if found != 4 || &credential[slashes[3] + 1..] != "aws4_request" {
         return Err(AuthError::Incomplete(format!(
             "Credential should be AKID/DATE/REGION/SERVICE/aws4_request, not {credential:?}"
         )));
-    };
-    let key_len = key.len();
+    }
     let signed_headers = lowercase_names(signed);
     if signed_headers.is_empty() {
         return Err(AuthError::Incomplete(
@@ -341,7 +346,7 @@ fn build<'a>(
     }
     Ok(Signature {
         credential,
-        key_len,
+        slashes,
         signed_headers,
         signature,
         amz_date,
@@ -352,10 +357,12 @@ fn build<'a>(
 /// `SignedHeaders` as the canonical request lists it: lowercase, no empty name. The AWS
 /// SDKs send it so already, and then it is borrowed.
 fn lowercase_names(signed: Cow<'_, str>) -> Cow<'_, str> {
-    let canonical = !signed.bytes().any(|b| b.is_ascii_uppercase())
-        && !signed.starts_with(';')
-        && !signed.ends_with(';')
-        && !signed.contains(";;");
+    let mut previous = b';';
+    let canonical = signed.bytes().all(|b| {
+        let ok = !b.is_ascii_uppercase() && !(b == b';' && previous == b';');
+        previous = b;
+        ok
+    }) && !signed.ends_with(';');
     if canonical {
         return signed;
     }
@@ -371,11 +378,34 @@ fn lowercase_names(signed: Cow<'_, str>) -> Cow<'_, str> {
 fn hex64(digest: &[u8; 32]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (i, b) in digest.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
     out
+}
+
+/// 64 lowercase hex digits as 32 bytes, and whether `hex` was exactly that (when not, the
+/// bytes are meaningless and the signature cannot match). Branch-free over the digits.
+fn unhex32(hex: &str) -> ([u8; 32], subtle::Choice) {
+    let digit = |c: u8| -> (u8, u8) {
+        let num = c.wrapping_sub(b'0');
+        let alpha = c.wrapping_sub(b'a');
+        let is_num = u8::from(num < 10);
+        let is_alpha = u8::from(alpha < 6);
+        (
+            (num & is_num.wrapping_neg()) | (alpha.wrapping_add(10) & is_alpha.wrapping_neg()),
+            is_num | is_alpha,
+        )
+    };
+    let mut out = [0u8; 32];
+    let mut valid = u8::from(hex.len() == 64);
+    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let ((hi, hi_ok), (lo, lo_ok)) = (digit(pair[0]), digit(pair[1]));
+        *byte = (hi << 4) | lo;
+        valid &= hi_ok & lo_ok;
+    }
+    (out, subtle::Choice::from(valid))
 }
 
 /// The HMAC keyed with the signing key of `sig`'s scope, from the principal's cache when
@@ -423,9 +453,15 @@ fn hash_canonical_headers(hasher: &mut Sha256, request: &Request<'_>, signed: &s
                 hasher.update(b",");
             }
             first = false;
-            collapse(&String::from_utf8_lossy(value.as_bytes()), |piece| {
-                hasher.update(piece.as_bytes());
-            });
+            let bytes = value.as_bytes();
+            if bytes.iter().all(|b| b.is_ascii_graphic()) {
+                // No whitespace to trim or collapse (the usual value).
+                hasher.update(bytes);
+            } else {
+                collapse(&String::from_utf8_lossy(bytes), |piece| {
+                    hasher.update(piece.as_bytes());
+                });
+            }
         }
         if first
             && name == "host"
@@ -498,10 +534,18 @@ fn remove_dot_segments(path: &str) -> Option<String> {
     Some(joined)
 }
 
-/// Whether `path` holds only bytes `uri_encode` keeps (unreserved and `/`).
-fn is_unreserved(path: &str) -> bool {
-    path.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'))
+/// Whether `path` is its own canonical URI: it starts with `/`, holds only bytes
+/// `uri_encode` keeps (unreserved and `/`, so no `%`) and no dot segment (`/.`).
+fn is_plain_path(path: &str) -> bool {
+    let mut previous = 0u8;
+    path.starts_with('/')
+        && path.bytes().all(|b| {
+            let keep = b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'~' | b'/')
+                || (b == b'.' && previous != b'/');
+            previous = b;
+            keep
+        })
 }
 
 /// Percent-encodes every byte outside `A-Z a-z 0-9 - _ . ~` (and `/` unless `slash`).
@@ -688,6 +732,26 @@ mod tests {
     }
 
     #[test]
+    fn signatures_compare_in_binary() {
+        let digest = sha256(b"x");
+        let hex = hex64(&digest);
+        let (bytes, ok) = unhex32(std::str::from_utf8(&hex).unwrap());
+        assert_eq!((bytes, bool::from(ok)), (digest, true));
+        for bad in [
+            "",
+            &"0".repeat(63),
+            &"0".repeat(65),
+            &"A".repeat(64),
+            &"g".repeat(64),
+            &" ".repeat(64),
+        ] {
+            assert!(!bool::from(unhex32(bad).1), "{bad:?}");
+        }
+        let (bytes, ok) = unhex32(&"f0".repeat(32));
+        assert_eq!((bytes, bool::from(ok)), ([0xf0; 32], true));
+    }
+
+    #[test]
     fn canonical_pieces() {
         assert_eq!(
             canonical_uri("/endpoints/a%20b/invocations"),
@@ -708,6 +772,30 @@ mod tests {
         );
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("2015-08-30T12:36:00Z"), None);
+        for (path, plain) in [
+            ("/endpoints/demo-1/invocations", true),
+            ("/v2/models/m.onnx/infer", true),
+            ("/a/./b", false),
+            ("/a/.b", false),
+            ("/a/b/..", false),
+            ("/a%20b", false),
+            ("/a b", false),
+            ("a/b", false),
+            ("", false),
+        ] {
+            assert_eq!(is_plain_path(path), plain, "{path}");
+        }
+        for (sent, canonical, borrowed) in [
+            ("host;x-amz-date", "host;x-amz-date", true),
+            ("Host;;X-Amz-Date", "host;x-amz-date", false),
+            (";host", "host", false),
+            ("host;", "host", false),
+            (";", "", false),
+        ] {
+            let names = lowercase_names(sent.into());
+            assert_eq!(names, canonical, "{sent}");
+            assert_eq!(matches!(names, Cow::Borrowed(_)), borrowed, "{sent}");
+        }
     }
 
     #[test]
