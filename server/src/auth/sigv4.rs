@@ -359,7 +359,7 @@ fn build<'a>(
 fn lowercase_names(signed: Cow<'_, str>) -> Cow<'_, str> {
     let mut previous = b';';
     let canonical = signed.bytes().all(|b| {
-        let ok = !b.is_ascii_uppercase() && !(b == b';' && previous == b';');
+        let ok = !b.is_ascii_uppercase() && (b != b';' || previous != b';');
         previous = b;
         ok
     }) && !signed.ends_with(';');
