@@ -3,10 +3,15 @@
 # (pier loadtest, SageMaker InvokeEndpoint, one CSV row) against a server without
 # credentials, one checking a SigV4 signature on every request, and one checking a bearer
 # token. The SigV4 run replays one botocore-made signature (valid for the 15-minute skew):
-# every request is verified in full (signed headers, body hash, HMAC) and passes.
+# every request is verified in full (signed headers, body hash, HMAC) and passes. Rounds
+# interleave the modes. Each run reports throughput and the server's CPU time per answered
+# request (utime + stime of the server process over the measured 10 s, after a 2 s warm-up),
+# which the other work on a shared machine disturbs less than throughput; the last lines are
+# the means per mode and their ratios to no credentials.
 #
 # usage: benches/auth_overhead.sh [PIER_BINARY] [ROUNDS]   (default target/release/pier, 2)
-# needs: python3 with botocore (the tests' .venv has it). Build first: cargo build --release -p pier
+# needs: python3 with botocore (the tests' .venv has it; or PYTHON=...).
+# Build first: cargo build --release --workspace
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIER=${1:-target/release/pier}
@@ -24,9 +29,10 @@ run() {
     "$PIER" serve --demo --data-dir "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
         --grpc 127.0.0.1:0 "${extra[@]}" > "$WORK/serve.out" 2>/dev/null &
     local pid=$!
-    for _ in $(seq 1 150); do grep -q "pier: serving" "$WORK/serve.out" && break; sleep 0.2; done
+    for _ in $(seq 1 300); do grep -q "pier: serving" "$WORK/serve.out" && break; sleep 0.2; done
     local http
     http=$(grep -o "http=[^ ]*" "$WORK/serve.out" | head -1 | cut -d= -f2)
+    [ -n "$http" ] || { echo "$mode round $round: the server did not start in 60 s" >&2; exit 1; }
     if [ "$mode" = sigv4 ]; then
         mapfile -t signed < <("$PY" - "http://$http/endpoints/demo/invocations" "$WORK/body.csv" <<'PYEOF'
 import sys
@@ -44,14 +50,39 @@ PYEOF
     elif [ "$mode" = bearer ]; then
         headers=(-H "Authorization: Bearer bench-token")
     fi
-    local out
+    "$PIER" loadtest --url "http://$http" -m demo --input-file "$WORK/body.csv" \
+        --content-type text/csv -c 64 --duration 2 "${headers[@]}" > /dev/null 2>&1 || true
+    local cpu0 out cpu1 status=0
+    cpu0=$(server_cpu "$pid")
     out=$("$PIER" loadtest --url "http://$http" -m demo --input-file "$WORK/body.csv" \
-        --content-type text/csv -c 64 --warmup 2 --duration 10 "${headers[@]}" 2>/dev/null)
+        --content-type text/csv -c 64 --duration 10 "${headers[@]}" 2>"$WORK/loadtest.err") || status=$?
+    cpu1=$(server_cpu "$pid")
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    printf '%-6s round %s: %s req/s %s\n' "$mode" "$round" \
-        "$(awk '/throughput/ {print $2}' <<<"$out")" "$(awk '/requests/ {print $3, $4, $5, $6}' <<<"$out")"
+    if [ "$status" != 0 ] || ! grep -q throughput <<<"$out"; then
+        echo "$mode round $round: pier loadtest failed ($status): $(tail -3 "$WORK/loadtest.err")" >&2
+        return
+    fi
+    local rps ok
+    rps=$(awk '/throughput/ {print $2}' <<<"$out")
+    ok=$(awk '/requests/ {gsub(/\(/, "", $3); print $3}' <<<"$out")
+    # Server CPU microseconds per answered request (utime + stime, clock ticks).
+    local us
+    us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$ok" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
+    printf '%-6s round %s: %s req/s, server %s CPU-us/request %s\n' "$mode" "$round" "$rps" "$us" \
+        "$(awk '/requests/ {print $3, $4, $5, $6}' <<<"$out")"
+    echo "$mode $rps $us" >> "$WORK/rows"
 }
+
+server_cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 for round in $(seq 1 "$ROUNDS"); do
     for mode in none sigv4 bearer; do run "$mode" "$round"; done
 done
+awk '{ n[$1]++; rps[$1] += $2; us[$1] += $3 }
+     END { for (m in n) { r[m] = rps[m] / n[m]; u[m] = us[m] / n[m] }
+           if (!("none" in r)) exit
+           for (i = 1; i <= 3; i++) { m = (i == 1 ? "none" : i == 2 ? "sigv4" : "bearer")
+             if (!(m in r)) continue
+             printf "mean   %-6s %8.0f req/s (%.3fx)   server %6.1f CPU-us/request (%+.1f)\n",
+                    m, r[m], r[m] / r["none"], u[m], u[m] - u["none"] } }' "$WORK/rows"

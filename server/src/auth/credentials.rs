@@ -20,6 +20,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use hmac::Hmac;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// Which listeners a key may use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,12 +83,70 @@ pub struct Principal {
     pub(crate) signing_key: Arc<ArcSwapOption<(String, Hmac<Sha256>)>>,
 }
 
-/// The parsed file: keys by access key id, tokens by their SHA-256 (a lookup by digest
-/// leaks nothing about a token through timing).
+/// The parsed file: keys by access key id, and the bearer tokens.
 #[derive(Clone, Debug, Default)]
 pub struct Credentials {
     keys: HashMap<String, Principal>,
-    tokens: HashMap<[u8; 32], Principal>,
+    tokens: Tokens,
+}
+
+/// Up to this many tokens are compared one by one; a larger table is indexed by digest.
+const SCAN_MAX: usize = 16;
+
+/// The bearer tokens, checked without leaking their bytes through timing: a small table
+/// (the usual handful of sections) is scanned whole with constant-time comparisons and no
+/// early exit, so the time depends only on the number and lengths of the tokens; a larger
+/// one is looked up by SHA-256 digest. Neither allocates.
+#[derive(Clone, Default)]
+struct Tokens {
+    list: Vec<(Box<[u8]>, Principal)>,
+    /// Token digest to its index in `list`; empty while `list` has up to [`SCAN_MAX`].
+    by_digest: HashMap<[u8; 32], usize>,
+}
+
+impl Tokens {
+    fn get(&self, token: &str) -> Option<&Principal> {
+        if self.by_digest.is_empty() {
+            let mut found = None;
+            for (stored, principal) in &self.list {
+                if bool::from(stored.ct_eq(token.as_bytes())) {
+                    found = Some(principal);
+                }
+            }
+            found
+        } else {
+            let index = *self.by_digest.get(&token_digest(token))?;
+            self.list.get(index).map(|(_, principal)| principal)
+        }
+    }
+
+    /// Adds `token`; false when it is already there.
+    fn insert(&mut self, token: &str, principal: Principal) -> bool {
+        if self.list.iter().any(|(t, _)| **t == *token.as_bytes()) {
+            return false;
+        }
+        self.list.push((token.as_bytes().into(), principal));
+        if self.list.len() > SCAN_MAX {
+            let start = if self.by_digest.is_empty() {
+                0
+            } else {
+                self.list.len() - 1
+            };
+            for (i, (t, _)) in self.list.iter().enumerate().skip(start) {
+                self.by_digest.insert(Sha256::digest(t).into(), i);
+            }
+        }
+        true
+    }
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the tokens themselves.
+        f.debug_struct("Tokens")
+            .field("len", &self.list.len())
+            .finish()
+    }
 }
 
 /// Why the credentials file cannot be used.
@@ -142,12 +201,12 @@ impl Credentials {
 
     /// The principal of a bearer token.
     pub fn token(&self, token: &str) -> Option<&Principal> {
-        self.tokens.get(&token_digest(token))
+        self.tokens.get(token)
     }
 
     /// Number of access keys and tokens.
     pub fn len(&self) -> (usize, usize) {
-        (self.keys.len(), self.tokens.len())
+        (self.keys.len(), self.tokens.list.len())
     }
 
     fn add(&mut self, section: Section) -> Result<(), CredentialsError> {
@@ -191,7 +250,7 @@ impl Credentials {
                 planes,
                 signing_key: Arc::default(),
             };
-            if self.tokens.insert(token_digest(token), principal).is_some() {
+            if !self.tokens.insert(token, principal) {
                 return Err(at(format!(
                     "[{name}]: the same pier_token is defined twice"
                 )));
@@ -283,7 +342,7 @@ impl std::str::FromStr for Credentials {
         if let Some(done) = current.take() {
             credentials.add(done)?;
         }
-        if credentials.keys.is_empty() && credentials.tokens.is_empty() {
+        if credentials.keys.is_empty() && credentials.tokens.list.is_empty() {
             return Err(CredentialsError::Empty);
         }
         Ok(credentials)
@@ -350,5 +409,37 @@ mod tests {
             "# only\n".parse::<Credentials>(),
             Err(CredentialsError::Empty)
         ));
+    }
+
+    #[test]
+    fn tokens_small_and_large_tables() {
+        for n in [1, SCAN_MAX, SCAN_MAX + 1, 40] {
+            let text: String = (0..n)
+                .map(|i| format!("[s{i}]\npier_token = token-{i}\n"))
+                .collect();
+            let c: Credentials = text.parse().unwrap();
+            assert_eq!(c.len(), (0, n), "{n}");
+            assert_eq!(c.tokens.by_digest.len(), if n > SCAN_MAX { n } else { 0 });
+            for i in 0..n {
+                assert_eq!(
+                    c.token(&format!("token-{i}")).unwrap().name,
+                    format!("s{i}")
+                );
+            }
+            for wrong in ["", "token-", "token-00", "Token-0", "token-0 "] {
+                assert!(c.token(wrong).is_none(), "{n} {wrong:?}");
+            }
+            let dup = format!("{text}[again]\npier_token = token-{}\n", n - 1);
+            let e = dup.parse::<Credentials>().unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("the same pier_token is defined twice"),
+                "{e}"
+            );
+            assert!(
+                !format!("{c:?}").contains("token-0"),
+                "Debug shows no token"
+            );
+        }
     }
 }

@@ -1,18 +1,25 @@
 //! Authentication of every listener (with `--credentials`): AWS SigV4 signatures as boto3,
 //! the AWS CLI and the SageMaker SDK send them, or `Authorization: Bearer <pier_token>`.
 //!
-//! One axum middleware per plane ([`check`]) runs after the early body-length check and
-//! before decompression: a signed request's body is read whole (bounded by the body limit,
-//! so signing never buffers an unbounded body), its signature checked against the bytes as
-//! sent, and the request rebuilt with those bytes. Bearer tokens need no body. Health and
+//! One tower layer per plane ([`AuthLayer`], put on a router by [`protect`]) runs after the
+//! early body-length check and before decompression. It decides from the request's head:
+//! an open path or a valid bearer token goes straight to the inner service (no body read,
+//! no allocation, no clone of the service); a SigV4-signed request's body is read whole
+//! (bounded by the body limit, so signing never buffers an unbounded body) and hashed as
+//! its frames arrive, its signature checked against the bytes as sent, and the request
+//! passed on with those bytes. Health and
 //! scraping stay open (`/ping`, `/v2/health/*`, `/metrics` unless `--metrics-auth`). gRPC
 //! takes bearer tokens in its `authorization` metadata ([`grpc_check`]); `ServerLive` and
 //! `ServerReady` stay open.
 //!
 //! Concurrency: the credentials table is immutable and shared through an `Arc`; each check
-//! is a pure function of the request and the clock.
+//! is a function of the request and the clock, plus each principal's lock-free cache of its
+//! last SigV4 signing key (an `ArcSwap`, swapped once a day per key).
 
+mod amz_date;
+mod body;
 pub mod credentials;
+mod service;
 pub mod sigv4;
 
 use std::sync::Arc;
@@ -21,10 +28,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::header::AUTHORIZATION;
-use axum::middleware::Next;
 use axum::response::Response;
 
 pub use credentials::{Credentials, CredentialsError, Plane, Planes, Principal};
+pub use service::{AuthLayer, AuthService};
 
 use crate::error::AuthError;
 use crate::layers;
@@ -114,7 +121,7 @@ pub fn protect(
         config.metrics_auth,
         max_body_bytes,
     ));
-    router.layer(axum::middleware::from_fn_with_state(auth, check))
+    router.layer(AuthLayer::new(auth))
 }
 
 /// The token of an `Authorization: Bearer <token>` value (empty when the value is only
@@ -130,64 +137,80 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The middleware: passes an authenticated, allowed request on (rebuilt with its body when
-/// the body was read to check a signature); answers every other with the plane's error.
-pub async fn check(
-    axum::extract::State(auth): axum::extract::State<Arc<Authenticator>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let path = request.uri().path().to_owned();
-    if auth.is_open(&path) {
-        return next.run(request).await;
-    }
-    let refuse = |e: AuthError| {
-        tracing::debug!(error = %e, %path, "request refused by authentication");
-        e.response(auth.error_plane(), &path)
-    };
-    match auth.bearer(&request) {
-        Some(Ok(_)) => return next.run(request).await,
-        Some(Err(e)) => return refuse(e),
-        None => {}
-    }
-    let query = request.uri().query().unwrap_or("");
-    if !request.headers().contains_key(AUTHORIZATION) && !sigv4::is_presigned(query) {
-        return refuse(AuthError::Missing);
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, auth.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(e) => return body_error(&auth, &path, &e),
-    };
-    let signed = sigv4::Request {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        authority: parts.uri.authority().map(|a| a.as_str()),
-        headers: &parts.headers,
-        body: &bytes,
-    };
-    if let Err(e) = sigv4::verify(&auth.credentials, &signed, now()).and_then(|p| auth.allow(p)) {
-        return refuse(e);
-    }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+/// What to do with a request, decided from its head alone.
+enum Decision {
+    /// Open path or valid bearer token: pass it on as it is.
+    Pass,
+    /// Answer with this error.
+    Refuse(AuthError),
+    /// A SigV4 signature: read the body, then verify.
+    Verify,
 }
 
-/// The answer to a body that could not be read whole: 413 over the limit, else 400.
-fn body_error(auth: &Authenticator, path: &str, e: &axum::Error) -> Response {
-    use axum::response::IntoResponse;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return layers::too_large(auth.max_body_bytes, auth.error_plane(), path, None);
+impl Authenticator {
+    fn decide(&self, request: &Request) -> Decision {
+        if self.is_open(request.uri().path()) {
+            return Decision::Pass;
         }
-        source = err.source();
+        match self.bearer(request) {
+            Some(Ok(_)) => Decision::Pass,
+            Some(Err(e)) => Decision::Refuse(e),
+            None if request.headers().contains_key(AUTHORIZATION)
+                || sigv4::is_presigned(request.uri().query().unwrap_or("")) =>
+            {
+                Decision::Verify
+            }
+            None => Decision::Refuse(AuthError::Missing),
+        }
     }
-    let message = format!("cannot read the request body: {e}");
-    match auth.error_plane() {
-        layers::Plane::Admin => crate::error::ApiError::validation(message).into_response(),
-        layers::Plane::Data => crate::error::ServeError::Validation(message).response_for(path),
+
+    /// The plane's answer to `e`.
+    fn refuse(&self, e: &AuthError, path: &str) -> Response {
+        tracing::debug!(error = %e, %path, "request refused by authentication");
+        e.response(self.error_plane(), path)
+    }
+
+    /// Reads a signed request's body (hashing it as it arrives) and checks its signature:
+    /// the request with its body on success, else the answer.
+    async fn verify(&self, request: Request) -> Result<Request, Response> {
+        let (parts, body) = request.into_parts();
+        let path = parts.uri.path();
+        let (bytes, body_sha256) = match body::read_hashed(body, self.max_body_bytes).await {
+            Ok(read) => read,
+            Err(e) => return Err(self.body_error(path, e)),
+        };
+        let signed = sigv4::Request {
+            method: parts.method.as_str(),
+            path,
+            query: parts.uri.query().unwrap_or(""),
+            authority: parts.uri.authority().map(|a| a.as_str()),
+            headers: &parts.headers,
+            body_sha256,
+        };
+        match sigv4::verify(&self.credentials, &signed, now()).and_then(|p| self.allow(p)) {
+            Ok(_) => Ok(Request::from_parts(parts, Body::from(bytes))),
+            Err(e) => Err(self.refuse(&e, path)),
+        }
+    }
+
+    /// The answer to a body that could not be read whole: 413 over the limit, else 400.
+    fn body_error(&self, path: &str, e: body::ReadError) -> Response {
+        use axum::response::IntoResponse;
+        let body::ReadError::Read(e) = e else {
+            return layers::too_large(self.max_body_bytes, self.error_plane(), path, None);
+        };
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if err.is::<http_body_util::LengthLimitError>() {
+                return layers::too_large(self.max_body_bytes, self.error_plane(), path, None);
+            }
+            source = err.source();
+        }
+        let message = format!("cannot read the request body: {e}");
+        match self.error_plane() {
+            layers::Plane::Admin => crate::error::ApiError::validation(message).into_response(),
+            layers::Plane::Data => crate::error::ServeError::Validation(message).response_for(path),
+        }
     }
 }
 

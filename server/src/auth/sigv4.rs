@@ -6,19 +6,26 @@
 //! RFC 3986's unreserved set encoded once more (botocore quotes the already-encoded path;
 //! dot segments removed), the query decoded and re-encoded strictly, sorted; the signed
 //! headers with their values trimmed and inner whitespace collapsed; and the payload hash
-//! computed from the body (a sent `x-amz-content-sha256` must equal it). The date must be
+//! of the body, which the caller hashes as it arrives (a sent `x-amz-content-sha256` must
+//! equal it). The canonical request is fed to SHA-256 piece by piece, never built, and the
+//! signing key of a scope is derived once per principal and day (see `signer`). The date must be
 //! within 15 minutes of now (a presigned URL: within its `X-Amz-Expires`). Signatures are
 //! compared in constant time. Pure functions: the caller passes the clock.
 
-use axum::http::HeaderMap;
+use std::borrow::Cow;
+
+use axum::http::{HeaderMap, HeaderName};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+pub use super::amz_date::{format_amz_date, parse_amz_date};
 use super::credentials::{Credentials, Principal};
 use crate::error::AuthError;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 /// Allowed difference between a request's `X-Amz-Date` and the server clock.
 pub const MAX_SKEW_SECS: u64 = 15 * 60;
@@ -38,8 +45,13 @@ pub struct Request<'a> {
     pub authority: Option<&'a str>,
     /// Request headers.
     pub headers: &'a HeaderMap,
-    /// The whole body.
-    pub body: &'a [u8],
+    /// The SHA-256 of the whole body ([`sha256`]; the middleware hashes it as it arrives).
+    pub body_sha256: [u8; 32],
+}
+
+/// The SHA-256 of a body, for [`Request::body_sha256`].
+pub fn sha256(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
 }
 
 /// Whether the request carries a SigV4 signature in its query (a presigned URL).
@@ -49,23 +61,45 @@ pub fn is_presigned(query: &str) -> bool {
         .any(|pair| pair.split('=').next() == Some("X-Amz-Signature"))
 }
 
-/// The parsed signature fields, from the header or the query.
-struct Signature {
-    access_key_id: String,
-    /// `DATE/REGION/SERVICE/aws4_request`.
-    scope: String,
-    scope_date: String,
-    region: String,
-    service: String,
-    signed_headers: Vec<String>,
-    signature: String,
-    amz_date: String,
+/// The parsed signature fields, from the header (borrowed) or the query (decoded).
+struct Signature<'a> {
+    /// `AKID/DATE/REGION/SERVICE/aws4_request`, checked to have these five parts.
+    credential: Cow<'a, str>,
+    /// The offsets of the four `/` in `credential`.
+    slashes: [usize; 4],
+    /// The signed header names, lowercase, joined by `;`, none empty.
+    signed_headers: Cow<'a, str>,
+    signature: Cow<'a, str>,
+    amz_date: Cow<'a, str>,
     /// A presigned URL's lifetime.
     expires: Option<u64>,
 }
 
+impl Signature<'_> {
+    fn access_key_id(&self) -> &str {
+        &self.credential[..self.slashes[0]]
+    }
+
+    /// `DATE/REGION/SERVICE/aws4_request`.
+    fn scope(&self) -> &str {
+        &self.credential[self.slashes[0] + 1..]
+    }
+
+    /// The scope's date, region and service.
+    fn scope_parts(&self) -> (&str, &str, &str) {
+        let [a, b, c, d] = self.slashes;
+        let part = |from: usize, to: usize| &self.credential[from + 1..to];
+        (part(a, b), part(b, c), part(c, d))
+    }
+}
+
 /// Checks the signature of `request` (header or presigned) at `now` (UNIX seconds); the
 /// signer's principal on success.
+///
+/// Allocation-free for a header-signed request with a plain path and no query (what the
+/// AWS SDKs send to SageMaker): the fields are borrowed from the header, the canonical
+/// request is hashed piece by piece as it is produced, and the signing key comes from the
+/// principal's cache.
 pub fn verify<'c>(
     credentials: &'c Credentials,
     request: &Request<'_>,
@@ -83,7 +117,7 @@ pub fn verify<'c>(
             .map_err(|_| AuthError::Incomplete("the Authorization header is not ASCII".into()))?;
         let date = request
             .headers
-            .get("x-amz-date")
+            .get(X_AMZ_DATE)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| {
                 AuthError::Incomplete(
@@ -95,7 +129,7 @@ pub fn verify<'c>(
         parse_header(header, date)?
     };
     let principal = credentials
-        .key(&sig.access_key_id)
+        .key(sig.access_key_id())
         .ok_or(AuthError::UnknownKey)?;
     let date = parse_amz_date(&sig.amz_date).ok_or_else(|| {
         AuthError::Incomplete(format!(
@@ -103,80 +137,72 @@ pub fn verify<'c>(
             sig.amz_date
         ))
     })?;
-    if !sig.amz_date.starts_with(&sig.scope_date) {
+    let (scope_date, _, _) = sig.scope_parts();
+    if !sig.amz_date.starts_with(scope_date) {
         return Err(AuthError::BadSignature(format!(
             "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date \
              from HTTP: '{}' != '{}'",
-            sig.scope_date,
+            scope_date,
             &sig.amz_date[..8]
         )));
     }
     check_time(date, sig.expires, now)?;
 
-    let canonical_headers = canonical_headers(request, &sig.signed_headers);
-    let signed_headers = sig.signed_headers.join(";");
     let query = canonical_query(request.query, presigned);
-    let body_hash = hex64(&Sha256::digest(request.body).into());
+    let body_hash = hex64(&request.body_sha256);
     // Lowercase hex digits are ASCII.
     let body_hash = std::str::from_utf8(&body_hash).unwrap_or_default();
-    let payloads: Vec<&str> = if presigned {
-        vec![UNSIGNED_PAYLOAD, body_hash]
+    let both = [UNSIGNED_PAYLOAD, body_hash];
+    let payloads: &[&str] = if presigned {
+        &both
     } else {
-        match request
+        if let Some(sent) = request
             .headers
-            .get("x-amz-content-sha256")
+            .get(X_AMZ_CONTENT_SHA256)
             .and_then(|v| v.to_str().ok())
+            && !sent.eq_ignore_ascii_case(body_hash)
         {
-            Some(sent) if !sent.eq_ignore_ascii_case(body_hash) => {
-                return Err(AuthError::BadSignature(
-                    "The provided 'x-amz-content-sha256' header does not match what was \
-                     computed."
-                        .into(),
-                ));
-            }
-            _ => vec![body_hash],
+            return Err(AuthError::BadSignature(
+                "The provided 'x-amz-content-sha256' header does not match what was \
+                 computed."
+                    .into(),
+            ));
         }
+        &both[1..]
     };
-    let signer = signer(principal, &sig);
     // botocore encodes the sent path once more; some signers (curl --aws-sigv4) sign it as
     // sent. Either is accepted (the same string for the usual path).
-    let plain = |p: &str| p.starts_with('/') && !p.contains("/.") && !p.contains('%');
-    let paths: Vec<std::borrow::Cow<'_, str>> =
-        if plain(request.path) && is_unreserved(request.path) {
-            vec![request.path.into()]
-        } else {
-            let normalized = canonical_uri(request.path);
-            match remove_dot_segments(request.path).filter(|p| *p != normalized) {
-                Some(as_sent) => vec![normalized.into(), as_sent.into()],
-                None => vec![normalized.into()],
-            }
-        };
-    for path in &paths {
-        for payload in &payloads {
-            // Hashed piece by piece: no canonical-request string is built.
-            let mut canonical = Sha256::new();
-            for piece in [
-                request.method,
-                "\n",
-                path,
-                "\n",
-                &query,
-                "\n",
-                &canonical_headers,
-                "\n",
-                &signed_headers,
-                "\n",
-                payload,
-            ] {
-                canonical.update(piece.as_bytes());
-            }
-            let mut mac = signer.clone();
-            for piece in [ALGORITHM, "\n", &sig.amz_date, "\n", &sig.scope, "\n"] {
-                mac.update(piece.as_bytes());
-            }
+    let (path, as_sent): (Cow<'_, str>, Option<String>) = if is_plain_path(request.path) {
+        (request.path.into(), None)
+    } else {
+        let normalized = canonical_uri(request.path);
+        let as_sent = remove_dot_segments(request.path).filter(|p| *p != normalized);
+        (normalized.into(), as_sent)
+    };
+    // The sent signature as bytes (compared in binary: no hex per candidate).
+    let (sent, sent_is_hex) = unhex32(&sig.signature);
+    // The string to sign starts the same for every candidate: its HMAC state is kept.
+    let mut to_sign = signer(principal, &sig);
+    for piece in [ALGORITHM, "\n", &sig.amz_date, "\n", sig.scope(), "\n"] {
+        to_sign.update(piece.as_bytes());
+    }
+    for path in std::iter::once(path.as_ref()).chain(as_sent.as_deref()) {
+        // Hashed piece by piece: no canonical-request string is built.
+        let mut canonical = Sha256::new();
+        for piece in [request.method, "\n", path, "\n", &query, "\n"] {
+            canonical.update(piece.as_bytes());
+        }
+        hash_canonical_headers(&mut canonical, request, &sig.signed_headers);
+        for piece in ["\n", &sig.signed_headers, "\n"] {
+            canonical.update(piece.as_bytes());
+        }
+        for payload in payloads {
+            let mut canonical = canonical.clone();
+            canonical.update(payload.as_bytes());
+            let mut mac = to_sign.clone();
             mac.update(&hex64(&canonical.finalize().into()));
-            let expected = hex64(&mac.finalize().into_bytes().into());
-            if bool::from(expected.ct_eq(sig.signature.as_bytes())) {
+            let expected: [u8; 32] = mac.finalize().into_bytes().into();
+            if bool::from(expected.ct_eq(&sent) & sent_is_hex) {
                 return Ok(principal);
             }
         }
@@ -215,8 +241,8 @@ fn check_time(date: u64, expires: Option<u64>, now: u64) -> Result<(), AuthError
     }
 }
 
-/// Parses `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`.
-fn parse_header(header: &str, amz_date: &str) -> Result<Signature, AuthError> {
+/// Parses `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`, borrowing.
+fn parse_header<'a>(header: &'a str, amz_date: &'a str) -> Result<Signature<'a>, AuthError> {
     let rest = header
         .strip_prefix(ALGORITHM)
         .filter(|r| r.starts_with(' '))
@@ -243,11 +269,17 @@ fn parse_header(header: &str, amz_date: &str) -> Result<Signature, AuthError> {
     let credential = credential.ok_or_else(|| missing("Credential"))?;
     let signed = signed.ok_or_else(|| missing("SignedHeaders"))?;
     let signature = signature.ok_or_else(|| missing("Signature"))?;
-    build(credential, signed, signature, amz_date, None)
+    build(
+        credential.into(),
+        signed.into(),
+        signature.into(),
+        amz_date.into(),
+        None,
+    )
 }
 
 /// Parses a presigned URL's `X-Amz-*` parameters.
-fn parse_query(query: &str) -> Result<Signature, AuthError> {
+fn parse_query(query: &str) -> Result<Signature<'static>, AuthError> {
     let get = |name: &str| -> Result<String, AuthError> {
         query
             .split('&')
@@ -278,74 +310,120 @@ fn parse_query(query: &str) -> Result<Signature, AuthError> {
                 "X-Amz-Expires must be a number of seconds up to {MAX_EXPIRES_SECS}, not {expires:?}"
             ))
         })?;
-    build(&credential, &signed, &signature, &date, Some(expires))
+    build(
+        credential.into(),
+        signed.into(),
+        signature.into(),
+        date.into(),
+        Some(expires),
+    )
 }
 
-fn build(
-    credential: &str,
-    signed: &str,
-    signature: &str,
-    amz_date: &str,
+fn build<'a>(
+    credential: Cow<'a, str>,
+    signed: Cow<'a, str>,
+    signature: Cow<'a, str>,
+    amz_date: Cow<'a, str>,
     expires: Option<u64>,
-) -> Result<Signature, AuthError> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [key, date, region, service, "aws4_request"] = parts[..] else {
+) -> Result<Signature<'a>, AuthError> {
+    let mut slashes = [0usize; 4];
+    let mut found = 0;
+    for (i, _) in credential.bytes().enumerate().filter(|(_, b)| *b == b'/') {
+        if let Some(slot) = slashes.get_mut(found) {
+            *slot = i;
+        }
+        found += 1;
+    }
+    if found != 4 || &credential[slashes[3] + 1..] != "aws4_request" {
         return Err(AuthError::Incomplete(format!(
             "Credential should be AKID/DATE/REGION/SERVICE/aws4_request, not {credential:?}"
         )));
-    };
-    let signed_headers: Vec<String> = signed
-        .split(';')
-        .filter(|h| !h.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
+    }
+    let signed_headers = lowercase_names(signed);
     if signed_headers.is_empty() {
         return Err(AuthError::Incomplete(
             "SignedHeaders names no header".into(),
         ));
     }
     Ok(Signature {
-        access_key_id: key.to_owned(),
-        scope: format!("{date}/{region}/{service}/aws4_request"),
-        scope_date: date.to_owned(),
-        region: region.to_owned(),
-        service: service.to_owned(),
+        credential,
+        slashes,
         signed_headers,
-        signature: signature.to_owned(),
-        amz_date: amz_date.to_owned(),
+        signature,
+        amz_date,
         expires,
     })
+}
+
+/// `SignedHeaders` as the canonical request lists it: lowercase, no empty name. The AWS
+/// SDKs send it so already, and then it is borrowed.
+fn lowercase_names(signed: Cow<'_, str>) -> Cow<'_, str> {
+    let mut previous = b';';
+    let canonical = signed.bytes().all(|b| {
+        let ok = !b.is_ascii_uppercase() && (b != b';' || previous != b';');
+        previous = b;
+        ok
+    }) && !signed.ends_with(';');
+    if canonical {
+        return signed;
+    }
+    let names: Vec<String> = signed
+        .split(';')
+        .filter(|h| !h.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    names.join(";").into()
 }
 
 /// A SHA-256 digest in lowercase hex, without allocating.
 fn hex64(digest: &[u8; 32]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (i, b) in digest.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
     out
 }
 
+/// 64 lowercase hex digits as 32 bytes, and whether `hex` was exactly that (when not, the
+/// bytes are meaningless and the signature cannot match). Branch-free over the digits.
+fn unhex32(hex: &str) -> ([u8; 32], subtle::Choice) {
+    let digit = |c: u8| -> (u8, u8) {
+        let num = c.wrapping_sub(b'0');
+        let alpha = c.wrapping_sub(b'a');
+        let is_num = u8::from(num < 10);
+        let is_alpha = u8::from(alpha < 6);
+        (
+            (num & is_num.wrapping_neg()) | (alpha.wrapping_add(10) & is_alpha.wrapping_neg()),
+            is_num | is_alpha,
+        )
+    };
+    let mut out = [0u8; 32];
+    let mut valid = u8::from(hex.len() == 64);
+    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let ((hi, hi_ok), (lo, lo_ok)) = (digit(pair[0]), digit(pair[1]));
+        *byte = (hi << 4) | lo;
+        valid &= hi_ok & lo_ok;
+    }
+    (out, subtle::Choice::from(valid))
+}
+
 /// The HMAC keyed with the signing key of `sig`'s scope, from the principal's cache when
 /// its scope is the last one seen.
-fn signer(principal: &Principal, sig: &Signature) -> Hmac<Sha256> {
+fn signer(principal: &Principal, sig: &Signature<'_>) -> Hmac<Sha256> {
+    let scope = sig.scope();
     if let Some(cached) = principal.signing_key.load().as_deref()
-        && cached.0 == sig.scope
+        && cached.0 == scope
     {
         return cached.1.clone();
     }
-    let key = signing_key(
-        &principal.secret_access_key,
-        &sig.scope_date,
-        &sig.region,
-        &sig.service,
-    );
+    let (date, region, service) = sig.scope_parts();
+    let key = signing_key(&principal.secret_access_key, date, region, service);
     let mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("HMAC takes any key length");
     principal
         .signing_key
-        .store(Some(std::sync::Arc::new((sig.scope.clone(), mac.clone()))));
+        .store(Some(std::sync::Arc::new((scope.to_owned(), mac.clone()))));
     mac
 }
 
@@ -364,46 +442,46 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     hmac(&k, b"aws4_request")
 }
 
-fn canonical_headers(request: &Request<'_>, signed: &[String]) -> String {
-    let mut out = String::with_capacity(256);
-    for name in signed {
-        out.push_str(name);
-        out.push(':');
+/// Feeds the canonical headers (`name:value\n` for each signed name; repeated headers
+/// joined by `,`) into `hasher` without building them.
+fn hash_canonical_headers(hasher: &mut Sha256, request: &Request<'_>, signed: &str) {
+    for name in signed.split(';') {
+        hasher.update(name.as_bytes());
+        hasher.update(b":");
         let mut first = true;
-        for value in request.headers.get_all(name.as_str()) {
+        for value in request.headers.get_all(name) {
             if !first {
-                out.push(',');
+                hasher.update(b",");
             }
             first = false;
-            collapse_into(&mut out, &String::from_utf8_lossy(value.as_bytes()));
+            let bytes = value.as_bytes();
+            if bytes.iter().all(|b| b.is_ascii_graphic()) {
+                // No whitespace to trim or collapse (the usual value).
+                hasher.update(bytes);
+            } else {
+                collapse(&String::from_utf8_lossy(bytes), |piece| {
+                    hasher.update(piece.as_bytes());
+                });
+            }
         }
         if first
             && name == "host"
             && let Some(authority) = request.authority
         {
-            collapse_into(&mut out, authority);
+            collapse(authority, |piece| hasher.update(piece.as_bytes()));
         }
-        out.push('\n');
+        hasher.update(b"\n");
     }
-    out
 }
 
-/// Appends a header value trimmed, with runs of spaces collapsed into one.
-fn collapse_into(out: &mut String, value: &str) {
+/// Emits a header value trimmed, with runs of spaces collapsed into one, in pieces.
+fn collapse<'v>(value: &'v str, mut emit: impl FnMut(&'v str)) {
     for (i, word) in value.split_whitespace().enumerate() {
         if i > 0 {
-            out.push(' ');
+            emit(" ");
         }
-        out.push_str(word);
+        emit(word);
     }
-}
-
-/// A header value trimmed, with runs of spaces collapsed into one.
-#[cfg(test)]
-fn collapse(value: &str) -> String {
-    let mut out = String::new();
-    collapse_into(&mut out, value);
-    out
 }
 
 fn canonical_query(query: &str, presigned: bool) -> String {
@@ -457,10 +535,18 @@ fn remove_dot_segments(path: &str) -> Option<String> {
     Some(joined)
 }
 
-/// Whether `path` holds only bytes `uri_encode` keeps (unreserved and `/`).
-fn is_unreserved(path: &str) -> bool {
-    path.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/'))
+/// Whether `path` is its own canonical URI: it starts with `/`, holds only bytes
+/// `uri_encode` keeps (unreserved and `/`, so no `%`) and no dot segment (`/.`).
+fn is_plain_path(path: &str) -> bool {
+    let mut previous = 0u8;
+    path.starts_with('/')
+        && path.bytes().all(|b| {
+            let keep = b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'~' | b'/')
+                || (b == b'.' && previous != b'/');
+            previous = b;
+            keep
+        })
 }
 
 /// Percent-encodes every byte outside `A-Z a-z 0-9 - _ . ~` (and `/` unless `slash`).
@@ -498,71 +584,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `YYYYMMDDTHHMMSSZ` to UNIX seconds.
-pub fn parse_amz_date(s: &str) -> Option<u64> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
-    };
-    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
-    u64::try_from(secs).ok()
-}
-
-/// UNIX seconds to `YYYYMMDDTHHMMSSZ`.
-pub fn format_amz_date(secs: u64) -> String {
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-// Howard Hinnant's civil calendar algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
 }
 
 #[cfg(test)]
@@ -622,7 +643,7 @@ mod tests {
                 query: "",
                 authority: None,
                 headers: &h,
-                body: b"",
+                body_sha256: sha256(b""),
             };
             assert_eq!(verify(&c, &request, now()).unwrap().name, "t", "{method}");
             // The same request a day later: expired.
@@ -636,7 +657,7 @@ mod tests {
             );
             // Another body: the payload hash differs.
             let tampered = Request {
-                body: b"x",
+                body_sha256: sha256(b"x"),
                 ..request
             };
             assert!(matches!(
@@ -644,6 +665,26 @@ mod tests {
                 Err(AuthError::BadSignature(_))
             ));
         }
+    }
+
+    #[test]
+    fn signatures_compare_in_binary() {
+        let digest = sha256(b"x");
+        let hex = hex64(&digest);
+        let (bytes, ok) = unhex32(std::str::from_utf8(&hex).unwrap());
+        assert_eq!((bytes, bool::from(ok)), (digest, true));
+        for bad in [
+            "",
+            &"0".repeat(63),
+            &"0".repeat(65),
+            &"A".repeat(64),
+            &"g".repeat(64),
+            &" ".repeat(64),
+        ] {
+            assert!(!bool::from(unhex32(bad).1), "{bad:?}");
+        }
+        let (bytes, ok) = unhex32(&"f0".repeat(32));
+        assert_eq!((bytes, bool::from(ok)), ([0xf0; 32], true));
     }
 
     #[test]
@@ -658,13 +699,39 @@ mod tests {
             canonical_query("b=2&a=x%20y&X-Amz-Signature=zz&a=1", true),
             "a=1&a=x%20y&b=2"
         );
-        assert_eq!(collapse("  a   b  "), "a b");
+        let mut collapsed = String::new();
+        collapse("  a \t  b  ", |piece| collapsed.push_str(piece));
+        assert_eq!(collapsed, "a b");
         assert_eq!(
             format_amz_date(parse_amz_date("20240229T235959Z").unwrap()),
             "20240229T235959Z"
         );
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("2015-08-30T12:36:00Z"), None);
+        for (path, plain) in [
+            ("/endpoints/demo-1/invocations", true),
+            ("/v2/models/m.onnx/infer", true),
+            ("/a/./b", false),
+            ("/a/.b", false),
+            ("/a/b/..", false),
+            ("/a%20b", false),
+            ("/a b", false),
+            ("a/b", false),
+            ("", false),
+        ] {
+            assert_eq!(is_plain_path(path), plain, "{path}");
+        }
+        for (sent, canonical, borrowed) in [
+            ("host;x-amz-date", "host;x-amz-date", true),
+            ("Host;;X-Amz-Date", "host;x-amz-date", false),
+            (";host", "host", false),
+            ("host;", "host", false),
+            (";", "", false),
+        ] {
+            let names = lowercase_names(sent.into());
+            assert_eq!(names, canonical, "{sent}");
+            assert_eq!(matches!(names, Cow::Borrowed(_)), borrowed, "{sent}");
+        }
     }
 
     #[test]
@@ -683,7 +750,7 @@ mod tests {
             query: "",
             authority: None,
             headers: &h,
-            body: b"",
+            body_sha256: sha256(b""),
         };
         assert!(matches!(verify(&c, &r, now()), Err(AuthError::UnknownKey)));
         let h = headers(&[("x-amz-date", DATE)]);
@@ -701,5 +768,102 @@ mod tests {
             verify(&c, &r, now()),
             Err(AuthError::Incomplete(_))
         ));
+    }
+
+    /// A signature made the long way (the canonical request built as a string), to check
+    /// the streamed canonical form against.
+    fn sign_as_string(
+        method: &str,
+        path: &str,
+        canonical_headers: &str,
+        signed: &str,
+        body: &[u8],
+    ) -> String {
+        let canonical = format!(
+            "{method}\n{path}\n\n{canonical_headers}\n{signed}\n{}",
+            std::str::from_utf8(&hex64(&sha256(body))).unwrap()
+        );
+        let to_sign = format!(
+            "{ALGORITHM}\n{DATE}\n20150830/us-east-1/service/aws4_request\n{}",
+            std::str::from_utf8(&hex64(&sha256(canonical.as_bytes()))).unwrap()
+        );
+        let key = signing_key(SECRET, "20150830", "us-east-1", "service");
+        std::str::from_utf8(&hex64(&hmac(&key, to_sign.as_bytes())))
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn streamed_canonical_request_matches_the_string_form() {
+        let c = credentials();
+        let body = b"5.1,3.5,1.4,0.2\n";
+        // Repeated and padded header values, an encoded path signed both ways, names in
+        // SignedHeaders with capitals and an empty entry (lowercased, dropped).
+        let canonical_headers =
+            "host:example.amazonaws.com\nx-amz-date:20150830T123600Z\nx-custom:a b,c\n";
+        for (path, signed_path, signed_list) in [
+            (
+                "/endpoints/a%20b/invocations",
+                "/endpoints/a%2520b/invocations",
+                "host;x-amz-date;x-custom",
+            ),
+            (
+                "/endpoints/a%20b/invocations",
+                "/endpoints/a%20b/invocations",
+                "Host;;X-Amz-Date;x-custom",
+            ),
+            (
+                "/endpoints/ab/invocations",
+                "/endpoints/ab/invocations",
+                "host;x-amz-date;x-custom",
+            ),
+        ] {
+            let signature = sign_as_string(
+                "POST",
+                signed_path,
+                canonical_headers,
+                "host;x-amz-date;x-custom",
+                body,
+            );
+            let auth = format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+                 SignedHeaders={signed_list}, Signature={signature}"
+            );
+            let mut h = headers(&[
+                ("host", "example.amazonaws.com"),
+                ("x-amz-date", DATE),
+                ("x-custom", "  a   b "),
+                ("x-custom", "c"),
+                ("authorization", &auth),
+            ]);
+            fn post<'a>(path: &'a str, headers: &'a HeaderMap, body: &[u8]) -> Request<'a> {
+                Request {
+                    method: "POST",
+                    path,
+                    query: "",
+                    authority: None,
+                    headers,
+                    body_sha256: sha256(body),
+                }
+            }
+            assert_eq!(
+                verify(&c, &post(path, &h, body), now()).unwrap().name,
+                "t",
+                "{signed_path}"
+            );
+            // The payload hash sent along must be the body's.
+            let hash = hex64(&sha256(body));
+            h.insert(
+                "x-amz-content-sha256",
+                std::str::from_utf8(&hash).unwrap().parse().unwrap(),
+            );
+            assert!(verify(&c, &post(path, &h, body), now()).is_ok());
+            h.insert(
+                "x-amz-content-sha256",
+                hex64(&sha256(b"other"))[..].try_into().unwrap(),
+            );
+            let e = verify(&c, &post(path, &h, body), now()).unwrap_err();
+            assert!(e.to_string().contains("x-amz-content-sha256"), "{e}");
+        }
     }
 }
