@@ -4,6 +4,8 @@
 //!   detected from the content, so SageMaker's extension-less `xgboost-model` works too).
 //! - [`load_lightgbm`] reads LightGBM's text model (`Booster.save_model("m.txt")`).
 //! - [`load_model`] tells the two apart by content and calls the right one.
+//! - [`OnnxEnsemble`] compiles an ONNX-ML `TreeEnsembleClassifier` / `TreeEnsembleRegressor`
+//!   (its attributes, read by the caller) onto the same kernel, matching onnxruntime.
 //!
 //! Both produce a [`TreeEnsemble`]: every tree flattened into one array of 16-byte nodes,
 //! shallow ones also into complete heaps walked eight rows at a time with the top levels
@@ -29,6 +31,7 @@ mod complete;
 mod ensemble;
 mod error;
 mod lightgbm;
+mod onnx;
 mod predict;
 mod raw;
 mod transform;
@@ -39,6 +42,9 @@ mod xgboost;
 pub use ensemble::{ModelFormat, Objective, OutputKind, TreeEnsemble};
 pub use error::{Result, TreeError};
 pub use lightgbm::load_lightgbm;
+pub use onnx::{
+    Aggregate, OnnxEnsemble, OnnxPrediction, OnnxTreeAttributes, OnnxTreeKind, PostTransform,
+};
 pub use transform::Transform;
 pub use xgboost::load_xgboost;
 
