@@ -83,10 +83,7 @@ fn assert_matches_reference(
 /// Fixtures a backend is known not to run, with the operator its load error must name.
 fn unsupported_on(backend: Backend) -> &'static [(&'static str, &'static str)] {
     match backend {
-        Backend::Tract => &[
-            ("iris-zipmap", "ZipMap"),
-            ("diabetes-gbr", "TreeEnsembleRegressor"),
-        ],
+        Backend::Tract => &[("iris-svm", "SVMClassifier")],
         // ort runs every fixture.
         _ => &[],
     }
