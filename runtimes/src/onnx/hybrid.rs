@@ -67,6 +67,8 @@ enum Core {
 /// Graph facts the plan is built from.
 struct Parts<'a> {
     nodes: &'a [pb::NodeProto],
+    /// One-element FP32 initializers by name.
+    constants: HashMap<&'a str, f32>,
     producer: HashMap<&'a str, usize>,
     inputs: Vec<String>,
 }
@@ -79,11 +81,22 @@ impl<'a> Parts<'a> {
                 producer.insert(out.as_str(), i);
             }
         }
+        let constants = graph
+            .initializer
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), super::tail::scalar_constant(t)?)))
+            .collect();
         Parts {
             nodes: &graph.node,
+            constants,
             producer,
             inputs: signature.inputs.iter().map(|s| s.name.clone()).collect(),
         }
+    }
+
+    /// The native step for node `i`, if there is one.
+    fn step(&self, i: usize) -> Option<Step> {
+        Step::from_node(&self.nodes[i], &|name| self.constants.get(name).copied())
     }
 
     /// Nodes needed to compute `values`, in graph order.
@@ -123,7 +136,11 @@ type Reason = String;
 
 impl HybridModel {
     /// Plans `graph`; `Ok(None)` when plain tract should run it.
-    pub fn plan(graph: &OnnxGraph, signature: &Signature, model_name: &str) -> Result<Option<Self>> {
+    pub fn plan(
+        graph: &OnnxGraph,
+        signature: &Signature,
+        model_name: &str,
+    ) -> Result<Option<Self>> {
         let Some(g) = graph.proto.graph.as_ref() else {
             return Ok(None);
         };
@@ -144,7 +161,10 @@ impl HybridModel {
         if has_trees {
             match trees_core(graph, &parts, signature, &sources, model_name) {
                 Ok((head, core)) => {
-                    tracing::info!(model = model_name, "tree ensemble compiled to the native kernel");
+                    tracing::info!(
+                        model = model_name,
+                        "tree ensemble compiled to the native kernel"
+                    );
                     return Ok(Some(Self {
                         signature: signature.clone(),
                         head,
@@ -191,16 +211,27 @@ impl HybridModel {
 }
 
 /// The native tail and the values it starts from (the core's outputs), in graph order.
-fn tail_of(g: &pb::GraphProto, parts: &Parts<'_>) -> std::result::Result<(Vec<Step>, Vec<String>), Reason> {
+fn tail_of(
+    g: &pb::GraphProto,
+    parts: &Parts<'_>,
+) -> std::result::Result<(Vec<Step>, Vec<String>), Reason> {
     let mut steps: BTreeSet<usize> = BTreeSet::new();
     let mut sources: Vec<String> = Vec::new();
     for out in &g.output {
         let mut v = out.name.as_str();
         loop {
-            match parts.producer.get(v) {
-                Some(&i) if Step::from_node(&parts.nodes[i]).is_some_and(|s| s.is_tail()) => {
+            let step = parts
+                .producer
+                .get(v)
+                .and_then(|&i| Some((i, parts.step(i).filter(Step::is_tail)?)));
+            match step {
+                Some((i, step)) => {
                     steps.insert(i);
-                    v = parts.nodes[i].input[0].as_str();
+                    v = parts.nodes[i]
+                        .input
+                        .iter()
+                        .find(|name| **name == step.input)
+                        .map_or(v, String::as_str);
                 }
                 _ => {
                     if !sources.iter().any(|s| s == v) {
@@ -211,10 +242,7 @@ fn tail_of(g: &pb::GraphProto, parts: &Parts<'_>) -> std::result::Result<(Vec<St
             }
         }
     }
-    let steps = steps
-        .into_iter()
-        .filter_map(|i| Step::from_node(&parts.nodes[i]))
-        .collect();
+    let steps = steps.into_iter().filter_map(|i| parts.step(i)).collect();
     Ok((steps, sources))
 }
 
@@ -273,7 +301,9 @@ fn trees_core(
         }
         (Head::None, usize::try_from(spec.shape[1]).ok())
     } else if let Some(step) = native_head(parts, &input, signature) {
-        let i = signature.input_index(&step.input).expect("checked by native_head");
+        let i = signature
+            .input_index(&step.input)
+            .expect("checked by native_head");
         let width = usize::try_from(signature.inputs[i].shape[1]).ok();
         (Head::Native(vec![step]), width)
     } else {
@@ -316,8 +346,9 @@ fn trees_core(
 
 /// A `Scaler` reading a 2-D FP32 graph input straight into `value`.
 fn native_head(parts: &Parts<'_>, value: &str, signature: &Signature) -> Option<Step> {
-    let node = &parts.nodes[*parts.producer.get(value)?];
-    let step = Step::from_node(node).filter(|s| !s.is_tail())?;
+    let step = parts
+        .step(*parts.producer.get(value)?)
+        .filter(|s| !s.is_tail())?;
     let spec = &signature.inputs[signature.input_index(&step.input)?];
     (spec.dtype == DataType::Fp32 && spec.shape.len() == 2).then_some(step)
 }
@@ -385,9 +416,11 @@ impl HybridModel {
                         codes
                             .iter()
                             .map(|&c| {
-                                s.get(c as usize).map(|l| l.clone().into_bytes()).ok_or_else(
-                                    || RuntimeError::Predict(format!("label index {c}")),
-                                )
+                                s.get(c as usize)
+                                    .map(|l| l.clone().into_bytes())
+                                    .ok_or_else(|| {
+                                        RuntimeError::Predict(format!("label index {c}"))
+                                    })
                             })
                             .collect::<Result<_>>()?,
                     ),
@@ -424,9 +457,10 @@ impl Model for HybridModel {
             } => {
                 let x = match &self.head {
                     Head::None => {
-                        let i = self.signature.input_index(input).ok_or_else(|| {
-                            RuntimeError::Predict(format!("no input {input:?}"))
-                        })?;
+                        let i = self
+                            .signature
+                            .input_index(input)
+                            .ok_or_else(|| RuntimeError::Predict(format!("no input {input:?}")))?;
                         inputs.into_iter().nth(i).ok_or_else(|| {
                             RuntimeError::InvalidInput(format!("input {input:?} is missing"))
                         })?

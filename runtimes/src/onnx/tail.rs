@@ -26,6 +26,16 @@ pub enum Op {
         /// `(key as JSON, column)` in key order.
         keys: Vec<(String, usize)>,
     },
+    /// `Mul`, `Add`, `Sub` or `Div` of `FP32` values and a one-value `FP32` constant
+    /// (onnxmltools multiplies LightGBM probabilities by 1).
+    Arith {
+        /// The operator.
+        kind: Arith,
+        /// The constant.
+        constant: f32,
+        /// The constant is the first operand.
+        constant_first: bool,
+    },
     /// `ai.onnx.ml.Scaler`: `(x - offset) * scale`, per column or broadcast.
     Scaler {
         /// Subtracted first.
@@ -33,6 +43,42 @@ pub enum Op {
         /// Then multiplied.
         scale: Vec<f32>,
     },
+}
+
+/// The arithmetic [`Op::Arith`] does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arith {
+    /// `a * b`.
+    Mul,
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a / b`.
+    Div,
+}
+
+impl Arith {
+    fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            Arith::Mul => a * b,
+            Arith::Add => a + b,
+            Arith::Sub => a - b,
+            Arith::Div => a / b,
+        }
+    }
+}
+
+/// The value of a one-element `FP32` initializer.
+pub fn scalar_constant(t: &pb::TensorProto) -> Option<f32> {
+    if t.data_type != 1 || t.dims.iter().product::<i64>() != 1 {
+        return None;
+    }
+    if let Some(&v) = t.float_data.first() {
+        return Some(v);
+    }
+    let bytes: [u8; 4] = t.raw_data.get(..4)?.try_into().ok()?;
+    Some(f32::from_le_bytes(bytes))
 }
 
 /// A native operator with its input and output names.
@@ -47,9 +93,37 @@ pub struct Step {
 }
 
 impl Step {
-    /// The step for `node`, if it is one this module runs (one input, one output).
-    pub fn from_node(node: &pb::NodeProto) -> Option<Step> {
-        if node.input.len() != 1 || node.output.len() != 1 || node.input[0].is_empty() {
+    /// The step for `node`, if it is one this module runs (one input, one output;
+    /// `constant` gives the value of a one-element `FP32` initializer by name).
+    pub fn from_node(node: &pb::NodeProto, constant: &dyn Fn(&str) -> Option<f32>) -> Option<Step> {
+        if node.output.len() != 1 || node.input.first().is_none_or(|i| i.is_empty()) {
+            return None;
+        }
+        if node.input.len() == 2 && matches!(node.domain.as_str(), "" | "ai.onnx") {
+            let kind = match node.op_type.as_str() {
+                "Mul" => Arith::Mul,
+                "Add" => Arith::Add,
+                "Sub" => Arith::Sub,
+                "Div" => Arith::Div,
+                _ => return None,
+            };
+            let (input, constant, constant_first) =
+                match (constant(&node.input[0]), constant(&node.input[1])) {
+                    (None, Some(c)) => (&node.input[0], c, false),
+                    (Some(c), None) => (&node.input[1], c, true),
+                    _ => return None,
+                };
+            return Some(Step {
+                op: Op::Arith {
+                    kind,
+                    constant,
+                    constant_first,
+                },
+                input: input.clone(),
+                output: node.output[0].clone(),
+            });
+        }
+        if node.input.len() != 1 {
             return None;
         }
         let attr = |name: &str| node.attribute.iter().find(|a| a.name == name);
@@ -107,11 +181,37 @@ impl Step {
         })?;
         let out = match &self.op {
             Op::Identity => input.clone(),
-            Op::Cast(to) => input.clone().cast(*to).map_err(|e| {
-                RuntimeError::Predict(format!("Cast of {:?}: {e}", self.input))
-            })?,
+            Op::Cast(to) => input
+                .clone()
+                .cast(*to)
+                .map_err(|e| RuntimeError::Predict(format!("Cast of {:?}: {e}", self.input)))?,
             Op::ZipMap { keys } => zipmap(input, keys)?,
             Op::Scaler { offset, scale } => scaler(input, offset, scale)?,
+            Op::Arith {
+                kind,
+                constant,
+                constant_first,
+            } => {
+                let Some(x) = input.as_f32() else {
+                    return Err(RuntimeError::Predict(format!(
+                        "{kind:?} of {:?}: FP32 expected, got {}",
+                        self.input,
+                        input.dtype()
+                    )));
+                };
+                let c = *constant;
+                let y = x
+                    .iter()
+                    .map(|&v| {
+                        if *constant_first {
+                            kind.apply(c, v)
+                        } else {
+                            kind.apply(v, c)
+                        }
+                    })
+                    .collect();
+                Tensor::new(input.shape().to_vec(), TensorData::Fp32(y))?
+            }
         };
         values.insert(self.output.clone(), out);
         Ok(())
@@ -152,7 +252,11 @@ fn zipmap(input: &Tensor, keys: &[(String, usize)]) -> Result<Tensor> {
         )));
     };
     let k = keys.len();
-    let rows = if input.shape().len() == 1 { 1 } else { input.rows() };
+    let rows = if input.shape().len() == 1 {
+        1
+    } else {
+        input.rows()
+    };
     if probs.len() != rows * k {
         return Err(RuntimeError::Predict(format!(
             "ZipMap has {k} labels but its input has shape {:?}",
@@ -218,7 +322,10 @@ mod tests {
     #[test]
     fn zipmap_writes_sorted_keys_and_ort_number_format() {
         let keys = zipmap_keys(&ClassLabels::Int(vec![10, 2])).unwrap();
-        assert_eq!(keys, vec![("\"2\"".to_string(), 1), ("\"10\"".to_string(), 0)]);
+        assert_eq!(
+            keys,
+            vec![("\"2\"".to_string(), 1), ("\"10\"".to_string(), 0)]
+        );
         let t = Tensor::from_f32_rows(2, 2, vec![0.25, 0.75, 0.1, f32::NAN]).unwrap();
         let out = zipmap(&t, &keys).unwrap();
         let TensorData::Bytes(rows) = out.data() else {

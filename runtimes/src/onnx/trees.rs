@@ -44,7 +44,9 @@ fn ints(node: &pb::NodeProto, name: &str) -> Vec<i64> {
 }
 
 fn floats(node: &pb::NodeProto, name: &str) -> Vec<f32> {
-    attr(node, name).map(|a| a.floats.clone()).unwrap_or_default()
+    attr(node, name)
+        .map(|a| a.floats.clone())
+        .unwrap_or_default()
 }
 
 fn strings(node: &pb::NodeProto, name: &str) -> Result<Vec<String>, String> {
@@ -63,14 +65,19 @@ fn strings(node: &pb::NodeProto, name: &str) -> Result<Vec<String>, String> {
 
 fn string(node: &pb::NodeProto, name: &str) -> Result<Option<String>, String> {
     attr(node, name)
-        .map(|a| String::from_utf8(a.s.clone()).map_err(|_| format!("attribute {name} is not UTF-8")))
+        .map(|a| {
+            String::from_utf8(a.s.clone()).map_err(|_| format!("attribute {name} is not UTF-8"))
+        })
         .transpose()
 }
 
 /// Compiles `node` for inputs of `n_features` columns (`None`: as many as the trees use).
 pub fn compile(node: &pb::NodeProto, n_features: Option<usize>) -> Result<CompiledTrees, String> {
     if !is_tree_ensemble(node) {
-        return Err(format!("{} is not a tree ensemble Pier compiles", node.op_type));
+        return Err(format!(
+            "{} is not a tree ensemble Pier compiles",
+            node.op_type
+        ));
     }
     let doubles: Vec<&str> = node
         .attribute
