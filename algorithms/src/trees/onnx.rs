@@ -125,9 +125,7 @@ impl PostTransform {
             "SOFTMAX_ZERO" => PostTransform::SoftmaxZero,
             "PROBIT" => PostTransform::Probit,
             other => {
-                return Err(TreeError::Unsupported(format!(
-                    "post_transform {other:?}"
-                )));
+                return Err(TreeError::Unsupported(format!("post_transform {other:?}")));
             }
         })
     }
@@ -273,7 +271,10 @@ impl<'a> Nodes<'a> {
         same(a.nodes_truenodeids.len(), "nodes_truenodeids")?;
         same(a.nodes_falsenodeids.len(), "nodes_falsenodeids")?;
         if n == 0 {
-            return Err(TreeError::invalid("nodes_treeids", "the ensemble has no nodes"));
+            return Err(TreeError::invalid(
+                "nodes_treeids",
+                "the ensemble has no nodes",
+            ));
         }
         let w = a.weight_ids.len();
         if a.weight_nodeids.len() != w || a.weight_treeids.len() != w || a.weights.len() != w {
@@ -384,8 +385,14 @@ impl<'a> Nodes<'a> {
                     }
                 }
             } else {
-                stack.push((self.child(i, self.a.nodes_truenodeids[i], "true")?, depth + 1));
-                stack.push((self.child(i, self.a.nodes_falsenodeids[i], "false")?, depth + 1));
+                stack.push((
+                    self.child(i, self.a.nodes_truenodeids[i], "true")?,
+                    depth + 1,
+                ));
+                stack.push((
+                    self.child(i, self.a.nodes_falsenodeids[i], "false")?,
+                    depth + 1,
+                ));
             }
         }
         Ok(set.unwrap_or_default())
@@ -410,7 +417,10 @@ impl<'a> Nodes<'a> {
         let a = self.a;
         let what = || format!("tree {} node {}", a.nodes_treeids[i], a.nodes_nodeids[i]);
         if depth > MAX_DEPTH {
-            return Err(TreeError::invalid(what(), format!("deeper than {MAX_DEPTH}")));
+            return Err(TreeError::invalid(
+                what(),
+                format!("deeper than {MAX_DEPTH}"),
+            ));
         }
         if *budget == 0 {
             return Err(TreeError::Unsupported(format!(
@@ -456,7 +466,9 @@ impl<'a> Nodes<'a> {
                 let right = self.emit(num, target, out, depth + 1, budget)?;
                 split(feature, f32::NEG_INFINITY, nan_true != c, left, right)
             }
-            Rule::Eq(t) => self.equal(feature, t, (yes, no), nan_true, target, out, depth, budget)?,
+            Rule::Eq(t) => {
+                self.equal(feature, t, (yes, no), nan_true, target, out, depth, budget)?
+            }
             // NaN != t holds, so NaN takes the true (not-equal) child.
             Rule::Neq(t) => self.equal(feature, t, (no, yes), false, target, out, depth, budget)?,
         };
@@ -536,8 +548,7 @@ impl OnnxEnsemble {
                     binary_case: labels.len() == 2 && classes.len() == 1,
                     weights_all_positive: a.weights.iter().all(|&w| w >= 0.0),
                 };
-                if labels.len() == 2 && a.base_values.len() <= 1 && post == PostTransform::Probit
-                {
+                if labels.len() == 2 && a.base_values.len() <= 1 && post == PostTransform::Probit {
                     return Err(TreeError::Unsupported(
                         "PROBIT on a two-class classifier with one score column (onnxruntime \
                          leaves the second column unwritten)"
@@ -574,7 +585,10 @@ impl OnnxEnsemble {
         let nodes = Nodes::new(a, n_outputs)?;
         let max_feature = a.nodes_featureids.iter().copied().max().unwrap_or(0);
         if max_feature < 0 {
-            return Err(TreeError::invalid("nodes_featureids", "negative feature id"));
+            return Err(TreeError::invalid(
+                "nodes_featureids",
+                "negative feature id",
+            ));
         }
         let needed = max_feature as usize + 1;
         let n_features = match n_features {
@@ -794,7 +808,11 @@ impl OnnxEnsemble {
             _ => {}
         }
         let (s0, h0) = (s[0], has[0]);
-        let (s1, h1) = if two && has[1] { (s[1], true) } else { (0.0, false) };
+        let (s1, h1) = if two && has[1] {
+            (s[1], true)
+        } else {
+            (0.0, false)
+        };
         let pos = if h1 {
             s1
         } else if h0 {
@@ -889,7 +907,10 @@ fn write_scores(post: PostTransform, s: &mut [f32], out: &mut [f32]) {
             }
         }
         PostTransform::Softmax => {
-            let max = s.iter().copied().fold(-f32::MAX, |m, v| if v > m { v } else { m });
+            let max = s
+                .iter()
+                .copied()
+                .fold(-f32::MAX, |m, v| if v > m { v } else { m });
             let mut total = 0.0f32;
             for v in s.iter_mut() {
                 *v = (*v - max).exp();
@@ -900,7 +921,10 @@ fn write_scores(post: PostTransform, s: &mut [f32], out: &mut [f32]) {
             }
         }
         PostTransform::SoftmaxZero => {
-            let max = s.iter().copied().fold(-f32::MAX, |m, v| if v > m { v } else { m });
+            let max = s
+                .iter()
+                .copied()
+                .fold(-f32::MAX, |m, v| if v > m { v } else { m });
             let exp_neg_max = (-max).exp();
             let mut total = 0.0f32;
             for v in s.iter_mut() {
@@ -987,7 +1011,10 @@ mod tests {
         ];
         for mode in modes {
             for &t in &specials {
-                for &x in specials.iter().chain(&[next_up(1.0), 1.0 - f32::EPSILON / 2.0]) {
+                for &x in specials
+                    .iter()
+                    .chain(&[next_up(1.0), 1.0 - f32::EPSILON / 2.0])
+                {
                     for nan_true in [false, true] {
                         assert_eq!(
                             goes_true(mode, t, nan_true, x),
@@ -1038,9 +1065,7 @@ mod tests {
         a.weights = vec![-2.0, 3.0];
         a.base_values = vec![0.5];
         a.post_transform = Some("LOGISTIC".into());
-        a.kind = OnnxTreeKind::Classifier {
-            labels: vec![7, 9],
-        };
+        a.kind = OnnxTreeKind::Classifier { labels: vec![7, 9] };
         let m = OnnxEnsemble::compile(&a, None).unwrap();
         let p = m.predict(&[0.0, 1.0, f32::NAN], 3, 1).unwrap();
         let l = |v: f32| 1.0 / (1.0 + (-v).exp());
