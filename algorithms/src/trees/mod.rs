@@ -32,6 +32,8 @@ mod ensemble;
 mod error;
 mod lightgbm;
 mod onnx;
+mod onnx_lower;
+mod onnx_post;
 mod predict;
 mod raw;
 mod transform;
@@ -68,3 +70,5 @@ pub fn load_model(bytes: &[u8]) -> Result<TreeEnsemble> {
 
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod onnx_tests;
