@@ -104,10 +104,10 @@ impl<'a> Parts<'a> {
         let mut needed = BTreeSet::new();
         let mut stack: Vec<&str> = values.to_vec();
         while let Some(v) = stack.pop() {
-            if let Some(&i) = self.producer.get(v) {
-                if needed.insert(i) {
-                    stack.extend(self.nodes[i].input.iter().map(String::as_str));
-                }
+            if let Some(&i) = self.producer.get(v)
+                && needed.insert(i)
+            {
+                stack.extend(self.nodes[i].input.iter().map(String::as_str));
             }
         }
         needed.into_iter().collect()
