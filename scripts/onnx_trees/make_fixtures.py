@@ -316,6 +316,52 @@ def handmade_cases():
              post_transform="LOGISTIC", base_values=[0.2], classlabels_int64s=[3, 5])
 
 
+def opset5_case(name, post_transform, aggregate_function, description):
+    """ai.onnx.ml opset 5 `TreeEnsemble`: two trees over 2 targets, one with a shared leaf index
+    and a BRANCH_MEMBER node, every other mode once."""
+    # Nodes (index: mode, feature, split, true -> (id, leaf?), false -> (id, leaf?), tracks).
+    nodes = [
+        (0, 0, 0.0, (1, 0), (2, 0), 1),  # 0: LEQ x0 <= 0
+        (6, 5, 0.0, (0, 1), (1, 1), 0),  # 1: MEMBER x5 in {1, 3}
+        (3, 1, 0.5, (3, 0), (2, 1), 1),  # 2: GT x1 > 0.5
+        (5, 2, 0.0, (3, 1), (4, 1), 0),  # 3: NEQ x2 != 0
+        (2, 3, -0.25, (5, 1), (6, 1), 0),  # 4: GTE x3 >= -0.25 (root of tree 2)
+        (1, 4, 1.0, (7, 1), (4, 0), 1),  # 5: LT x4 < 1 (root of tree 3)
+        (4, 5, 2.0, (8, 1), (9, 1), 1),  # unused
+    ]
+    n = len(nodes)
+    attrs = dict(
+        nodes_modes=helper.make_tensor("nodes_modes", TensorProto.UINT8, [n], [m[0] for m in nodes]),
+        nodes_featureids=[m[1] for m in nodes],
+        nodes_splits=helper.make_tensor("nodes_splits", TensorProto.FLOAT, [n], [m[2] for m in nodes]),
+        nodes_truenodeids=[m[3][0] for m in nodes],
+        nodes_trueleafs=[m[3][1] for m in nodes],
+        nodes_falsenodeids=[m[4][0] for m in nodes],
+        nodes_falseleafs=[m[4][1] for m in nodes],
+        nodes_missing_value_tracks_true=[m[5] for m in nodes],
+        membership_values=helper.make_tensor("membership_values", TensorProto.FLOAT, [3], [1.0, 3.0, float("nan")]),
+        tree_roots=[0, 4, 5],
+        leaf_targetids=[0, 1, 0, 1, 0, 1, 0, 1, 0, 1],
+        leaf_weights=helper.make_tensor("leaf_weights", TensorProto.FLOAT, [10], [0.5, -1.0, 2.0, 0.25, -0.75, 1.5, 3.0, -2.0, 0.1, 0.2]),
+        n_targets=2,
+        post_transform=post_transform,
+        aggregate_function=aggregate_function,
+    )
+    node = helper.make_node("TreeEnsemble", ["X"], ["Y"], domain="ai.onnx.ml", **attrs)
+    graph = helper.make_graph(
+        [node], name, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, N_FEATURES])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)])
+    model.ir_version = 10
+    x, _ = data(30, nan=0.15)
+    x[3:8, 5] = [1.0, 3.0, 2.0, np.nextafter(np.float32(1.0), np.float32(2.0)), 0.0]
+    x[8:12, 0] = [0.0, -0.0, np.nextafter(np.float32(0.0), np.float32(1.0)), -1e-45]
+    x[12:15, 1] = [0.5, np.nextafter(np.float32(0.5), np.float32(1.0)), 0.4999]
+    x[15:18, 2] = [0.0, -0.0, 1e-30]
+    write(name, model, x, description)
+
+
 if __name__ == "__main__":
     if ROOT.exists():
         shutil.rmtree(ROOT)
@@ -323,3 +369,6 @@ if __name__ == "__main__":
     xgboost_cases()
     lightgbm_cases()
     handmade_cases()
+    opset5_case("opset5-sum", 0, 1, "ai.onnx.ml opset 5 TreeEnsemble: every mode incl. BRANCH_MEMBER, 2 targets, SUM")
+    opset5_case("opset5-average-logistic", 1, 0, "ai.onnx.ml opset 5 TreeEnsemble, AVERAGE, post_transform 1")
+    opset5_case("opset5-sum-softmax", 2, 1, "ai.onnx.ml opset 5 TreeEnsemble, SUM, post_transform 2")

@@ -273,7 +273,10 @@ impl OnnxEnsemble {
         let mut has = vec![false; n_outputs];
         let mut budget = MAX_NODES;
         for &root in &nodes.roots {
-            let targets = nodes.targets(root)?;
+            // A leaf without a weight for a target adds 0 to a sum (exactly what adding
+            // nothing does); MIN, MAX and the classifier rules depend on which were added.
+            let mixed_ok = classifier.is_none() && !per_tree_groups;
+            let targets = nodes.targets(root, mixed_ok)?;
             for target in targets {
                 has[target] = true;
                 let mut tree = nodes.lower(root, target, &mut budget)?;

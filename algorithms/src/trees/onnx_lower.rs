@@ -164,17 +164,22 @@ impl<'a> Nodes<'a> {
         })
     }
 
-    /// The classes or targets the leaves under `root` add to; every leaf must add to the
-    /// same ones (onnxruntime's `has_score` is then the same for every row).
-    pub(crate) fn targets(&self, root: usize) -> Result<Vec<usize>> {
+    /// The classes or targets the leaves under `root` add to. Unless `mixed_ok` (sums,
+    /// where a missing weight adds nothing), every leaf must add to the same ones, so that
+    /// onnxruntime's `has_score` is the same for every row.
+    pub(crate) fn targets(&self, root: usize, mixed_ok: bool) -> Result<Vec<usize>> {
         let mut set: Option<Vec<usize>> = None;
+        let mut union: BTreeSet<usize> = BTreeSet::new();
         let mut stack = vec![(root, 0usize)];
+        let mut steps = 0usize;
         while let Some((i, depth)) = stack.pop() {
-            if depth > MAX_DEPTH {
-                return Err(TreeError::invalid(
-                    format!("tree {}", self.a.nodes_treeids[root]),
-                    format!("deeper than {MAX_DEPTH} (or cyclic)"),
-                ));
+            steps += 1;
+            if depth > MAX_DEPTH || steps > MAX_NODES {
+                return Err(TreeError::Unsupported(format!(
+                    "tree {} is deeper than {MAX_DEPTH} or larger than {MAX_NODES} nodes once \
+                     unshared (or cyclic)",
+                    self.a.nodes_treeids[root]
+                )));
             }
             if self.a.nodes_modes[i] == "LEAF" {
                 let mut here: Vec<usize> = self.leaf_weights[i].iter().map(|&(t, _)| t).collect();
@@ -188,12 +193,13 @@ impl<'a> Nodes<'a> {
                     ));
                 }
                 here.sort_unstable();
+                union.extend(&here);
                 match &set {
                     None => set = Some(here),
-                    Some(s) if *s == here => {}
+                    Some(s) if *s == here || mixed_ok => {}
                     Some(_) => {
                         return Err(TreeError::Unsupported(format!(
-                            "the leaves of tree {} add to different classes",
+                            "the leaves of tree {} add to different classes or targets",
                             self.a.nodes_treeids[root]
                         )));
                     }
@@ -209,7 +215,7 @@ impl<'a> Nodes<'a> {
                 ));
             }
         }
-        Ok(set.unwrap_or_default())
+        Ok(union.into_iter().collect())
     }
 
     /// The tree under `root` with each leaf's weight for `target`.

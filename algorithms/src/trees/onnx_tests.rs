@@ -159,6 +159,14 @@ fn ambiguous_models_are_refused_as_unsupported() {
     let mut mixed = stump("BRANCH_LEQ", 0.5, false);
     mixed.kind = OnnxTreeKind::Regressor { n_targets: 2 };
     mixed.weight_ids = vec![0, 1];
+    // Summed, a leaf without a weight for a target adds nothing to it.
+    let sums = OnnxEnsemble::compile(&mixed, None).unwrap();
+    assert_eq!(
+        sums.predict(&[0.0, 1.0], 2, 1).unwrap().scores,
+        vec![1.0, 0.0, 0.0, 2.0]
+    );
+    // MIN/MAX depend on which trees added to a target: refused.
+    mixed.aggregate_function = Some("MIN".into());
     assert!(matches!(
         OnnxEnsemble::compile(&mixed, None),
         Err(TreeError::Unsupported(_))
