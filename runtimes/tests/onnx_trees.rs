@@ -238,3 +238,42 @@ fn wrong_width_is_invalid_input() {
         "{err}"
     );
 }
+
+#[test]
+fn an_ensemble_the_kernel_would_not_reproduce_stays_on_tract() {
+    use pier_runtimes::onnx::{OnnxGraph, hybrid::HybridModel};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/onnx/cancer-forest/model.onnx");
+    let graph = OnnxGraph::read(&path, "forest").unwrap();
+    let signature = graph.declared_signature().unwrap();
+    let native = HybridModel::plan(&graph, &signature, "forest")
+        .unwrap()
+        .unwrap();
+    assert_eq!(native.backend(), "native");
+    // One leaf of the first tree now adds to class 1 while its siblings add to class 0:
+    // onnxruntime's `has_score` would then depend on the row, which the kernel does not model.
+    let mut mixed = graph.clone();
+    let node = &mut mixed.proto.graph.as_mut().unwrap().node[0];
+    let ids = node
+        .attribute
+        .iter_mut()
+        .find(|a| a.name == "class_ids")
+        .unwrap();
+    ids.ints[0] = 1;
+    assert!(
+        HybridModel::plan(&mixed, &signature, "forest")
+            .unwrap()
+            .is_none()
+    );
+    // Two ensembles in one graph: also left to tract.
+    let mut two = graph.clone();
+    let g = two.proto.graph.as_mut().unwrap();
+    let mut copy = g.node[0].clone();
+    copy.output = vec!["label2".into(), "probabilities2".into()];
+    g.node.push(copy);
+    assert!(
+        HybridModel::plan(&two, &signature, "forest")
+            .unwrap()
+            .is_none()
+    );
+}
