@@ -34,7 +34,6 @@ use crate::tensor::{DataType, Tensor, TensorData};
 #[derive(Debug)]
 pub struct HybridModel {
     signature: Signature,
-    head: Head,
     core: Core,
     tail: Vec<Step>,
     accepts_missing: bool,
@@ -42,10 +41,10 @@ pub struct HybridModel {
 
 #[derive(Debug)]
 enum Head {
-    /// The core reads graph inputs directly.
-    None,
-    /// Native steps (a `Scaler`) from a graph input.
-    Native(Vec<Step>),
+    /// The core reads graph input `i`.
+    Input(usize),
+    /// Native steps (a `Scaler`) from the graph inputs (named as in the graph).
+    Native(Vec<String>, Vec<Step>),
     /// A tract sub-graph from the graph inputs to the core's input.
     Tract(TractModel),
 }
@@ -53,6 +52,8 @@ enum Head {
 #[derive(Debug)]
 enum Core {
     Trees {
+        /// How the ensemble's input is computed.
+        head: Head,
         input: String,
         compiled: Box<CompiledTrees>,
         /// The node's outputs: `[label, probabilities]` or `[Y]`; empty names are unused.
@@ -70,11 +71,13 @@ struct Parts<'a> {
     /// One-element FP32 initializers by name.
     constants: HashMap<&'a str, f32>,
     producer: HashMap<&'a str, usize>,
+    /// The graph's inputs (not initializers), in order: what the signature's inputs are,
+    /// position by position.
     inputs: Vec<String>,
 }
 
 impl<'a> Parts<'a> {
-    fn new(graph: &'a pb::GraphProto, signature: &Signature) -> Self {
+    fn new(graph: &'a pb::GraphProto) -> Self {
         let mut producer = HashMap::new();
         for (i, node) in graph.node.iter().enumerate() {
             for out in &node.output {
@@ -90,8 +93,19 @@ impl<'a> Parts<'a> {
             nodes: &graph.node,
             constants,
             producer,
-            inputs: signature.inputs.iter().map(|s| s.name.clone()).collect(),
+            inputs: graph
+                .input
+                .iter()
+                .filter(|i| !graph.initializer.iter().any(|t| t.name == i.name))
+                .map(|i| i.name.clone())
+                .collect(),
         }
+    }
+
+    /// The signature's spec of graph input `name` (matched by position, as tract matches them).
+    fn input<'s>(&self, name: &str, signature: &'s Signature) -> Option<(usize, &'s TensorSpec)> {
+        let i = self.inputs.iter().position(|n| n == name)?;
+        Some((i, signature.inputs.get(i)?))
     }
 
     /// The native step for node `i`, if there is one.
@@ -149,7 +163,7 @@ impl HybridModel {
         if !has_trees && !has_zipmap {
             return Ok(None);
         }
-        let parts = Parts::new(g, signature);
+        let parts = Parts::new(g);
         let (tail, sources) = match tail_of(g, &parts) {
             Ok(t) => t,
             Err(why) => {
@@ -160,14 +174,13 @@ impl HybridModel {
         let accepts_missing = graph.takes_missing_values();
         if has_trees {
             match trees_core(graph, &parts, signature, &sources, model_name) {
-                Ok((head, core)) => {
+                Ok(core) => {
                     tracing::info!(
                         model = model_name,
                         "tree ensemble compiled to the native kernel"
                     );
                     return Ok(Some(Self {
                         signature: signature.clone(),
-                        head,
                         core,
                         tail,
                         accepts_missing,
@@ -199,7 +212,6 @@ impl HybridModel {
         let model = TractModel::from_graph(core_graph, Some(core_signature), model_name)?;
         Ok(Some(Self {
             signature: signature.clone(),
-            head: Head::None,
             core: Core::Tract {
                 model,
                 outputs: sources,
@@ -264,14 +276,14 @@ fn source_spec(name: &str, tail: &[Step], signature: &Signature) -> TensorSpec {
     TensorSpec::new(name, DataType::Fp32, vec![-1])
 }
 
-/// Head and native core for a graph whose outputs all come from one tree ensemble.
+/// The native core (and its head) for a graph whose outputs all come from one tree ensemble.
 fn trees_core(
     graph: &OnnxGraph,
     parts: &Parts<'_>,
     signature: &Signature,
     sources: &[String],
     model_name: &str,
-) -> std::result::Result<(Head, Core), Reason> {
+) -> std::result::Result<Core, Reason> {
     let ensembles: Vec<&pb::NodeProto> = parts
         .nodes
         .iter()
@@ -291,21 +303,18 @@ fn trees_core(
         .filter(|s| !s.is_empty())
         .ok_or("the tree ensemble has no input")?
         .clone();
-    let (head, width) = if let Some(i) = signature.input_index(&input) {
-        let spec = &signature.inputs[i];
+    let (head, width) = if let Some((i, spec)) = parts.input(&input, signature) {
         if spec.dtype != DataType::Fp32 || spec.shape.len() != 2 {
             return Err(format!(
                 "the ensemble's input {input:?} is {} {:?}, not FP32 [rows, features]",
                 spec.dtype, spec.shape
             ));
         }
-        (Head::None, usize::try_from(spec.shape[1]).ok())
-    } else if let Some(step) = native_head(parts, &input, signature) {
-        let i = signature
-            .input_index(&step.input)
-            .expect("checked by native_head");
-        let width = usize::try_from(signature.inputs[i].shape[1]).ok();
-        (Head::Native(vec![step]), width)
+        (Head::Input(i), usize::try_from(spec.shape[1]).ok())
+    } else if let Some((step, spec)) = native_head(parts, &input, signature) {
+        let width = usize::try_from(spec.shape[1]).ok();
+        let names = parts.inputs.clone();
+        (Head::Native(names, vec![step]), width)
     } else {
         let head_graph = cut(graph, parts, &[input.as_str()]);
         let head_signature = Signature {
@@ -334,23 +343,25 @@ fn trees_core(
             }
         }
     }
-    Ok((
+    Ok(Core::Trees {
         head,
-        Core::Trees {
-            input,
-            compiled: Box::new(compiled),
-            outputs: node.output.clone(),
-        },
-    ))
+        input,
+        compiled: Box::new(compiled),
+        outputs: node.output.clone(),
+    })
 }
 
-/// A `Scaler` reading a 2-D FP32 graph input straight into `value`.
-fn native_head(parts: &Parts<'_>, value: &str, signature: &Signature) -> Option<Step> {
+/// A `Scaler` reading a 2-D FP32 graph input straight into `value`, and that input's spec.
+fn native_head<'s>(
+    parts: &Parts<'_>,
+    value: &str,
+    signature: &'s Signature,
+) -> Option<(Step, &'s TensorSpec)> {
     let step = parts
         .step(*parts.producer.get(value)?)
         .filter(|s| !s.is_tail())?;
-    let spec = &signature.inputs[signature.input_index(&step.input)?];
-    (spec.dtype == DataType::Fp32 && spec.shape.len() == 2).then_some(step)
+    let (_, spec) = parts.input(&step.input, signature)?;
+    (spec.dtype == DataType::Fp32 && spec.shape.len() == 2).then_some((step, spec))
 }
 
 /// Datatype of the compiled node's output `k`.
@@ -451,23 +462,18 @@ impl Model for HybridModel {
         let mut values: HashMap<String, Tensor> = HashMap::new();
         match &self.core {
             Core::Trees {
+                head,
                 input,
                 compiled,
                 outputs,
             } => {
-                let x = match &self.head {
-                    Head::None => {
-                        let i = self
-                            .signature
-                            .input_index(input)
-                            .ok_or_else(|| RuntimeError::Predict(format!("no input {input:?}")))?;
-                        inputs.into_iter().nth(i).ok_or_else(|| {
-                            RuntimeError::InvalidInput(format!("input {input:?} is missing"))
-                        })?
-                    }
-                    Head::Native(steps) => {
-                        for (spec, t) in self.signature.inputs.iter().zip(inputs) {
-                            values.insert(spec.name.clone(), t);
+                let x = match head {
+                    Head::Input(i) => inputs.into_iter().nth(*i).ok_or_else(|| {
+                        RuntimeError::InvalidInput(format!("input {input:?} is missing"))
+                    })?,
+                    Head::Native(names, steps) => {
+                        for (name, t) in names.iter().zip(inputs) {
+                            values.insert(name.clone(), t);
                         }
                         for step in steps {
                             step.run(&mut values)?;
