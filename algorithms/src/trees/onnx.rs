@@ -39,8 +39,9 @@ use super::onnx_lower::Nodes;
 use super::onnx_post::{logistic, probit, write_scores};
 use super::transform::Transform;
 
-/// Most nodes a compiled ensemble may have after `BRANCH_EQ` copies and per-class trees.
-pub(crate) const MAX_NODES: usize = 1 << 26;
+/// Most nodes a compiled ensemble may have after `BRANCH_EQ` copies and per-class trees
+/// (bounds load-time memory; a larger model runs on tract).
+pub(crate) const MAX_NODES: usize = 1 << 22;
 
 /// The attributes of one `TreeEnsembleClassifier` or `TreeEnsembleRegressor` node, as
 /// the graph stores them (`class_*` or `target_*` in the `weight_*` fields).
