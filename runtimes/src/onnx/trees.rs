@@ -165,7 +165,7 @@ mod v5 {
     use super::{OnnxTreeAttributes, OnnxTreeKind, attr, ints, pb};
 
     /// Most nodes the rewrite may produce (shared subtrees and member lists are copied).
-    const MAX_NODES: usize = 1 << 24;
+    const MAX_NODES: usize = 1 << 22;
     const MAX_DEPTH: usize = 512;
 
     fn tensor_f32(node: &pb::NodeProto, name: &str) -> Result<Vec<f32>, String> {
