@@ -495,11 +495,19 @@ impl Model for HybridModel {
         for step in &self.tail {
             step.run(&mut values)?;
         }
-        self.signature
-            .outputs
+        let outputs = &self.signature.outputs;
+        outputs
             .iter()
-            .map(|spec| {
-                values.get(&spec.name).cloned().ok_or_else(|| {
+            .enumerate()
+            .map(|(i, spec)| {
+                // Moved out unless a later output has the same name.
+                let again = outputs[i + 1..].iter().any(|o| o.name == spec.name);
+                let value = if again {
+                    values.get(&spec.name).cloned()
+                } else {
+                    values.remove(&spec.name)
+                };
+                value.ok_or_else(|| {
                     RuntimeError::Predict(format!("the graph gave no output {:?}", spec.name))
                 })
             })
