@@ -277,3 +277,65 @@ fn an_ensemble_the_kernel_would_not_reproduce_stays_on_tract() {
             .is_none()
     );
 }
+
+/// What the default build serves equals what the ort backend serves for the same model:
+/// output names, datatypes, shapes, labels, and ZipMap rows key for key.
+#[cfg(feature = "ort")]
+#[test]
+fn the_default_build_serves_what_the_ort_backend_serves() {
+    use pier_runtimes::Backend;
+    Backend::Ort
+        .check_available()
+        .unwrap_or_else(|e| panic!("the ort comparison did NOT run: {e}"));
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ModelStore::open(tmp.path()).unwrap();
+    for name in cases() {
+        let (native, case) = load_case(&store, &name);
+        let artifact = store.open_version(&name, VersionSelector::Latest).unwrap();
+        let ort = load(&artifact, &LoadOptions::with_backend(Backend::Ort)).unwrap();
+        assert_eq!(native.signature(), ort.signature(), "{name}");
+        let (_, x) = input(&case);
+        let a = native.predict(vec![x.clone()]).unwrap();
+        let b = ort.predict(vec![x]).unwrap();
+        for ((spec, a), b) in native.signature().outputs.iter().zip(&a).zip(&b) {
+            let ctx = format!("{name}: {}", spec.name);
+            assert_eq!(a.dtype(), b.dtype(), "{ctx}");
+            assert_eq!(a.shape(), b.shape(), "{ctx}");
+            match (a.data(), b.data()) {
+                (TensorData::Bytes(x), TensorData::Bytes(y)) => {
+                    for (x, y) in x.iter().zip(y) {
+                        match (
+                            serde_json::from_slice::<serde_json::Map<String, Value>>(x),
+                            serde_json::from_slice::<serde_json::Map<String, Value>>(y),
+                        ) {
+                            (Ok(x), Ok(y)) => {
+                                assert_eq!(
+                                    x.keys().collect::<Vec<_>>(),
+                                    y.keys().collect::<Vec<_>>(),
+                                    "{ctx}"
+                                );
+                                for (v, w) in x.values().zip(y.values()) {
+                                    let (v, w) = (v.as_f64().unwrap(), w.as_f64().unwrap());
+                                    assert!((v - w).abs() <= 1e-6, "{ctx}: {v} vs ort {w}");
+                                }
+                            }
+                            _ => assert_eq!(x, y, "{ctx}"),
+                        }
+                    }
+                }
+                (TensorData::Int64(x), TensorData::Int64(y)) => assert_eq!(x, y, "{ctx}"),
+                (x, y) => {
+                    for i in 0..x.len() {
+                        let (v, w) = (x.get_f64(i).unwrap(), y.get_f64(i).unwrap());
+                        assert!(
+                            (v - w).abs() <= 1e-6 * w.abs().max(1.0)
+                                || (v.is_nan() && w.is_nan())
+                                || v == w,
+                            "{ctx}[{i}]: {v} vs ort {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
