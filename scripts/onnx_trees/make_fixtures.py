@@ -44,7 +44,7 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import Normalizer, StandardScaler
 
 # skl2onnx 1.20 passes HistGradientBoosting's `missing_go_to_left` as numpy booleans, which
 # onnx refuses in an integer list; hand it integers.
@@ -192,6 +192,14 @@ def sklearn_cases():
     m = make_pipeline(StandardScaler(), GradientBoostingClassifier(n_estimators=10, max_depth=2, random_state=0))
     m.fit(x, y)
     write("skl-scaler-gbc", skl(m, x, zipmap=False), test_rows(x), "StandardScaler then GradientBoostingClassifier")
+
+    # A node before the ensemble that Pier does not run natively: cut out and run on tract.
+    x, y = data(300)
+    m = make_pipeline(Normalizer(), GradientBoostingRegressor(n_estimators=10, max_depth=3, random_state=0))
+    m.fit(x, y)
+    rows = test_rows(x)[3:]  # no NaN rows' norms: the Normalizer would spread NaN over the row
+    rows = rows[~np.isnan(rows).any(axis=1)]
+    write("skl-normalizer-gbr", skl(m, x), rows, "Normalizer (run on tract) then GradientBoostingRegressor")
 
 
 def xgboost_cases():
