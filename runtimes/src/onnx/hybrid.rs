@@ -2,10 +2,10 @@
 //! `ai.onnx.ml` tree ensemble compiled onto the native kernel, and the operators around it.
 //!
 //! At load the graph is cut in three:
-//! - a **tail**: the `Identity`, `Cast` and `ZipMap` nodes between the model and the graph's
-//!   outputs, run natively ([`super::tail`]);
-//! - a **core**: a `TreeEnsembleClassifier` / `TreeEnsembleRegressor` compiled natively
-//!   ([`super::trees`]), or — for graphs without one that still need a native tail (a
+//! - a **tail**: the `Identity`, `Cast`, `ZipMap` and arithmetic-with-a-constant nodes
+//!   between the model and the graph's outputs, run natively ([`super::tail`]);
+//! - a **core**: a `TreeEnsembleClassifier` / `TreeEnsembleRegressor` / `TreeEnsemble`
+//!   compiled natively ([`super::trees`]), or — for graphs without one that still need a native tail (a
 //!   `ZipMap` after a linear model) — the rest of the graph on tract;
 //! - a **head** computing the ensemble's input when it is not a graph input: a `Scaler`
 //!   natively, anything else cut out as a tract sub-graph.

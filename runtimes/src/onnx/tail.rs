@@ -1,7 +1,7 @@
 //! The cheap operators scikit-learn and onnxmltools exports put around a model, run
-//! natively: `Identity` and `Cast` after it, `ZipMap` (class probabilities as one JSON
-//! object a row, `BYTES`, as the ort backend serves its sequence of maps) and a `Scaler`
-//! before it.
+//! natively: `Identity`, `Cast`, `Mul`/`Add`/`Sub`/`Div` by a one-value constant and
+//! `ZipMap` (class probabilities as one JSON object a row, `BYTES`, as the ort backend
+//! serves its sequence of maps) after it, and a `Scaler` before it.
 //!
 //! Each step reads one named value and writes one; all are pure functions of their input.
 
