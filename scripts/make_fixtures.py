@@ -25,6 +25,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.svm import SVC
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "fixtures" / "onnx"
 OPSETS = {"": 17, "ai.onnx.ml": 3}
@@ -149,6 +150,16 @@ def zipmap_classifier():
     write("iris-zipmap", model, {"X": x[::15]}, "LogisticRegression with ZipMap (unsupported by tract)", reference=False)
 
 
+def svm_classifier():
+    """An SVC (ai.onnx.ml SVMClassifier): an operator neither tract nor Pier's native code
+    runs, so the default backend refuses it at load, naming it."""
+    x, y = load_iris(return_X_y=True)
+    x = x.astype(np.float32)
+    clf = SVC(kernel="linear").fit(x, y)
+    model = sklearn_model(clf, x, zipmap=False)
+    write("iris-svm", model, {"X": x[::15]}, "scikit-learn SVC (SVMClassifier), zipmap=False")
+
+
 def gradient_boosting_regressor():
     x, y = load_diabetes(return_X_y=True)
     x = x.astype(np.float32)
@@ -169,11 +180,20 @@ def bench_gradient_boosting():
     write("cancer-gbc100", model, {"X": x[::40]}, "GradientBoostingClassifier, 100 trees of depth 3, 30 features, zipmap=False")
 
 
+FIXTURES = {
+    "mlp": mlp,
+    "iris-logreg": logistic_regression,
+    "iris-mlp": mlp_classifier,
+    "cancer-forest": random_forest,
+    "iris-zipmap": zipmap_classifier,
+    "iris-svm": svm_classifier,
+    "diabetes-gbr": gradient_boosting_regressor,
+    "cancer-gbc100": bench_gradient_boosting,
+}
+
 if __name__ == "__main__":
-    mlp()
-    logistic_regression()
-    mlp_classifier()
-    random_forest()
-    zipmap_classifier()
-    gradient_boosting_regressor()
-    bench_gradient_boosting()
+    import sys
+
+    # With names, writes only those fixtures (e.g. `make_fixtures.py iris-svm`).
+    for name in sys.argv[1:] or FIXTURES:
+        FIXTURES[name]()

@@ -6,7 +6,6 @@ use pier_model_store::Artifact;
 
 use crate::error::{Result, RuntimeError};
 use crate::model::Model;
-use crate::onnx::tract::TractModel;
 use crate::signature::Signature;
 
 /// Runtime kinds this build can load.
@@ -177,7 +176,7 @@ pub fn load(artifact: &Artifact, options: &LoadOptions) -> Result<Arc<dyn Model>
                             .into(),
                     });
                 }
-                Arc::new(TractModel::load(&primary, Some(signature), &label)?)
+                crate::onnx::load_default(&primary, Some(signature), &label)?
             }
             #[cfg(feature = "ort")]
             Backend::Ort => Arc::new(crate::onnx::onnxruntime::OrtModel::load(

@@ -83,10 +83,7 @@ fn assert_matches_reference(
 /// Fixtures a backend is known not to run, with the operator its load error must name.
 fn unsupported_on(backend: Backend) -> &'static [(&'static str, &'static str)] {
     match backend {
-        Backend::Tract => &[
-            ("iris-zipmap", "ZipMap"),
-            ("diabetes-gbr", "TreeEnsembleRegressor"),
-        ],
+        Backend::Tract => &[("iris-svm", "SVMClassifier")],
         // ort runs every fixture.
         _ => &[],
     }
@@ -258,4 +255,32 @@ fn declared_signature_is_read_from_the_file() {
             .collect::<Vec<_>>(),
         ["label", "probabilities"]
     );
+}
+
+#[test]
+fn zipmap_after_a_tract_model_runs_natively_on_the_default_backend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ModelStore::open(tmp.path()).unwrap();
+    let zipmap = load(&publish(&store, "iris-zipmap"), &LoadOptions::default()).unwrap();
+    let plain = load(&publish(&store, "iris-logreg"), &LoadOptions::default()).unwrap();
+    let x = tensor(&case("iris-logreg")["inputs"]["X"]);
+    let out = zipmap.predict(vec![x.clone()]).unwrap();
+    let reference = plain.predict(vec![x]).unwrap();
+    let probs = reference[1].as_f32().unwrap();
+    assert_eq!(out[0].data(), reference[0].data(), "labels");
+    let TensorData::Bytes(rows) = out[1].data() else {
+        panic!("ZipMap output should be BYTES, is {}", out[1].dtype())
+    };
+    assert_eq!(out[1].shape(), [probs.len() / 3]);
+    for (i, row) in rows.iter().enumerate() {
+        let obj: serde_json::Map<String, Value> = serde_json::from_slice(row).unwrap();
+        assert_eq!(obj.keys().collect::<Vec<_>>(), ["0", "1", "2"], "{obj:?}");
+        for (k, (_, v)) in obj.iter().enumerate() {
+            assert_eq!(
+                v.as_f64().unwrap(),
+                f64::from(probs[i * 3 + k]),
+                "row {i} class {k}"
+            );
+        }
+    }
 }

@@ -214,7 +214,7 @@ async fn bad_batching_and_backend_settings_are_refused_clearly() {
     }
 
     // A model tract cannot load: the endpoint fails and the failure is counted.
-    server.create_model("gbr", "diabetes-gbr").await;
+    server.create_model("gbr", "iris-svm").await;
     server.create_config("gbr", &[("main", "gbr", 1.0)]).await;
     server
         .ok(

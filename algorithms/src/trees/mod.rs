@@ -4,6 +4,8 @@
 //!   detected from the content, so SageMaker's extension-less `xgboost-model` works too).
 //! - [`load_lightgbm`] reads LightGBM's text model (`Booster.save_model("m.txt")`).
 //! - [`load_model`] tells the two apart by content and calls the right one.
+//! - [`OnnxEnsemble`] compiles an ONNX-ML `TreeEnsembleClassifier` / `TreeEnsembleRegressor`
+//!   (its attributes, read by the caller) onto the same kernel, matching onnxruntime.
 //!
 //! Both produce a [`TreeEnsemble`]: every tree flattened into one array of 16-byte nodes,
 //! shallow ones also into complete heaps walked eight rows at a time with the top levels
@@ -29,6 +31,9 @@ mod complete;
 mod ensemble;
 mod error;
 mod lightgbm;
+mod onnx;
+mod onnx_lower;
+mod onnx_post;
 mod predict;
 mod raw;
 mod transform;
@@ -39,6 +44,9 @@ mod xgboost;
 pub use ensemble::{ModelFormat, Objective, OutputKind, TreeEnsemble};
 pub use error::{Result, TreeError};
 pub use lightgbm::load_lightgbm;
+pub use onnx::{
+    Aggregate, OnnxEnsemble, OnnxPrediction, OnnxTreeAttributes, OnnxTreeKind, PostTransform,
+};
 pub use transform::Transform;
 pub use xgboost::load_xgboost;
 
@@ -62,3 +70,5 @@ pub fn load_model(bytes: &[u8]) -> Result<TreeEnsemble> {
 
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod onnx_tests;

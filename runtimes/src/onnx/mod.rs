@@ -1,19 +1,54 @@
 //! ONNX models: reading the graph (operators, declared inputs and outputs, classifier
-//! labels) independently of the backend that runs it; the tract backend and (feature `ort`)
-//! the ONNX Runtime backend.
+//! labels) independently of the backend that runs it; the default backend ([`load_default`]:
+//! tract, with `ai.onnx.ml` tree ensembles and the operators around them run natively by
+//! [`hybrid`]) and (feature `ort`) the ONNX Runtime backend.
 
+pub mod hybrid;
 #[cfg(feature = "ort")]
 pub mod onnxruntime;
+pub mod tail;
 pub mod tract;
+pub mod trees;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tract_onnx::pb;
 use tract_onnx::prelude::Framework;
 
 use crate::error::{Result, RuntimeError};
+use crate::model::Model;
 use crate::signature::{Signature, TensorSpec};
 use crate::tensor::DataType;
+
+/// Loads `path` on the default backend: a graph with a tree ensemble (or a `ZipMap`) the
+/// [`hybrid::HybridModel`] plan fits runs natively around tract, anything else on tract.
+/// `signature`, if it has inputs, overrides what the file declares.
+pub fn load_default(
+    path: &Path,
+    signature: Option<Signature>,
+    model_name: &str,
+) -> Result<Arc<dyn Model>> {
+    let graph = OnnxGraph::read(path, model_name)?;
+    let declared = graph.declared_signature()?;
+    let signature = match signature {
+        Some(mut s) if !s.inputs.is_empty() => {
+            if s.outputs.is_empty() {
+                s.outputs = declared.outputs;
+            }
+            s
+        }
+        _ => declared,
+    };
+    if let Some(model) = hybrid::HybridModel::plan(&graph, &signature, model_name)? {
+        return Ok(Arc::new(model));
+    }
+    Ok(Arc::new(tract::TractModel::from_graph(
+        graph,
+        Some(signature),
+        model_name,
+    )?))
+}
 
 /// What Pier reads from an ONNX file before handing it to a backend.
 #[derive(Clone, Debug)]

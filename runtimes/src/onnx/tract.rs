@@ -45,7 +45,16 @@ impl std::fmt::Debug for TractModel {
 impl TractModel {
     /// Loads `path`. `signature`, if it has inputs, overrides what the file declares.
     pub fn load(path: &Path, signature: Option<Signature>, model_name: &str) -> Result<Self> {
-        let mut graph = OnnxGraph::read(path, model_name)?;
+        Self::from_graph(OnnxGraph::read(path, model_name)?, signature, model_name)
+    }
+
+    /// Loads a parsed graph (the whole file's, or a part of it cut out by the hybrid
+    /// backend). `signature`, if it has inputs, overrides what the graph declares.
+    pub fn from_graph(
+        mut graph: OnnxGraph,
+        signature: Option<Signature>,
+        model_name: &str,
+    ) -> Result<Self> {
         let load_err = |e: String| RuntimeError::Load {
             model: model_name.to_owned(),
             message: e,
@@ -231,6 +240,18 @@ fn from_tract(t: &Tensor) -> TractResult<PierTensor> {
         }
     };
     Ok(PierTensor::new(t.shape().to_vec(), data)?)
+}
+
+impl TractModel {
+    /// The width (second dimension) of output `i` if tract's typed plan says it is a 2-D
+    /// `FP32` tensor; `Some(None)` when that width is symbolic; `None` if it is not 2-D FP32.
+    pub fn f32_matrix_output(&self, i: usize) -> Option<Option<usize>> {
+        let fact = self.plan.model().output_fact(i).ok()?;
+        if fact.datum_type != f32::datum_type() || fact.rank() != 2 {
+            return None;
+        }
+        Some(tract_onnx::prelude::tract_data::internal::DimLike::as_usize(&fact.shape[1]))
+    }
 }
 
 impl Model for TractModel {
