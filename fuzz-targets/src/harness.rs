@@ -70,7 +70,7 @@ impl Harness {
             .canonicalize()
             .expect("the fixtures folder");
         Self {
-            data: pier_server::data::router_with_v2(state.clone(), v2.clone()),
+            data: pier_server::sagemaker::router_with_v2(state.clone(), v2.clone()),
             control: pier_server::control::router(state),
             grpc: service(v2, limit),
             rt,

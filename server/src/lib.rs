@@ -10,13 +10,13 @@
 pub mod auth;
 pub mod config;
 pub mod control;
-pub mod data;
 pub mod db;
 pub mod error;
 pub mod layers;
 pub mod listener;
 pub mod metrics;
 pub mod records;
+pub mod sagemaker;
 pub mod server;
 pub mod serving;
 pub mod state;

@@ -132,7 +132,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     let mut tasks = vec![
         tokio::spawn(listener::serve_http(
             http,
-            crate::data::router_with_v2(state.clone(), v2.clone()),
+            crate::sagemaker::router_with_v2(state.clone(), v2.clone()),
             limits.clone(),
             permits.clone(),
             tls_http.clone(),

@@ -17,7 +17,7 @@ use pier_proto::inference::grpc_inference_service_server::{
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, config, tensors};
+use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, model_config, tensors};
 use crate::error::ServeError;
 
 /// The gRPC service over shared v2 state.
@@ -209,7 +209,7 @@ impl GrpcInferenceService for Service {
         Ok(Response::new(pb::ModelMetadataResponse {
             name: r.name,
             versions: d.versions.clone(),
-            platform: config::platform(&d.runtime),
+            platform: model_config::platform(&d.runtime),
             inputs: tensor_meta(&d.signature.inputs),
             outputs: tensor_meta(&d.signature.outputs),
         }))
@@ -266,7 +266,7 @@ impl GrpcInferenceService for Service {
         let r = r.into_inner();
         let d = self.v2.describe(&r.name, version(&r.version)).await?;
         Ok(Response::new(pb::ModelConfigResponse {
-            config: Some(config::model_config(&r.name, &d)),
+            config: Some(model_config::model_config(&r.name, &d)),
         }))
     }
 
@@ -277,7 +277,7 @@ impl GrpcInferenceService for Service {
         let r = r.into_inner();
         let stats = self.v2.statistics(&r.name, version(&r.version)).await?;
         Ok(Response::new(pb::ModelStatisticsResponse {
-            model_stats: stats.iter().map(config::statistics).collect(),
+            model_stats: stats.iter().map(model_config::statistics).collect(),
         }))
     }
 

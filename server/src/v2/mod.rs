@@ -16,8 +16,8 @@
 //! mutex-guarded map (never held across an await) and loaded on a blocking thread; per-model
 //! statistics are counters behind one short mutex.
 
-pub mod config;
 pub mod grpc;
+pub mod model_config;
 mod resolve;
 pub mod rest;
 mod stats;

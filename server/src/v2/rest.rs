@@ -22,7 +22,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, config, tensors};
+use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, model_config, tensors};
 use crate::error::ServeError;
 
 /// Header giving the length of the JSON part of a binary request or response.
@@ -106,7 +106,7 @@ async fn metadata(State(v2): Shared, Path(p): Params) -> Response {
         Json(json!({
             "name": name,
             "versions": d.versions,
-            "platform": config::platform(&d.runtime),
+            "platform": model_config::platform(&d.runtime),
             "inputs": t(&d.signature.inputs),
             "outputs": t(&d.signature.outputs),
         }))
@@ -132,11 +132,12 @@ async fn model_ready(State(v2): Shared, Path(p): Params) -> Response {
 
 async fn model_config(State(v2): Shared, Path(p): Params) -> Response {
     let (name, version) = name_version(&p);
-    answer(
-        v2.describe(name, version).await.map(|d| {
-            Json(config::model_config_json(&config::model_config(name, &d))).into_response()
-        }),
-    )
+    answer(v2.describe(name, version).await.map(|d| {
+        Json(model_config::model_config_json(
+            &model_config::model_config(name, &d),
+        ))
+        .into_response()
+    }))
 }
 
 async fn stats(State(v2): Shared, Path(p): Params) -> Response {
@@ -144,7 +145,7 @@ async fn stats(State(v2): Shared, Path(p): Params) -> Response {
     answer(
         v2.statistics(name, version)
             .await
-            .map(|s| Json(config::statistics_json(&s)).into_response()),
+            .map(|s| Json(model_config::statistics_json(&s)).into_response()),
     )
 }
 
@@ -153,7 +154,7 @@ async fn all_stats(State(v2): Shared) -> Response {
     answer(
         v2.statistics("", None)
             .await
-            .map(|s| Json(config::statistics_json(&s)).into_response()),
+            .map(|s| Json(model_config::statistics_json(&s)).into_response()),
     )
 }
 
