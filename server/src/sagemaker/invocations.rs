@@ -1,9 +1,11 @@
-//! `POST /endpoints/{name}/invocations`, `POST /invocations`, `GET /ping`.
-//!
-//! Per request: admission (in-flight permit) → one snapshot load → route to a variant →
-//! decode and check, values included (on the compute pool for large bodies), predict under
-//! the request timeout (batched or alone), encode → the response carries
+//! `POST /endpoints/{name}/invocations`, `POST /invocations`, `GET /ping`: parse the headers,
+//! hand the body's decoder to the invocation core ([`crate::serving::invoke`]), encode the
+//! outputs in the negotiated format; the response carries
 //! `x-Amzn-Invoked-Production-Variant`.
+//!
+//! SageMaker's bodies (CSV, JSON, JSON Lines) carry no datatype: the decoder reads the
+//! features and casts them to the model's one input's datatype; the core applies the same
+//! input policy (shapes, row limit, missing and non-finite values) as to v2 requests.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,9 +16,10 @@ use pier_runtimes::codec::{self, Format};
 use pier_runtimes::{DataType, RuntimeError, Tensor, values};
 
 use crate::error::ServeError;
-use crate::metrics::RequestMetrics;
-use crate::serving::LoadedModel;
-use crate::state::AppState;
+use crate::layers::Deadline;
+use crate::serving::invoke::Request;
+use crate::serving::{Decoded, LoadedModel, NamedTensor, Target};
+use crate::state::DataPlane;
 
 /// Header naming the variant to use instead of weighted routing.
 const TARGET_VARIANT: &str = "x-amzn-sagemaker-target-variant";
@@ -27,13 +30,14 @@ const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
 /// Pier's own header naming the model version that answered (`name/version`).
 const PIER_MODEL: &str = "x-pier-model";
 
-/// Bodies up to this size are decoded on the request's task, larger ones on the pool.
-const INLINE_DECODE_BYTES: usize = 16 * 1024;
-
-/// The body as the model's one input tensor, cast and checked against its signature and
-/// the missing / non-finite value policy ([`pier_runtimes::values`]). The policy sees the
-/// decoded `FP32` features before any cast, so an integer input never takes a NaN as 0.
-fn decode_input(model: &LoadedModel, format: Format, body: &[u8]) -> Result<Tensor, ServeError> {
+/// The body as the model's one input tensor, in the model's datatype. An integer input's
+/// features meet the missing-value policy before the cast, so a NaN never becomes 0; float
+/// inputs meet it in the core's [`validate`](crate::serving::invoke::validate).
+fn decode_input(
+    model: &LoadedModel,
+    format: Format,
+    body: &[u8],
+) -> Result<Decoded<()>, ServeError> {
     let signature = model.model.signature();
     let [spec] = signature.inputs.as_slice() else {
         return Err(ServeError::Validation(format!(
@@ -44,19 +48,22 @@ fn decode_input(model: &LoadedModel, format: Format, body: &[u8]) -> Result<Tens
     };
     let features =
         codec::decode_features(format, body, spec.features()).map_err(RuntimeError::from)?;
-    let float = matches!(spec.dtype, DataType::Fp32 | DataType::Fp64);
-    values::check_values(
-        &spec.name,
-        &features,
-        float && model.model.accepts_missing(),
-    )?;
-    let input = features.cast(spec.dtype)?;
-    spec.check(&input)?;
-    Ok(input)
+    if !matches!(spec.dtype, DataType::Fp32 | DataType::Fp64) {
+        values::check_values(&spec.name, &features, false)?;
+    }
+    let tensor = features.cast(spec.dtype)?;
+    Ok(Decoded {
+        inputs: vec![NamedTensor {
+            name: spec.name.clone(),
+            tensor,
+        }],
+        outputs: None,
+        extra: (),
+    })
 }
 
-pub(super) async fn ping(State(app): State<AppState>) -> StatusCode {
-    if app.server_ready() {
+pub(super) async fn ping(State(data): State<DataPlane>) -> StatusCode {
+    if data.server_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -64,27 +71,26 @@ pub(super) async fn ping(State(app): State<AppState>) -> StatusCode {
 }
 
 pub(super) async fn invoke_endpoint(
-    State(app): State<AppState>,
+    State(data): State<DataPlane>,
     Path(endpoint): Path<String>,
+    deadline: Deadline,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut metrics = RequestMetrics::start(&endpoint);
-    let result = invoke(&app, Some(endpoint), &headers, body, &mut metrics).await;
-    metrics.finish(&result);
-    result.unwrap_or_else(IntoResponse::into_response)
+    invoke(&data, Some(&endpoint), deadline, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(super) async fn invoke_default(
-    State(app): State<AppState>,
+    State(data): State<DataPlane>,
+    deadline: Deadline,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let endpoint = app.config.default_endpoint.clone();
-    let mut metrics = RequestMetrics::start(endpoint.as_deref().unwrap_or(""));
-    let result = invoke(&app, endpoint, &headers, body, &mut metrics).await;
-    metrics.finish(&result);
-    result.unwrap_or_else(IntoResponse::into_response)
+    invoke(&data, None, deadline, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ServeError> {
@@ -97,23 +103,20 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Ser
         .transpose()
 }
 
-async fn invoke(
-    app: &AppState,
-    endpoint: Option<String>,
-    headers: &HeaderMap,
+/// What the headers and body say, before any model is involved.
+struct Parsed<'h> {
+    format: Format,
+    accept: Format,
+    variant: Option<&'h str>,
+    body: Bytes,
+}
+
+fn parse<'h>(
+    data: &DataPlane,
+    headers: &'h HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    metrics: &mut RequestMetrics,
-) -> Result<Response, ServeError> {
-    let _permit = app
-        .in_flight
-        .try_acquire()
-        .map_err(|_| ServeError::Overloaded("too many requests in flight"))?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ServeError::PayloadTooLarge {
-            limit: app.config.limits.max_body_bytes,
-        },
-        _ => ServeError::Validation(rejection.body_text()),
-    })?;
+) -> Result<Parsed<'h>, ServeError> {
+    let body = crate::layers::body_or_refusal(body, data.config.limits.max_body_bytes)?;
     let content_type =
         header(headers, header::CONTENT_TYPE.as_str())?.unwrap_or("application/json");
     let format = Format::from_content_type(content_type)
@@ -125,50 +128,43 @@ async fn invoke(
             "{CUSTOM_ATTRIBUTES} is longer than 1024 characters"
         )));
     }
-    let target = header(headers, TARGET_VARIANT)?;
+    let variant = header(headers, TARGET_VARIANT)?;
+    Ok(Parsed {
+        format,
+        accept,
+        variant,
+        body,
+    })
+}
 
-    let snapshot = app.serving.snapshot();
-    let endpoint = match endpoint {
-        Some(name) => snapshot.endpoint(&name)?,
-        None if snapshot.endpoints.len() == 1 => {
-            snapshot.endpoints.values().next().expect("one endpoint")
-        }
-        None => {
-            return Err(ServeError::Validation(format!(
-                "POST /invocations needs a default endpoint: start with --default-endpoint or create exactly one endpoint (there are {})",
-                snapshot.endpoints.len()
-            )));
-        }
+async fn invoke(
+    data: &DataPlane,
+    endpoint: Option<&str>,
+    deadline: Deadline,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ServeError> {
+    let parsed = parse(data, headers, body);
+    let (variant, accept) = match &parsed {
+        Ok(p) => (p.variant, p.accept),
+        Err(_) => (None, Format::Json),
     };
-    let variant = endpoint.route(target, fastrand::f64())?;
-    let loaded = variant.loaded.clone();
-    let variant_name = variant.name.clone();
-    metrics.route(&loaded.labels);
-    drop(snapshot);
-
-    // Decode (on the compute pool when the body is large enough to be real work; a small
-    // body decodes faster than a thread hop), predict, encode.
-    let timeout = app.config.limits.request_timeout;
-    let input = if body.len() <= INLINE_DECODE_BYTES {
-        decode_input(&loaded, format, &body)?
-    } else {
-        let model = loaded.clone();
-        app.serving
-            .pool
-            .run(move || decode_input(&model, format, &body))
-            .await?
+    let request = parsed.map(|p| Request {
+        body_len: p.body.len(),
+        decode: move |model: &LoadedModel| decode_input(model, p.format, &p.body),
+    });
+    let target = Target::Endpoint {
+        name: endpoint,
+        variant,
     };
-    let outputs = app.serving.infer(&loaded, vec![input], timeout).await?;
-    let model = loaded.model.as_ref();
-    let named: Vec<(&str, &Tensor)> = model
-        .signature()
+    let done = data.invoke(target, deadline.0, request).await?;
+    let model = done.loaded.model.as_ref();
+    let named: Vec<(&str, &Tensor)> = done
         .outputs
         .iter()
-        .map(|o| o.name.as_str())
-        .zip(outputs.iter())
+        .map(|o| (o.name.as_str(), &o.tensor))
         .collect();
     let bytes = codec::encode_outputs(accept, &named, &model.json_layout())?;
-    let artifact = loaded.artifact.to_string();
 
     let mut response = (StatusCode::OK, bytes).into_response();
     let h = response.headers_mut();
@@ -176,10 +172,14 @@ async fn invoke(
         header::CONTENT_TYPE,
         HeaderValue::from_static(accept.mime()),
     );
-    if let Ok(v) = HeaderValue::from_str(&variant_name) {
+    if let Some(v) = done
+        .variant
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
         h.insert(INVOKED_VARIANT, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&artifact) {
+    if let Ok(v) = HeaderValue::from_str(&done.loaded.artifact.to_string()) {
         h.insert(PIER_MODEL, v);
     }
     Ok(response)
