@@ -15,9 +15,10 @@
 //!
 //! Concurrency: one snapshot load per request; the on-demand map's mutex is held for map
 //! operations only; model code runs on the compute pool, never on tokio's workers. The
-//! deadline covers routing (an on-demand load included), decoding, queueing and predicting;
-//! a request whose deadline passes is dropped, which withdraws it from the batch queue and
-//! the pool's queue.
+//! deadline (the timeout layer's, which also covers reading the body and a Model's first
+//! load) bounds decoding, queueing and predicting here, so a request that runs out of time
+//! is answered and counted as a `Timeout`; its future is dropped, which withdraws it from
+//! the batch queue and the pool's queue.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -158,9 +159,9 @@ impl DataPlane {
             let timed_out = || ServeError::Timeout {
                 seconds: timeout.as_secs_f64(),
             };
-            let routed = tokio::time::timeout_at(deadline, self.route(&target))
-                .await
-                .map_err(|_| timed_out())??;
+            // Routing is synchronous but for a Model's first load, which the timeout layer
+            // bounds; the core's own deadline starts with the work a request brings.
+            let routed = self.route(&target).await?;
             metrics.route(&routed.loaded.labels);
             let started = Instant::now();
             let run = tokio::time::timeout_at(deadline, self.run(&routed.loaded, request))
