@@ -160,8 +160,8 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     if !inserted? {
         return Err(ApiError::already_exists("model", &record.model_arn));
     }
-    tags::set_initial(app, &record.model_arn, &req.tags).await?;
     super::deploy::publish_model(app, &record).await;
+    tags::set_initial(app, &record.model_arn, &req.tags).await?;
     tracing::info!(model = %req.model_name, artifact = %record.pier_artifact, "model created");
     Ok(ModelArn {
         model_arn: record.model_arn,

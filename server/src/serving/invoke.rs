@@ -549,3 +549,148 @@ fn order_inputs(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use pier_runtimes::{DataType, TensorData};
+
+    use super::*;
+
+    /// Two inputs, two outputs; answers with `outputs` tensors whatever it is given.
+    #[derive(Debug)]
+    struct Stub {
+        signature: Signature,
+        outputs: usize,
+    }
+
+    impl Stub {
+        fn new(outputs: usize) -> Self {
+            Self {
+                signature: Signature {
+                    inputs: vec![
+                        TensorSpec::new("a", DataType::Fp32, vec![-1, 2]),
+                        TensorSpec::new("b", DataType::Int64, vec![-1, 1]),
+                    ],
+                    outputs: vec![
+                        TensorSpec::new("y", DataType::Fp32, vec![-1]),
+                        TensorSpec::new("z", DataType::Fp32, vec![-1]),
+                    ],
+                },
+                outputs,
+            }
+        }
+    }
+
+    impl Model for Stub {
+        fn signature(&self) -> &Signature {
+            &self.signature
+        }
+        fn predict(&self, inputs: Vec<Tensor>) -> pier_runtimes::Result<Vec<Tensor>> {
+            let rows = inputs[0].rows();
+            (0..self.outputs)
+                .map(|_| Tensor::new(vec![rows], TensorData::Fp32(vec![0.0; rows])))
+                .collect()
+        }
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    fn a(rows: usize) -> NamedTensor {
+        NamedTensor {
+            name: "a".into(),
+            tensor: Tensor::from_f32_rows(rows, 2, vec![1.0; rows * 2]).unwrap(),
+        }
+    }
+
+    fn b(rows: usize) -> NamedTensor {
+        NamedTensor {
+            name: "b".into(),
+            tensor: Tensor::new(vec![rows, 1], TensorData::Int64(vec![1; rows])).unwrap(),
+        }
+    }
+
+    fn refusal(r: Result<Validated, ServeError>) -> String {
+        match r {
+            Err(ServeError::Validation(m)) => m,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inputs_are_ordered_and_outputs_picked() {
+        let model = Stub::new(2);
+        let v = validate(&model, vec![b(3), a(3)], Some(vec!["z".into()])).unwrap();
+        assert_eq!((v.rows, v.picks.as_slice()), (3, &[1][..]));
+        assert_eq!(v.inputs[0].dtype(), DataType::Fp32);
+        let outputs = model.predict(v.inputs).unwrap();
+        let named = pick(model.signature(), outputs, &v.picks).unwrap();
+        assert_eq!(named.len(), 1);
+        assert_eq!(named[0].name, "z");
+    }
+
+    #[test]
+    fn one_policy_refuses_by_name() {
+        let model = Stub::new(2);
+        let m = refusal(validate(&model, vec![a(1)], None));
+        assert!(m.contains("missing input \"b\""), "{m}");
+        let m = refusal(validate(&model, vec![a(1), a(1), b(1)], None));
+        assert!(m.contains("given twice"), "{m}");
+        let m = refusal(validate(
+            &model,
+            vec![
+                a(1),
+                b(1),
+                NamedTensor {
+                    name: "c".into(),
+                    ..a(1)
+                },
+            ],
+            None,
+        ));
+        assert!(m.contains("unknown input \"c\""), "{m}");
+        let wrong_type = NamedTensor {
+            name: "b".into(),
+            tensor: Tensor::from_f32_rows(1, 1, vec![1.0]).unwrap(),
+        };
+        let m = refusal(validate(&model, vec![a(1), wrong_type], None));
+        assert!(
+            m.contains("has datatype FP32 but the model expects INT64"),
+            "{m}"
+        );
+        let rows = MAX_BATCH_ROWS + 1;
+        let m = refusal(validate(&model, vec![a(rows), b(rows)], None));
+        assert!(
+            m.contains(&format!(
+                "{rows} rows exceeds max_batch_size {MAX_BATCH_ROWS}"
+            )),
+            "{m}"
+        );
+        let m = refusal(validate(
+            &model,
+            vec![a(1), b(1)],
+            Some(vec!["y".into(), "y".into()]),
+        ));
+        assert!(m.contains("requested twice"), "{m}");
+        let mut nan = a(1);
+        nan.tensor = Tensor::from_f32_rows(1, 2, vec![1.0, f32::NAN]).unwrap();
+        let m = refusal(validate(&model, vec![nan, b(1)], None));
+        assert!(m.contains("row 1, column 2"), "{m}");
+    }
+
+    #[test]
+    fn a_model_short_of_outputs_is_a_model_error() {
+        let model = Stub::new(1);
+        let v = validate(&model, vec![a(2), b(2)], None).unwrap();
+        let outputs = model.predict(v.inputs).unwrap();
+        match pick(model.signature(), outputs, &v.picks) {
+            Err(ServeError::Model(m)) => {
+                assert!(
+                    m.contains("gave 1 outputs but its signature declares 2"),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
