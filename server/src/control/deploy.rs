@@ -226,7 +226,13 @@ pub(super) async fn create_in_background(
     config: EndpointConfigRecord,
 ) {
     let name = record.endpoint_name.clone();
+    // Read the generation, then the record: a delete before this point shows in the record,
+    // one after it changes the generation.
     let generation = app.serving.generation();
+    let waiting = |r: &Result<Option<EndpointRecord>, _>| matches!(r, Ok(Some(r)) if r.endpoint_status == EndpointStatus::Creating);
+    if !waiting(&app.db.get::<EndpointRecord>(Table::Endpoints, &name).await) {
+        return; // deleted before it was built
+    }
     let built = match resolve_models(&app, &config).await {
         Ok(models) => build(&app, &name, &config, &models, None)
             .await
@@ -236,10 +242,7 @@ pub(super) async fn create_in_background(
     let _guard = app.control.lock().await;
     // Published meanwhile: a delete may have come; store only if the record still waits.
     if app.serving.generation() != generation
-        && !matches!(
-            app.db.get::<EndpointRecord>(Table::Endpoints, &name).await,
-            Ok(Some(r)) if r.endpoint_status == EndpointStatus::Creating
-        )
+        && !waiting(&app.db.get::<EndpointRecord>(Table::Endpoints, &name).await)
     {
         return; // deleted while it was built
     }
