@@ -3,7 +3,7 @@
 //! contract, Open Inference Protocol v2 over REST and gRPC) over one shared serving snapshot.
 //!
 //! Layout: the protocol facades (`sagemaker`, [`v2`]) parse and encode and call the one
-//! invocation core ([`serving::invoke`]); [`routers`] and the gRPC server put them behind
+//! invocation core (`serving::invoke`); [`routers`] and the gRPC server put them behind
 //! the same tower layers (`layers`); [`DataPlane`] is the data plane's state (no database),
 //! [`AppState`] the control plane's.
 //!

@@ -1,8 +1,8 @@
 //! The HTTP applications: the data plane's routes (SageMaker runtime, v2 REST, `/metrics`)
 //! and the control plane's, each behind the same tower stack in reading order (see
-//! [`crate::layers`]): request id → trace → timeout → load shed → body limit →
+//! `crate::layers`): request id → trace → timeout → load shed → body limit →
 //! authentication, then decompression (signatures cover the body as sent) and the routes.
-//! The gRPC listener composes the same layers in [`crate::server`].
+//! The gRPC listener composes the same layers in `crate::server`.
 
 use std::time::Duration;
 

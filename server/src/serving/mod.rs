@@ -1,6 +1,6 @@
 //! The data plane's shared state: the current [`ServingSnapshot`] behind one `ArcSwap`, the
 //! cache of loaded versions, the Models loaded on demand, v2 statistics and the compute
-//! pool; and the one invocation core every protocol facade calls ([`invoke`]).
+//! pool; and the one invocation core every protocol facade calls (`invoke`).
 //!
 //! Readers call [`Serving::snapshot`] once per request (lock-free). Writers — the control
 //! plane only, one at a time under its lock — build the next snapshot on the side (loading
@@ -9,12 +9,12 @@
 //! failure nothing is stored and the old snapshot keeps serving.
 
 pub mod batcher;
-pub mod compute;
-pub mod invoke;
-pub mod models;
-pub mod snapshot;
-pub mod stats;
-pub mod weights;
+pub(crate) mod compute;
+pub(crate) mod invoke;
+pub(crate) mod models;
+pub(crate) mod snapshot;
+pub(crate) mod stats;
+pub(crate) mod weights;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Open Inference Protocol v2 over gRPC: `inference.GRPCInferenceService` with typed
 //! `contents` and `raw_input_contents` in, `raw_output_contents` out (as Triton answers),
 //! and Triton's ModelConfig, ModelStatistics and repository RPCs. Errors become statuses
-//! through `From<ServeError> for tonic::Status` in [`crate::error`].
+//! through `From<ServeError> for tonic::Status` in `crate::error`.
 //!
 //! Concurrency: tonic runs each call as a task; they share the [`DataPlane`] and infer
 //! through the invocation core ([`DataPlane::invoke`]), which decodes the tensors where it

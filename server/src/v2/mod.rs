@@ -1,7 +1,7 @@
-//! The Open Inference Protocol v2 facades: REST on the data-plane port ([`rest`]) and gRPC
+//! The Open Inference Protocol v2 facades: REST on the data-plane port (`rest`) and gRPC
 //! `inference.GRPCInferenceService` ([`grpc`]). Both parse and encode; inference goes
-//! through the invocation core ([`crate::serving::invoke`]), metadata, readiness,
-//! statistics and the repository operations through [`resolve`], all over the
+//! through the invocation core (`crate::serving::invoke`), metadata, readiness,
+//! statistics and the repository operations through `resolve`, all over the
 //! [`DataPlane`](crate::state::DataPlane) (the serving snapshot; never the database).
 //!
 //! Naming. `{m}` is first an endpoint in service: weighted variant routing applies, and its
@@ -14,9 +14,9 @@
 //! not ready.
 
 pub mod grpc;
-pub mod model_config;
+pub(crate) mod model_config;
 mod resolve;
-pub mod rest;
+pub(crate) mod rest;
 pub mod tensors;
 
 use pier_runtimes::Signature;
