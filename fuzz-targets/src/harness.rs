@@ -15,7 +15,6 @@ use http_body_util::{BodyExt, Full};
 use pier_model_store::ModelStore;
 use pier_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use pier_server::db::Db;
-use pier_server::v2::V2;
 use pier_server::v2::grpc::{Service, service};
 use pier_server::{AppState, ServerConfig};
 use tower::ServiceExt;
@@ -64,15 +63,14 @@ impl Harness {
                 .expect("the demo endpoint installs");
             state
         });
-        let v2 = V2::new(state.clone());
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fixtures")
             .canonicalize()
             .expect("the fixtures folder");
         Self {
-            data: pier_server::data::router_with_v2(state.clone(), v2.clone()),
-            control: pier_server::control::router(state),
-            grpc: service(v2, limit),
+            data: pier_server::routers::data_plane(state.data()),
+            grpc: service(state.data(), limit),
+            control: pier_server::routers::control_plane(state),
             rt,
             fixtures,
             _dir: dir,

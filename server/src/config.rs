@@ -65,7 +65,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Longest a request may take before it is answered with an error (SageMaker: 60 s).
     pub request_timeout: Duration,
-    /// Requests in flight at once on the data plane; more are answered 503 at once.
+    /// Inferences in flight at once over every data-plane protocol (the invocation core's
+    /// admission), and requests of any kind one listener holds at once (its load-shedding
+    /// layer); more are answered 503 (the control plane: `ThrottlingException`) at once.
     pub max_in_flight: usize,
 }
 

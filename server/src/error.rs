@@ -61,6 +61,18 @@ pub enum ServeError {
         /// The queue's limit.
         max: usize,
     },
+    /// A model version could not be loaded (on demand: a v2 request or RepositoryModelLoad
+    /// naming a Model). The reason is the client's to read: it names the artifact and what
+    /// is wrong with it, never a path.
+    #[error("{0}")]
+    Load(#[from] crate::serving::LoadError),
+    /// The request did not finish within the whole-request timeout (`--request-timeout`),
+    /// decode and queueing included.
+    #[error("the request did not finish within {seconds} s")]
+    Timeout {
+        /// The timeout in seconds.
+        seconds: f64,
+    },
     /// A bug or an environment failure; details are logged.
     #[error("internal error")]
     Internal(String),
@@ -101,6 +113,8 @@ impl ServeError {
                 "not_ready",
             ),
             Self::Model(_) => (StatusCode::FAILED_DEPENDENCY, "ModelError", "model_error"),
+            Self::Load(_) => (StatusCode::FAILED_DEPENDENCY, "ModelError", "load_error"),
+            Self::Timeout { .. } => (StatusCode::FAILED_DEPENDENCY, "ModelError", "timeout"),
             Self::Overloaded(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
@@ -127,6 +141,8 @@ impl ServeError {
             Self::Conflict(_) => Code::FailedPrecondition,
             Self::PayloadTooLarge { .. } | Self::QueueFull { .. } => Code::ResourceExhausted,
             Self::NotReady(_) | Self::Overloaded(_) => Code::Unavailable,
+            Self::Load(_) => Code::Unavailable,
+            Self::Timeout { .. } => Code::DeadlineExceeded,
             Self::Model(_) | Self::Internal(_) => Code::Internal,
         };
         WireStatus {
@@ -205,12 +221,71 @@ impl IntoResponse for ServeError {
     }
 }
 
+/// The control plane's AWS error codes: the `__type` of an answer, which clients match on,
+/// and the HTTP status that goes with each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiCode {
+    /// A request invalid as sent, or a missing or duplicate resource (SageMaker's words).
+    ValidationException,
+    /// A resource in use by another (the job APIs' duplicate).
+    ResourceInUse,
+    /// An action Pier does not implement.
+    UnknownOperationException,
+    /// A request body over the control plane's limit (413).
+    RequestEntityTooLargeException,
+    /// More control-plane requests at once than the listener takes (400, as AWS throttles).
+    ThrottlingException,
+    /// The request did not finish within the control plane's timeout (500).
+    RequestTimeout,
+    /// A server-side failure (500).
+    InternalFailure,
+}
+
+impl ApiCode {
+    /// The code as it goes on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ValidationException => "ValidationException",
+            Self::ResourceInUse => "ResourceInUse",
+            Self::UnknownOperationException => "UnknownOperationException",
+            Self::RequestEntityTooLargeException => "RequestEntityTooLargeException",
+            Self::ThrottlingException => "ThrottlingException",
+            Self::RequestTimeout => "RequestTimeout",
+            Self::InternalFailure => "InternalFailure",
+        }
+    }
+
+    /// The HTTP status of an answer with this code.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Self::InternalFailure | Self::RequestTimeout => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RequestEntityTooLargeException => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ValidationException
+            | Self::ResourceInUse
+            | Self::UnknownOperationException
+            | Self::ThrottlingException => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ApiCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// A control-plane error in AWS JSON 1.1's shape: `{"__type": code, "message": ...}`.
 #[derive(Debug, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct ApiError {
-    /// AWS error code (`ValidationException`, `ResourceInUse`, `InternalFailure`, …).
-    pub code: &'static str,
+    /// AWS error code.
+    pub code: ApiCode,
     /// Human-readable message.
     pub message: String,
 }
@@ -219,7 +294,7 @@ impl ApiError {
     /// A request that is invalid as sent.
     pub fn validation(message: impl Into<String>) -> Self {
         Self {
-            code: "ValidationException",
+            code: ApiCode::ValidationException,
             message: message.into(),
         }
     }
@@ -241,7 +316,7 @@ impl ApiError {
     /// A resource in use by another (kept for the job APIs, which model `ResourceInUse`).
     pub fn in_use(message: impl Into<String>) -> Self {
         Self {
-            code: "ResourceInUse",
+            code: ApiCode::ResourceInUse,
             message: message.into(),
         }
     }
@@ -250,7 +325,7 @@ impl ApiError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "control plane internal error");
         Self {
-            code: "InternalFailure",
+            code: ApiCode::InternalFailure,
             message: "internal error".into(),
         }
     }
@@ -258,24 +333,24 @@ impl ApiError {
     /// A request body over the control plane's limit (413).
     pub fn too_large(message: impl Into<String>) -> Self {
         Self {
-            code: "RequestEntityTooLargeException",
+            code: ApiCode::RequestEntityTooLargeException,
             message: message.into(),
         }
     }
 
-    fn http_status(&self) -> StatusCode {
-        match self.code {
-            "InternalFailure" => StatusCode::INTERNAL_SERVER_ERROR,
-            "RequestEntityTooLargeException" => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
+    /// An action Pier does not implement.
+    pub fn unknown_operation(message: impl Into<String>) -> Self {
+        Self {
+            code: ApiCode::UnknownOperationException,
+            message: message.into(),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "__type": self.code, "message": self.message });
-        let mut response = (self.http_status(), axum::Json(body)).into_response();
+        let body = serde_json::json!({ "__type": self.code.as_str(), "message": self.message });
+        let mut response = (self.code.http_status(), axum::Json(body)).into_response();
         response.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-amz-json-1.1"),
@@ -291,7 +366,7 @@ impl ApiError {
         let message = message.into();
         tracing::error!(%message, "control plane internal failure");
         Self {
-            code: "InternalFailure",
+            code: ApiCode::InternalFailure,
             message,
         }
     }

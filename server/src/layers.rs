@@ -1,17 +1,48 @@
-//! Request checks that run before any handler reads a body, shared by the data-plane and
-//! control-plane routers.
+//! The tower layers every listener (data-plane HTTP, control plane, v2 gRPC) composes, in
+//! reading order, as linkerd2-proxy composes its stacks:
+//!
+//! request id ([`RequestIdLayer`]) → trace ([`RequestSpan`]) → timeout ([`TimeoutLayer`],
+//! the whole request: body read, decode, queue, predict, encode) → load shed
+//! ([`LoadShedLayer`]) → body limit ([`early_length_check`] and axum's `DefaultBodyLimit`;
+//! tonic's message limits on gRPC) → authentication ([`crate::auth`]).
+//!
+//! Refusals a layer makes take the shape of the listener's protocol ([`Refuse`]): SageMaker
+//! runtime's or v2's error on the data plane, AWS JSON on the control plane, a gRPC status.
+//! The timeout layer also hands its deadline to the handler ([`Deadline`]), so the
+//! invocation core answers a request that runs out of time with a counted `Timeout` error
+//! an instant before the layer would cut it.
 //!
 //! [`early_length_check`] answers a request whose declared `Content-Length` is over the
 //! body limit at once, before the body is read: a client that sent `Expect: 100-continue`
 //! gets its 413 instead of a `100 Continue` and a wait, and no byte of the body is buffered.
 //! Bodies without a length (chunked) are bounded as they arrive by axum's body limit.
 
-use axum::extract::Request;
-use axum::http::header;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tower::{Layer, Service};
 
-use crate::error::{ApiError, ServeError};
+use crate::error::{ApiCode, ApiError, ServeError};
+
+/// The request id header (AWS's `x-amzn-RequestId`; botocore reads it into
+/// `ResponseMetadata.RequestId`), on every answer of every listener.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Which protocol's error shape an early refusal takes.
 #[derive(Clone, Copy, Debug)]
@@ -67,5 +98,310 @@ pub fn too_large(limit: usize, plane: Plane, path: &str, declared: Option<u64>) 
             None => format!("the request body is larger than the control plane's {limit}-byte limit"),
         })
         .into_response(),
+    }
+}
+
+/// A request body as a handler's `Result<Bytes, _>` extractor gave it, or the data plane's
+/// refusal (413 over `limit`, else 400 naming the problem).
+pub fn body_or_refusal(
+    body: Result<Bytes, BytesRejection>,
+    limit: usize,
+) -> Result<Bytes, ServeError> {
+    body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ServeError::PayloadTooLarge { limit },
+        _ => ServeError::Validation(rejection.body_text()),
+    })
+}
+
+/// A random version-4 UUID, as AWS's request ids are.
+pub fn request_id() -> String {
+    let mut bytes: [u8; 16] = fastrand::u128(..).to_be_bytes();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Gives each request a fresh [`REQUEST_ID`] (replacing any the client sent), seen by the
+/// layers inside (the trace span) and returned on the answer, refusals included.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestId<S>;
+    fn layer(&self, inner: S) -> RequestId<S> {
+        RequestId { inner }
+    }
+}
+
+/// See [`RequestIdLayer`].
+#[derive(Clone, Debug)]
+pub struct RequestId<S> {
+    inner: S,
+}
+
+impl<S, B, RB> Service<http::Request<B>> for RequestId<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let id = HeaderValue::from_str(&request_id()).expect("a UUID is a header value");
+        request.headers_mut().insert(REQUEST_ID, id.clone());
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = answer.await?;
+            response.headers_mut().insert(REQUEST_ID, id);
+            Ok(response)
+        })
+    }
+}
+
+/// The trace span of a request: method, path and request id (debug level).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestSpan;
+
+impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &http::Request<B>) -> tracing::Span {
+        let id = request
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::debug_span!("request", method = %request.method(), path = request.uri().path(), id)
+    }
+}
+
+/// Why a layer answered instead of the service.
+#[derive(Clone, Copy, Debug)]
+pub enum Refusal {
+    /// The whole-request timeout passed.
+    Timeout(Duration),
+    /// The listener holds as many requests as it takes.
+    Overloaded,
+}
+
+/// How a listener's protocol answers a [`Refusal`] (`path`: the request's).
+pub trait Refuse<B>: Clone + Send + Sync + 'static {
+    /// The answer.
+    fn refuse(&self, why: Refusal, path: &str) -> http::Response<B>;
+}
+
+impl Refuse<axum::body::Body> for Plane {
+    fn refuse(&self, why: Refusal, path: &str) -> Response {
+        match (self, why) {
+            (Plane::Data, Refusal::Timeout(after)) => ServeError::Timeout {
+                seconds: after.as_secs_f64(),
+            }
+            .response_for(path),
+            (Plane::Data, Refusal::Overloaded) => {
+                ServeError::Overloaded("too many requests on this listener").response_for(path)
+            }
+            (Plane::Admin, Refusal::Timeout(after)) => ApiError {
+                code: ApiCode::RequestTimeout,
+                message: format!(
+                    "the request did not finish within {} s",
+                    after.as_secs_f64()
+                ),
+            }
+            .into_response(),
+            (Plane::Admin, Refusal::Overloaded) => ApiError {
+                code: ApiCode::ThrottlingException,
+                message: "Rate exceeded: too many control-plane requests at once".into(),
+            }
+            .into_response(),
+        }
+    }
+}
+
+/// The v2 gRPC listener's refusals, as gRPC statuses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Grpc;
+
+impl Refuse<tonic::body::Body> for Grpc {
+    fn refuse(&self, why: Refusal, _path: &str) -> http::Response<tonic::body::Body> {
+        let error = match why {
+            Refusal::Timeout(after) => ServeError::Timeout {
+                seconds: after.as_secs_f64(),
+            },
+            Refusal::Overloaded => ServeError::Overloaded("too many requests on this listener"),
+        };
+        tonic::Status::from(error).into_http()
+    }
+}
+
+/// The deadline the [`TimeoutLayer`] set for a request (`None` when no layer set one:
+/// in-process callers); an axum extractor that never fails.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline(pub Option<Instant>);
+
+/// The request extension behind [`Deadline`].
+#[derive(Clone, Copy, Debug)]
+struct DeadlineAt(Instant);
+
+impl Deadline {
+    /// The deadline of a request with these extensions (tonic requests included).
+    pub fn of(extensions: &http::Extensions) -> Self {
+        Self(extensions.get::<DeadlineAt>().map(|d| d.0))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Deadline {
+    type Rejection = Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(Self::of(&parts.extensions))
+    }
+}
+
+/// Answers a request still running `after` its arrival with the protocol's timeout error
+/// (dropping it: a queued inference is withdrawn), and tells the handler its [`Deadline`].
+#[derive(Clone, Debug)]
+pub struct TimeoutLayer<R> {
+    after: Duration,
+    refuse: R,
+}
+
+impl<R> TimeoutLayer<R> {
+    /// Requests get `after`; refusals are `refuse`'s.
+    pub fn new(after: Duration, refuse: R) -> Self {
+        Self { after, refuse }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for TimeoutLayer<R> {
+    type Service = Timeout<S, R>;
+    fn layer(&self, inner: S) -> Timeout<S, R> {
+        Timeout {
+            inner,
+            after: self.after,
+            refuse: self.refuse.clone(),
+        }
+    }
+}
+
+/// See [`TimeoutLayer`].
+#[derive(Clone, Debug)]
+pub struct Timeout<S, R> {
+    inner: S,
+    after: Duration,
+    refuse: R,
+}
+
+impl<S, R, B, RB> Service<http::Request<B>> for Timeout<S, R>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    R: Refuse<RB>,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let (after, refuse) = (self.after, self.refuse.clone());
+        let deadline = Instant::now() + after;
+        request.extensions_mut().insert(DeadlineAt(deadline));
+        let uri: Uri = request.uri().clone();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            match tokio::time::timeout_at(deadline, answer).await {
+                Ok(result) => result,
+                Err(_) => Ok(refuse.refuse(Refusal::Timeout(after), uri.path())),
+            }
+        })
+    }
+}
+
+/// Answers at once, with the protocol's overload error, a request that finds the listener
+/// holding as many requests as `permits` allows (tower's load shedding over a concurrency
+/// limit, in one step). Inference requests also pass the invocation core's admission,
+/// shared by every listener.
+#[derive(Clone, Debug)]
+pub struct LoadShedLayer<R> {
+    permits: Arc<Semaphore>,
+    refuse: R,
+}
+
+impl<R> LoadShedLayer<R> {
+    /// At most `max` requests at once.
+    pub fn new(max: usize, refuse: R) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(max.max(1))),
+            refuse,
+        }
+    }
+}
+
+impl<S, R: Clone> Layer<S> for LoadShedLayer<R> {
+    type Service = LoadShed<S, R>;
+    fn layer(&self, inner: S) -> LoadShed<S, R> {
+        LoadShed {
+            inner,
+            permits: self.permits.clone(),
+            refuse: self.refuse.clone(),
+        }
+    }
+}
+
+/// See [`LoadShedLayer`].
+#[derive(Clone, Debug)]
+pub struct LoadShed<S, R> {
+    inner: S,
+    permits: Arc<Semaphore>,
+    refuse: R,
+}
+
+impl<S, R, B, RB> Service<http::Request<B>> for LoadShed<S, R>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    RB: Send + 'static,
+    R: Refuse<RB>,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let answer = self.inner.call(request);
+                Box::pin(async move {
+                    let result = answer.await;
+                    drop(permit);
+                    result
+                })
+            }
+            Err(_) => {
+                let refused = self
+                    .refuse
+                    .refuse(Refusal::Overloaded, request.uri().path());
+                Box::pin(std::future::ready(Ok(refused)))
+            }
+        }
     }
 }

@@ -1,29 +1,37 @@
 //! Pier's server: the control plane (SageMaker's API for models, endpoint configs and
 //! endpoints, persisted in SQLite) and the data plane (SageMaker's runtime API and container
-//! contract) over one shared serving snapshot.
+//! contract, Open Inference Protocol v2 over REST and gRPC) over one shared serving snapshot.
+//!
+//! Layout: the protocol facades (`sagemaker`, [`v2`]) parse and encode and call the one
+//! invocation core (`serving::invoke`); [`routers`] and the gRPC server put them behind
+//! the same tower layers (`layers`); [`DataPlane`] is the data plane's state (no database),
+//! [`AppState`] the control plane's.
 //!
 //! Concurrency design: requests read the current [`serving::ServingSnapshot`] through one
-//! `ArcSwap` load; the control plane changes it one writer at a time by building the next
-//! snapshot on the side and storing it whole. Model code runs on a dedicated compute pool,
-//! never on tokio's workers. Errors become wire statuses in [`error`] alone.
+//! `ArcSwap` load; the control plane changes it one writer at a time, building the next
+//! snapshot on the side (outside its lock) and storing it whole. Model code runs on a
+//! dedicated compute pool, never on tokio's workers. Errors become wire statuses in `error`
+//! alone.
 
 pub mod auth;
 pub mod config;
 pub mod control;
-pub mod data;
 pub mod db;
-pub mod error;
-pub mod layers;
-pub mod listener;
-pub mod metrics;
-pub mod records;
-pub mod server;
+mod error;
+mod layers;
+mod listener;
+mod metrics;
+mod records;
+pub mod routers;
+mod sagemaker;
+mod server;
 pub mod serving;
-pub mod state;
-pub mod tls;
+mod state;
+mod tls;
 pub mod v2;
 
 pub use config::{ComputeConfig, Limits, ServerConfig};
+pub use error::{ApiCode, ApiError, AuthError, ServeError};
 pub use listener::ListenerLimits;
 pub use server::{RunningServer, StartError, start};
-pub use state::AppState;
+pub use state::{AppState, DataPlane};

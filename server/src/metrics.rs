@@ -5,11 +5,11 @@
 //! `version` (and `outcome` on the request counter, taken from
 //! [`crate::error::WireStatus::outcome`]).
 //!
-//! Each facade records a request through one [`RequestMetrics`] guard: create it when the
-//! request arrives, [`RequestMetrics::route`] it once the variant is known and
-//! [`RequestMetrics::finish`] it with the result. The v2 REST and gRPC facades use it the
-//! same way (`finish_status` takes an outcome label directly). Queue, compute and batch-size
-//! metrics are recorded behind `Serving::infer`, so every facade gets them.
+//! The invocation core ([`crate::serving::invoke`]) records every request, whatever its
+//! protocol, through one [`RequestMetrics`] guard: created when the request arrives,
+//! [`RequestMetrics::route`]d once the variant is known and [`RequestMetrics::finish`]ed
+//! with the result. Queue, compute and batch-size metrics are recorded where the model runs
+//! (the core's pool job or the batcher), so every facade gets them.
 //!
 //! Concurrency: recording is lock-free (atomics inside the recorder); rendering takes the
 //! recorder's internal locks briefly.

@@ -11,9 +11,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
+use tower_http::trace::TraceLayer;
+
 use crate::config::ServerConfig;
 use crate::db::Db;
-use crate::listener::{self, ListenerLimits};
+use crate::layers;
+use crate::listener;
 use crate::state::AppState;
 
 /// Why the server could not start.
@@ -113,6 +116,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         None => None,
     };
     let state = AppState::new(config, store, db);
+    crate::control::publish_models(&state).await?;
     let restored = crate::control::restore_endpoints(&state).await?;
     if restored > 0 {
         tracing::info!(restored, "endpoints restored");
@@ -126,13 +130,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         addr: state.config.admin_addr,
         source,
     })?;
-    let v2 = crate::v2::V2::new(state.clone());
     let limits = state.config.listener.clone();
     let permits = Arc::new(Semaphore::new(limits.effective_max_connections()));
     let mut tasks = vec![
         tokio::spawn(listener::serve_http(
             http,
-            crate::data::router_with_v2(state.clone(), v2.clone()),
+            crate::routers::data_plane(state.data()),
             limits.clone(),
             permits.clone(),
             tls_http.clone(),
@@ -140,7 +143,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         )),
         tokio::spawn(listener::serve_http(
             admin,
-            crate::control::router(state.clone()),
+            crate::routers::control_plane(state.clone()),
             limits.clone(),
             permits.clone(),
             tls_http,
@@ -154,14 +157,12 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             source,
         })?;
         grpc_addr = Some(addr);
-        let service = crate::v2::grpc::service(v2, state.config.limits.max_body_bytes);
-        let credentials = state.config.auth.credentials.clone();
+        let service = crate::v2::grpc::service(state.data(), state.config.limits.max_body_bytes);
         tasks.push(tokio::spawn(serve_grpc(
             listener,
             service,
-            credentials,
+            state.config.clone(),
             tls_grpc,
-            limits,
             permits,
             rx,
         )));
@@ -189,21 +190,36 @@ async fn serve_grpc(
     service: pier_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer<
         crate::v2::grpc::Service,
     >,
-    credentials: Option<Arc<crate::auth::Credentials>>,
+    config: ServerConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    limits: ListenerLimits,
     permits: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let limits = config.listener.clone();
     // Bearer tokens in the `authorization` metadata, when credentials are configured.
+    let credentials = config.auth.credentials.clone();
     let auth = tower::filter::FilterLayer::new(move |request: http::Request<tonic::body::Body>| {
         match &credentials {
             Some(credentials) => crate::auth::grpc_check(credentials, request),
             None => Ok(request),
         }
     });
+    // The listeners' stack in reading order (see `crate::layers`); the body limit is the
+    // service's message limit.
+    let layers = tower::ServiceBuilder::new()
+        .layer(layers::RequestIdLayer)
+        .layer(TraceLayer::new_for_grpc().make_span_with(layers::RequestSpan))
+        .layer(layers::TimeoutLayer::new(
+            config.limits.request_timeout,
+            layers::Grpc,
+        ))
+        .layer(layers::LoadShedLayer::new(
+            config.limits.max_in_flight,
+            layers::Grpc,
+        ))
+        .layer(auth);
     tonic::transport::Server::builder()
-        .layer(auth)
+        .layer(layers)
         .max_concurrent_streams(Some(limits.http2_max_concurrent_streams))
         .http2_max_header_list_size(Some(limits.http2_max_header_list_size))
         .http2_keepalive_interval(Some(limits.http2_keep_alive))

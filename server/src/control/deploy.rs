@@ -1,18 +1,84 @@
-//! Putting endpoint configs into service: load and warm every variant's model version on the
-//! side, then publish the endpoint in one snapshot store. A failure publishes nothing.
+//! Putting endpoint configs and Models into service: load and warm every variant's model
+//! version on the side, then publish the endpoint in one snapshot store. A failure publishes
+//! nothing.
 //!
-//! Runs under the control lock, so snapshot edits never interleave.
+//! Loading and warming run outside the control lock (they take seconds); the result is
+//! stored under it, after a generation check: when nothing was published since the build
+//! started, what it read still holds; otherwise the endpoint's record is read again and
+//! the build is stored only if the record still asks for it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::options;
 use crate::db::Table;
+use crate::error::ApiError;
 use crate::records::{
     Deployed, DeployedImage, EndpointConfigRecord, EndpointRecord, EndpointStatus, ModelRecord,
     VariantState, VariantStatus, now,
 };
-use crate::serving::{EndpointServing, Variant, WeightedChoice};
+use crate::serving::{EndpointServing, ModelTarget, Variant, WeightedChoice};
 use crate::state::AppState;
+
+/// The data plane's view of one Model: its pinned artifact and that artifact's store
+/// versions. Blocks on the store: call from a blocking thread.
+fn model_target(store: &pier_model_store::ModelStore, record: &ModelRecord) -> ModelTarget {
+    let versions = store
+        .list_versions(&record.pier_artifact.name)
+        .unwrap_or_else(|e| {
+            tracing::warn!(model = %record.model_name, error = %e, "cannot list the artifact's versions");
+            vec![record.pier_artifact.version]
+        });
+    ModelTarget {
+        artifact: record.pier_artifact.clone(),
+        versions,
+    }
+}
+
+/// Publishes every control-plane Model into the serving snapshot (at start), so v2 requests
+/// that name a Model never read the database. Holds the control lock.
+pub async fn publish_models(app: &AppState) -> Result<(), ApiError> {
+    let _guard = app.control.lock().await;
+    let records: Vec<ModelRecord> = app.db.list(Table::Models).await?;
+    let store = app.store.clone();
+    let models = tokio::task::spawn_blocking(move || {
+        records
+            .iter()
+            .map(|r| (r.model_name.clone(), Arc::new(model_target(&store, r))))
+            .collect::<HashMap<_, _>>()
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    app.serving.update(|s| s.models = models);
+    Ok(())
+}
+
+/// Publishes a Model just created; the other Models of its artifact learn of its version
+/// too. Holds the control lock.
+pub(super) async fn publish_model(app: &AppState, record: &ModelRecord) {
+    let (store, r) = (app.store.clone(), record.clone());
+    let Ok(target) = tokio::task::spawn_blocking(move || model_target(&store, &r)).await else {
+        tracing::error!(model = %record.model_name, "cannot publish the model to the data plane");
+        return;
+    };
+    let _guard = app.control.lock().await;
+    let name = record.model_name.clone();
+    app.serving.update(|s| {
+        for other in s.models.values_mut() {
+            if other.artifact.name == target.artifact.name {
+                Arc::make_mut(other).versions.clone_from(&target.versions);
+            }
+        }
+        s.models.insert(name, Arc::new(target));
+    });
+}
+
+/// Withdraws a deleted Model from the data plane. Callers hold the control lock.
+pub(super) fn retract_model(app: &AppState, name: &str) {
+    app.serving.update(|s| {
+        s.models.remove(name);
+    });
+}
 
 /// The models `config` names, read from the database now (a deploy takes a copy of them).
 pub(super) async fn resolve_models(
@@ -67,7 +133,7 @@ pub(super) async fn build(
         })
         .await
         .map_err(|e| format!("loading {} panicked: {e}", model.pier_artifact))?
-        .map_err(variant_err)?;
+        .map_err(|e| variant_err(e.to_string()))?;
         if batching.is_some() {
             options::check_batchable(shared.model.signature()).map_err(variant_err)?;
         }
@@ -152,28 +218,36 @@ pub(super) struct Retain {
     pub instance_counts: bool,
 }
 
-/// Loads `config` for a new endpoint and records the outcome. Holds the control lock.
+/// Loads `config` for a new endpoint (outside the control lock) and records the outcome
+/// (under it).
 pub(super) async fn create_in_background(
     app: AppState,
     mut record: EndpointRecord,
     config: EndpointConfigRecord,
 ) {
-    let _guard = app.control.lock().await;
     let name = record.endpoint_name.clone();
-    if !matches!(
-        app.db.get::<EndpointRecord>(Table::Endpoints, &name).await,
-        Ok(Some(r)) if r.endpoint_status != EndpointStatus::Deleting
-    ) {
+    // Read the generation, then the record: a delete before this point shows in the record,
+    // one after it changes the generation.
+    let generation = app.serving.generation();
+    let waiting = |r: &Result<Option<EndpointRecord>, _>| matches!(r, Ok(Some(r)) if r.endpoint_status == EndpointStatus::Creating);
+    if !waiting(&app.db.get::<EndpointRecord>(Table::Endpoints, &name).await) {
         return; // deleted before it was built
     }
-    // The record is written before the snapshot changes: a failed write leaves nothing
-    // live that the database (and so a restart) would not show.
     let built = match resolve_models(&app, &config).await {
         Ok(models) => build(&app, &name, &config, &models, None)
             .await
             .map(|serving| (serving, models)),
         Err(e) => Err(e),
     };
+    let _guard = app.control.lock().await;
+    // Published meanwhile: a delete may have come; store only if the record still waits.
+    if app.serving.generation() != generation
+        && !waiting(&app.db.get::<EndpointRecord>(Table::Endpoints, &name).await)
+    {
+        return; // deleted while it was built
+    }
+    // The record is written before the snapshot changes: a failed write leaves nothing
+    // live that the database (and so a restart) would not show.
     match built {
         Ok((serving, models)) => {
             record.production_variants = variant_states(&serving, &config, &models);
@@ -219,31 +293,32 @@ pub(super) async fn create_in_background(
     }
 }
 
-/// Loads `config` for an endpoint in service and swaps it in; on failure the old config keeps
-/// serving and the reason is recorded. Holds the control lock.
+/// Loads `config` for an endpoint in service (outside the control lock) and swaps it in
+/// (under it); on failure the old config keeps serving and the reason is recorded.
 pub(super) async fn update_in_background(
     app: AppState,
     endpoint_name: String,
     config: EndpointConfigRecord,
     retain: Retain,
 ) {
-    let _guard = app.control.lock().await;
-    let Ok(Some(mut record)) = app
+    let generation = app.serving.generation();
+    let updating = |r: &EndpointRecord| r.endpoint_status == EndpointStatus::Updating;
+    let Ok(Some(record)) = app
         .db
         .get::<EndpointRecord>(Table::Endpoints, &endpoint_name)
         .await
     else {
         return; // deleted meanwhile
     };
-    if record.endpoint_status == EndpointStatus::Deleting {
+    if !updating(&record) {
         return;
     }
-    let old_config = record.endpoint_config_name.clone();
-    let old_deployed = record.pier_deployed.clone();
     let mut old_variants = record.production_variants.clone();
     for v in &mut old_variants {
         v.variant_status.clear();
     }
+    // While the endpoint is Updating, no other update and no weight change is accepted, so
+    // the weights kept here are the ones in force when the build is stored.
     let kept_weights = retain.weights.then_some(old_variants.as_slice());
     let built = match resolve_models(&app, &config).await {
         Ok(models) => build(&app, &endpoint_name, &config, &models, kept_weights)
@@ -251,6 +326,22 @@ pub(super) async fn update_in_background(
             .map(|serving| (serving, models)),
         Err(e) => Err(e),
     };
+    let _guard = app.control.lock().await;
+    let mut record = if app.serving.generation() == generation {
+        record
+    } else {
+        // Published meanwhile: a delete may have come; read the record again.
+        match app
+            .db
+            .get::<EndpointRecord>(Table::Endpoints, &endpoint_name)
+            .await
+        {
+            Ok(Some(r)) if updating(&r) => r,
+            _ => return,
+        }
+    };
+    let old_config = record.endpoint_config_name.clone();
+    let old_deployed = record.pier_deployed.clone();
     record.endpoint_status = EndpointStatus::InService;
     record.last_modified_time = now();
     record.production_variants.clone_from(&old_variants);

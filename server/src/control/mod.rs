@@ -19,61 +19,25 @@ mod tags;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use deploy::restore_endpoints;
+pub use deploy::{publish_models, restore_endpoints};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The control-plane router.
-///
-/// Bodies are bounded by `--max-body-bytes` (a declared length over it is refused before it
-/// is read); every refusal is in AWS JSON's error shape.
-pub fn router(state: AppState) -> Router {
-    let limit = state.config.limits.max_body_bytes;
-    let auth = state.config.auth.clone();
-    let router = Router::new()
-        .route("/", post(dispatch))
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(limit));
-    crate::auth::protect(router, &auth, crate::auth::Plane::Admin, limit)
-        .layer(axum::middleware::from_fn(move |request, next| {
-            crate::layers::early_length_check(limit, crate::layers::Plane::Admin, request, next)
-        }))
-        .layer(axum::middleware::map_response(with_request_id))
-}
-
-/// Adds `x-amzn-RequestId` (a random UUID, as AWS sends) to every control-plane answer,
-/// refusals included; botocore reads it into `ResponseMetadata.RequestId`.
-async fn with_request_id(mut response: Response) -> Response {
-    let id = request_id();
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-amzn-requestid", value);
-    }
-    response
-}
-
-/// A random version-4 UUID.
-fn request_id() -> String {
-    let mut bytes: [u8; 16] = fastrand::u128(..).to_be_bytes();
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+/// The control-plane routes (state applied). [`crate::routers::control_plane`] serves them
+/// behind the listener's layers: bodies bounded by `--max-body-bytes` (a declared length
+/// over it is refused before it is read), every refusal in AWS JSON's error shape, and an
+/// `x-amzn-RequestId` on every answer.
+pub fn routes(state: AppState) -> Router {
+    Router::new().route("/", post(dispatch)).with_state(state)
 }
 
 async fn dispatch(
@@ -113,10 +77,9 @@ async fn dispatch(
         "AddTags" => call(&app, &body, tags::add).await,
         "ListTags" => call(&app, &body, tags::list).await,
         "DeleteTags" => call(&app, &body, tags::delete).await,
-        other => Err(ApiError {
-            code: "UnknownOperationException",
-            message: format!("Pier does not implement SageMaker.{other}"),
-        }),
+        other => Err(ApiError::unknown_operation(format!(
+            "Pier does not implement SageMaker.{other}"
+        ))),
     };
     match result {
         Ok(json) => {

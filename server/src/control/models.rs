@@ -160,6 +160,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     if !inserted? {
         return Err(ApiError::already_exists("model", &record.model_arn));
     }
+    super::deploy::publish_model(app, &record).await;
     tags::set_initial(app, &record.model_arn, &req.tags).await?;
     tracing::info!(model = %req.model_name, artifact = %record.pier_artifact, "model created");
     Ok(ModelArn {
@@ -254,6 +255,7 @@ pub(super) async fn delete(app: &AppState, req: ByName) -> Result<serde_json::Va
     if !app.db.delete(Table::Models, &req.model_name).await? {
         return Err(not_found(&req.model_name));
     }
+    super::deploy::retract_model(app, &req.model_name);
     tags::remove_all(app, &arn("model", &req.model_name)).await?;
     Ok(serde_json::json!({}))
 }

@@ -7,6 +7,8 @@
 //! panicking job is caught and reported as a model error; the thread lives on.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::oneshot;
 
@@ -19,6 +21,8 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 pub struct ComputePool {
     tx: crossbeam_channel::Sender<Job>,
     threads: usize,
+    /// Jobs queued so far (one per hop a request makes to the pool).
+    submitted: Arc<AtomicU64>,
 }
 
 impl ComputePool {
@@ -37,7 +41,17 @@ impl ComputePool {
                 })
                 .expect("spawning a compute thread");
         }
-        Self { tx, threads }
+        Self {
+            tx,
+            threads,
+            submitted: Arc::default(),
+        }
+    }
+
+    /// Jobs queued on this pool since it started, refused ones included: how many times
+    /// requests hopped to the pool (tests read it; one relaxed atomic add per job).
+    pub fn submitted(&self) -> u64 {
+        self.submitted.load(Ordering::Relaxed)
     }
 
     /// Number of threads.
@@ -56,6 +70,7 @@ impl ComputePool {
         R: Send + 'static,
         F: FnOnce() -> Result<R, ServeError> + Send + 'static,
     {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move || {
             if tx.is_closed() {
@@ -82,6 +97,7 @@ impl ComputePool {
     /// Queues `f` with no reply channel (the batcher answers its callers itself). A full
     /// queue drops `f` and answers [`ServeError::Overloaded`].
     pub fn execute(&self, f: impl FnOnce() + Send + 'static) -> Result<(), ServeError> {
+        self.submitted.fetch_add(1, Ordering::Relaxed);
         let job: Job = Box::new(move || {
             if catch_unwind(AssertUnwindSafe(f)).is_err() {
                 tracing::error!("a compute job panicked");

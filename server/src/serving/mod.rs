@@ -1,31 +1,36 @@
 //! The data plane's shared state: the current [`ServingSnapshot`] behind one `ArcSwap`, the
-//! cache of loaded versions, and the compute pool.
+//! cache of loaded versions, the Models loaded on demand, v2 statistics and the compute
+//! pool; and the one invocation core every protocol facade calls (`invoke`).
 //!
 //! Readers call [`Serving::snapshot`] once per request (lock-free). Writers — the control
 //! plane only, one at a time under its lock — build the next snapshot on the side (loading
-//! and warming new versions first) and publish it with one store; on failure nothing is
-//! stored and the old snapshot keeps serving.
+//! and warming new versions first, outside the lock), then under the lock check the
+//! [`generation`](Serving::generation) they built against and publish with one store; on
+//! failure nothing is stored and the old snapshot keeps serving.
 
 pub mod batcher;
-pub mod compute;
-pub mod models;
-pub mod snapshot;
-pub mod weights;
+pub(crate) mod compute;
+pub(crate) mod invoke;
+pub(crate) mod models;
+pub(crate) mod snapshot;
+pub(crate) mod stats;
+pub(crate) mod weights;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use pier_runtimes::Tensor;
 
-use crate::error::ServeError;
+use crate::records::ArtifactRef;
 
 pub use compute::ComputePool;
-pub use models::{LoadedModel, ModelCache};
-pub use snapshot::{EndpointServing, ServingSnapshot, Variant};
+pub use invoke::{Decoded, Invoked, NamedTensor, Target};
+pub use models::{LoadError, LoadedModel, ModelCache};
+pub use snapshot::{EndpointServing, ModelTarget, ServingSnapshot, Variant};
+pub use stats::{ModelStats, Stats};
 pub use weights::{WeightError, WeightedChoice};
 
-/// Snapshot, model cache and compute pool.
+/// Snapshot, model cache, on-demand loads, statistics and compute pool.
 #[derive(Debug)]
 pub struct Serving {
     snapshot: ArcSwap<ServingSnapshot>,
@@ -33,6 +38,11 @@ pub struct Serving {
     pub cache: ModelCache,
     /// Where model code runs.
     pub pool: ComputePool,
+    /// Models loaded on demand by v2 requests (no endpoint holds them), by artifact. The
+    /// mutex is held for map operations only, never across an await.
+    pub on_demand: Mutex<HashMap<ArtifactRef, Arc<LoadedModel>>>,
+    /// Per model name and version statistics (Triton's ModelStatistics).
+    pub stats: Stats,
 }
 
 impl Serving {
@@ -42,6 +52,8 @@ impl Serving {
             snapshot: ArcSwap::from_pointee(ServingSnapshot::default()),
             cache: ModelCache::default(),
             pool: ComputePool::new(threads, queue),
+            on_demand: Mutex::default(),
+            stats: Stats::default(),
         }
     }
 
@@ -50,12 +62,20 @@ impl Serving {
         self.snapshot.load_full()
     }
 
+    /// The generation of the snapshot in force: a change built outside the control lock
+    /// reads it before it starts and compares under the lock before it stores, so it
+    /// knows whether anything was published meanwhile.
+    pub fn generation(&self) -> u64 {
+        self.snapshot.load().generation
+    }
+
     /// Publishes a change: `edit` gets a copy of the current snapshot to modify. Callers
     /// must be serialised (the control plane's lock does that).
     pub fn update(&self, edit: impl FnOnce(&mut ServingSnapshot)) {
         let current = self.snapshot.load_full();
         let mut next = ServingSnapshot::clone(&current);
         edit(&mut next);
+        next.generation = current.generation + 1;
         let (before, after) = (current.names(), next.names());
         crate::metrics::endpoint_names_changed(
             before.difference(&after),
@@ -63,45 +83,17 @@ impl Serving {
         );
         self.snapshot.store(Arc::new(next));
     }
-}
 
-impl Serving {
-    /// Runs validated `inputs` (signature order) through a loaded model on the compute pool,
-    /// answering within `timeout`. Every protocol facade predicts through here, so batching
-    /// and metrics have one place to live: with a batcher the request joins its queue,
-    /// otherwise it runs alone; queue, compute and batch-size metrics are recorded either
-    /// way. Dropping the future withdraws the request before compute.
-    pub async fn infer(
-        &self,
-        model: &Arc<LoadedModel>,
-        inputs: Vec<Tensor>,
-        timeout: Duration,
-    ) -> Result<Vec<Tensor>, ServeError> {
-        let job = async {
-            if let Some(batcher) = &model.batcher {
-                return batcher.infer(inputs).await;
-            }
-            let model = model.clone();
-            let queued = Instant::now();
-            self.pool
-                .run(move || {
-                    let started = Instant::now();
-                    crate::metrics::record_queue(&model.labels, started - queued);
-                    crate::metrics::record_batch(
-                        &model.labels,
-                        inputs.first().map_or(0, Tensor::rows),
-                    );
-                    let out = model.model.predict(inputs).map_err(ServeError::from);
-                    crate::metrics::record_compute(&model.labels, started.elapsed());
-                    out
-                })
-                .await
-        };
-        tokio::time::timeout(timeout, job).await.map_err(|_| {
-            ServeError::Model(format!(
-                "the model did not answer within {} s",
-                timeout.as_secs_f64()
-            ))
-        })?
+    /// The loaded copy of `artifact`, if an earlier on-demand load or an endpoint holds one.
+    pub fn find_loaded(&self, artifact: &ArtifactRef) -> Option<Arc<LoadedModel>> {
+        if let Some(m) = self.on_demand.lock().expect("on-demand lock").get(artifact) {
+            return Some(m.clone());
+        }
+        self.snapshot()
+            .endpoints
+            .values()
+            .flat_map(|e| e.variants.iter())
+            .find(|v| &v.loaded.artifact == artifact)
+            .map(|v| v.loaded.clone())
     }
 }

@@ -61,6 +61,44 @@ impl LoadedModel {
     }
 }
 
+/// Why a model version could not be loaded: the message names the artifact and the cause
+/// in the store's or the runtime's own words.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The version is missing, partial or corrupt in the store.
+    #[error("model {artifact} cannot be opened: {reason}")]
+    Store {
+        /// Which artifact.
+        artifact: ArtifactRef,
+        /// The store's reason.
+        reason: String,
+    },
+    /// The runtime refused the model (unsupported operator, backend unavailable, …).
+    #[error("model {artifact} cannot be loaded: {reason}")]
+    Runtime {
+        /// Which artifact.
+        artifact: ArtifactRef,
+        /// The runtime's reason.
+        reason: String,
+    },
+    /// The model loaded but could not answer its warm-up request (zeros, batch 1).
+    #[error("model {artifact} failed its warm-up request: {reason}")]
+    WarmUp {
+        /// Which artifact.
+        artifact: ArtifactRef,
+        /// The model's error.
+        reason: String,
+    },
+    /// The loading thread failed (a panic in model code).
+    #[error("model {artifact} could not be loaded: the loader stopped ({reason})")]
+    Aborted {
+        /// Which artifact.
+        artifact: ArtifactRef,
+        /// What stopped it.
+        reason: String,
+    },
+}
+
 /// Loaded versions by artifact and load options, held weakly: the cache never keeps a
 /// version alive.
 #[derive(Debug, Default)]
@@ -75,7 +113,7 @@ impl ModelCache {
         &self,
         store: &ModelStore,
         artifact: &ArtifactRef,
-    ) -> Result<Arc<LoadedModel>, String> {
+    ) -> Result<Arc<LoadedModel>, LoadError> {
         self.get_or_load_with(store, artifact, &LoadOptions::default())
     }
 
@@ -85,7 +123,7 @@ impl ModelCache {
         store: &ModelStore,
         artifact: &ArtifactRef,
         options: &LoadOptions,
-    ) -> Result<Arc<LoadedModel>, String> {
+    ) -> Result<Arc<LoadedModel>, LoadError> {
         let key = (artifact.clone(), options.clone());
         if let Some(m) = self
             .loaded
@@ -133,13 +171,21 @@ fn load(
     store: &ModelStore,
     artifact: &ArtifactRef,
     options: &LoadOptions,
-) -> Result<Arc<dyn Model>, String> {
+) -> Result<Arc<dyn Model>, LoadError> {
     let opened = store
         .open_version(&artifact.name, VersionSelector::Exact(artifact.version))
-        .map_err(|e| e.to_string())?;
-    let model = pier_runtimes::load(&opened, options).map_err(|e| e.to_string())?;
-    warm_up(model.as_ref())
-        .map_err(|e| format!("model {artifact} failed its warm-up request: {e}"))?;
+        .map_err(|e| LoadError::Store {
+            artifact: artifact.clone(),
+            reason: e.to_string(),
+        })?;
+    let model = pier_runtimes::load(&opened, options).map_err(|e| LoadError::Runtime {
+        artifact: artifact.clone(),
+        reason: e.to_string(),
+    })?;
+    warm_up(model.as_ref()).map_err(|reason| LoadError::WarmUp {
+        artifact: artifact.clone(),
+        reason,
+    })?;
     Ok(model)
 }
 

@@ -1,4 +1,6 @@
-//! The serving snapshot: an immutable table endpoint → variants, swapped whole.
+//! The serving snapshot: an immutable table endpoint → variants and control-plane Model →
+//! pinned artifact, swapped whole. Everything the data plane routes by is here, so a request
+//! never reads the database.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -6,6 +8,16 @@ use std::sync::Arc;
 use super::models::LoadedModel;
 use super::weights::WeightedChoice;
 use crate::error::ServeError;
+use crate::records::ArtifactRef;
+
+/// A control-plane Model as the data plane sees it (v2 requests may name one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelTarget {
+    /// The artifact version the Model pins (its default version).
+    pub artifact: ArtifactRef,
+    /// Every store version of that artifact when the table was last published, ascending.
+    pub versions: Vec<u64>,
+}
 
 /// One production variant in service.
 #[derive(Clone, Debug)]
@@ -34,9 +46,17 @@ pub struct EndpointServing {
 impl EndpointServing {
     /// The variant named by `target`, or one chosen by weight with the sample `u` in `[0, 1)`.
     pub fn route(&self, target: Option<&str>, u: f64) -> Result<&Variant, ServeError> {
+        self.pick(target, u).map(|i| &self.variants[i])
+    }
+
+    /// The position of the variant [`route`](Self::route) answers with.
+    pub fn pick(&self, target: Option<&str>, u: f64) -> Result<usize, ServeError> {
         match target {
-            Some(t) => self.variants.iter().find(|v| v.name == t).ok_or_else(|| {
-                ServeError::VariantNotFound {
+            Some(t) => self
+                .variants
+                .iter()
+                .position(|v| v.name == t)
+                .ok_or_else(|| ServeError::VariantNotFound {
                     endpoint: self.name.clone(),
                     variant: t.to_owned(),
                     available: self
@@ -45,9 +65,8 @@ impl EndpointServing {
                         .map(|v| v.name.as_str())
                         .collect::<Vec<_>>()
                         .join(", "),
-                }
-            }),
-            None => Ok(&self.variants[self.choice.pick(u)]),
+                }),
+            None => Ok(self.choice.pick(u)),
         }
     }
 
@@ -71,6 +90,11 @@ pub struct ServingSnapshot {
     pub creating: HashSet<String>,
     /// Endpoints whose creation failed: known, never serving until updated or deleted.
     pub failed: HashSet<String>,
+    /// Control-plane Models by name, for v2 requests that name a Model.
+    pub models: HashMap<String, Arc<ModelTarget>>,
+    /// Bumped by every published change; a control-plane change built outside the control
+    /// lock checks it under the lock before it stores (see `Serving::generation`).
+    pub generation: u64,
 }
 
 impl ServingSnapshot {

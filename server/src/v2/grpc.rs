@@ -1,13 +1,13 @@
 //! Open Inference Protocol v2 over gRPC: `inference.GRPCInferenceService` with typed
 //! `contents` and `raw_input_contents` in, `raw_output_contents` out (as Triton answers),
 //! and Triton's ModelConfig, ModelStatistics and repository RPCs. Errors become statuses
-//! through `From<ServeError> for tonic::Status` in [`crate::error`].
+//! through `From<ServeError> for tonic::Status` in `crate::error`.
 //!
-//! Concurrency: tonic runs each call as a task; they share one [`V2`] and predict on the
-//! compute pool through [`V2::infer`]. Message size limits both ways equal the HTTP body
-//! limit ([`crate::config::Limits::max_body_bytes`]).
-
-use std::sync::Arc;
+//! Concurrency: tonic runs each call as a task; they share the [`DataPlane`] and infer
+//! through the invocation core ([`DataPlane::invoke`]), which decodes the tensors where it
+//! decides (on the task when small, else in the compute-pool job that predicts). Message
+//! size limits both ways equal the HTTP body limit
+//! ([`crate::config::Limits::max_body_bytes`]).
 
 use futures::StreamExt;
 use pier_proto::inference as pb;
@@ -17,13 +17,19 @@ use pier_proto::inference::grpc_inference_service_server::{
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, config, tensors};
+use prost::Message;
+
+use super::{EXTENSIONS, NamedTensor, SERVER_NAME, model_config, tensors};
 use crate::error::ServeError;
+use crate::layers::Deadline;
+use crate::serving::invoke::Request as Call;
+use crate::serving::{Decoded, LoadedModel, Target};
+use crate::state::DataPlane;
 
 /// The gRPC service over shared v2 state.
 #[derive(Debug, Clone)]
 pub struct Service {
-    v2: Arc<V2>,
+    v2: DataPlane,
 }
 
 /// The tonic service, with message limits set to `max_message_bytes` both ways. Requests
@@ -31,8 +37,8 @@ pub struct Service {
 /// the limit bounds the decompressed message (a compression bomb is RESOURCE_EXHAUSTED).
 /// Responses are not compressed: on the loopback and LAN links inference runs on, the CPU
 /// costs more than the bytes.
-pub fn service(v2: Arc<V2>, max_message_bytes: usize) -> GrpcInferenceServiceServer<Service> {
-    GrpcInferenceServiceServer::new(Service { v2 })
+pub fn service(data: DataPlane, max_message_bytes: usize) -> GrpcInferenceServiceServer<Service> {
+    GrpcInferenceServiceServer::new(Service { v2: data })
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Deflate)
         .max_decoding_message_size(max_message_bytes)
@@ -56,42 +62,70 @@ fn string_param(s: impl Into<String>) -> pb::InferParameter {
     }
 }
 
-/// Decodes the inputs of a ModelInfer request.
-fn decode_inputs(req: &mut pb::ModelInferRequest) -> Result<Vec<NamedTensor>, ServeError> {
-    let raw = std::mem::take(&mut req.raw_input_contents);
-    if !raw.is_empty() && raw.len() != req.inputs.len() {
-        return Err(ServeError::Validation(format!(
-            "raw_input_contents has {} entries but there are {} inputs; give one per input, in order",
-            raw.len(),
-            req.inputs.len()
-        )));
+/// A ModelInfer request's inputs and their data, taken out of the message to decode once
+/// the model is routed.
+struct Inputs {
+    inputs: Vec<pb::model_infer_request::InferInputTensor>,
+    raw: Vec<Vec<u8>>,
+}
+
+impl Inputs {
+    fn take(req: &mut pb::ModelInferRequest) -> Self {
+        Self {
+            inputs: std::mem::take(&mut req.inputs),
+            raw: std::mem::take(&mut req.raw_input_contents),
+        }
     }
-    req.inputs
-        .iter()
-        .enumerate()
-        .map(|(i, input)| {
-            let name = &input.name;
-            let dtype = tensors::datatype(name, &input.datatype)?;
-            let tensor = match (raw.get(i), &input.contents) {
-                (Some(_), Some(_)) => {
-                    return Err(ServeError::Validation(format!(
-                        "input {name:?} has both contents and raw_input_contents; use one"
-                    )));
-                }
-                (Some(bytes), None) => tensors::from_raw(name, dtype, &input.shape, bytes)?,
-                (None, Some(c)) => tensors::from_contents(name, dtype, &input.shape, c)?,
-                (None, None) => {
-                    return Err(ServeError::Validation(format!(
-                        "input {name:?} has no data (neither contents nor raw_input_contents)"
-                    )));
-                }
-            };
-            Ok(NamedTensor {
-                name: name.clone(),
-                tensor,
+
+    /// Bytes of tensor data the request carries (where the core decodes them depends on it).
+    fn len(&self) -> usize {
+        let raw: usize = self.raw.iter().map(Vec::len).sum();
+        let typed: usize = self
+            .inputs
+            .iter()
+            .filter_map(|i| i.contents.as_ref())
+            .map(Message::encoded_len)
+            .sum();
+        raw + typed
+    }
+
+    /// Decodes the inputs.
+    fn decode(self) -> Result<Vec<NamedTensor>, ServeError> {
+        let Self { inputs, raw } = self;
+        if !raw.is_empty() && raw.len() != inputs.len() {
+            return Err(ServeError::Validation(format!(
+                "raw_input_contents has {} entries but there are {} inputs; give one per input, in order",
+                raw.len(),
+                inputs.len()
+            )));
+        }
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let name = &input.name;
+                let dtype = tensors::datatype(name, &input.datatype)?;
+                let tensor = match (raw.get(i), &input.contents) {
+                    (Some(_), Some(_)) => {
+                        return Err(ServeError::Validation(format!(
+                            "input {name:?} has both contents and raw_input_contents; use one"
+                        )));
+                    }
+                    (Some(bytes), None) => tensors::from_raw(name, dtype, &input.shape, bytes)?,
+                    (None, Some(c)) => tensors::from_contents(name, dtype, &input.shape, c)?,
+                    (None, None) => {
+                        return Err(ServeError::Validation(format!(
+                            "input {name:?} has no data (neither contents nor raw_input_contents)"
+                        )));
+                    }
+                };
+                Ok(NamedTensor {
+                    name: name.clone(),
+                    tensor,
+                })
             })
-        })
-        .collect()
+            .collect()
+    }
 }
 
 fn tensor_meta(
@@ -112,22 +146,29 @@ impl Service {
     async fn infer_one(
         &self,
         mut req: pb::ModelInferRequest,
+        deadline: Deadline,
     ) -> Result<pb::ModelInferResponse, Status> {
-        let inputs = decode_inputs(&mut req)?;
-        let requested =
+        let inputs = Inputs::take(&mut req);
+        let requested: Option<Vec<String>> =
             (!req.outputs.is_empty()).then(|| req.outputs.iter().map(|o| o.name.clone()).collect());
-        let done = self
-            .v2
-            .infer(
-                &req.model_name,
-                version(&req.model_version),
-                inputs,
-                requested,
-            )
-            .await?;
+        let call = Call {
+            body_len: inputs.len(),
+            decode: move |_: &LoadedModel| {
+                Ok(Decoded {
+                    inputs: inputs.decode()?,
+                    outputs: requested,
+                    extra: (),
+                })
+            },
+        };
+        let target = Target::V2 {
+            name: &req.model_name,
+            version: version(&req.model_version),
+        };
+        let done = self.v2.invoke(target, deadline.0, Ok(call)).await?;
         let mut parameters = std::collections::HashMap::from([(
             "pier_artifact".to_owned(),
-            string_param(&done.artifact),
+            string_param(done.loaded.artifact.to_string()),
         )]);
         if let Some(v) = &done.variant {
             parameters.insert("pier_variant".to_owned(), string_param(v.clone()));
@@ -148,8 +189,8 @@ impl Service {
             .map(|o| tensors::to_raw(&o.tensor))
             .collect();
         Ok(pb::ModelInferResponse {
-            model_name: done.model_name,
-            model_version: done.model_version,
+            model_name: req.model_name,
+            model_version: done.version,
             id: req.id,
             parameters,
             outputs,
@@ -171,7 +212,7 @@ impl GrpcInferenceService for Service {
         &self,
         _: Request<pb::ServerReadyRequest>,
     ) -> Result<Response<pb::ServerReadyResponse>, Status> {
-        let ready = self.v2.app().server_ready();
+        let ready = self.v2.server_ready();
         Ok(Response::new(pb::ServerReadyResponse { ready }))
     }
 
@@ -209,7 +250,7 @@ impl GrpcInferenceService for Service {
         Ok(Response::new(pb::ModelMetadataResponse {
             name: r.name,
             versions: d.versions.clone(),
-            platform: config::platform(&d.runtime),
+            platform: model_config::platform(&d.runtime),
             inputs: tensor_meta(&d.signature.inputs),
             outputs: tensor_meta(&d.signature.outputs),
         }))
@@ -219,7 +260,10 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
-        Ok(Response::new(self.infer_one(r.into_inner()).await?))
+        let deadline = Deadline::of(r.extensions());
+        Ok(Response::new(
+            self.infer_one(r.into_inner(), deadline).await?,
+        ))
     }
 
     type ModelStreamInferStream = InferStream;
@@ -229,6 +273,9 @@ impl GrpcInferenceService for Service {
         r: Request<Streaming<pb::ModelInferRequest>>,
     ) -> Result<Response<InferStream>, Status> {
         let service = self.clone();
+        // Each message gets the whole request timeout from its own start (the layer's
+        // deadline is the stream's opening).
+        let deadline = Deadline(None);
         let responses = r
             .into_inner()
             .map(move |message| {
@@ -243,7 +290,7 @@ impl GrpcInferenceService for Service {
                         id: req.id.clone(),
                         ..Default::default()
                     };
-                    Ok(match service.infer_one(req).await {
+                    Ok(match service.infer_one(req, deadline).await {
                         Ok(response) => pb::ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(response),
@@ -266,7 +313,7 @@ impl GrpcInferenceService for Service {
         let r = r.into_inner();
         let d = self.v2.describe(&r.name, version(&r.version)).await?;
         Ok(Response::new(pb::ModelConfigResponse {
-            config: Some(config::model_config(&r.name, &d)),
+            config: Some(model_config::model_config(&r.name, &d)),
         }))
     }
 
@@ -277,7 +324,7 @@ impl GrpcInferenceService for Service {
         let r = r.into_inner();
         let stats = self.v2.statistics(&r.name, version(&r.version)).await?;
         Ok(Response::new(pb::ModelStatisticsResponse {
-            model_stats: stats.iter().map(config::statistics).collect(),
+            model_stats: stats.iter().map(model_config::statistics).collect(),
         }))
     }
 
@@ -289,7 +336,6 @@ impl GrpcInferenceService for Service {
         let models = self
             .v2
             .index()
-            .await?
             .into_iter()
             .filter(|(_, _, state, _)| !only_ready || *state == "READY")
             .map(
@@ -316,7 +362,7 @@ impl GrpcInferenceService for Service {
         &self,
         r: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
-        self.v2.unload(&r.into_inner().model_name).await?;
+        self.v2.unload(&r.into_inner().model_name)?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
     }
 }

@@ -5,12 +5,11 @@
 //! tritonclient and perf_analyzer call. Errors are `{"error": "..."}` with the status
 //! [`ServeError::status`] gives.
 //!
-//! Concurrency: handlers are async and share one [`V2`]; decoding happens on the request's
-//! task (it is linear in the body, which the body limit bounds), prediction on the compute
-//! pool through [`V2::infer`].
+//! Concurrency: handlers are async and share the [`DataPlane`]; an inference request's body
+//! is decoded where the invocation core decides (on the task when small, else on the compute
+//! pool in the job that predicts), through [`DataPlane::invoke`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -22,19 +21,23 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{EXTENSIONS, NamedTensor, SERVER_NAME, V2, config, tensors};
+use super::{EXTENSIONS, NamedTensor, SERVER_NAME, model_config, tensors};
 use crate::error::ServeError;
+use crate::layers::Deadline;
+use crate::serving::invoke::Request;
+use crate::serving::{Decoded, Target};
+use crate::state::DataPlane;
 
 /// Header giving the length of the JSON part of a binary request or response.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
 /// Header naming the endpoint variant that answered.
 const INVOKED_VARIANT: &str = "x-amzn-invoked-production-variant";
 
-type Shared = State<Arc<V2>>;
+type Shared = State<DataPlane>;
 type Params = Path<HashMap<String, String>>;
 
 /// The v2 REST routes (state applied; merge into the data-plane router).
-pub fn router(v2: Arc<V2>) -> Router {
+pub fn router(data: DataPlane) -> Router {
     let model = |tail: &str| format!("/v2/models/{{model}}{tail}");
     let versioned = |tail: &str| format!("/v2/models/{{model}}/versions/{{version}}{tail}");
     let mut r = Router::new()
@@ -62,7 +65,7 @@ pub fn router(v2: Arc<V2>) -> Router {
     }
     r.route(&model("/infer"), post(infer))
         .route(&versioned("/infer"), post(infer))
-        .with_state(v2)
+        .with_state(data)
 }
 
 fn name_version(p: &HashMap<String, String>) -> (&str, Option<&str>) {
@@ -85,7 +88,7 @@ async fn server_metadata() -> Json<Value> {
 /// `{"ready": bool}` (KServe's clients read the body), 200 or 503 (Triton's clients and load
 /// balancers read the status).
 async fn server_ready(State(v2): Shared) -> Response {
-    let ready = v2.app().server_ready();
+    let ready = v2.server_ready();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -106,7 +109,7 @@ async fn metadata(State(v2): Shared, Path(p): Params) -> Response {
         Json(json!({
             "name": name,
             "versions": d.versions,
-            "platform": config::platform(&d.runtime),
+            "platform": model_config::platform(&d.runtime),
             "inputs": t(&d.signature.inputs),
             "outputs": t(&d.signature.outputs),
         }))
@@ -132,11 +135,12 @@ async fn model_ready(State(v2): Shared, Path(p): Params) -> Response {
 
 async fn model_config(State(v2): Shared, Path(p): Params) -> Response {
     let (name, version) = name_version(&p);
-    answer(
-        v2.describe(name, version).await.map(|d| {
-            Json(config::model_config_json(&config::model_config(name, &d))).into_response()
-        }),
-    )
+    answer(v2.describe(name, version).await.map(|d| {
+        Json(model_config::model_config_json(
+            &model_config::model_config(name, &d),
+        ))
+        .into_response()
+    }))
 }
 
 async fn stats(State(v2): Shared, Path(p): Params) -> Response {
@@ -144,7 +148,7 @@ async fn stats(State(v2): Shared, Path(p): Params) -> Response {
     answer(
         v2.statistics(name, version)
             .await
-            .map(|s| Json(config::statistics_json(&s)).into_response()),
+            .map(|s| Json(model_config::statistics_json(&s)).into_response()),
     )
 }
 
@@ -153,12 +157,12 @@ async fn all_stats(State(v2): Shared) -> Response {
     answer(
         v2.statistics("", None)
             .await
-            .map(|s| Json(config::statistics_json(&s)).into_response()),
+            .map(|s| Json(model_config::statistics_json(&s)).into_response()),
     )
 }
 
 async fn repository_index(State(v2): Shared) -> Response {
-    answer(v2.index().await.map(|models| {
+    answer(Ok(v2.index()).map(|models| {
         let list: Vec<Value> = models
             .into_iter()
             .map(|(name, version, state, reason)| json!({"name": name, "version": version, "state": state, "reason": reason}))
@@ -178,7 +182,6 @@ async fn load(State(v2): Shared, Path(p): Params) -> Response {
 async fn unload(State(v2): Shared, Path(p): Params) -> Response {
     answer(
         v2.unload(name_version(&p).0)
-            .await
             .map(|()| StatusCode::OK.into_response()),
     )
 }
@@ -221,27 +224,6 @@ fn flag(params: &Map<String, Value>, key: &str) -> Result<Option<bool>, ServeErr
             })
         })
         .transpose()
-}
-
-/// Splits a request body into its JSON header and binary part.
-fn split_body<'b>(headers: &HeaderMap, body: &'b [u8]) -> Result<(&'b [u8], &'b [u8]), ServeError> {
-    let Some(value) = headers.get(HEADER_LENGTH) else {
-        return Ok((body, &[]));
-    };
-    let len = value
-        .to_str()
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .ok_or_else(|| {
-            ServeError::Validation(format!("header {HEADER_LENGTH} must be a byte count"))
-        })?;
-    if len > body.len() {
-        return Err(ServeError::Validation(format!(
-            "header {HEADER_LENGTH} is {len} but the body has only {} bytes",
-            body.len()
-        )));
-    }
-    Ok(body.split_at(len))
 }
 
 fn decode_inputs(
@@ -292,48 +274,103 @@ fn decode_inputs(
     Ok(out)
 }
 
-async fn infer(
-    State(v2): Shared,
-    Path(p): Params,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let (name, version) = name_version(&p);
-    answer(infer_inner(&v2, name, version, &headers, body).await)
+/// How the answer is to be encoded, as the request's JSON asked.
+#[derive(Debug)]
+struct Encoding {
+    id: Option<String>,
+    all_binary: bool,
+    binary_outputs: HashMap<String, bool>,
 }
 
-async fn infer_inner(
-    v2: &V2,
-    name: &str,
-    version: Option<&str>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ServeError> {
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ServeError::PayloadTooLarge {
-            limit: v2.app().config.limits.max_body_bytes,
-        },
-        _ => ServeError::Validation(rejection.body_text()),
-    })?;
-    let (head, binary) = split_body(headers, &body)?;
+/// Parses and decodes an inference request body (`head_len`: the JSON part's length from
+/// `Inference-Header-Content-Length`, when given).
+fn decode_request(head_len: Option<usize>, body: &[u8]) -> Result<Decoded<Encoding>, ServeError> {
+    let (head, binary) = match head_len {
+        None => (body, &[][..]),
+        Some(len) if len > body.len() => {
+            return Err(ServeError::Validation(format!(
+                "header {HEADER_LENGTH} is {len} but the body has only {} bytes",
+                body.len()
+            )));
+        }
+        Some(len) => body.split_at(len),
+    };
     let request: InferRequest = serde_json::from_slice(head)
         .map_err(|e| ServeError::Validation(format!("invalid inference request JSON: {e}")))?;
     let inputs = decode_inputs(&request, binary)?;
     let all_binary = flag(&request.parameters, "binary_data_output")?.unwrap_or(false);
     let mut binary_outputs: HashMap<String, bool> = HashMap::new();
-    let requested = match &request.outputs {
+    let outputs = match request.outputs {
         None => None,
         Some(outs) => {
-            for o in outs {
+            for o in &outs {
                 binary_outputs.insert(
                     o.name.clone(),
                     flag(&o.parameters, "binary_data")?.unwrap_or(all_binary),
                 );
             }
-            Some(outs.iter().map(|o| o.name.clone()).collect())
+            Some(outs.into_iter().map(|o| o.name).collect())
         }
     };
-    let done = v2.infer(name, version, inputs, requested).await?;
+    Ok(Decoded {
+        inputs,
+        outputs,
+        extra: Encoding {
+            id: request.id,
+            all_binary,
+            binary_outputs,
+        },
+    })
+}
+
+/// The JSON part's length from `Inference-Header-Content-Length`, when the request has one.
+fn head_length(headers: &HeaderMap) -> Result<Option<usize>, ServeError> {
+    headers
+        .get(HEADER_LENGTH)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .ok_or_else(|| {
+                    ServeError::Validation(format!("header {HEADER_LENGTH} must be a byte count"))
+                })
+        })
+        .transpose()
+}
+
+async fn infer(
+    State(v2): Shared,
+    Path(p): Params,
+    deadline: Deadline,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let (name, version) = name_version(&p);
+    answer(infer_inner(&v2, name, version, deadline, &headers, body).await)
+}
+
+async fn infer_inner(
+    data: &DataPlane,
+    name: &str,
+    version: Option<&str>,
+    deadline: Deadline,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ServeError> {
+    let request = crate::layers::body_or_refusal(body, data.config.limits.max_body_bytes)
+        .and_then(|body| Ok((head_length(headers)?, body)))
+        .map(|(head_len, body)| Request {
+            body_len: body.len(),
+            decode: move |_: &crate::serving::LoadedModel| decode_request(head_len, &body),
+        });
+    let target = Target::V2 { name, version };
+    let done = data.invoke(target, deadline.0, request).await?;
+    let Encoding {
+        id,
+        all_binary,
+        binary_outputs,
+    } = done.extra;
 
     let mut payload = Vec::new();
     let outputs: Vec<Value> = done
@@ -351,12 +388,12 @@ async fn infer_inner(
             v
         })
         .collect();
-    let mut parameters = json!({"pier_artifact": done.artifact});
+    let mut parameters = json!({"pier_artifact": done.loaded.artifact.to_string()});
     if let Some(variant) = &done.variant {
         parameters["pier_variant"] = json!(variant);
     }
-    let mut response = json!({"model_name": done.model_name, "model_version": done.model_version, "parameters": parameters, "outputs": outputs});
-    if let Some(id) = &request.id {
+    let mut response = json!({"model_name": name, "model_version": done.version, "parameters": parameters, "outputs": outputs});
+    if let Some(id) = &id {
         response["id"] = json!(id);
     }
     let head = serde_json::to_vec(&response).map_err(|e| ServeError::Internal(e.to_string()))?;

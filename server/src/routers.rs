@@ -1,0 +1,94 @@
+//! The HTTP applications: the data plane's routes (SageMaker runtime, v2 REST, `/metrics`)
+//! and the control plane's, each behind the same tower stack in reading order (see
+//! `crate::layers`): request id → trace → timeout → load shed → body limit →
+//! authentication, then decompression (signatures cover the body as sent) and the routes.
+//! The gRPC listener composes the same layers in `crate::server`.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ServeError;
+use crate::layers::{LoadShedLayer, Plane, RequestIdLayer, RequestSpan, TimeoutLayer};
+use crate::state::{AppState, DataPlane};
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(),
+    )
+}
+
+/// The data plane's HTTP application: SageMaker runtime and v2 REST routes.
+pub fn data_plane(data: DataPlane) -> Router {
+    let config = &data.config;
+    let limit = config.limits.max_body_bytes;
+    let routes = crate::sagemaker::routes(data.clone())
+        .route("/metrics", get(metrics))
+        .merge(crate::v2::rest::router(data.clone()))
+        .fallback(|uri: axum::http::Uri| async move {
+            let path = uri.path();
+            let error = if crate::error::is_v2_path(path) {
+                ServeError::RouteNotFound(format!("no such v2 route: {path}"))
+            } else {
+                ServeError::Validation(format!(
+                    "no such route {path}; see /endpoints/{{name}}/invocations"
+                ))
+            };
+            error.response_for(path)
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        // gzip / deflate bodies are decoded here; the body limit above bounds the decoded
+        // bytes, so a compression bomb is a 413.
+        .layer(RequestDecompressionLayer::new().gzip(true).deflate(true));
+    let routes = crate::auth::protect(routes, &config.auth, crate::auth::Plane::Invoke, limit);
+    stack(
+        routes,
+        Plane::Data,
+        config.limits.request_timeout,
+        config.limits.max_in_flight,
+        limit,
+    )
+}
+
+/// The control plane's HTTP application (SageMaker's API in AWS JSON 1.1). Its timeout
+/// leaves room for the longest import (`--import-timeout`) on top of the request timeout.
+pub fn control_plane(app: AppState) -> Router {
+    let config = &app.config;
+    let limit = config.limits.max_body_bytes;
+    let timeout = config.import.timeout + config.limits.request_timeout;
+    let (auth, in_flight) = (config.auth.clone(), config.limits.max_in_flight);
+    let routes = crate::control::routes(app.clone()).layer(DefaultBodyLimit::max(limit));
+    let routes = crate::auth::protect(routes, &auth, crate::auth::Plane::Admin, limit);
+    stack(routes, Plane::Admin, timeout, in_flight, limit)
+}
+
+/// `routes` behind request id → trace → timeout → load shed → body limit, answering
+/// refusals in `plane`'s shape.
+fn stack(
+    routes: Router,
+    plane: Plane,
+    timeout: Duration,
+    max_requests: usize,
+    max_body_bytes: usize,
+) -> Router {
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(RequestIdLayer)
+            .layer(TraceLayer::new_for_http().make_span_with(RequestSpan))
+            .layer(TimeoutLayer::new(timeout, plane))
+            .layer(LoadShedLayer::new(max_requests, plane))
+            .layer(axum::middleware::from_fn(move |request, next| {
+                crate::layers::early_length_check(max_body_bytes, plane, request, next)
+            })),
+    )
+}
