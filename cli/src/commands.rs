@@ -19,6 +19,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.default_endpoint = args.default_endpoint;
     config.limits.max_body_bytes = args.max_body_bytes;
     config.limits.max_in_flight = args.max_in_flight;
+    config.limits.max_request_rows = args.max_request_rows;
     if !(args.request_timeout > 0.0 && args.request_timeout.is_finite()) {
         bail!("--request-timeout must be a positive number of seconds");
     }

@@ -79,6 +79,10 @@ struct ServeArgs {
     /// Requests in flight at once before new ones get 503.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: usize,
+    /// Most rows one inference request may carry (the first dimension of a batched input),
+    /// on every protocol; v2's model configuration reports it as max_batch_size.
+    #[arg(long, default_value_t = pier_server::config::DEFAULT_MAX_REQUEST_ROWS)]
+    max_request_rows: usize,
     /// Connections open at once over all listeners (HTTP, admin, gRPC); more are closed on
     /// accept. Lowered to what the open-file limit allows.
     #[arg(long, default_value_t = 10_000)]

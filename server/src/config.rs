@@ -56,6 +56,9 @@ impl ServerConfig {
     }
 }
 
+/// The default of [`Limits::max_request_rows`].
+pub const DEFAULT_MAX_REQUEST_ROWS: usize = 1 << 20;
+
 /// Bounds on what one request may cost.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -69,6 +72,11 @@ pub struct Limits {
     /// admission), and requests of any kind one listener holds at once (its load-shedding
     /// layer); more are answered 503 (the control plane: `ThrottlingException`) at once.
     pub max_in_flight: usize,
+    /// Most rows (first dimension) one request may carry when the model's inputs lead with
+    /// an open batch dimension, whatever the protocol; v2's ModelConfig reports it as
+    /// `max_batch_size`. SageMaker bounds invocations by bytes only, so the default is large
+    /// enough that a full 6 MB CSV body of a narrow model fits.
+    pub max_request_rows: usize,
 }
 
 impl Default for Limits {
@@ -77,6 +85,7 @@ impl Default for Limits {
             max_body_bytes: 6 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             max_in_flight: 4096,
+            max_request_rows: DEFAULT_MAX_REQUEST_ROWS,
         }
     }
 }

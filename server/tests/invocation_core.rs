@@ -92,7 +92,7 @@ async fn v2_infer(server: &TestServer, model: &str, body: &Value) -> (u16, Value
 
 #[tokio::test]
 async fn every_facade_has_one_row_limit_and_one_datatype_policy() {
-    let (_dir, server, mut grpc) = demo(|_| {}).await;
+    let (_dir, server, mut grpc) = demo(|c| c.limits.max_request_rows = 1024).await;
     let limit = "a batch of 1025 rows exceeds max_batch_size 1024";
 
     let sagemaker = server.invoke("demo", "text/csv", csv(1025), &[]).await;
@@ -379,4 +379,27 @@ async fn a_full_listener_sheds_load_in_its_protocol() {
     );
     drop(_held);
     server.stop().await;
+}
+
+/// SageMaker bounds an invocation by its bytes, not its rows: by default a request of many
+/// narrow rows is served, and v2 reports the same row limit as `max_batch_size`.
+#[tokio::test]
+async fn the_default_row_limit_lets_a_large_csv_through() {
+    let (_dir, server, _grpc) = demo(|_| {}).await;
+    let r = server.invoke("demo", "text/csv", csv(5000), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let config: Value = server
+        .client
+        .get(format!("http://{}/v2/models/demo/config", server.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        config["max_batch_size"],
+        pier_server::config::DEFAULT_MAX_REQUEST_ROWS,
+        "{config}"
+    );
 }

@@ -157,7 +157,10 @@ pub fn apply_batching_tags(variants: &mut [ProductionVariant], tags: &[Tag]) -> 
         let value = tag.value.trim();
         let number = |v: &str| -> Result<u64, String> {
             v.trim().parse::<u64>().map_err(|_| {
-                format!("Tag {key:?} has value {:?}, which is not a whole number", tag.value)
+                format!(
+                    "Tag {key:?} has value {:?}, which is not a whole number",
+                    tag.value
+                )
             })
         };
         let clash = |field: &str| {
@@ -168,7 +171,11 @@ pub fn apply_batching_tags(variants: &mut [ProductionVariant], tags: &[Tag]) -> 
         match field {
             "MaxBatchSize" => {
                 let n = usize::try_from(number(value)?).map_err(|_| clash(field))?;
-                if batching.max_batch_size.replace(n).is_some_and(|old| old != n) {
+                if batching
+                    .max_batch_size
+                    .replace(n)
+                    .is_some_and(|old| old != n)
+                {
                     return Err(clash(field));
                 }
             }
@@ -184,7 +191,11 @@ pub fn apply_batching_tags(variants: &mut [ProductionVariant], tags: &[Tag]) -> 
             }
             "MaxQueueSize" => {
                 let n = usize::try_from(number(value)?).map_err(|_| clash(field))?;
-                if batching.max_queue_size.replace(n).is_some_and(|old| old != n) {
+                if batching
+                    .max_queue_size
+                    .replace(n)
+                    .is_some_and(|old| old != n)
+                {
                     return Err(clash(field));
                 }
             }
@@ -314,12 +325,28 @@ mod tests {
     #[test]
     fn bad_batching_tags_name_the_tag() {
         let cases = [
-            ("pier:batching:C:MaxBatchSize", "4", "not in ProductionVariants"),
+            (
+                "pier:batching:C:MaxBatchSize",
+                "4",
+                "not in ProductionVariants",
+            ),
             ("pier:batching:A:MaxBatch", "4", "names field \"MaxBatch\""),
             ("pier:batching:A:MaxBatchSize", "-4", "not a whole number"),
-            ("pier:batching:A:PreferredBatchSizes", "4,x", "not a whole number"),
-            ("pier:batching:MaxBatchSize", "4", "must be pier:batching:<VariantName>:<Field>"),
-            ("pier:batching:A:MaxQueueSize", "5", "PierBatching sets to another value"),
+            (
+                "pier:batching:A:PreferredBatchSizes",
+                "4,x",
+                "not a whole number",
+            ),
+            (
+                "pier:batching:MaxBatchSize",
+                "4",
+                "must be pier:batching:<VariantName>:<Field>",
+            ),
+            (
+                "pier:batching:A:MaxQueueSize",
+                "5",
+                "PierBatching sets to another value",
+            ),
         ];
         for (key, value, expected) in cases {
             let preset = BatchingConfig {

@@ -37,11 +37,6 @@ use crate::state::DataPlane;
 /// Bodies up to this size decode on the request's task; larger ones on the compute pool.
 pub const INLINE_DECODE_BYTES: usize = 16 * 1024;
 
-/// Most rows (first dimension) one request may carry when the model's inputs lead with an
-/// open batch dimension, whatever the protocol; v2's ModelConfig reports it as
-/// `max_batch_size`.
-pub const MAX_BATCH_ROWS: usize = 1024;
-
 /// What a request addresses.
 #[derive(Clone, Copy, Debug)]
 pub enum Target<'a> {
@@ -284,9 +279,15 @@ impl DataPlane {
         D: FnOnce(&LoadedModel) -> Result<Decoded<T>, ServeError> + Send + 'static,
     {
         let decode = request.decode;
+        let max_rows = self.config.limits.max_request_rows;
         let prepare = move |model: &LoadedModel| -> Result<(Validated, T), ServeError> {
             let decoded = decode(model)?;
-            let validated = validate(model.model.as_ref(), decoded.inputs, decoded.outputs)?;
+            let validated = validate(
+                model.model.as_ref(),
+                decoded.inputs,
+                decoded.outputs,
+                max_rows,
+            )?;
             Ok((validated, decoded.extra))
         };
         let (validated, outputs, extra) = if request.body_len <= INLINE_DECODE_BYTES {
@@ -411,20 +412,21 @@ pub fn model_version(
 /// The one input policy of every facade: inputs named as the signature names them (none
 /// unknown, twice or missing), each of the model's datatype exactly (a facade whose wire has
 /// no datatype — SageMaker's CSV and JSON — decodes into the model's), shapes as declared
-/// and agreeing on the batch, at most [`MAX_BATCH_ROWS`] rows where the batch dimension is
+/// and agreeing on the batch, at most `max_rows` rows where the batch dimension is
 /// open, requested outputs known and named once, and the missing / non-finite value policy
 /// ([`pier_runtimes::values`]).
 pub fn validate(
     model: &dyn Model,
     inputs: Vec<NamedTensor>,
     requested: Option<Vec<String>>,
+    max_rows: usize,
 ) -> Result<Validated, ServeError> {
     let signature = model.signature();
     let ordered = order_inputs(signature, inputs)?;
     let rows = signature.check_inputs(&ordered)?;
-    if open_batch(signature) && rows > MAX_BATCH_ROWS {
+    if open_batch(signature) && rows > max_rows {
         return Err(ServeError::Validation(format!(
-            "a batch of {rows} rows exceeds max_batch_size {MAX_BATCH_ROWS}"
+            "a batch of {rows} rows exceeds max_batch_size {max_rows}"
         )));
     }
     let picks = pick_outputs(signature, requested)?;
@@ -469,7 +471,7 @@ fn names_of(specs: &[TensorSpec]) -> String {
 }
 
 /// True when an input leads with an open (batch) dimension: its rows are a batch, bounded
-/// by [`MAX_BATCH_ROWS`] (also when the tensor is empty, so a declared shape such as
+/// by the request row limit (also when the tensor is empty, so a declared shape such as
 /// `[1000000000, 0]` cannot make the model allocate per row).
 fn open_batch(signature: &Signature) -> bool {
     signature
@@ -552,6 +554,8 @@ fn order_inputs(
 
 #[cfg(test)]
 mod tests {
+    /// The row limit the policy tests run under.
+    const LIMIT: usize = 1024;
     use pier_runtimes::{DataType, TensorData};
 
     use super::*;
@@ -620,7 +624,7 @@ mod tests {
     #[test]
     fn inputs_are_ordered_and_outputs_picked() {
         let model = Stub::new(2);
-        let v = validate(&model, vec![b(3), a(3)], Some(vec!["z".into()])).unwrap();
+        let v = validate(&model, vec![b(3), a(3)], Some(vec!["z".into()]), LIMIT).unwrap();
         assert_eq!((v.rows, v.picks.as_slice()), (3, &[1][..]));
         assert_eq!(v.inputs[0].dtype(), DataType::Fp32);
         let outputs = model.predict(v.inputs).unwrap();
@@ -632,9 +636,9 @@ mod tests {
     #[test]
     fn one_policy_refuses_by_name() {
         let model = Stub::new(2);
-        let m = refusal(validate(&model, vec![a(1)], None));
+        let m = refusal(validate(&model, vec![a(1)], None, LIMIT));
         assert!(m.contains("missing input \"b\""), "{m}");
-        let m = refusal(validate(&model, vec![a(1), a(1), b(1)], None));
+        let m = refusal(validate(&model, vec![a(1), a(1), b(1)], None, LIMIT));
         assert!(m.contains("given twice"), "{m}");
         let m = refusal(validate(
             &model,
@@ -647,41 +651,41 @@ mod tests {
                 },
             ],
             None,
+            LIMIT,
         ));
         assert!(m.contains("unknown input \"c\""), "{m}");
         let wrong_type = NamedTensor {
             name: "b".into(),
             tensor: Tensor::from_f32_rows(1, 1, vec![1.0]).unwrap(),
         };
-        let m = refusal(validate(&model, vec![a(1), wrong_type], None));
+        let m = refusal(validate(&model, vec![a(1), wrong_type], None, LIMIT));
         assert!(
             m.contains("has datatype FP32 but the model expects INT64"),
             "{m}"
         );
-        let rows = MAX_BATCH_ROWS + 1;
-        let m = refusal(validate(&model, vec![a(rows), b(rows)], None));
+        let rows = LIMIT + 1;
+        let m = refusal(validate(&model, vec![a(rows), b(rows)], None, LIMIT));
         assert!(
-            m.contains(&format!(
-                "{rows} rows exceeds max_batch_size {MAX_BATCH_ROWS}"
-            )),
+            m.contains(&format!("{rows} rows exceeds max_batch_size {LIMIT}")),
             "{m}"
         );
         let m = refusal(validate(
             &model,
             vec![a(1), b(1)],
             Some(vec!["y".into(), "y".into()]),
+            LIMIT,
         ));
         assert!(m.contains("requested twice"), "{m}");
         let mut nan = a(1);
         nan.tensor = Tensor::from_f32_rows(1, 2, vec![1.0, f32::NAN]).unwrap();
-        let m = refusal(validate(&model, vec![nan, b(1)], None));
+        let m = refusal(validate(&model, vec![nan, b(1)], None, LIMIT));
         assert!(m.contains("row 1, column 2"), "{m}");
     }
 
     #[test]
     fn a_model_short_of_outputs_is_a_model_error() {
         let model = Stub::new(1);
-        let v = validate(&model, vec![a(2), b(2)], None).unwrap();
+        let v = validate(&model, vec![a(2), b(2)], None, LIMIT).unwrap();
         let outputs = model.predict(v.inputs).unwrap();
         match pick(model.signature(), outputs, &v.picks) {
             Err(ServeError::Model(m)) => {

@@ -21,7 +21,6 @@ pub mod tensors;
 
 use pier_runtimes::Signature;
 
-pub use crate::serving::invoke::MAX_BATCH_ROWS as MAX_BATCH_SIZE;
 pub use crate::serving::{ModelStats, NamedTensor};
 pub use resolve::Described;
 

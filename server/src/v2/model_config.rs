@@ -10,7 +10,7 @@ use pier_proto::inference as pb;
 use pier_runtimes::{DataType, TensorSpec};
 use serde_json::{Value, json};
 
-use super::{Described, MAX_BATCH_SIZE, ModelStats, batched};
+use super::{Described, ModelStats, batched};
 
 /// Triton's platform name for a manifest runtime kind.
 pub fn platform(runtime: &str) -> String {
@@ -60,7 +60,11 @@ pub fn model_config(name: &str, d: &Described) -> pb::ModelConfig {
                 },
             )),
         }),
-        max_batch_size: if batching { MAX_BATCH_SIZE as i32 } else { 0 },
+        max_batch_size: if batching {
+            i32::try_from(d.max_batch_size).unwrap_or(i32::MAX)
+        } else {
+            0
+        },
         input: d
             .signature
             .inputs

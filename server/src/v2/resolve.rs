@@ -28,6 +28,8 @@ pub struct Described {
     pub signature: Signature,
     /// Loaded, warmed and able to answer.
     pub ready: bool,
+    /// Most rows one request may carry (the server's row limit).
+    pub max_batch_size: usize,
     /// True for an endpoint.
     pub endpoint: bool,
 }
@@ -82,6 +84,7 @@ impl DataPlane {
             runtime: manifest.runtime,
             signature,
             ready,
+            max_batch_size: self.config.limits.max_request_rows,
             endpoint,
         })
     }
