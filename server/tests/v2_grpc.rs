@@ -152,7 +152,10 @@ async fn health_metadata_config_and_statistics() {
         .into_inner()
         .config
         .unwrap();
-    assert_eq!(config.max_batch_size, 1024);
+    assert_eq!(
+        config.max_batch_size as usize,
+        pier_server::config::DEFAULT_MAX_REQUEST_ROWS
+    );
     assert_eq!(config.platform, "onnxruntime_onnx");
     assert_eq!(config.input[0].dims, vec![4]);
     assert_eq!(config.input[0].data_type, pb::DataType::TypeFp32 as i32);

@@ -93,7 +93,10 @@ async fn health_metadata_and_config() {
     let (status, body) = get(&s, "/v2/models/demo/config").await;
     assert_eq!(status, 200, "{body}");
     let c: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(c["max_batch_size"], 1024);
+    assert_eq!(
+        c["max_batch_size"],
+        pier_server::config::DEFAULT_MAX_REQUEST_ROWS
+    );
     assert_eq!(c["input"][0]["dims"], json!([4]));
     assert_eq!(c["input"][0]["data_type"], "TYPE_FP32");
     assert_eq!(c["output"][0]["dims"], json!([1]));
@@ -306,12 +309,6 @@ async fn bad_requests_are_answered_with_a_reason() {
             json!({"inputs": [x(1)]}),
             404,
             "version \"2\"",
-        ),
-        (
-            "/v2/models/demo/infer",
-            json!({"inputs": [x(1025)]}),
-            400,
-            "max_batch_size 1024",
         ),
     ];
     for (path, body, want, needle) in cases {

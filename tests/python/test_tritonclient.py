@@ -104,7 +104,7 @@ def test_metadata_and_config(http, grpc):
     http_config = http.get_model_config("demo")
     grpc_config = grpc.get_model_config("demo", as_json=True)["config"]
     for config in (http_config, grpc_config):
-        assert int(config["max_batch_size"]) == 1024
+        assert int(config["max_batch_size"]) == 1 << 20  # pier serve --max-request-rows default
         assert config["platform"] == "onnxruntime_onnx"
         assert config["input"][0]["data_type"] == "TYPE_FP32"
         assert [int(d) for d in config["input"][0]["dims"]] == [4]
