@@ -36,6 +36,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.compute.threads = threads;
     }
     config.compute.queue = args.compute_queue;
+    config.jobs.slots = args.job_slots;
+    if let Some(threads) = args.training_threads {
+        if threads == 0 {
+            bail!("--training-threads must be at least 1");
+        }
+        config.jobs.training_threads = threads;
+    }
     if !(args.import_timeout > 0.0 && args.import_timeout.is_finite()) {
         bail!("--import-timeout must be a positive number of seconds");
     }
@@ -118,7 +125,7 @@ Stop with Ctrl-C."#
     );
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

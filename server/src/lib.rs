@@ -10,8 +10,8 @@
 pub mod auth;
 pub mod config;
 pub mod control;
+pub use pier_db as db;
 pub mod data;
-pub mod db;
 pub mod error;
 pub mod layers;
 pub mod listener;

@@ -29,6 +29,8 @@ pub struct Inner {
     pub control: Mutex<()>,
     /// Data-plane admission: one permit per request in flight.
     pub in_flight: Semaphore,
+    /// The in-process job runner, when `--job-slots` > 0 (set once at start).
+    pub runner: std::sync::OnceLock<pier_jobs::Runner>,
     /// Set when shutdown begins: health checks then answer "not ready".
     draining: AtomicBool,
 }
@@ -44,6 +46,7 @@ impl AppState {
             db,
             serving,
             control: Mutex::new(()),
+            runner: std::sync::OnceLock::new(),
             in_flight,
             draining: AtomicBool::new(false),
         }))

@@ -9,7 +9,8 @@
 //! name, [`train`] fits one from a [`Dataset`] and [`load_predictor`] turns artifact bytes
 //! back into a [`BuiltinPredictor`].
 //!
-//! Concurrency: training runs on the caller's thread and uses the global rayon pool for its
+//! Concurrency: training runs on the caller's thread and uses the current rayon pool (the
+//! global one, or the pool it is `install`ed in: the job runner's training pool) for its
 //! data-parallel stages (k-means assignment, PCA covariance, GBDT histograms); results do not
 //! depend on the number of threads. Predictors are immutable and `Send + Sync`.
 
@@ -30,6 +31,7 @@ mod rng;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use data::Dataset;
 pub use error::{Result, TrainError};
@@ -196,6 +198,55 @@ pub fn train(
     validation: Option<&Dataset>,
     progress: &dyn Fn(Progress),
 ) -> Result<TrainedModel> {
+    let never = AtomicBool::new(false);
+    train_cancellable(
+        algorithm,
+        hyperparameters,
+        train,
+        validation,
+        progress,
+        &never,
+    )
+}
+
+/// Checks `hyperparameters` for `algorithm` as [`train`] would, without training: an unknown
+/// name or a bad value is the error [`train`] would return.
+pub fn check_hyperparameters(
+    algorithm: Algorithm,
+    hyperparameters: &BTreeMap<String, String>,
+) -> Result<()> {
+    match algorithm {
+        Algorithm::LinearLearner => linear_learner::Params::parse(hyperparameters).map(drop),
+        Algorithm::KMeans => kmeans::Params::parse(hyperparameters).map(drop),
+        Algorithm::Pca => pca::Params::parse(hyperparameters).map(drop),
+        Algorithm::FactorizationMachines => {
+            factorization_machines::Params::parse(hyperparameters).map(drop)
+        }
+        Algorithm::XGBoost => gbdt::Params::parse(hyperparameters).map(drop),
+    }
+}
+
+/// Like [`train`], stopping with [`TrainError::Cancelled`] at the first unit of work (epoch,
+/// round, iteration) that ends after `cancel` is set.
+pub fn train_cancellable(
+    algorithm: Algorithm,
+    hyperparameters: &BTreeMap<String, String>,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    progress: &dyn Fn(Progress),
+    cancel: &AtomicBool,
+) -> Result<TrainedModel> {
+    if cancel.load(Ordering::Relaxed) {
+        return Err(TrainError::Cancelled);
+    }
+    let progress = &|p: Progress| {
+        progress(p);
+        if cancel.load(Ordering::Relaxed) {
+            Err(TrainError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
     if train.n_rows() == 0 {
         return Err(TrainError::data("train", "no rows"));
     }

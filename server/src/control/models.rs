@@ -76,9 +76,14 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     ]) {
         return Err(unsupported(field));
     }
-    let Some(container) = req.primary_container else {
+    let Some(mut container) = req.primary_container else {
         return Err(ApiError::validation("PrimaryContainer is required"));
     };
+    // SageMaker's image URIs of the built-ins (`…/linear-learner:1`, `…/sagemaker-xgboost:1.7-1`)
+    // name Pier's runtime of the same algorithm; the record keeps the runtime's name.
+    if let Some(algorithm) = pier_jobs::training::builtin_for_image(&container.image) {
+        container.image = algorithm.image_name().to_owned();
+    }
     if let Some(field) = container.unsupported() {
         return Err(unsupported(&format!("PrimaryContainer.{field}")));
     }

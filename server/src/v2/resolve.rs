@@ -45,7 +45,8 @@ pub struct Described {
     pub endpoint: bool,
 }
 
-fn internal(e: ApiError) -> ServeError {
+fn internal(e: impl Into<ApiError>) -> ServeError {
+    let e: ApiError = e.into();
     ServeError::Internal(e.to_string())
 }
 
