@@ -128,6 +128,8 @@ pub(super) async fn create(
         tensor_board_output_config: req.tensor_board_output_config,
         ..Default::default()
     };
+    // The SDK's log reader counts streams by instances.
+    job.resource_config.instance_count.get_or_insert(1);
     // Accepted for the SDK's sake and ignored (no Debugger or Profiler runs here).
     let _ = (
         req.debug_rule_configurations,
