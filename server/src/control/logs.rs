@@ -2,7 +2,7 @@
 //! (`fit(logs=True)`, `logs_for_job`): `DescribeLogStreams` and `GetLogEvents` on the log
 //! group `/aws/sagemaker/TrainingJobs`, one stream per job named `<job>/algo-1-<epoch>`, in
 //! CloudWatch's own protocol (AWS JSON 1.1, `X-Amz-Target: Logs_20140328.<Action>`,
-//! camelCase fields). Point the SDK's logs client here with `AWS_ENDPOINT_URL_LOGS`.
+//! camelCase fields). Point the SDK's logs client here with `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`.
 //!
 //! Tokens are `f/<seq>` (lines after `seq`) and `b/<seq>` (lines before it); at the end of a
 //! stream `GetLogEvents` returns the token it was given, as CloudWatch does, so followers
