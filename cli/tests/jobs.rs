@@ -77,7 +77,11 @@ fn create(admin: &str, name: &str, rounds: &str, out: &Path) {
 }
 
 fn describe(admin: &str, name: &str) -> Value {
-    api(admin, "DescribeTrainingJob", json!({"TrainingJobName": name}))
+    api(
+        admin,
+        "DescribeTrainingJob",
+        json!({"TrainingJobName": name}),
+    )
 }
 
 fn wait_for(admin: &str, name: &str, what: impl Fn(&Value) -> bool) -> Value {
@@ -98,7 +102,17 @@ fn workers_run_jobs_and_the_cli_follows_them() {
     let data = dir.path().join("data");
     let out = dir.path().join("out");
     let (_server, banner) = start(
-        &["serve", "--job-slots", "0", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--grpc", "127.0.0.1:0"],
+        &[
+            "serve",
+            "--job-slots",
+            "0",
+            "--http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--grpc",
+            "127.0.0.1:0",
+        ],
         &data,
     );
     let admin = banner
@@ -115,18 +129,30 @@ fn workers_run_jobs_and_the_cli_follows_them() {
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), "quick: Completed pier://quick/1");
     let (ok, stdout, _) = pier(&["jobs", "list", "--admin-url", &admin_url]);
-    assert!(ok && stdout.lines().any(|l| l.starts_with("quick ") && l.contains("Completed")), "{stdout}");
+    assert!(
+        ok && stdout
+            .lines()
+            .any(|l| l.starts_with("quick ") && l.contains("Completed")),
+        "{stdout}"
+    );
     let (ok, stdout, _) = pier(&["jobs", "logs", "quick", "--admin-url", &admin_url]);
-    assert!(ok && stdout.contains("#progress 10/10") && stdout.trim_end().ends_with("Training job completed"), "{stdout}");
+    assert!(
+        ok && stdout.contains("#progress 10/10")
+            && stdout.trim_end().ends_with("Training job completed"),
+        "{stdout}"
+    );
     let (ok, stdout, _) = pier(&["jobs", "describe", "quick", "--admin-url", &admin_url]);
     assert!(ok);
     let d: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(d["SecondaryStatus"], "Completed");
     let (ok, _, stderr) = pier(&["jobs", "describe", "ghost", "--admin-url", &admin_url]);
-    assert!(!ok && stderr.contains("Requested resource not found."), "{stderr}");
+    assert!(
+        !ok && stderr.contains("Requested resource not found."),
+        "{stderr}"
+    );
 
     // SIGKILL mid-job: the next worker fails the job with a reason at once.
-    create(&admin, "killed", "100000000", &out);
+    create(&admin, "killed", "1000000", &out);
     wait_for(&admin, "killed", |d| d["SecondaryStatus"] == "Training");
     let mut worker = worker;
     worker.0.kill().unwrap();
@@ -134,21 +160,51 @@ fn workers_run_jobs_and_the_cli_follows_them() {
     let (worker, _) = start(&["worker", "--training-threads", "1"], &data);
     let d = wait_for(&admin, "killed", |d| d["TrainingJobStatus"] != "InProgress");
     assert_eq!(d["TrainingJobStatus"], "Failed", "{d}");
-    assert!(d["FailureReason"].as_str().unwrap().contains("ended before the job did"), "{d}");
+    assert!(
+        d["FailureReason"]
+            .as_str()
+            .unwrap()
+            .contains("ended before the job did"),
+        "{d}"
+    );
     let (ok, _, stderr) = pier(&["jobs", "wait", "killed", "--admin-url", &admin_url]);
-    assert!(!ok && stderr.contains("Failed: the process running it"), "{stderr}");
+    assert!(
+        !ok && stderr.contains("Failed: the process running it"),
+        "{stderr}"
+    );
     assert!(!out.join("killed").exists(), "nothing was written");
 
     // SIGTERM mid-job: the worker hands the job back and exits 0; with no runner it stays
     // queued until stopped.
-    create(&admin, "handed-back", "100000000", &out);
-    wait_for(&admin, "handed-back", |d| d["SecondaryStatus"] == "Training");
+    create(&admin, "handed-back", "1000000", &out);
+    wait_for(&admin, "handed-back", |d| {
+        d["SecondaryStatus"] == "Training"
+    });
     let mut worker = worker;
-    assert!(Command::new("kill").args(["-TERM", &worker.0.id().to_string()]).status().unwrap().success());
-    assert!(worker.0.wait().unwrap().success(), "the worker exits 0 after SIGTERM");
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &worker.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        worker.0.wait().unwrap().success(),
+        "the worker exits 0 after SIGTERM"
+    );
     let d = describe(&admin, "handed-back");
-    assert_eq!((d["TrainingJobStatus"].as_str(), d["SecondaryStatus"].as_str()), (Some("InProgress"), Some("Starting")), "{d}");
+    assert_eq!(
+        (
+            d["TrainingJobStatus"].as_str(),
+            d["SecondaryStatus"].as_str()
+        ),
+        (Some("InProgress"), Some("Starting")),
+        "{d}"
+    );
     let (ok, stdout, _) = pier(&["jobs", "stop", "handed-back", "--admin-url", &admin_url]);
     assert!(ok, "{stdout}");
-    assert_eq!(describe(&admin, "handed-back")["TrainingJobStatus"], "Stopped");
+    assert_eq!(
+        describe(&admin, "handed-back")["TrainingJobStatus"],
+        "Stopped"
+    );
 }

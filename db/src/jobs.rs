@@ -421,7 +421,7 @@ impl Db {
         };
         if job.status != JobStatus::InProgress || job.owner.is_some() {
             // Ended, stopping, or claimed since the first statement: ask again once.
-            return Box::pin(self.stop_held(kind, name)).await;
+            return self.stop_held(kind, name).await;
         }
         let body = encode_named(JOBS, &stopped_body(job.body))?;
         let queued = sqlx::query(

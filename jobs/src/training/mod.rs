@@ -271,7 +271,8 @@ mod tests {
     #[test]
     fn checks_name_the_field_at_fault() {
         assert_eq!(check(&job()).unwrap().algorithm, Algorithm::XGBoost);
-        let cases: Vec<(Box<dyn Fn(&mut TrainingJob)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut TrainingJob)>;
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|j| {
                     j.hyper_parameters.insert("bogus".into(), "1".into());

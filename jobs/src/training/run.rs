@@ -377,7 +377,11 @@ async fn heartbeat(
         tokio::select! {
             _ = tokio::time::sleep(config.heartbeat) => {}
             changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
+                if changed.is_err() {
+                    // The runner's handle is gone: stop, and keep the heartbeat's pace.
+                    control.stop(StopReason::Shutdown);
+                    tokio::time::sleep(config.heartbeat).await;
+                } else if *stop.borrow() {
                     control.stop(StopReason::Shutdown);
                 }
             }

@@ -7,6 +7,7 @@
 //!   (`linear-learner`, `kmeans`, `pca`, `factorization-machines`), over
 //!   [`pier_algorithms::builtin::load_predictor`]. The built-in `xgboost` artifact is an
 //!   XGBoost JSON model, so the `xgboost` tree runtime serves it.
+//!
 //! Training and publishing is `pier-jobs`' (`pier_jobs::train`); this crate loads and predicts.
 //!
 //! A native model's signature is always derived from the model file: one input `features`
