@@ -324,8 +324,9 @@ impl<'a> Tail<'a> {
                     bar.set_position(done);
                 }
                 if self.print {
+                    // Above the bar on a terminal; plain stdout when the bar is hidden.
                     match bar {
-                        Some(bar) => bar.println(line),
+                        Some(bar) => bar.suspend(|| println!("{line}")),
                         None => println!("{line}"),
                     }
                 }

@@ -141,6 +141,18 @@ fn workers_run_jobs_and_the_cli_follows_them() {
             && stdout.trim_end().ends_with("Training job completed"),
         "{stdout}"
     );
+    let (ok, stdout, stderr) = pier(&[
+        "jobs",
+        "logs",
+        "quick",
+        "--follow",
+        "--admin-url",
+        &admin_url,
+    ]);
+    assert!(
+        ok && stdout.contains("Training job completed") && stderr.contains("quick: Completed"),
+        "{stdout}{stderr}"
+    );
     let (ok, stdout, _) = pier(&["jobs", "describe", "quick", "--admin-url", &admin_url]);
     assert!(ok);
     let d: Value = serde_json::from_str(&stdout).unwrap();
