@@ -327,3 +327,65 @@ pub(crate) fn check_finite(rows: &[f32], n_features: usize) -> Result<()> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod cancel_tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn every_algorithm_stops_at_the_first_unit_after_cancel() {
+        let rows = 200;
+        let features: Vec<f32> = (0..rows * 3)
+            .map(|i| ((i * 37) % 101) as f32 / 101.0)
+            .collect();
+        let labels: Vec<f32> = (0..rows).map(|i| (i % 2) as f32).collect();
+        let data = Dataset::new(features, 3, Some(labels)).unwrap();
+        for (algorithm, hp) in [
+            (
+                Algorithm::LinearLearner,
+                vec![("predictor_type", "binary_classifier"), ("epochs", "50")],
+            ),
+            (Algorithm::KMeans, vec![("k", "2"), ("epochs", "50")]),
+            (Algorithm::Pca, vec![("num_components", "2")]),
+            (
+                Algorithm::FactorizationMachines,
+                vec![
+                    ("predictor_type", "binary_classifier"),
+                    ("num_factors", "2"),
+                    ("epochs", "50"),
+                ],
+            ),
+            (
+                Algorithm::XGBoost,
+                vec![("objective", "binary:logistic"), ("num_round", "500")],
+            ),
+        ] {
+            let hp: BTreeMap<String, String> = hp
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            check_hyperparameters(algorithm, &hp).unwrap();
+            let cancel = AtomicBool::new(false);
+            let reports = Cell::new(0);
+            let result = train_cancellable(
+                algorithm,
+                &hp,
+                &data,
+                None,
+                &|_| {
+                    reports.set(reports.get() + 1);
+                    cancel.store(true, Ordering::Relaxed);
+                },
+                &cancel,
+            );
+            assert!(matches!(result, Err(TrainError::Cancelled)), "{algorithm}");
+            assert_eq!(reports.get(), 1, "{algorithm} stopped after its first unit");
+        }
+        let mut bad = BTreeMap::new();
+        bad.insert("num_components".to_owned(), "2".to_owned());
+        bad.insert("nope".to_owned(), "1".to_owned());
+        let err = check_hyperparameters(Algorithm::Pca, &bad).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}
