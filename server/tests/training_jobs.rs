@@ -727,3 +727,55 @@ async fn several_runners_on_one_database_run_each_job_once() {
     db.close().await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_test_channel_adds_test_metrics_where_the_algorithm_reads_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let s = TestServer::start(&dir.path().join("data")).await;
+    let train = builtin("breast_cancer_train.csv");
+    let test = builtin("breast_cancer_test.csv");
+    let with_test = |name: &str, image: &str, hp: Value| {
+        let mut request = job_request(name, image, train.to_str().unwrap(), &out, hp);
+        let mut channel = request["InputDataConfig"][0].clone();
+        channel["ChannelName"] = json!("test");
+        channel["DataSource"]["S3DataSource"]["S3Uri"] = json!(test.display().to_string());
+        request["InputDataConfig"]
+            .as_array_mut()
+            .unwrap()
+            .push(channel);
+        request
+    };
+    s.ok(
+        "CreateTrainingJob",
+        with_test(
+            "ll-test",
+            "linear-learner",
+            json!({"predictor_type": "binary_classifier", "epochs": "5"}),
+        ),
+    )
+    .await;
+    let d = wait_job(&s, "ll-test", Duration::from_secs(120)).await;
+    assert_eq!(d["TrainingJobStatus"], "Completed", "{d}");
+    let accuracy = d["FinalMetricDataList"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["MetricName"] == "test:binary_classification_accuracy")
+        .unwrap_or_else(|| panic!("{d}"))["Value"]
+        .as_f64()
+        .unwrap();
+    assert!((0.8..=1.0).contains(&accuracy), "{accuracy}");
+    let (status, e) = s
+        .api(
+            "CreateTrainingJob",
+            with_test("xgb-test", "xgboost", json!({"num_round": "2"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        e["message"].as_str().unwrap().contains("channel \"test\""),
+        "{e}"
+    );
+    s.stop().await;
+}

@@ -9,6 +9,7 @@ pub mod input;
 pub mod output_seam;
 pub mod record;
 pub(crate) mod run;
+pub mod test_channel;
 
 use std::collections::BTreeSet;
 
@@ -58,9 +59,14 @@ pub fn sagemaker_file_name(algorithm: Algorithm) -> &'static str {
     }
 }
 
-/// Channels the built-ins read (`train`; `validation` for metrics and early stopping).
-fn channels_read(_algorithm: Algorithm) -> &'static [&'static str] {
-    &["train", "validation"]
+/// Channels the built-ins read: `train`; `validation` for metrics and early stopping;
+/// `test` for final metrics (all but XGBoost).
+fn channels_read(algorithm: Algorithm) -> &'static [&'static str] {
+    if test_channel::reads_test(algorithm) {
+        &["train", "validation", "test"]
+    } else {
+        &["train", "validation"]
+    }
 }
 
 /// A job that passed [`check`]: what the runner needs beyond the record.

@@ -23,6 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::input::{ReadOptions, read_channel};
 use super::record::{MetricData, ModelArtifacts};
+use super::test_channel::test_metrics;
 use super::{TrainingJob, check, output_seam, sagemaker_file_name};
 use crate::error::JobsError;
 use crate::runner::{Runner, now};
@@ -163,7 +164,7 @@ async fn steps(
     let options = ReadOptions {
         has_label: algorithm.supervised(),
     };
-    let (train_set, validation_set) = tokio::task::spawn_blocking(move || {
+    let (train_set, validation_set, test_set) = tokio::task::spawn_blocking(move || {
         let find = |n: &str| channels.iter().find(|c| c.channel_name == n);
         let train = read_channel(
             find("train").ok_or_else(|| JobsError::Channel {
@@ -175,7 +176,10 @@ async fn steps(
         let validation = find("validation")
             .map(|c| read_channel(c, &options))
             .transpose()?;
-        Ok::<_, JobsError>((train, validation))
+        let test = find("test")
+            .map(|c| read_channel(c, &options))
+            .transpose()?;
+        Ok::<_, JobsError>((train, validation, test))
     })
     .await
     .map_err(|e| JobsError::Invalid(format!("reading the channels panicked: {e}")))??;
@@ -183,10 +187,10 @@ async fn steps(
         "Read channel train: {} records of {} features{}",
         train_set.n_rows(),
         train_set.n_cols(),
-        validation_set.as_ref().map_or(String::new(), |v| format!(
-            "; validation: {} records",
-            v.n_rows()
-        ))
+        [("validation", &validation_set), ("test", &test_set)]
+            .iter()
+            .filter_map(|(n, s)| s.as_ref().map(|s| format!("; {n}: {} records", s.n_rows())))
+            .collect::<String>()
     ))
     .await;
     control.check()?;
@@ -208,6 +212,7 @@ async fn steps(
         body.hyper_parameters.clone(),
         train_set,
         validation_set,
+        test_set,
         control.clone(),
     )
     .await?;
@@ -280,6 +285,7 @@ async fn train_on_pool(
     hyperparameters: BTreeMap<String, String>,
     train_set: Dataset,
     validation_set: Option<Dataset>,
+    test_set: Option<Dataset>,
     control: Arc<Control>,
 ) -> Result<pier_algorithms::builtin::TrainedModel, Failure> {
     let runner = runner.clone();
@@ -289,7 +295,7 @@ async fn train_on_pool(
             control.progress_seq.fetch_add(1, Ordering::Relaxed);
         };
         let trained = runner.0.pool.install(|| {
-            train_cancellable(
+            let mut trained = train_cancellable(
                 algorithm,
                 &hyperparameters,
                 &train_set,
@@ -297,6 +303,12 @@ async fn train_on_pool(
                 &progress,
                 &control.cancel,
             )
+            .map_err(JobsError::from)?;
+            if let Some(test) = &test_set {
+                let metrics = test_metrics(algorithm, &trained.artifact, test)?;
+                trained.metrics.extend(metrics);
+            }
+            Ok::<_, JobsError>(trained)
         });
         (trained, control)
     })
@@ -304,10 +316,10 @@ async fn train_on_pool(
     .map_err(|e| JobsError::Invalid(format!("training panicked: {e}")))?;
     match result {
         (Ok(trained), _) => Ok(trained),
-        (Err(TrainError::Cancelled), control) => Err(Failure::Stopped(
+        (Err(JobsError::Train(TrainError::Cancelled)), control) => Err(Failure::Stopped(
             control.reason().unwrap_or(StopReason::Stop),
         )),
-        (Err(e), _) => Err(Failure::Error(e.into())),
+        (Err(e), _) => Err(Failure::Error(e)),
     }
 }
 
