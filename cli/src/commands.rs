@@ -54,6 +54,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     config.import.roots = args.import_roots;
+    // Training channels on local paths go through the same import roots as CreateModel.
+    config.jobs.import_policy = config
+        .import
+        .policy(config.admin_addr)
+        .context("--import-root")?;
     if let Some(path) = &args.credentials {
         let credentials = pier_server::auth::Credentials::load(path)
             .with_context(|| format!("--credentials {}", path.display()))?;

@@ -21,14 +21,16 @@ pub enum JobsError {
         /// What is wrong, naming the object and line.
         reason: String,
     },
-    /// The model could not be written to the output path.
-    #[error("output {location}: {reason}")]
-    Output {
-        /// Where it was to go.
-        location: String,
-        /// What went wrong.
-        reason: String,
-    },
+    /// A channel's spec is refused (checked at create): names the field.
+    #[error(transparent)]
+    ChannelSpec(#[from] crate::channels::ChannelSpecError),
+    /// A channel could not be read ([`crate::channels::read_channel`]): names the channel, the
+    /// object and the line or record.
+    #[error(transparent)]
+    ChannelRead(#[from] crate::channels::ChannelError),
+    /// The model could not be written to the output path, or a `ModelDataUrl` fetched.
+    #[error("output: {0}")]
+    Output(#[from] crate::output::OutputError),
     /// The model store refused the artifact.
     #[error(transparent)]
     Store(#[from] pier_model_store::StoreError),

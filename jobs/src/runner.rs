@@ -19,10 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pier_db::{Db, JobKind, JobStatus};
-use pier_model_store::ModelStore;
+use pier_model_store::{ImportPolicy, ModelStore};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::channels::S3Config;
 use crate::error::{JobsError, Result};
 use crate::training::TrainingJob;
 
@@ -40,7 +41,17 @@ pub struct RunnerConfig {
     pub heartbeat: Duration,
     /// How often the queue is checked when nothing wakes the runner.
     pub poll: Duration,
+    /// Which local paths channels may name: the server's import roots (`--import-root`), as
+    /// for CreateModel's `ModelDataUrl`.
+    pub import_policy: ImportPolicy,
+    /// Most bytes (decompressed) one channel may hold.
+    pub max_channel_bytes: u64,
+    /// How channels and outputs reach S3 (the AWS environment variables by default).
+    pub s3: S3Config,
 }
+
+/// The default of [`RunnerConfig::max_channel_bytes`]: 16 GiB.
+pub const MAX_CHANNEL_BYTES: u64 = 16 << 30;
 
 impl Default for RunnerConfig {
     fn default() -> Self {
@@ -51,6 +62,9 @@ impl Default for RunnerConfig {
             lease: Duration::from_secs(15),
             heartbeat: Duration::from_millis(250),
             poll: Duration::from_millis(500),
+            import_policy: ImportPolicy::anywhere(),
+            max_channel_bytes: MAX_CHANNEL_BYTES,
+            s3: S3Config::from_env(),
         }
     }
 }

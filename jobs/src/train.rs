@@ -15,15 +15,14 @@
 //! uses the same store.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use pier_algorithms::builtin::{Algorithm, Progress, TrainedModel, train};
+use pier_algorithms::builtin::{Algorithm, Dataset, Progress, TrainError, TrainedModel, train};
 use pier_model_store::{ArtifactFile, Manifest, ManifestDraft, ModelStore, validate_model_name};
 use pier_runtimes::native::inspect_bytes;
 use serde_json::json;
 
-use crate::error::Result;
-use crate::training::input::read_csv_file;
+use crate::error::{JobsError, Result};
 
 /// What to train and where to publish it.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +88,27 @@ pub fn train_and_publish(
         &channels,
         spec.training_job.as_deref(),
     )
+}
+
+/// Reads one local `text/csv` file (no header, the label first when `has_label`); errors name
+/// the channel, the file and the line. Training jobs read their channels through
+/// [`crate::channels`] instead (S3, folders, manifests, gzip, RecordIO).
+fn read_csv_file(channel: &str, path: &Path, has_label: bool) -> Result<Dataset> {
+    let err = |reason: String| JobsError::Channel {
+        channel: channel.to_owned(),
+        reason: format!("object {}: {reason}", path.display()),
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    Dataset::from_csv(&bytes[..], has_label).map_err(|e| {
+        err(match e {
+            TrainError::Csv {
+                line,
+                column,
+                reason,
+            } => format!("CSV line {line}, column {column}: {reason}"),
+            other => other.to_string(),
+        })
+    })
 }
 
 /// Publishes a trained model as the next version of `model_name`: the manifest's signature

@@ -1,5 +1,6 @@
-//! Serving benchmark: batching off vs on, tract vs ort, at concurrency 1, 8 and 64, for the
-//! `mlp` fixture and the 100-tree `cancer-gbc100` fixture — all in one run.
+//! Serving benchmark: batching off, on with the default delay (0) and on with a 200 µs delay;
+//! tract vs ort; concurrency 1, 8 and 64; the `mlp` fixture and the 100-tree `cancer-gbc100`
+//! fixture — all in one run.
 //!
 //! Starts Pier in-process on 127.0.0.1:0, creates one endpoint per (model, backend,
 //! batching) and drives each with a closed-loop HTTP client (each of `c` tasks sends a
@@ -248,7 +249,7 @@ async fn main() {
     let store = ModelStore::open(dir.path().join("direct")).unwrap();
 
     println!(
-        "compute threads: {threads}; {secs} s per cell; batching MaxBatchSize={MAX_BATCH}, MaxQueueDelayMicroseconds={DELAY_US}"
+        "compute threads: {threads}; {secs} s per cell; batching MaxBatchSize={MAX_BATCH}; on: default MaxQueueDelayMicroseconds (0); on-delay: {DELAY_US}"
     );
     println!(
         "| model | backend | batching | rows/req | c | rows/s | p50 µs | p99 µs | mean batch | tight loop rows/s at that batch | served / tight |"
@@ -270,11 +271,19 @@ async fn main() {
             let model_name = format!("{}-{}", fixture.name, backend.as_str());
             let url = format!("file://{}", fixture.path.join("model.onnx").display());
             api(&client, admin, "CreateModel", json!({"ModelName": model_name, "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url, "Environment": {"PIER_BACKEND": backend.as_str()}}})).await;
-            for batching in [false, true] {
-                let endpoint = format!("{model_name}-{}", if batching { "on" } else { "off" });
+            // Batching off; on with the default delay (0); on with an explicit delay.
+            for batching in ["off", "on", "on-delay"] {
+                let endpoint = format!("{model_name}-{batching}");
                 let mut variant = json!({"VariantName": "main", "ModelName": model_name});
-                if batching {
-                    variant["PierBatching"] = json!({"MaxBatchSize": MAX_BATCH, "MaxQueueDelayMicroseconds": DELAY_US, "MaxQueueSize": 4096});
+                match batching {
+                    "on" => {
+                        variant["PierBatching"] =
+                            json!({"MaxBatchSize": MAX_BATCH, "MaxQueueSize": 4096})
+                    }
+                    "on-delay" => {
+                        variant["PierBatching"] = json!({"MaxBatchSize": MAX_BATCH, "MaxQueueDelayMicroseconds": DELAY_US, "MaxQueueSize": 4096})
+                    }
+                    _ => {}
                 }
                 api(
                     &client,
@@ -325,7 +334,7 @@ async fn main() {
                         "| {} | {} | {} | {rows_per_request} | {c} | {rows:.0} | {p50:.0} | {p99:.0} | {mean:.1} | {tight:.0} | {:.0}% |",
                         fixture.name,
                         backend.as_str(),
-                        if batching { "on" } else { "off" },
+                        batching,
                         100.0 * rows / tight
                     );
                 }

@@ -499,8 +499,8 @@ async fn bad_data_fails_naming_channel_object_and_line_and_publishes_nothing() {
     assert_eq!(d["TrainingJobStatus"], "Failed", "{d}");
     assert_eq!(d["SecondaryStatus"], "Failed");
     let reason = d["FailureReason"].as_str().unwrap();
-    assert!(reason.starts_with("channel train: object "), "{reason}");
-    assert!(reason.contains("part-2.csv: CSV line 2"), "{reason}");
+    assert!(reason.starts_with("channel 'train', "), "{reason}");
+    assert!(reason.contains("part-2.csv, line 2"), "{reason}");
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     s.ok(

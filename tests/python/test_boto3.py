@@ -95,3 +95,59 @@ def test_errors_come_back_as_client_errors(pier_server):
         sm.create_model(ModelName="m", PrimaryContainer={"Image": "onnx", "ModelDataUrl": "/does/not/exist.onnx"})
     assert e.value.response["Error"]["Code"] == "ValidationException"
     assert "/does/not/exist.onnx" in e.value.response["Error"]["Message"]
+
+
+def test_batching_set_from_boto3_through_tags(pier_server):
+    """boto3 refuses `PierBatching` in ProductionVariants; the same settings go as tags."""
+    sm, _ = clients(pier_server)
+    sm.create_model(
+        ModelName="mlp",
+        PrimaryContainer={"Image": "onnx", "ModelDataUrl": f"file://{FIXTURES / 'iris-mlp' / 'model.onnx'}"},
+    )
+    with pytest.raises(botocore.exceptions.ParamValidationError):
+        sm.create_endpoint_config(
+            EndpointConfigName="x",
+            ProductionVariants=[{"VariantName": "main", "ModelName": "mlp", "PierBatching": {"MaxBatchSize": 8}}],
+        )
+    # A request waits a whole second for company and the queue holds one request, so a
+    # second request sent meanwhile is refused at once: the tags took effect.
+    sm.create_endpoint_config(
+        EndpointConfigName="batched",
+        ProductionVariants=[{"VariantName": "main", "ModelName": "mlp"}],
+        Tags=[
+            {"Key": "pier:batching:main:MaxBatchSize", "Value": "64"},
+            {"Key": "pier:batching:main:MaxQueueDelayMicroseconds", "Value": "1000000"},
+            {"Key": "pier:batching:main:MaxQueueSize", "Value": "1"},
+            {"Key": "team", "Value": "search"},
+        ],
+    )
+    sm.create_endpoint(EndpointName="batched", EndpointConfigName="batched")
+    wait(sm, "batched")
+    import concurrent.futures
+    import time
+
+    from botocore.config import Config
+
+    common = dict(region_name="us-east-1", aws_access_key_id="any", aws_secret_access_key="any")
+    rt = boto3.client("sagemaker-runtime", endpoint_url=f"http://{pier_server['http']}",
+                      config=Config(retries={"mode": "standard", "total_max_attempts": 1}), **common)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        first = pool.submit(rt.invoke_endpoint, EndpointName="batched", ContentType="text/csv", Body=CSV)
+        time.sleep(0.3)
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            rt.invoke_endpoint(EndpointName="batched", ContentType="text/csv", Body=CSV)
+        assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+        assert first.result(timeout=10)["ResponseMetadata"]["HTTPStatusCode"] == 200
+        assert time.monotonic() - started >= 0.9, "the first request waited for the delay"
+    tags = sm.list_tags(ResourceArn=sm.describe_endpoint_config(EndpointConfigName="batched")["EndpointConfigArn"])["Tags"]
+    assert {"Key": "pier:batching:main:MaxQueueSize", "Value": "1"} in tags
+
+    with pytest.raises(botocore.exceptions.ClientError) as bad:
+        sm.create_endpoint_config(
+            EndpointConfigName="bad",
+            ProductionVariants=[{"VariantName": "main", "ModelName": "mlp"}],
+            Tags=[{"Key": "pier:batching:other:MaxBatchSize", "Value": "8"}],
+        )
+    assert bad.value.response["Error"]["Code"] == "ValidationException"
+    assert "pier:batching:other:MaxBatchSize" in bad.value.response["Error"]["Message"]

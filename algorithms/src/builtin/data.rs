@@ -50,86 +50,10 @@ impl Dataset {
 
     /// Reads SageMaker `text/csv`: with `has_label` the first column is the label.
     pub fn from_csv(bytes: &[u8], has_label: bool) -> Result<Self> {
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
-            TrainError::Csv {
-                line,
-                column: 0,
-                reason: "not valid UTF-8".into(),
-            }
-        })?;
-        let mut features = Vec::new();
-        let mut labels = has_label.then(Vec::new);
-        let mut width: Option<usize> = None;
-        for (i, raw) in text.split('\n').enumerate() {
-            let line_no = i + 1;
-            let line = raw.strip_suffix('\r').unwrap_or(raw);
-            if line.trim().is_empty() {
-                continue;
-            }
-            let mut n = 0;
-            for (j, field) in line.split(',').enumerate() {
-                let col = j + 1;
-                let f = field.trim();
-                let v = if f.is_empty() {
-                    f32::NAN
-                } else {
-                    f.parse::<f32>().map_err(|_| TrainError::Csv {
-                        line: line_no,
-                        column: col,
-                        reason: format!("{f:?} is not a number"),
-                    })?
-                };
-                match (&mut labels, j) {
-                    (Some(l), 0) => {
-                        if !v.is_finite() {
-                            return Err(TrainError::Csv {
-                                line: line_no,
-                                column: col,
-                                reason: "the label is missing or not finite".into(),
-                            });
-                        }
-                        l.push(v)
-                    }
-                    _ => {
-                        if v.is_infinite() {
-                            return Err(TrainError::Csv {
-                                line: line_no,
-                                column: col,
-                                reason: "infinite value".into(),
-                            });
-                        }
-                        features.push(v)
-                    }
-                }
-                n += 1;
-            }
-            let expected = *width.get_or_insert(n);
-            if n != expected {
-                return Err(TrainError::Csv {
-                    line: line_no,
-                    column: n.min(expected) + 1,
-                    reason: format!("{n} columns where earlier lines have {expected}"),
-                });
-            }
-        }
-        let cols = width.unwrap_or(0).saturating_sub(usize::from(has_label));
-        if cols == 0 {
-            return Err(TrainError::Csv {
-                line: 1,
-                column: 0,
-                reason: if width.is_none() {
-                    "no records".into()
-                } else {
-                    "no feature columns".into()
-                },
-            });
-        }
-        Dataset::new(features, cols, labels)
+        let mut reader = CsvReader::new(has_label, false);
+        reader.feed(bytes)?;
+        reader.end_object()?;
+        reader.finish()
     }
 
     /// Number of rows.
@@ -180,6 +104,190 @@ impl Dataset {
     }
 }
 
+/// An incremental `text/csv` reader: bytes are fed in chunks as they arrive (lines may span
+/// chunks), one or more objects one after another (each object's lines are numbered from 1,
+/// and with `header` each object's first line is skipped, as SageMaker's `header=present`),
+/// then [`CsvReader::finish`] makes the [`Dataset`]. Every object must have the width of the
+/// first record. [`Dataset::from_csv`] is this reader over one slice.
+#[derive(Debug)]
+pub struct CsvReader {
+    has_label: bool,
+    header: bool,
+    features: Vec<f32>,
+    labels: Option<Vec<f32>>,
+    width: Option<usize>,
+    /// The bytes of a line not yet ended by a newline.
+    partial: Vec<u8>,
+    /// Lines seen in the current object.
+    line: usize,
+}
+
+impl CsvReader {
+    /// A reader; with `has_label` the first column is the label, with `header` each object's
+    /// first line is a header and is skipped.
+    pub fn new(has_label: bool, header: bool) -> Self {
+        CsvReader {
+            has_label,
+            header,
+            features: Vec::new(),
+            labels: has_label.then(Vec::new),
+            width: None,
+            partial: Vec::new(),
+            line: 0,
+        }
+    }
+
+    /// Parses the complete lines of `data` and keeps the rest for the next chunk.
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<()> {
+        if !self.partial.is_empty() {
+            match data.iter().position(|&b| b == b'\n') {
+                None => {
+                    self.partial.extend_from_slice(data);
+                    return Ok(());
+                }
+                Some(i) => {
+                    self.partial.extend_from_slice(&data[..i]);
+                    let line = std::mem::take(&mut self.partial);
+                    self.parse_line(&line)?;
+                    self.partial = line;
+                    self.partial.clear();
+                    data = &data[i + 1..];
+                }
+            }
+        }
+        match data.iter().rposition(|&b| b == b'\n') {
+            None => self.partial.extend_from_slice(data),
+            Some(last) => {
+                for line in data[..last].split(|&b| b == b'\n') {
+                    self.parse_line(line)?;
+                }
+                self.partial.extend_from_slice(&data[last + 1..]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the current object: parses its last line if it had no newline, and numbers the
+    /// next object's lines from 1.
+    pub fn end_object(&mut self) -> Result<()> {
+        if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
+            self.parse_line(&line)?;
+        }
+        self.line = 0;
+        Ok(())
+    }
+
+    /// Records read so far.
+    pub fn n_rows(&self) -> usize {
+        match self.width {
+            Some(w) if w > usize::from(self.has_label) => {
+                self.features.len() / (w - usize::from(self.has_label))
+            }
+            _ => 0,
+        }
+    }
+
+    /// The data set of every record read (call [`CsvReader::end_object`] first).
+    pub fn finish(self) -> Result<Dataset> {
+        let cols = self
+            .width
+            .unwrap_or(0)
+            .saturating_sub(usize::from(self.has_label));
+        if cols == 0 {
+            return Err(TrainError::Csv {
+                line: 1,
+                column: 0,
+                reason: if self.width.is_none() {
+                    "no records".into()
+                } else {
+                    "no feature columns".into()
+                },
+            });
+        }
+        Dataset::new(self.features, cols, self.labels)
+    }
+
+    fn parse_line(&mut self, raw: &[u8]) -> Result<()> {
+        self.line += 1;
+        let line_no = self.line;
+        if self.header && line_no == 1 {
+            return Ok(());
+        }
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let line = std::str::from_utf8(raw).map_err(|_| TrainError::Csv {
+            line: line_no,
+            column: 0,
+            reason: "not valid UTF-8".into(),
+        })?;
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        let (features_before, labels_before) = (
+            self.features.len(),
+            self.labels.as_ref().map_or(0, Vec::len),
+        );
+        let result = self.parse_fields(line, line_no);
+        if result.is_err() {
+            // Leave no half record behind.
+            self.features.truncate(features_before);
+            if let Some(l) = &mut self.labels {
+                l.truncate(labels_before);
+            }
+        }
+        result
+    }
+
+    fn parse_fields(&mut self, line: &str, line_no: usize) -> Result<()> {
+        let mut n = 0;
+        for (j, field) in line.split(',').enumerate() {
+            let col = j + 1;
+            let f = field.trim();
+            let v = if f.is_empty() {
+                f32::NAN
+            } else {
+                f.parse::<f32>().map_err(|_| TrainError::Csv {
+                    line: line_no,
+                    column: col,
+                    reason: format!("{f:?} is not a number"),
+                })?
+            };
+            match (&mut self.labels, j) {
+                (Some(l), 0) => {
+                    if !v.is_finite() {
+                        return Err(TrainError::Csv {
+                            line: line_no,
+                            column: col,
+                            reason: "the label is missing or not finite".into(),
+                        });
+                    }
+                    l.push(v)
+                }
+                _ => {
+                    if v.is_infinite() {
+                        return Err(TrainError::Csv {
+                            line: line_no,
+                            column: col,
+                            reason: "infinite value".into(),
+                        });
+                    }
+                    self.features.push(v)
+                }
+            }
+            n += 1;
+        }
+        let expected = *self.width.get_or_insert(n);
+        if n != expected {
+            return Err(TrainError::Csv {
+                line: line_no,
+                column: n.min(expected) + 1,
+                reason: format!("{n} columns where earlier lines have {expected}"),
+            });
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +318,43 @@ mod tests {
                 TrainError::Csv {
                     line: 2,
                     column: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn chunks_split_anywhere_and_headers_are_skipped() {
+        let data = b"a,b,c\n1,0.5,2\r\n0,,3\n";
+        for cut in 0..data.len() {
+            let mut r = CsvReader::new(true, true);
+            r.feed(&data[..cut]).unwrap();
+            r.feed(&data[cut..]).unwrap();
+            r.end_object().unwrap();
+            // A second object, without a trailing newline: its header is skipped too.
+            r.feed(b"x,y,z\n1,7,8").unwrap();
+            r.end_object().unwrap();
+            let d = r.finish().unwrap();
+            assert_eq!((d.n_rows(), d.n_cols()), (3, 2), "cut at {cut}");
+            assert_eq!(d.labels().unwrap(), &[1.0, 0.0, 1.0]);
+            assert_eq!(d.row(2), &[7.0, 8.0]);
+        }
+    }
+
+    #[test]
+    fn lines_are_numbered_per_object() {
+        let mut r = CsvReader::new(false, false);
+        r.feed(b"1,2\n3,4\n").unwrap();
+        r.end_object().unwrap();
+        let e = r.feed(b"5,6\n7\n").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TrainError::Csv {
+                    line: 2,
+                    column: 2,
                     ..
                 }
             ),

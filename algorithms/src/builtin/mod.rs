@@ -33,7 +33,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-pub use data::Dataset;
+pub use data::{CsvReader, Dataset};
 pub use error::{Result, TrainError};
 
 /// A built-in algorithm, named as SageMaker's training image.

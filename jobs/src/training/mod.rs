@@ -1,19 +1,19 @@
 //! Training jobs: the record ([`record`]), the checks CreateTrainingJob runs before a job is
-//! queued ([`check`]), built-in algorithms named by image ([`builtin_for_image`]), reading
-//! channels ([`input`]) and writing the model where SageMaker writes it ([`output_seam`]).
+//! queued ([`check`]: the channels through [`crate::channels::validate_input_data_config`] and
+//! the algorithm's content types), built-in algorithms named by image ([`builtin_for_image`]),
+//! and running a claimed job (`run`: channels read with [`crate::channels::read_channel`], the
+//! model written with [`crate::output::write_model_tarball`]).
 //!
 //! [`check`] and the runner agree on what a job means: a job that passes [`check`] names a
 //! built-in, its hyperparameters parse, and its channels are ones the algorithm reads.
 
-pub mod input;
-pub mod output_seam;
 pub mod record;
 pub(crate) mod run;
 pub mod test_channel;
 
-use std::collections::BTreeSet;
-
 use pier_algorithms::builtin::{Algorithm, check_hyperparameters};
+
+use crate::channels::{Channel, ChannelSpec, ContentKind, ReadOptions, validate_input_data_config};
 
 use crate::error::{JobsError, Result};
 pub use record::TrainingJob;
@@ -51,6 +51,16 @@ pub fn builtin_for_image(image: &str) -> Option<Algorithm> {
     Algorithm::ALL.into_iter().find(|a| a.image_name() == name)
 }
 
+/// `<S3OutputPath>/<job>/output/model.tar.gz`: where the runner writes the model
+/// ([`crate::output::write_model_tarball`] returns the same URI).
+pub fn model_location(output_path: &str, job: &str) -> String {
+    format!(
+        "{}/{job}/output/{}",
+        output_path.trim_end_matches('/'),
+        crate::output::MODEL_TARBALL
+    )
+}
+
 /// The file name SageMaker's built-ins give the model inside `model.tar.gz`.
 pub fn sagemaker_file_name(algorithm: Algorithm) -> &'static str {
     match algorithm {
@@ -69,11 +79,29 @@ fn channels_read(algorithm: Algorithm) -> &'static [&'static str] {
     }
 }
 
+/// The content types a built-in reads, its default first, as SageMaker's: the first-party
+/// algorithms default to RecordIO-protobuf (what the SDK's `record_set()` uploads, with no
+/// `ContentType`), XGBoost to CSV (Pier reads no libsvm).
+pub fn content_kinds(algorithm: Algorithm) -> &'static [ContentKind] {
+    match algorithm {
+        Algorithm::XGBoost => &[ContentKind::Csv, ContentKind::RecordIo],
+        _ => &[ContentKind::RecordIo, ContentKind::Csv],
+    }
+}
+
+/// How `algorithm` reads its channels: its content types, whether records carry a label, S3
+/// from the environment, local paths anywhere, no limit (the runner narrows these).
+pub fn read_options(algorithm: Algorithm) -> ReadOptions {
+    ReadOptions::new(algorithm.supervised(), content_kinds(algorithm))
+}
+
 /// A job that passed [`check`]: what the runner needs beyond the record.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checked {
     /// The built-in it trains.
     pub algorithm: Algorithm,
+    /// Its channels, checked and ready to read.
+    pub channels: Vec<Channel>,
 }
 
 /// Checks a new job as CreateTrainingJob must, before it is queued. Errors name the field
@@ -106,67 +134,33 @@ pub fn check(job: &TrainingJob) -> Result<Checked> {
     )?;
     check_hyperparameters(algorithm, &job.hyper_parameters)
         .map_err(|e| invalid(format!("HyperParameters: {e}")))?;
-    let mut seen = BTreeSet::new();
-    for channel in &job.input_data_config {
-        let name = channel.channel_name.as_str();
-        let field = format!("InputDataConfig channel {name:?}");
-        if !seen.insert(name) {
-            return Err(invalid(format!("{field} is given twice")));
-        }
+    let specs: Vec<ChannelSpec> = job.input_data_config.iter().map(|c| c.spec()).collect();
+    let channels = validate_input_data_config(&specs)?;
+    let options = read_options(algorithm);
+    for channel in &channels {
+        let name = channel.name.as_str();
         if !channels_read(algorithm).contains(&name) {
             return Err(invalid(format!(
-                "{field}: {algorithm} reads the channels {}",
+                "InputDataConfig channel {name:?}: {algorithm} reads the channels {}",
                 channels_read(algorithm).join(", ")
             )));
         }
-        if channel.data_source.file_system_data_source.is_some() {
-            return Err(invalid(format!(
-                "{field}: FileSystemDataSource is not supported by Pier; use S3DataSource"
-            )));
-        }
-        let Some(s3) = &channel.data_source.s3_data_source else {
-            return Err(invalid(format!(
-                "{field}: DataSource.S3DataSource is required"
-            )));
-        };
-        if s3.s3_uri.trim().is_empty() {
-            return Err(invalid(format!("{field}: S3Uri is empty")));
-        }
-        if !matches!(s3.s3_data_type.as_str(), "S3Prefix" | "ManifestFile") {
-            return Err(invalid(format!(
-                "{field}: S3DataType {:?} is not supported; use S3Prefix or ManifestFile",
-                s3.s3_data_type
-            )));
-        }
-        if let Some(d) = &s3.s3_data_distribution_type
-            && d != "FullyReplicated"
-            && d != "ShardedByS3Key"
-        {
-            return Err(invalid(format!(
-                "{field}: S3DataDistributionType {d:?} is not FullyReplicated or ShardedByS3Key"
-            )));
-        }
-        if let Some(c) = channel.compression_type.as_deref()
-            && c != "None"
-            && c != "Gzip"
-        {
-            return Err(invalid(format!(
-                "{field}: CompressionType {c:?} is not None or Gzip"
-            )));
-        }
-        if let Some(ct) = channel.content_type.as_deref() {
-            let base = ct.split(';').next().unwrap_or("").trim();
-            if !matches!(base, "text/csv" | "application/x-recordio-protobuf") {
-                return Err(invalid(format!(
-                    "{field}: ContentType {ct:?} is not text/csv or application/x-recordio-protobuf"
-                )));
-            }
-        }
+        options
+            .content_type(channel)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    for channel in &job.input_data_config {
         if let Some(mode) = &channel.input_mode {
-            input_mode(&format!("{field}: InputMode"), mode)?;
+            input_mode(
+                &format!(
+                    "InputDataConfig channel {:?}: InputMode",
+                    channel.channel_name
+                ),
+                mode,
+            )?;
         }
     }
-    if !seen.contains("train") {
+    if !channels.iter().any(|c| c.name == "train") {
         return Err(invalid(format!(
             "InputDataConfig: {algorithm} needs a \"train\" channel"
         )));
@@ -189,7 +183,10 @@ pub fn check(job: &TrainingJob) -> Result<Checked> {
             retry.maximum_retry_attempts
         )));
     }
-    Ok(Checked { algorithm })
+    Ok(Checked {
+        algorithm,
+        channels,
+    })
 }
 
 fn input_mode(field: &str, mode: &str) -> Result<()> {

@@ -70,6 +70,37 @@ pub struct Channel {
     pub shuffle_config: Option<serde_json::Value>,
 }
 
+impl Channel {
+    /// The entry as the channel reader takes it, to be checked with
+    /// [`crate::channels::validate_input_data_config`].
+    pub fn spec(&self) -> crate::channels::ChannelSpec {
+        use crate::channels::{ChannelSpec, DataSourceSpec, S3DataSourceSpec};
+        let s3 = self
+            .data_source
+            .s3_data_source
+            .as_ref()
+            .map(|s| S3DataSourceSpec {
+                s3_data_type: Some(s.s3_data_type.clone()),
+                s3_uri: Some(s.s3_uri.clone()),
+                s3_data_distribution_type: s.s3_data_distribution_type.clone(),
+                attribute_names: s.attribute_names.clone(),
+                instance_group_names: s.instance_group_names.clone(),
+            });
+        ChannelSpec {
+            channel_name: Some(self.channel_name.clone()),
+            data_source: Some(DataSourceSpec {
+                s3_data_source: s3,
+                file_system_data_source: self.data_source.file_system_data_source.clone(),
+            }),
+            content_type: self.content_type.clone(),
+            compression_type: self.compression_type.clone(),
+            record_wrapper_type: self.record_wrapper_type.clone(),
+            input_mode: self.input_mode.clone(),
+            shuffle_config: self.shuffle_config.clone(),
+        }
+    }
+}
+
 /// A channel's `DataSource`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]

@@ -1,7 +1,10 @@
-//! Running one claimed training job: Downloading (read the channels) → Training (on the
-//! runner's pool, cancellable between units of work) → Uploading (publish to the store under
-//! the job's name, then `model.tar.gz` beside it) → Completed, each transition written before
-//! its work starts, each step logged to the job's log.
+//! Running one claimed training job: Downloading (read the channels with
+//! [`crate::channels::read_channel`]: S3 or local under the runner's import policy, bounded by
+//! its byte limit, stopped by the job's cancel flag) → Training (on the runner's pool,
+//! cancellable between units of work) → Uploading (publish to the store under the job's name,
+//! then `model.tar.gz` through [`crate::output::write_model_tarball`], to S3 or a local folder)
+//! → Completed, each transition written before its work starts, each step logged to the job's
+//! log.
 //!
 //! A heartbeat task renews the lease every `heartbeat`, and sets the cancel flag with its
 //! reason when StopTrainingJob asked (`Stopping`), `MaxRuntimeInSeconds` passed, the lease
@@ -10,8 +13,10 @@
 //! the queue (shutdown), or untouched (lease lost: another runner owns it now). Every write
 //! is guarded by this runner's ownership, so a runner that lost its job changes nothing.
 //!
-//! Nothing half-written is published: the store's publish is atomic, the tarball is renamed
-//! into place whole, and a store version whose tarball could not be written is removed.
+//! Nothing half-written is published: the store's publish is atomic, the tarball is built from
+//! a scratch folder of this run's own and appears whole (one PUT, a completed multipart
+//! upload, or a local rename), and a store version whose tarball could not be written is
+//! removed.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,11 +26,12 @@ use pier_algorithms::builtin::{Algorithm, Dataset, Progress, TrainError, train_c
 use pier_db::{JobKind, JobRow, JobStatus};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::input::{ReadOptions, read_channel};
 use super::record::{MetricData, ModelArtifacts};
 use super::test_channel::test_metrics;
-use super::{TrainingJob, check, output_seam, sagemaker_file_name};
+use super::{TrainingJob, check, sagemaker_file_name};
+use crate::channels::{ChannelError, read_channel};
 use crate::error::JobsError;
+use crate::output::write_model_tarball;
 use crate::runner::{Runner, now};
 
 /// Why a job's cancel flag was set.
@@ -44,7 +50,7 @@ enum StopReason {
 /// What the heartbeat and the training thread share.
 #[derive(Default)]
 struct Control {
-    cancel: AtomicBool,
+    cancel: Arc<AtomicBool>,
     reason: Mutex<Option<StopReason>>,
     progress: Mutex<Option<Progress>>,
     progress_seq: AtomicU64,
@@ -160,39 +166,35 @@ async fn steps(
     ))
     .await;
     transition(runner, body, "Downloading", "Downloading input data").await?;
-    let channels = body.input_data_config.clone();
-    let options = ReadOptions {
-        has_label: algorithm.supervised(),
+    let mut options = super::read_options(algorithm);
+    options.s3 = inner.config.s3.clone();
+    options.local = inner.config.import_policy.clone();
+    options.max_bytes = Some(inner.config.max_channel_bytes);
+    options.cancel = Some(control.cancel.clone());
+    let mut sets: BTreeMap<String, Dataset> = BTreeMap::new();
+    for channel in &checked.channels {
+        let set = match read_channel(channel, &options).await {
+            Ok(set) => set,
+            Err(ChannelError::Cancelled { .. }) => {
+                control.check()?;
+                return Err(Failure::Stopped(StopReason::Stop));
+            }
+            Err(e) => return Err(JobsError::from(e).into()),
+        };
+        log.line(format!(
+            "Read channel {} ({}): {} records of {} features",
+            channel.name,
+            channel.uri,
+            set.n_rows(),
+            set.n_cols()
+        ))
+        .await;
+        sets.insert(channel.name.clone(), set);
+    }
+    let Some(train_set) = sets.remove("train") else {
+        return Err(JobsError::Invalid("InputDataConfig has no \"train\" channel".into()).into());
     };
-    let (train_set, validation_set, test_set) = tokio::task::spawn_blocking(move || {
-        let find = |n: &str| channels.iter().find(|c| c.channel_name == n);
-        let train = read_channel(
-            find("train").ok_or_else(|| JobsError::Channel {
-                channel: "train".into(),
-                reason: "missing".into(),
-            })?,
-            &options,
-        )?;
-        let validation = find("validation")
-            .map(|c| read_channel(c, &options))
-            .transpose()?;
-        let test = find("test")
-            .map(|c| read_channel(c, &options))
-            .transpose()?;
-        Ok::<_, JobsError>((train, validation, test))
-    })
-    .await
-    .map_err(|e| JobsError::Invalid(format!("reading the channels panicked: {e}")))??;
-    log.line(format!(
-        "Read channel train: {} records of {} features{}",
-        train_set.n_rows(),
-        train_set.n_cols(),
-        [("validation", &validation_set), ("test", &test_set)]
-            .iter()
-            .filter_map(|(n, s)| s.as_ref().map(|s| format!("; {n}: {} records", s.n_rows())))
-            .collect::<String>()
-    ))
-    .await;
+    let (validation_set, test_set) = (sets.remove("validation"), sets.remove("test"));
     control.check()?;
     transition(
         runner,
@@ -224,51 +226,61 @@ async fn steps(
         "Uploading generated training model",
     )
     .await?;
-    let location = output_seam::model_location(&body.output_data_config.s3_output_path, &name);
-    let (store, hp, loc) = (
-        inner.store.clone(),
-        body.hyper_parameters.clone(),
-        location.clone(),
-    );
+    let (store, hp) = (inner.store.clone(), body.hyper_parameters.clone());
     let job_name = name.clone();
-    let channels_json: Vec<(String, serde_json::Value)> = body
-        .input_data_config
+    let channels_json: Vec<(String, serde_json::Value)> = checked
+        .channels
         .iter()
-        .map(|c| {
-            let uri = c
-                .data_source
-                .s3_data_source
-                .as_ref()
-                .map(|s| s.s3_uri.clone());
-            (c.channel_name.clone(), serde_json::json!(uri))
-        })
+        .map(|c| (c.name.clone(), serde_json::json!(c.uri)))
         .collect();
-    let outcome = tokio::task::spawn_blocking(move || {
-        let file_name = sagemaker_file_name(trained.algorithm);
-        let artifact = trained.artifact.clone();
-        let channels: Vec<(&str, serde_json::Value)> = channels_json
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.clone()))
-            .collect();
-        let outcome = crate::train::publish_trained(
-            &store,
-            &job_name,
-            &hp,
-            trained,
-            &channels,
-            Some(&job_name),
-        )?;
-        if let Err(e) = output_seam::publish_tarball(&loc, file_name, &artifact) {
-            let m = &outcome.manifest;
-            if let Err(d) = store.delete_version(&m.name, m.version) {
-                tracing::warn!(error = %d, "cannot remove the version of a failed upload");
-            }
-            return Err(e);
+    // The artifact goes into model.tar.gz from a file of its own, unique to this run.
+    let scratch = tempfile::Builder::new()
+        .prefix(&format!(".pier-job-{name}-"))
+        .tempdir()
+        .map_err(|e| JobsError::Invalid(format!("cannot create a scratch folder: {e}")))?;
+    let file_name = sagemaker_file_name(algorithm);
+    let artifact_path = scratch.path().join(file_name);
+    let outcome = tokio::task::spawn_blocking({
+        let artifact_path = artifact_path.clone();
+        move || {
+            std::fs::write(&artifact_path, &trained.artifact).map_err(|e| {
+                JobsError::Invalid(format!("cannot write {}: {e}", artifact_path.display()))
+            })?;
+            let channels: Vec<(&str, serde_json::Value)> = channels_json
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            crate::train::publish_trained(
+                &store,
+                &job_name,
+                &hp,
+                trained,
+                &channels,
+                Some(&job_name),
+            )
         }
-        Ok::<_, JobsError>(outcome)
     })
     .await
     .map_err(|e| JobsError::Invalid(format!("publishing panicked: {e}")))??;
+    let written = write_model_tarball(
+        &body.output_data_config.s3_output_path,
+        &name,
+        &[(file_name.to_owned(), artifact_path)],
+        &inner.config.s3,
+    )
+    .await;
+    drop(scratch);
+    let location = match written {
+        Ok(location) => location,
+        Err(e) => {
+            // Nothing half-published: the store's version goes with the failed upload.
+            let m = &outcome.manifest;
+            if let Err(d) = inner.store.delete_version(&m.name, m.version) {
+                tracing::warn!(error = %d, "cannot remove the version of a failed upload");
+            }
+            return Err(JobsError::from(e).into());
+        }
+    };
     let artifact = format!(
         "pier://{}/{}",
         outcome.manifest.name, outcome.manifest.version

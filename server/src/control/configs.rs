@@ -96,7 +96,7 @@ pub(super) struct EndpointConfigArn {
 
 pub(super) async fn create(
     app: &AppState,
-    req: CreateEndpointConfig,
+    mut req: CreateEndpointConfig,
 ) -> Result<EndpointConfigArn, ApiError> {
     validate_name("endpoint config", &req.endpoint_config_name)?;
     if let Some(field) = req.unsupported() {
@@ -106,6 +106,8 @@ pub(super) async fn create(
         validate_role_arn(role)?;
     }
     tags::validate(&req.tags)?;
+    super::options::apply_batching_tags(&mut req.production_variants, &req.tags)
+        .map_err(ApiError::validation)?;
     if req.production_variants.is_empty() {
         return Err(ApiError::validation(
             "ProductionVariants must have at least one variant",

@@ -135,6 +135,18 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         req.model_name.clone(),
         container.image.clone(),
     );
+    // An s3:// archive comes down first, into a scratch folder of this call's own in the data
+    // folder (removed when the call ends, however it ends).
+    let fetched = if url.starts_with("s3://") {
+        let scratch = tempfile::Builder::new()
+            .prefix(".model-data-")
+            .tempdir_in(&app.config.data_dir)
+            .map_err(ApiError::internal)?;
+        let source = import::fetch_s3(&config, &app.config.jobs.s3, &url, scratch.path()).await?;
+        Some((scratch, source))
+    } else {
+        None
+    };
     let resolved = tokio::task::spawn_blocking(move || {
         let job = import::Import {
             store: &store,
@@ -144,7 +156,10 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
             model_name: &name,
             image: &image,
         };
-        import::resolve(&job, &url)
+        match &fetched {
+            Some((_scratch, source)) => import::import_fetched(&job, &url, source),
+            None => import::resolve(&job, &url),
+        }
     })
     .await
     .map_err(ApiError::internal)??;

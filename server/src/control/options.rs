@@ -10,9 +10,15 @@
 //! | `PIER_INTRA_OP_THREADS` | ort threads per session (default 1) |
 //! | `PIER_SESSIONS` | ort sessions kept for concurrent predicts (default: cores) |
 //! | `PIER_MAX_BATCH_SIZE` | batching default: most rows per batch (unset or 0: off) |
-//! | `PIER_MAX_QUEUE_DELAY_US` | batching default: longest wait for a fuller batch, µs (500) |
+//! | `PIER_MAX_QUEUE_DELAY_US` | batching default: longest wait for a fuller batch, µs (0) |
 //! | `PIER_PREFERRED_BATCH_SIZES` | batching default: comma-separated sizes |
 //! | `PIER_MAX_QUEUE_SIZE` | batching default: most waiting requests (1024) |
+//!
+//! boto3 validates `ProductionVariants` against SageMaker's model and refuses `PierBatching`,
+//! so the same settings can also come as endpoint-config tags,
+//! `pier:batching:<VariantName>:<Field>` (Field: `MaxBatchSize`, `MaxQueueDelayMicroseconds`,
+//! `PreferredBatchSizes` as comma-separated sizes, `MaxQueueSize`), read once at
+//! CreateEndpointConfig by [`apply_batching_tags`].
 //!
 //! Pure functions; parsed at CreateModel (so mistakes are ValidationExceptions) and again
 //! at deploy.
@@ -23,7 +29,7 @@ use std::time::Duration;
 
 use pier_runtimes::{Backend, Device, LoadOptions, Signature};
 
-use crate::records::{BatchingConfig, ContainerDefinition};
+use crate::records::{BatchingConfig, ContainerDefinition, ProductionVariant, Tag};
 use crate::serving::batcher::BatchSettings;
 
 fn var<T: FromStr>(env: &BTreeMap<String, String>, name: &str) -> Result<Option<T>, String> {
@@ -125,6 +131,98 @@ pub fn resolve_batching(
     Ok(Some(settings))
 }
 
+/// The tag-key prefix that carries a variant's batching settings.
+pub const BATCHING_TAG_PREFIX: &str = "pier:batching:";
+
+/// Folds `pier:batching:<VariantName>:<Field>` tags into the variants' `PierBatching`.
+/// A field set both ways must agree; a tag naming no variant, an unknown field or a value
+/// that is not a number is refused, naming the tag. Other tags are left alone.
+pub fn apply_batching_tags(variants: &mut [ProductionVariant], tags: &[Tag]) -> Result<(), String> {
+    for tag in tags {
+        let Some(rest) = tag.key.strip_prefix(BATCHING_TAG_PREFIX) else {
+            continue;
+        };
+        let key = &tag.key;
+        let Some((variant_name, field)) = rest.rsplit_once(':') else {
+            return Err(format!(
+                "Tag {key:?} must be {BATCHING_TAG_PREFIX}<VariantName>:<Field>"
+            ));
+        };
+        let Some(variant) = variants.iter_mut().find(|v| v.variant_name == variant_name) else {
+            return Err(format!(
+                "Tag {key:?} names variant {variant_name:?}, which is not in ProductionVariants"
+            ));
+        };
+        let batching = variant.pier_batching.get_or_insert_with(Default::default);
+        let value = tag.value.trim();
+        let number = |v: &str| -> Result<u64, String> {
+            v.trim().parse::<u64>().map_err(|_| {
+                format!(
+                    "Tag {key:?} has value {:?}, which is not a whole number",
+                    tag.value
+                )
+            })
+        };
+        let clash = |field: &str| {
+            format!(
+                "Tag {key:?} sets {field} of variant {variant_name:?}, which PierBatching sets to another value"
+            )
+        };
+        match field {
+            "MaxBatchSize" => {
+                let n = usize::try_from(number(value)?).map_err(|_| clash(field))?;
+                if batching
+                    .max_batch_size
+                    .replace(n)
+                    .is_some_and(|old| old != n)
+                {
+                    return Err(clash(field));
+                }
+            }
+            "MaxQueueDelayMicroseconds" => {
+                let n = number(value)?;
+                if batching
+                    .max_queue_delay_microseconds
+                    .replace(n)
+                    .is_some_and(|old| old != n)
+                {
+                    return Err(clash(field));
+                }
+            }
+            "MaxQueueSize" => {
+                let n = usize::try_from(number(value)?).map_err(|_| clash(field))?;
+                if batching
+                    .max_queue_size
+                    .replace(n)
+                    .is_some_and(|old| old != n)
+                {
+                    return Err(clash(field));
+                }
+            }
+            "PreferredBatchSizes" => {
+                let sizes = value
+                    .split(',')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| number(p).and_then(|n| usize::try_from(n).map_err(|_| clash(field))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if batching
+                    .preferred_batch_sizes
+                    .replace(sizes.clone())
+                    .is_some_and(|old| old != sizes)
+                {
+                    return Err(clash(field));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "Tag {key:?} names field {other:?}; the batching fields are MaxBatchSize, MaxQueueDelayMicroseconds, PreferredBatchSizes and MaxQueueSize"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks that a model can be batched: every input's first dimension is the batch (-1).
 pub fn check_batchable(signature: &Signature) -> Result<(), String> {
     match signature
@@ -185,6 +283,87 @@ mod tests {
         let s = resolve_batching(&c, Some(&variant)).unwrap().unwrap();
         assert_eq!(s.max_queue_delay, Duration::from_micros(2000));
         assert_eq!((s.max_batch_size, s.max_queue_size), (32, 7));
+    }
+
+    fn variant(name: &str, batching: Option<BatchingConfig>) -> ProductionVariant {
+        serde_json::from_value(serde_json::json!({
+            "VariantName": name,
+            "ModelName": "m",
+            "PierBatching": batching,
+        }))
+        .unwrap()
+    }
+
+    fn tag(key: &str, value: &str) -> Tag {
+        Tag {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn batching_tags_fill_each_variants_settings() {
+        let mut variants = vec![variant("A", None), variant("B", None)];
+        let tags = [
+            tag("pier:batching:A:MaxBatchSize", "32"),
+            tag("pier:batching:A:MaxQueueDelayMicroseconds", "150"),
+            tag("pier:batching:A:PreferredBatchSizes", "8, 16"),
+            tag("pier:batching:B:MaxQueueSize", "99"),
+            tag("team", "search"),
+        ];
+        apply_batching_tags(&mut variants, &tags).unwrap();
+        let a = variants[0].pier_batching.as_ref().unwrap();
+        assert_eq!(a.max_batch_size, Some(32));
+        assert_eq!(a.max_queue_delay_microseconds, Some(150));
+        assert_eq!(a.preferred_batch_sizes.as_deref(), Some(&[8, 16][..]));
+        let b = variants[1].pier_batching.as_ref().unwrap();
+        assert_eq!((b.max_batch_size, b.max_queue_size), (None, Some(99)));
+        let s = resolve_batching(&container(&[]), Some(a)).unwrap().unwrap();
+        assert_eq!(s.max_queue_delay, Duration::from_micros(150));
+    }
+
+    #[test]
+    fn bad_batching_tags_name_the_tag() {
+        let cases = [
+            (
+                "pier:batching:C:MaxBatchSize",
+                "4",
+                "not in ProductionVariants",
+            ),
+            ("pier:batching:A:MaxBatch", "4", "names field \"MaxBatch\""),
+            ("pier:batching:A:MaxBatchSize", "-4", "not a whole number"),
+            (
+                "pier:batching:A:PreferredBatchSizes",
+                "4,x",
+                "not a whole number",
+            ),
+            (
+                "pier:batching:MaxBatchSize",
+                "4",
+                "must be pier:batching:<VariantName>:<Field>",
+            ),
+            (
+                "pier:batching:A:MaxQueueSize",
+                "5",
+                "PierBatching sets to another value",
+            ),
+        ];
+        for (key, value, expected) in cases {
+            let preset = BatchingConfig {
+                max_queue_size: Some(7),
+                ..Default::default()
+            };
+            let mut variants = vec![variant("A", Some(preset))];
+            let err = apply_batching_tags(&mut variants, &[tag(key, value)]).unwrap_err();
+            assert!(err.contains(key) && err.contains(expected), "{key}: {err}");
+        }
+        // The same value both ways is no clash.
+        let preset = BatchingConfig {
+            max_queue_size: Some(7),
+            ..Default::default()
+        };
+        let mut variants = vec![variant("A", Some(preset))];
+        apply_batching_tags(&mut variants, &[tag("pier:batching:A:MaxQueueSize", "7")]).unwrap();
     }
 
     #[test]

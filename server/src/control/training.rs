@@ -99,7 +99,7 @@ pub(super) async fn create(
     let name = req.training_job_name;
     let job_arn = arn("training-job", &name);
     let created = now();
-    let location = pier_jobs::training::output_seam::model_location(&output.s3_output_path, &name);
+    let location = pier_jobs::training::model_location(&output.s3_output_path, &name);
     let mut job = TrainingJob {
         training_job_name: name.clone(),
         training_job_arn: job_arn.clone(),

@@ -24,6 +24,8 @@ pub struct BatchSettings {
     /// Most rows in one batch.
     pub max_batch_size: usize,
     /// Longest the oldest queued request waits for others before its batch goes anyway.
+    /// Zero by default (Triton's default): a batch is whatever is queued when a compute slot
+    /// frees, so closed-loop clients never wait for company that cannot come.
     pub max_queue_delay: Duration,
     /// Batch sizes (rows) the model runs best at; a batch of one of these goes at once.
     pub preferred_batch_sizes: Vec<usize>,
@@ -35,7 +37,7 @@ impl Default for BatchSettings {
     fn default() -> Self {
         Self {
             max_batch_size: 64,
-            max_queue_delay: Duration::from_micros(500),
+            max_queue_delay: Duration::ZERO,
             preferred_batch_sizes: Vec::new(),
             max_queue_size: 1024,
         }
