@@ -3,7 +3,8 @@
 //! `<S3OutputPath>/<job>/output/model.tar.gz` in the bucket, CreateModel from that
 //! `S3ModelArtifacts` with SageMaker's image URI, an endpoint and invocations; and bad S3
 //! input (no objects under a prefix, an unknown bucket) failing the job with a FailureReason
-//! naming the channel and the location, with nothing published.
+//! naming the channel and the location, with nothing published. Also: a local channel outside
+//! the import roots is refused at create.
 
 mod common;
 #[path = "../../jobs/tests/common/mod.rs"]
@@ -305,5 +306,44 @@ async fn bad_s3_input_fails_naming_channel_and_location_and_publishes_nothing() 
             .contains("InputDataConfig.0.ContentType"),
         "{body}"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn local_channels_outside_the_import_roots_are_refused_at_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("allowed");
+    let elsewhere = dir.path().join("elsewhere");
+    for d in [&root, &elsewhere] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("train.csv"), "1,0.5\n0,0.1\n").unwrap();
+    }
+    let mut config = common::config(&dir.path().join("data"));
+    config.import.roots = vec![root.clone()];
+    let s = TestServer::start_with(config).await;
+    let out = format!("file://{}", root.join("out").display());
+    let (status, body) = s
+        .api(
+            "CreateTrainingJob",
+            job(
+                "outside",
+                elsewhere.to_str().unwrap(),
+                Some("text/csv"),
+                &out,
+            ),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("InputDataConfig channel 'train': ")
+            && message.contains("may not be read"),
+        "{body}"
+    );
+    s.ok(
+        "CreateTrainingJob",
+        job("inside", root.to_str().unwrap(), Some("text/csv"), &out),
+    )
+    .await;
     s.stop().await;
 }

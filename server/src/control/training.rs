@@ -135,7 +135,26 @@ pub(super) async fn create(
         req.debug_rule_configurations,
         req.profiler_rule_configurations,
     );
-    pier_jobs::training::check(&job).map_err(|e| ApiError::validation(e.to_string()))?;
+    let checked =
+        pier_jobs::training::check(&job).map_err(|e| ApiError::validation(e.to_string()))?;
+    // Local channels are confined to the import roots, as CreateModel's local imports are
+    // (the runner checks again, link by link, when it reads them).
+    let policy = app
+        .config
+        .import
+        .policy(app.config.admin_addr)
+        .map_err(|e| ApiError::from_store("InputDataConfig", e))?;
+    for channel in &checked.channels {
+        if let pier_jobs::channels::Location::Local(path) = &channel.location
+            && let Err(pier_model_store::StoreError::ImportRefused { reason, .. }) =
+                policy.check(path)
+        {
+            return Err(ApiError::validation(format!(
+                "InputDataConfig channel '{}': {} may not be read: {reason}",
+                channel.name, channel.uri
+            )));
+        }
+    }
     job.transition("Starting", "Launching requested ML instances", created);
     if !app
         .db
