@@ -25,6 +25,10 @@ pub struct WorkerArgs {
     /// Threads of the training pool (default: half the cores).
     #[arg(long)]
     training_threads: Option<usize>,
+    /// Folder that local training channels may be read from (repeatable), as `pier serve
+    /// --import-root`. Without one, any local path.
+    #[arg(long = "import-root", value_name = "DIR")]
+    import_roots: Vec<PathBuf>,
 }
 
 /// `pier jobs …`.
@@ -87,6 +91,10 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             bail!("--training-threads must be at least 1");
         }
         config.training_threads = threads;
+    }
+    if !args.import_roots.is_empty() {
+        config.import_policy = pier_model_store::ImportPolicy::under_roots(&args.import_roots)
+            .context("--import-root")?;
     }
     let db = pier_db::Db::open(&args.data_dir)
         .await
