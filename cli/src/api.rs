@@ -11,12 +11,22 @@ pub async fn call(
     action: &str,
     body: Value,
 ) -> anyhow::Result<Value> {
+    call_target(admin_url, token, &format!("SageMaker.{action}"), body).await
+}
+
+/// Calls any `X-Amz-Target` (`Logs_20140328.GetLogEvents`, …) on the control API.
+pub async fn call_target(
+    admin_url: &str,
+    token: Option<&str>,
+    target: &str,
+    body: Value,
+) -> anyhow::Result<Value> {
     let mut request = reqwest::Client::new().post(admin_url);
     if let Some(token) = token.filter(|t| !t.is_empty()) {
         request = request.bearer_auth(token);
     }
     let response = request
-        .header("X-Amz-Target", format!("SageMaker.{action}"))
+        .header("X-Amz-Target", target)
         .header("Content-Type", "application/x-amz-json-1.1")
         .body(body.to_string())
         .send()

@@ -37,6 +37,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.compute.threads = threads;
     }
     config.compute.queue = args.compute_queue;
+    config.jobs.slots = args.job_slots;
+    if let Some(threads) = args.training_threads {
+        if threads == 0 {
+            bail!("--training-threads must be at least 1");
+        }
+        config.jobs.training_threads = threads;
+    }
     if !(args.import_timeout > 0.0 && args.import_timeout.is_finite()) {
         bail!("--import-timeout must be a positive number of seconds");
     }
@@ -48,6 +55,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     config.import.roots = args.import_roots;
+    // Training channels on local paths go through the same import roots as CreateModel.
+    config.jobs.import_policy = config
+        .import
+        .policy(config.admin_addr)
+        .context("--import-root")?;
     if let Some(path) = &args.credentials {
         let credentials = pier_server::auth::Credentials::load(path)
             .with_context(|| format!("--credentials {}", path.display()))?;
@@ -119,7 +131,7 @@ Stop with Ctrl-C."#
     );
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

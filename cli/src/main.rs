@@ -2,6 +2,7 @@
 
 mod api;
 mod commands;
+mod jobs;
 mod loadtest;
 mod train;
 
@@ -35,6 +36,12 @@ enum Command {
     /// Train a built-in algorithm on local text/csv channels and publish it to the store;
     /// prints the metrics and the `pier://NAME/VERSION` reference.
     Train(train::TrainArgs),
+    /// Run training jobs from the data folder's queue, without serving (any number of
+    /// workers and `pier serve`s may share one data folder; each job runs once).
+    Worker(jobs::WorkerArgs),
+    /// Training jobs through the control API: list, describe, logs, stop, wait.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
     /// Load-test a model server (Pier, Triton, MLServer, ...) over SageMaker invocations or
     /// the v2 protocol (REST JSON, REST binary, gRPC), closed or open loop; prints a table and
     /// writes JSON / HTML reports. `pier loadtest report` overlays saved runs in one page.
@@ -123,6 +130,14 @@ struct ServeArgs {
     /// Allow --admin on a non-loopback address without --credentials.
     #[arg(long)]
     insecure_admin: bool,
+    /// Training jobs run at once by the in-process job runner (0: none; jobs then wait for a
+    /// `pier worker`).
+    #[arg(long, default_value_t = 1)]
+    job_slots: usize,
+    /// Threads of the training pool (its own, never the serving compute threads; default:
+    /// half the cores).
+    #[arg(long)]
+    training_threads: Option<usize>,
     /// PEM certificate chain: every listener (HTTP, admin, gRPC) then speaks TLS.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -183,13 +198,13 @@ enum EndpointsCommand {
 
 /// Where the control API is.
 #[derive(Debug, Args)]
-struct AdminArgs {
+pub(crate) struct AdminArgs {
     /// Control-plane URL of a running `pier serve`.
     #[arg(long, env = "PIER_ADMIN_URL", default_value = "http://127.0.0.1:8082")]
-    admin_url: String,
+    pub(crate) admin_url: String,
     /// Bearer token (a `pier_token` of the server's --credentials file).
     #[arg(long, env = "PIER_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -209,6 +224,8 @@ fn main() -> anyhow::Result<()> {
             Command::Models(cmd) => commands::models(cmd).await,
             Command::Endpoints(cmd) => commands::endpoints(cmd).await,
             Command::Train(args) => train::train(args).await,
+            Command::Worker(args) => jobs::worker(args).await,
+            Command::Jobs(cmd) => jobs::jobs(cmd).await,
             Command::Loadtest(args) => loadtest::loadtest(*args).await,
         }
     })

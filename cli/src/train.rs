@@ -2,7 +2,7 @@
 //! to the store and print its metrics and `pier://NAME/VERSION` reference.
 //!
 //! Argument parsing and the progress bar live here; the work is
-//! `pier_runtimes::native::train::train_and_publish`. Training runs on a blocking thread; the
+//! `pier_jobs::train::train_and_publish`. Training runs on a blocking thread; the
 //! progress bar (indicatif, on stderr, hidden when stderr is not a terminal) is updated from
 //! the training callback. The store's publish is process-safe, so this may run while
 //! `pier serve` uses the same data folder.
@@ -14,8 +14,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pier_algorithms::builtin::Algorithm;
+use pier_jobs::train::{TrainSpec, train_and_publish};
 use pier_model_store::ModelStore;
-use pier_runtimes::native::train::{TrainSpec, train_and_publish};
 
 /// Options of `pier train`.
 #[derive(Debug, Args)]

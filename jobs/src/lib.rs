@@ -5,7 +5,27 @@
 //!   gzip, CSV and RecordIO-protobuf) into training data.
 //! - [`output`]: `<S3OutputPath>/<job>/output/model.tar.gz`, written so no reader sees it half
 //!   written, and CreateModel's `ModelDataUrl` fetched and unpacked with the store's rules.
-//! - the runner: a durable queue of jobs in the control-plane database, claimed atomically.
+//! - [`train`]: train a built-in algorithm on local `text/csv` files and publish it (the
+//!   library path behind `pier train`, which needs no server).
+//! - [`training`]: the training job record in SageMaker's field names, its checks at create
+//!   (image, hyperparameters, channels), running it over its channels and writing its outputs.
+//! - [`runner`]: the durable queue in `pier-db`: runners claim jobs atomically, hold them by a
+//!   lease renewed by a heartbeat, write each transition before acting, log progress to the
+//!   job's log, and on start reconcile jobs whose runner died (failed with a reason, or
+//!   retried under `RetryStrategy`).
+//!
+//! Concurrency: the runner is a tokio task; each job runs as a task whose blocking work
+//! (training, publishing) goes to `spawn_blocking`, channel reads are async inside tokio, and
+//! training itself runs on the runner's own rayon pool (`--training-threads`), never the global
+//! pool nor the server's compute threads. Cancellation (StopTrainingJob, MaxRuntimeInSeconds,
+//! shutdown) is a flag checked between chunks of channel data and units of training work.
 
 pub mod channels;
+pub mod error;
 pub mod output;
+pub mod runner;
+pub mod train;
+pub mod training;
+
+pub use error::{JobsError, Result};
+pub use runner::{Runner, RunnerConfig, RunnerHandle};

@@ -45,9 +45,6 @@ pub enum RuntimeError {
     /// A request body that could not be decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
-    /// Training a built-in algorithm failed (bad hyperparameter, unreadable channel, ...).
-    #[error(transparent)]
-    Train(#[from] pier_algorithms::builtin::TrainError),
     /// The model failed while predicting valid inputs.
     #[error("model failed: {0}")]
     Predict(String),

@@ -3,18 +3,18 @@
 //!
 //! - Tree fixtures (`fixtures/trees/`, made by `scripts/trees/make_fixtures.py`) match the
 //!   reference library's `predict` to 1e-6 relative and the library predictor exactly.
-//! - Built-in algorithms are trained on `fixtures/builtin/` splits through
-//!   `native::train::train_and_publish`, loaded back and compared with `load_predictor`.
+//! - Built-in algorithms are trained on `fixtures/builtin/` splits (`builtin::train`),
+//!   published as the job runner publishes them, loaded back and compared with
+//!   `load_predictor`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pier_algorithms::builtin::{Algorithm, Dataset, Predictions, load_predictor};
+use pier_algorithms::builtin::{Algorithm, Dataset, Predictions, load_predictor, train};
 use pier_algorithms::trees::load_model;
 use pier_model_store::{Artifact, ArtifactFile, ManifestDraft, ModelStore, VersionSelector};
 use pier_runtimes::codec::{Format, decode_features, encode_outputs};
-use pier_runtimes::native::train::{TrainSpec, train_and_publish};
 use pier_runtimes::{LoadOptions, Model, RuntimeError, Tensor, TensorData, load, native};
 use serde_json::Value;
 
@@ -254,21 +254,32 @@ fn train_serve(
     data: &str,
     params: &[(&str, &str)],
 ) -> (Arc<dyn Model>, Vec<Tensor>, Predictions) {
-    let spec = TrainSpec {
-        algorithm,
-        hyperparameters: hp(params),
-        train: builtin_fixture(&format!("{data}_train.csv")),
-        validation: Some(builtin_fixture(&format!("{data}_test.csv"))),
-        model_name: format!("{algorithm}-{data}").replace('_', "-"),
-        training_job: None,
+    let read = |split: &str| {
+        let bytes = std::fs::read(builtin_fixture(&format!("{data}_{split}.csv"))).unwrap();
+        Dataset::from_csv(&bytes, algorithm.supervised()).unwrap()
     };
-    let outcome = train_and_publish(store, &spec, &|_| {}).unwrap();
-    let m = &outcome.manifest;
+    let (train_set, test_set) = (read("train"), read("test"));
+    let trained = train(algorithm, &hp(params), &train_set, Some(&test_set), &|_| {}).unwrap();
+    assert!(!trained.metrics.is_empty());
+    let runtime = algorithm.image_name();
+    let info = native::inspect_bytes(runtime, &trained.artifact, trained.file_name).unwrap();
+    let name = format!("{algorithm}-{data}").replace('_', "-");
+    let m = store
+        .publish(
+            &name,
+            vec![ArtifactFile::from_bytes(
+                trained.file_name,
+                trained.artifact,
+            )],
+            ManifestDraft {
+                runtime: runtime.into(),
+                signature: info.signature.to_manifest(),
+                properties: info.properties,
+                ..Default::default()
+            },
+        )
+        .unwrap();
     assert_eq!(m.runtime, algorithm.image_name());
-    assert_eq!(m.provenance["algorithm"], algorithm.image_name());
-    assert_eq!(m.provenance["training_job"], Value::Null);
-    assert!(m.provenance["hyperparameters"].is_object());
-    assert!(!outcome.metrics.is_empty());
     let artifact = store
         .open_version(&m.name, VersionSelector::Exact(m.version))
         .unwrap();
@@ -426,31 +437,4 @@ fn builtin_xgboost_is_served_by_the_tree_runtime() {
     }
     let (_, record) = first_record(model.as_ref(), &outputs);
     assert!(record["score"].is_number(), "{record}");
-}
-
-#[test]
-fn training_errors_are_typed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = ModelStore::open(dir.path()).unwrap();
-    let mut spec = TrainSpec {
-        algorithm: Algorithm::LinearLearner,
-        hyperparameters: hp(&[("predictor_type", "binary_classifier"), ("bogus", "1")]),
-        train: builtin_fixture("breast_cancer_train.csv"),
-        validation: None,
-        model_name: "ll".into(),
-        training_job: None,
-    };
-    let err = train_and_publish(&store, &spec, &|_| {}).unwrap_err();
-    assert!(matches!(err, RuntimeError::Train(_)), "{err}");
-    assert!(err.to_string().contains("bogus"), "{err}");
-    spec.hyperparameters = hp(&[("predictor_type", "binary_classifier")]);
-    spec.train = builtin_fixture("missing.csv");
-    let err = train_and_publish(&store, &spec, &|_| {}).unwrap_err();
-    assert!(err.to_string().contains("missing.csv"), "{err}");
-    spec.model_name = "not a name".into();
-    assert!(matches!(
-        train_and_publish(&store, &spec, &|_| {}).unwrap_err(),
-        RuntimeError::Store(_)
-    ));
-    assert!(store.list_names().unwrap().is_empty());
 }

@@ -30,6 +30,9 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// TLS on every listener; `None` serves cleartext.
     pub tls: Option<TlsConfig>,
+    /// The in-process job runner (`--job-slots`, `--training-threads`); `slots: 0` runs
+    /// none (jobs then wait for a `pier worker`).
+    pub jobs: pier_jobs::RunnerConfig,
 }
 
 impl ServerConfig {
@@ -47,6 +50,7 @@ impl ServerConfig {
             import: ImportConfig::default(),
             auth: AuthConfig::default(),
             tls: None,
+            jobs: pier_jobs::RunnerConfig::default(),
         }
     }
 

@@ -194,7 +194,7 @@ impl From<ServeError> for tonic::Status {
 impl From<RuntimeError> for ServeError {
     fn from(e: RuntimeError) -> Self {
         match e {
-            RuntimeError::InvalidInput(_) | RuntimeError::Codec(_) | RuntimeError::Train(_) => {
+            RuntimeError::InvalidInput(_) | RuntimeError::Codec(_) => {
                 Self::Validation(e.to_string())
             }
             RuntimeError::Predict(_) => Self::Model(e.to_string()),

@@ -16,7 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod control;
-pub mod db;
+pub use pier_db as db;
 mod error;
 mod layers;
 mod listener;

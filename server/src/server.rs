@@ -57,6 +57,9 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// The job runner could not start.
+    #[error("cannot start the job runner: {0}")]
+    Jobs(#[from] pier_jobs::JobsError),
     /// Restoring endpoints failed.
     #[error("cannot restore endpoints: {0}")]
     Restore(#[from] crate::error::ApiError),
@@ -75,6 +78,8 @@ pub struct RunningServer {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    /// The in-process job runner; shut down before the database closes.
+    runner: Option<pier_jobs::RunnerHandle>,
     /// Removes staging folders whose writer died, every [`STAGING_SWEEP_EVERY`]; stops when
     /// dropped.
     _sweeper: Option<pier_model_store::Sweeper>,
@@ -121,6 +126,18 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
     if restored > 0 {
         tracing::info!(restored, "endpoints restored");
     }
+    let runner = if state.config.jobs.slots > 0 {
+        let runner = pier_jobs::Runner::new(
+            state.db.clone(),
+            state.store.clone(),
+            state.config.jobs.clone(),
+        )?;
+        let handle = runner.start();
+        let _ = state.runner.set(runner);
+        Some(handle)
+    } else {
+        None
+    };
     let (shutdown, rx) = watch::channel(false);
     let http_addr = http.local_addr().map_err(|source| StartError::Bind {
         addr: state.config.http_addr,
@@ -175,6 +192,7 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
         state,
         shutdown,
         tasks,
+        runner,
         _sweeper: sweeper,
     })
 }
@@ -260,6 +278,9 @@ impl RunningServer {
                     task.abort();
                 }
             }
+        }
+        if let Some(runner) = self.runner {
+            runner.shutdown().await;
         }
         self.state.db.close().await;
         tracing::info!("pier stopped");

@@ -93,6 +93,8 @@ pub struct Inner {
     /// Serialises control-plane changes. Changes that load models build outside it and
     /// take it only to check the snapshot generation and store.
     pub control: Mutex<()>,
+    /// The in-process job runner, when `--job-slots` > 0 (set once at start).
+    pub runner: std::sync::OnceLock<pier_jobs::Runner>,
 }
 
 impl AppState {
@@ -102,6 +104,7 @@ impl AppState {
             data: DataPlane::new(config, store),
             db,
             control: Mutex::new(()),
+            runner: std::sync::OnceLock::new(),
         }))
     }
 

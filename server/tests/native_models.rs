@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use common::TestServer;
 use pier_algorithms::builtin::{Algorithm, Predictions, load_predictor};
+use pier_jobs::train::{TrainSpec, train_and_publish};
 use pier_model_store::{ModelStore, VersionSelector};
-use pier_runtimes::native::train::{TrainSpec, train_and_publish};
 use serde_json::{Value, json};
 
 fn fixtures() -> PathBuf {

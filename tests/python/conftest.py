@@ -20,10 +20,12 @@ def pier_binary():
     return os.environ.get("PIER_BIN", str(ROOT / "target" / "debug" / "pier"))
 
 
-def start_pier(data_dir, *extra):
-    """Starts pier and returns (process, {"http": "host:port", "admin": ..., ...})."""
+def start_pier(data_dir, *extra, env=None):
+    """Starts pier and returns (process, {"http": "host:port", "admin": ..., ...}); `env` adds
+    variables to its environment (e.g. the AWS ones that point its S3 client at a test store)."""
     cmd = [pier_binary(), "serve", "--data-dir", str(data_dir), "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = proc.stdout.readline()

@@ -53,6 +53,9 @@ pub enum TrainError {
         /// What is wrong.
         reason: String,
     },
+    /// Training was cancelled (its cancel flag was set); nothing was produced.
+    #[error("training was cancelled")]
+    Cancelled,
     /// Training diverged or produced non-finite values.
     #[error("training failed: {0}")]
     Diverged(String),

@@ -333,7 +333,7 @@ pub fn fit(
     p: &Params,
     train: &Dataset,
     validation: Option<&Dataset>,
-    progress: &dyn Fn(Progress),
+    progress: &dyn Fn(Progress) -> Result<()>,
 ) -> Result<(FmModel, BTreeMap<String, f64>)> {
     let d = train.n_cols();
     let k = p.num_factors;
@@ -443,7 +443,7 @@ pub fn fit(
         progress(
             Progress::new(epoch + 1, p.epochs)
                 .with("train:objective_loss", loss_sum / train.n_rows() as f64),
-        );
+        )?;
     }
     let model = FmModel {
         binary: p.binary,
@@ -490,7 +490,7 @@ mod tests {
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-        let (m, metrics) = fit(&Params::parse(&hp).unwrap(), &d, None, &|_| {}).unwrap();
+        let (m, metrics) = fit(&Params::parse(&hp).unwrap(), &d, None, &|_| Ok(())).unwrap();
         assert!(metrics["train:rmse"] < 0.3, "{metrics:?}");
         assert_eq!(FmModel::load(&m.save()).unwrap(), m);
     }

@@ -397,7 +397,7 @@ pub fn fit(
     p: &Params,
     train: &Dataset,
     validation: Option<&Dataset>,
-    progress: &dyn Fn(Progress),
+    progress: &dyn Fn(Progress) -> Result<()>,
 ) -> Result<(KMeansModel, BTreeMap<String, f64>)> {
     let d = train.n_cols();
     let n = train.n_rows();
@@ -458,7 +458,7 @@ pub fn fit(
                 }
             }
         }
-        progress(Progress::new(epoch + 1, total));
+        progress(Progress::new(epoch + 1, total))?;
         if epoch + 1 < p.epochs {
             rng.shuffle(&mut order);
         }
@@ -485,7 +485,7 @@ pub fn fit(
     let Some((_, mut centers)) = best else {
         return Err(TrainError::Diverged("no local Lloyd trial ran".into()));
     };
-    progress(Progress::new(p.epochs + 1, total));
+    progress(Progress::new(p.epochs + 1, total))?;
 
     // Stage 3: full-data Lloyd refinement.
     let x_norms = norms(x, d);
@@ -501,7 +501,7 @@ pub fn fit(
                 centers[c * d..(c + 1) * d].copy_from_slice(train.row(far));
             }
         }
-        progress(Progress::new(p.epochs + 2 + it, total).with("train:msd", loss / n as f64));
+        progress(Progress::new(p.epochs + 2 + it, total).with("train:msd", loss / n as f64))?;
         if last - loss <= p.local_lloyd_tol * loss {
             break;
         }
@@ -545,7 +545,7 @@ mod tests {
         }
         let d = Dataset::new(f, 2, None).unwrap();
         let hp = [("k".to_string(), "3".to_string())].into_iter().collect();
-        let (m, metrics) = fit(&Params::parse(&hp).unwrap(), &d, None, &|_| {}).unwrap();
+        let (m, metrics) = fit(&Params::parse(&hp).unwrap(), &d, None, &|_| Ok(())).unwrap();
         assert!(metrics["train:msd"] < 0.05, "{metrics:?}");
         let Predictions::Clusters {
             closest_cluster, ..

@@ -439,7 +439,7 @@ pub fn fit(
     p: &Params,
     train: &Dataset,
     validation: Option<&Dataset>,
-    progress: &dyn Fn(Progress),
+    progress: &dyn Fn(Progress) -> Result<()>,
 ) -> Result<(LinearLearnerModel, BTreeMap<String, f64>)> {
     let d = train.n_cols();
     if let Some(fd) = p.feature_dim
@@ -560,13 +560,13 @@ pub fn fit(
             } else {
                 since_best += 1;
             }
-            progress(prog);
+            progress(prog)?;
             if since_best >= p.early_stopping_patience.max(1) && p.early_stopping_patience > 0 {
                 break;
             }
         } else {
             best = Some((0.0, model));
-            progress(prog);
+            progress(prog)?;
         }
     }
     let Some((_, mut model)) = best else {
@@ -781,7 +781,7 @@ mod tests {
             ("epochs", "20"),
         ]))
         .unwrap();
-        let (m, metrics) = fit(&p, &d, Some(&d), &|_| {}).unwrap();
+        let (m, metrics) = fit(&p, &d, Some(&d), &|_| Ok(())).unwrap();
         assert!(
             metrics["train:binary_classification_accuracy"] > 0.97,
             "{metrics:?}"

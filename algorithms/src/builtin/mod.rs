@@ -9,7 +9,8 @@
 //! name, [`train`] fits one from a [`Dataset`] and [`load_predictor`] turns artifact bytes
 //! back into a [`BuiltinPredictor`].
 //!
-//! Concurrency: training runs on the caller's thread and uses the global rayon pool for its
+//! Concurrency: training runs on the caller's thread and uses the current rayon pool (the
+//! global one, or the pool it is `install`ed in: the job runner's training pool) for its
 //! data-parallel stages (k-means assignment, PCA covariance, GBDT histograms); results do not
 //! depend on the number of threads. Predictors are immutable and `Send + Sync`.
 
@@ -30,6 +31,7 @@ mod rng;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use data::{CsvReader, Dataset};
 pub use error::{Result, TrainError};
@@ -196,6 +198,55 @@ pub fn train(
     validation: Option<&Dataset>,
     progress: &dyn Fn(Progress),
 ) -> Result<TrainedModel> {
+    let never = AtomicBool::new(false);
+    train_cancellable(
+        algorithm,
+        hyperparameters,
+        train,
+        validation,
+        progress,
+        &never,
+    )
+}
+
+/// Checks `hyperparameters` for `algorithm` as [`train`] would, without training: an unknown
+/// name or a bad value is the error [`train`] would return.
+pub fn check_hyperparameters(
+    algorithm: Algorithm,
+    hyperparameters: &BTreeMap<String, String>,
+) -> Result<()> {
+    match algorithm {
+        Algorithm::LinearLearner => linear_learner::Params::parse(hyperparameters).map(drop),
+        Algorithm::KMeans => kmeans::Params::parse(hyperparameters).map(drop),
+        Algorithm::Pca => pca::Params::parse(hyperparameters).map(drop),
+        Algorithm::FactorizationMachines => {
+            factorization_machines::Params::parse(hyperparameters).map(drop)
+        }
+        Algorithm::XGBoost => gbdt::Params::parse(hyperparameters).map(drop),
+    }
+}
+
+/// Like [`train`], stopping with [`TrainError::Cancelled`] at the first unit of work (epoch,
+/// round, iteration) that ends after `cancel` is set.
+pub fn train_cancellable(
+    algorithm: Algorithm,
+    hyperparameters: &BTreeMap<String, String>,
+    train: &Dataset,
+    validation: Option<&Dataset>,
+    progress: &dyn Fn(Progress),
+    cancel: &AtomicBool,
+) -> Result<TrainedModel> {
+    if cancel.load(Ordering::Relaxed) {
+        return Err(TrainError::Cancelled);
+    }
+    let progress = &|p: Progress| {
+        progress(p);
+        if cancel.load(Ordering::Relaxed) {
+            Err(TrainError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
     if train.n_rows() == 0 {
         return Err(TrainError::data("train", "no rows"));
     }
@@ -274,5 +325,67 @@ pub(crate) fn check_finite(rows: &[f32], n_features: usize) -> Result<()> {
             p / n_features.max(1) + 1,
             p % n_features.max(1) + 1
         ))),
+    }
+}
+
+#[cfg(test)]
+mod cancel_tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn every_algorithm_stops_at_the_first_unit_after_cancel() {
+        let rows = 200;
+        let features: Vec<f32> = (0..rows * 3)
+            .map(|i| ((i * 37) % 101) as f32 / 101.0)
+            .collect();
+        let labels: Vec<f32> = (0..rows).map(|i| (i % 2) as f32).collect();
+        let data = Dataset::new(features, 3, Some(labels)).unwrap();
+        for (algorithm, hp) in [
+            (
+                Algorithm::LinearLearner,
+                vec![("predictor_type", "binary_classifier"), ("epochs", "50")],
+            ),
+            (Algorithm::KMeans, vec![("k", "2"), ("epochs", "50")]),
+            (Algorithm::Pca, vec![("num_components", "2")]),
+            (
+                Algorithm::FactorizationMachines,
+                vec![
+                    ("predictor_type", "binary_classifier"),
+                    ("num_factors", "2"),
+                    ("epochs", "50"),
+                ],
+            ),
+            (
+                Algorithm::XGBoost,
+                vec![("objective", "binary:logistic"), ("num_round", "500")],
+            ),
+        ] {
+            let hp: BTreeMap<String, String> = hp
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            check_hyperparameters(algorithm, &hp).unwrap();
+            let cancel = AtomicBool::new(false);
+            let reports = Cell::new(0);
+            let result = train_cancellable(
+                algorithm,
+                &hp,
+                &data,
+                None,
+                &|_| {
+                    reports.set(reports.get() + 1);
+                    cancel.store(true, Ordering::Relaxed);
+                },
+                &cancel,
+            );
+            assert!(matches!(result, Err(TrainError::Cancelled)), "{algorithm}");
+            assert_eq!(reports.get(), 1, "{algorithm} stopped after its first unit");
+        }
+        let mut bad = BTreeMap::new();
+        bad.insert("num_components".to_owned(), "2".to_owned());
+        bad.insert("nope".to_owned(), "1".to_owned());
+        let err = check_hyperparameters(Algorithm::Pca, &bad).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
     }
 }

@@ -383,7 +383,7 @@ fn randomized_eigen(
 pub fn fit(
     p: &Params,
     train: &Dataset,
-    progress: &dyn Fn(Progress),
+    progress: &dyn Fn(Progress) -> Result<()>,
 ) -> Result<(PcaModel, BTreeMap<String, f64>)> {
     let d = train.n_cols();
     if let Some(fd) = p.feature_dim
@@ -413,7 +413,7 @@ pub fn fit(
     }
     train.require_finite("train")?;
     let (mean, cov) = covariance(train, p.subtract_mean, p.mini_batch_size.max(64));
-    progress(Progress::new(1, 2));
+    progress(Progress::new(1, 2))?;
     let k = p.num_components;
     let (vals, vecs) = match p.algorithm_mode {
         Mode::Regular => {
@@ -446,7 +446,7 @@ pub fn fit(
         "train:explained_variance_ratio".to_string(),
         ratio.iter().sum(),
     );
-    progress(Progress::new(2, 2));
+    progress(Progress::new(2, 2))?;
     Ok((
         PcaModel {
             n_features: d,

@@ -7,19 +7,17 @@
 //!   (`linear-learner`, `kmeans`, `pca`, `factorization-machines`), over
 //!   [`pier_algorithms::builtin::load_predictor`]. The built-in `xgboost` artifact is an
 //!   XGBoost JSON model, so the `xgboost` tree runtime serves it.
-//! - [`train`]: trains a built-in algorithm from `text/csv` channel files and publishes the
-//!   artifact to the store (the library path behind `pier train` and, later, training jobs).
+//!
+//! Training and publishing is `pier-jobs`' (`pier_jobs::train`); this crate loads and predicts.
 //!
 //! A native model's signature is always derived from the model file: one input `features`
 //! (`FP32`, `[-1, num_features]`) and outputs named as SageMaker's responses name them, so the
 //! generic codecs write SageMaker's shapes. A manifest signature, when present, must agree.
 //!
 //! Concurrency: loaded models are immutable and `Send + Sync`; each `predict` runs on the
-//! caller's (compute) thread alone, with no locks. Training runs on the caller's thread and
-//! uses the global rayon pool inside the algorithms.
+//! caller's (compute) thread alone, with no locks.
 
 pub mod builtin;
-pub mod train;
 pub mod trees;
 
 use std::collections::BTreeMap;

@@ -91,7 +91,7 @@ pub(super) async fn resolve_models(
             .db
             .get(Table::Models, &pv.model_name)
             .await
-            .map_err(|e| e.message)?
+            .map_err(|e| crate::error::ApiError::from(e).message)?
             .ok_or_else(|| {
                 format!(
                     "Could not find model \"{}\" (variant {:?}).",
@@ -384,8 +384,10 @@ pub(super) async fn update_in_background(
                     record.endpoint_config_name = old_config;
                     record.pier_deployed = old_deployed;
                     record.production_variants = old_variants;
-                    record.failure_reason =
-                        Some(format!("the update could not be recorded: {}", e.message));
+                    record.failure_reason = Some(format!(
+                        "the update could not be recorded: {}",
+                        crate::error::ApiError::from(e).message
+                    ));
                 }
             }
         }

@@ -399,7 +399,7 @@ async fn finish_delete(app: AppState, record: EndpointRecord) {
     let name = &record.endpoint_name;
     let done = match app.db.delete(Table::Endpoints, name).await {
         Ok(_) => tags::remove_all(&app, &record.endpoint_arn).await,
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     };
     match done {
         Ok(()) => tracing::info!(endpoint = %name, "endpoint deleted"),

@@ -1,6 +1,8 @@
 //! Resolving CreateModel's `ModelDataUrl` to a pinned artifact: a store reference
-//! (`pier://NAME[/VERSION]`) or a local file / folder (`/path`, `file:///path`) that is
-//! imported into the store as a new version of the model's name. Native images (`xgboost`,
+//! (`pier://NAME[/VERSION]`), a local file / folder (`/path`, `file:///path`), or an
+//! `s3://…/model.tar.gz` (a training job's `S3ModelArtifacts`: downloaded first by
+//! [`fetch_s3`] into a scratch folder of the call's own) that is imported into the store as a
+//! new version of the model's name. Native images (`xgboost`,
 //! `lightgbm`, the built-in algorithms) get their signature and properties (feature and class
 //! counts, objective) from loading the file; SageMaker's extension-less `xgboost-model` is
 //! read by content.
@@ -52,9 +54,16 @@ pub fn resolve(job: &Import<'_>, url: &str) -> Result<Resolved, ApiError> {
             imported: false,
         });
     }
-    if url.starts_with("s3://") || url.starts_with("http://") || url.starts_with("https://") {
+    if url.starts_with("s3://") {
+        // The caller fetches it first ([`fetch_s3`]) and calls [`import_fetched`].
+        return Err(ApiError::internal(
+            "an s3:// ModelDataUrl is fetched before resolve",
+        ));
+    }
+    if url.starts_with("http://") || url.starts_with("https://") {
         return Err(ApiError::validation(format!(
-            "ModelDataUrl {url:?} is not supported: use pier://NAME[/VERSION] or a local path"
+            "ModelDataUrl {url:?} is not supported: use s3://BUCKET/KEY/model.tar.gz, \
+             pier://NAME[/VERSION] or a local path"
         )));
     }
     let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
@@ -113,11 +122,63 @@ fn import_path(job: &Import<'_>, url: &str, path: &Path) -> Result<ArtifactRef, 
     let limits = job.config.limits();
     let policy = job.config.policy(job.admin_addr).map_err(store_err)?;
     let source = LocalSource::scan(path, &policy, &limits).map_err(store_err)?;
-    let mut budget = Budget::new(limits, job.cancel.clone());
-    let mut staging = job.store.stage().map_err(store_err)?;
-    staging
-        .add_source(&source, &mut budget)
-        .map_err(store_err)?;
+    import_source(job, url, &source, &path.display().to_string())
+}
+
+/// Downloads an `s3://…/model.tar.gz` `ModelDataUrl` into `scratch` (a folder of this call's
+/// own), within the import's byte limit; S3 is reached as `s3` says (the job runner's
+/// settings: the AWS environment variables, `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL`, keys,
+/// region), so training jobs and CreateModel read the same store.
+pub async fn fetch_s3(
+    config: &ImportConfig,
+    s3: &pier_jobs::channels::S3Config,
+    url: &str,
+    scratch: &Path,
+) -> Result<LocalSource, ApiError> {
+    pier_jobs::output::fetch_model_data(
+        url,
+        scratch,
+        &pier_model_store::ImportPolicy::anywhere(),
+        &config.limits(),
+        s3,
+    )
+    .await
+    .map_err(|e| output_err(url, e))
+}
+
+/// Imports an archive [`fetch_s3`] downloaded, as a local import. Blocking.
+pub fn import_fetched(
+    job: &Import<'_>,
+    url: &str,
+    source: &LocalSource,
+) -> Result<Resolved, ApiError> {
+    Ok(Resolved {
+        artifact: import_source(job, url, source, url)?,
+        imported: true,
+    })
+}
+
+fn output_err(url: &str, e: pier_jobs::output::OutputError) -> ApiError {
+    let context = format!("ModelDataUrl {url}");
+    match e {
+        pier_jobs::output::OutputError::Store(e) => ApiError::from_store(&context, e),
+        other => ApiError::validation(format!("{context}: {other}")),
+    }
+}
+
+/// Unpacks (or copies) `source` into staging with the store's archive rules, inspects it as a
+/// model of `job.image` and publishes it; `origin` goes into the provenance.
+fn import_source(
+    job: &Import<'_>,
+    url: &str,
+    source: &LocalSource,
+    origin: &str,
+) -> Result<ArtifactRef, ApiError> {
+    let context = format!("ModelDataUrl {url}");
+    let store_err = |e| ApiError::from_store(&context, e);
+    let mut budget = Budget::new(job.config.limits(), job.cancel.clone());
+    let mut staging = pier_jobs::output::stage_model_data(job.store, source, &mut budget)
+        .map_err(|e| output_err(url, e))?;
     let names: Vec<String> = staging.files().iter().map(|f| f.name.clone()).collect();
     let Some(primary) = primary_file(&names, job.image) else {
         return Err(ApiError::validation(format!(
@@ -165,11 +226,7 @@ fn import_path(job: &Import<'_>, url: &str, path: &Path) -> Result<ArtifactRef, 
         runtime: job.image.to_owned(),
         signature,
         properties,
-        provenance: [(
-            "source".to_string(),
-            serde_json::json!(path.display().to_string()),
-        )]
-        .into(),
+        provenance: [("source".to_string(), serde_json::json!(origin))].into(),
     };
     let manifest = staging.publish(job.model_name, draft).map_err(store_err)?;
     Ok(ArtifactRef {

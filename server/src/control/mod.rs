@@ -13,9 +13,11 @@ mod deploy;
 mod endpoints;
 mod import;
 mod list;
+mod logs;
 mod models;
 pub mod options;
 mod tags;
+mod training;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -57,6 +59,9 @@ async fn dispatch(
         return ApiError::validation("missing X-Amz-Target header (expected SageMaker.<Action>)")
             .into_response();
     };
+    if let Some(action) = target.strip_prefix(logs::TARGET_PREFIX) {
+        return respond(logs::dispatch(&app, action, &body).await);
+    }
     let action = target.strip_prefix("SageMaker.").unwrap_or(target);
     tracing::debug!(action, "control-plane call");
     let result = match action {
@@ -77,10 +82,19 @@ async fn dispatch(
         "AddTags" => call(&app, &body, tags::add).await,
         "ListTags" => call(&app, &body, tags::list).await,
         "DeleteTags" => call(&app, &body, tags::delete).await,
+        "CreateTrainingJob" => call(&app, &body, training::create).await,
+        "DescribeTrainingJob" => call(&app, &body, training::describe).await,
+        "ListTrainingJobs" => call(&app, &body, training::list).await,
+        "StopTrainingJob" => call(&app, &body, training::stop).await,
         other => Err(ApiError::unknown_operation(format!(
             "Pier does not implement SageMaker.{other}"
         ))),
     };
+    respond(result)
+}
+
+/// The answer in AWS JSON 1.1.
+fn respond(result: Result<String, ApiError>) -> Response {
     match result {
         Ok(json) => {
             let mut response = json.into_response();

@@ -76,9 +76,14 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     ]) {
         return Err(unsupported(field));
     }
-    let Some(container) = req.primary_container else {
+    let Some(mut container) = req.primary_container else {
         return Err(ApiError::validation("PrimaryContainer is required"));
     };
+    // SageMaker's image URIs of the built-ins (`…/linear-learner:1`, `…/sagemaker-xgboost:1.7-1`)
+    // name Pier's runtime of the same algorithm; the record keeps the runtime's name.
+    if let Some(algorithm) = pier_jobs::training::builtin_for_image(&container.image) {
+        container.image = algorithm.image_name().to_owned();
+    }
     if let Some(field) = container.unsupported() {
         return Err(unsupported(&format!("PrimaryContainer.{field}")));
     }
@@ -130,6 +135,18 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         req.model_name.clone(),
         container.image.clone(),
     );
+    // An s3:// archive comes down first, into a scratch folder of this call's own in the data
+    // folder (removed when the call ends, however it ends).
+    let fetched = if url.starts_with("s3://") {
+        let scratch = tempfile::Builder::new()
+            .prefix(".model-data-")
+            .tempdir_in(&app.config.data_dir)
+            .map_err(ApiError::internal)?;
+        let source = import::fetch_s3(&config, &app.config.jobs.s3, &url, scratch.path()).await?;
+        Some((scratch, source))
+    } else {
+        None
+    };
     let resolved = tokio::task::spawn_blocking(move || {
         let job = import::Import {
             store: &store,
@@ -139,7 +156,10 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
             model_name: &name,
             image: &image,
         };
-        import::resolve(&job, &url)
+        match &fetched {
+            Some((_scratch, source)) => import::import_fetched(&job, &url, source),
+            None => import::resolve(&job, &url),
+        }
     })
     .await
     .map_err(ApiError::internal)??;

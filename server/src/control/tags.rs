@@ -104,6 +104,21 @@ async fn check_resource(app: &AppState, arn: &str) -> Result<(), ApiError> {
         Some("model") => (Table::Models, "ModelArn"),
         Some("endpoint-config") => (Table::EndpointConfigs, "EndpointConfigArn"),
         Some("endpoint") => (Table::Endpoints, "EndpointArn"),
+        Some("training-job") => {
+            let jobs = app
+                .db
+                .list_jobs::<serde_json::Value>(pier_db::JobKind::Training)
+                .await?;
+            return jobs
+                .iter()
+                .any(|j| {
+                    j.body["TrainingJobArn"]
+                        .as_str()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(arn))
+                })
+                .then_some(())
+                .ok_or_else(not_found);
+        }
         _ => return Err(not_found()),
     };
     let records: Vec<serde_json::Value> = app.db.list(table).await?;

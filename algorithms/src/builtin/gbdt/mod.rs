@@ -378,7 +378,7 @@ pub fn fit(
     p: &Params,
     train: &Dataset,
     validation: Option<&Dataset>,
-    progress: &dyn Fn(Progress),
+    progress: &dyn Fn(Progress) -> Result<()>,
 ) -> Result<(GbdtModel, BTreeMap<String, f64>)> {
     let y = train.require_labels("train")?;
     check_labels(p, y, "train")?;
@@ -501,7 +501,7 @@ pub fn fit(
             if best.is_none_or(|(b, _)| score < b) {
                 best = Some((score, round));
             }
-            progress(prog);
+            progress(prog)?;
             if let (Some(es), Some((_, br))) = (p.early_stopping_rounds, best)
                 && round - br >= es
             {
@@ -510,7 +510,7 @@ pub fn fit(
                 break;
             }
         } else {
-            progress(prog);
+            progress(prog)?;
         }
         if margins.iter().any(|m| !m.is_finite()) {
             return Err(TrainError::Diverged(format!(

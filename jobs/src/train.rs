@@ -1,5 +1,6 @@
 //! Train a built-in algorithm from `text/csv` channel files and publish the artifact: the
-//! library path behind `pier train`, shaped so a training-job worker can call it unchanged.
+//! library path behind `pier train` ([`train_and_publish`]) and the publishing step of
+//! training jobs ([`publish_trained`]).
 //!
 //! Channels are read as SageMaker's built-in algorithms read `text/csv`: no header, the label
 //! first for supervised algorithms, no label column for k-means and PCA. The published
@@ -8,19 +9,20 @@
 //! known to load), and provenance: algorithm, hyperparameters, final metrics, channel paths
 //! and `training_job`.
 //!
-//! Concurrency: runs on the caller's thread (training uses the global rayon pool). Publishing
+//! Concurrency: runs on the caller's thread (training uses the current rayon pool: the global
+//! one for `pier train`, the runner's training pool for jobs). Publishing
 //! goes through the store's atomic, process-safe publish, so this is safe while `pier serve`
 //! uses the same store.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use pier_algorithms::builtin::{Algorithm, Dataset, Progress, TrainError, train};
+use pier_algorithms::builtin::{Algorithm, Dataset, Progress, TrainError, TrainedModel, train};
 use pier_model_store::{ArtifactFile, Manifest, ManifestDraft, ModelStore, validate_model_name};
+use pier_runtimes::native::inspect_bytes;
 use serde_json::json;
 
-use super::inspect_bytes;
-use crate::error::Result;
+use crate::error::{JobsError, Result};
 
 /// What to train and where to publish it.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,11 +60,11 @@ pub fn train_and_publish(
     // Refuse a bad name before spending time training.
     validate_model_name(&spec.model_name)?;
     let supervised = spec.algorithm.supervised();
-    let train_set = read_channel("train", &spec.train, supervised)?;
+    let train_set = read_csv_file("train", &spec.train, supervised)?;
     let validation_set = spec
         .validation
         .as_deref()
-        .map(|p| read_channel("validation", p, supervised))
+        .map(|p| read_csv_file("validation", p, supervised))
         .transpose()?;
     let trained = train(
         spec.algorithm,
@@ -71,30 +73,78 @@ pub fn train_and_publish(
         validation_set.as_ref(),
         progress,
     )?;
-    let runtime = spec.algorithm.image_name();
-    let info = inspect_bytes(runtime, &trained.artifact, trained.file_name)?;
-    let provenance = [
-        ("algorithm", json!(runtime)),
-        ("hyperparameters", json!(spec.hyperparameters)),
-        ("metrics", json!(trained.metrics)),
+    let channels = [
         ("train", json!(spec.train.display().to_string())),
         (
             "validation",
             json!(spec.validation.as_ref().map(|p| p.display().to_string())),
         ),
-        ("training_job", json!(spec.training_job)),
+    ];
+    publish_trained(
+        store,
+        &spec.model_name,
+        &spec.hyperparameters,
+        trained,
+        &channels,
+        spec.training_job.as_deref(),
+    )
+}
+
+/// Reads one local `text/csv` file (no header, the label first when `has_label`); errors name
+/// the channel, the file and the line. Training jobs read their channels through
+/// [`crate::channels`] instead (S3, folders, manifests, gzip, RecordIO).
+fn read_csv_file(channel: &str, path: &Path, has_label: bool) -> Result<Dataset> {
+    let err = |reason: String| JobsError::Channel {
+        channel: channel.to_owned(),
+        reason: format!("object {}: {reason}", path.display()),
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    Dataset::from_csv(&bytes[..], has_label).map_err(|e| {
+        err(match e {
+            TrainError::Csv {
+                line,
+                column,
+                reason,
+            } => format!("CSV line {line}, column {column}: {reason}"),
+            other => other.to_string(),
+        })
+    })
+}
+
+/// Publishes a trained model as the next version of `model_name`: the manifest's signature
+/// and properties come from loading the artifact back (so what is published is known to
+/// load); provenance records the algorithm, hyperparameters, metrics, `channels` and the
+/// training job.
+pub fn publish_trained(
+    store: &ModelStore,
+    model_name: &str,
+    hyperparameters: &BTreeMap<String, String>,
+    trained: TrainedModel,
+    channels: &[(&str, serde_json::Value)],
+    training_job: Option<&str>,
+) -> Result<TrainOutcome> {
+    let runtime = trained.algorithm.image_name();
+    let info = inspect_bytes(runtime, &trained.artifact, trained.file_name)?;
+    let mut provenance: BTreeMap<String, serde_json::Value> = [
+        ("algorithm", json!(runtime)),
+        ("hyperparameters", json!(hyperparameters)),
+        ("metrics", json!(trained.metrics)),
+        ("training_job", json!(training_job)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    for (name, value) in channels {
+        provenance.insert((*name).to_owned(), value.clone());
+    }
     let draft = ManifestDraft {
         runtime: runtime.to_owned(),
         signature: info.signature.to_manifest(),
         properties: info.properties,
-        provenance,
+        provenance: provenance.into_iter().collect(),
     };
     let manifest = store.publish(
-        &spec.model_name,
+        model_name,
         vec![ArtifactFile::from_bytes(
             trained.file_name,
             trained.artifact,
@@ -105,13 +155,4 @@ pub fn train_and_publish(
         manifest,
         metrics: trained.metrics,
     })
-}
-
-/// Reads one `text/csv` channel file; errors name the channel and the file.
-fn read_channel(channel: &'static str, path: &Path, has_label: bool) -> Result<Dataset> {
-    let data_err = |reason: String| TrainError::Data { channel, reason };
-    let bytes = std::fs::read(path)
-        .map_err(|e| data_err(format!("cannot read {}: {e}", path.display())))?;
-    Dataset::from_csv(&bytes, has_label)
-        .map_err(|e| data_err(format!("{}: {e}", path.display())).into())
 }

@@ -1,17 +1,22 @@
-//! Control-plane persistence in an embedded SQLite file through `sqlx`.
+//! Pier's control-plane and job persistence in an embedded SQLite file through `sqlx`, shared
+//! by the server (`pier serve`) and the job runner (`pier worker`), neither of which this crate
+//! knows.
 //!
-//! Each record is one row `(name, body)` with the record as JSON, one table per kind (tags are
-//! keyed by the resource's ARN). The SQL is
-//! kept portable (no SQLite-only syntax, `$n` placeholders) so a PostgreSQL pool can follow
-//! with the same statements. Writes are single statements, so a crash leaves either the old
-//! or the new row.
+//! Records (models, endpoint configs, endpoints, tags) are one row `(name, body)` with the
+//! record as JSON, one table per kind (tags are keyed by the resource's ARN). Jobs ([`jobs`])
+//! are rows with real columns for what the runner coordinates on (status, owner, lease expiry,
+//! heartbeat, attempts) beside the JSON body, so claiming a job is one atomic statement. The SQL
+//! is kept portable (no SQLite-only syntax, `$n` placeholders, `RETURNING`) so a PostgreSQL
+//! pool can follow with the same statements. Writes are single statements, so a crash leaves
+//! either the old or the new row.
 //!
-//! Errors are a typed [`DbError`] naming the operation and the table; `crate::error` turns
-//! them into the API's 500 in one place (the record methods return that `ApiError` already,
-//! as their callers want; they will return `DbError` once the database has its own crate). `pier serve` opens the database with
+//! Errors are a typed [`DbError`] naming the operation and the table; the server turns them
+//! into its API's 500 in one place. `pier serve` opens the database with
 //! [`Db::open_exclusive`], which holds an exclusive lock on `pier.lock` next to `pier.db` for
 //! the server's life, so a second server on the same folder is refused. Tests can make the
 //! next writes fail ([`Db::fail_next_writes`]) as a full disk would.
+
+pub mod jobs;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -19,7 +24,6 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::error::ApiError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{
@@ -28,6 +32,8 @@ use sqlx::sqlite::{
 
 /// The lock file next to `pier.db` that one `pier serve` holds for its life.
 pub const LOCK_FILE: &str = "pier.lock";
+
+pub use jobs::{ClaimedJob, JobKind, JobLogEvent, JobRow, JobStatus, LogQuery, StopOutcome};
 
 /// What can go wrong in the database layer.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +198,12 @@ impl Db {
             .await
             .map_err(open_err)?;
         }
+        for statement in jobs::SCHEMA {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .map_err(open_err)?;
+        }
         Ok(Self {
             pool,
             lock: Arc::default(),
@@ -221,13 +233,22 @@ impl Db {
     }
 
     fn injected_fault(&self, op: DbOp, table: Table, name: &str) -> Result<(), DbError> {
+        self.injected_fault_named(op, table.name(), name)
+    }
+
+    fn injected_fault_named(
+        &self,
+        op: DbOp,
+        table: &'static str,
+        name: &str,
+    ) -> Result<(), DbError> {
         let took = self
             .failing_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         if took.is_ok() {
             return Err(DbError::Query {
                 op,
-                table: table.name(),
+                table,
                 name: Some(name.to_owned()),
                 // ENOSPC, as SQLite would meet it.
                 source: sqlx::Error::Io(std::io::Error::from_raw_os_error(28)),
@@ -255,7 +276,7 @@ impl Db {
         table: Table,
         name: &str,
         record: &T,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, DbError> {
         self.injected_fault(DbOp::Insert, table, name)?;
         let body = encode(table, record)?;
         let sql = format!(
@@ -277,7 +298,7 @@ impl Db {
         table: Table,
         name: &str,
         record: &T,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DbError> {
         self.injected_fault(DbOp::Update, table, name)?;
         let body = encode(table, record)?;
         let sql = format!("UPDATE {} SET body = $2 WHERE name = $1", table.name());
@@ -295,31 +316,30 @@ impl Db {
         &self,
         table: Table,
         name: &str,
-    ) -> Result<Option<T>, ApiError> {
+    ) -> Result<Option<T>, DbError> {
         let sql = format!("SELECT body FROM {} WHERE name = $1", table.name());
         let row: Option<(String,)> = sqlx::query_as(&sql)
             .bind(name)
             .fetch_optional(&self.pool)
             .await
             .map_err(Self::query_err(DbOp::Get, table, Some(name)))?;
-        Ok(row.map(|(body,)| decode(table, name, &body)).transpose()?)
+        row.map(|(body,)| decode(table, name, &body)).transpose()
     }
 
     /// Reads every record of a table, by name.
-    pub async fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, ApiError> {
+    pub async fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, DbError> {
         let sql = format!("SELECT name, body FROM {} ORDER BY name", table.name());
         let rows: Vec<(String, String)> = sqlx::query_as(&sql)
             .fetch_all(&self.pool)
             .await
             .map_err(Self::query_err(DbOp::List, table, None))?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|(name, body)| decode(table, &name, &body))
-            .collect::<Result<_, _>>()?)
+            .collect()
     }
 
     /// Deletes a record; `Ok(false)` if there was none.
-    pub async fn delete(&self, table: Table, name: &str) -> Result<bool, ApiError> {
+    pub async fn delete(&self, table: Table, name: &str) -> Result<bool, DbError> {
         self.injected_fault(DbOp::Delete, table, name)?;
         let sql = format!("DELETE FROM {} WHERE name = $1", table.name());
         let done = sqlx::query(&sql)
@@ -338,15 +358,24 @@ impl Db {
 }
 
 fn encode<T: Serialize>(table: Table, record: &T) -> Result<String, DbError> {
-    serde_json::to_string(record).map_err(|source| DbError::Encode {
-        table: table.name(),
-        source,
-    })
+    encode_named(table.name(), record)
 }
 
 fn decode<T: DeserializeOwned>(table: Table, name: &str, body: &str) -> Result<T, DbError> {
+    decode_named(table.name(), name, body)
+}
+
+fn encode_named<T: Serialize>(table: &'static str, record: &T) -> Result<String, DbError> {
+    serde_json::to_string(record).map_err(|source| DbError::Encode { table, source })
+}
+
+fn decode_named<T: DeserializeOwned>(
+    table: &'static str,
+    name: &str,
+    body: &str,
+) -> Result<T, DbError> {
     serde_json::from_str(body).map_err(|source| DbError::Corrupt {
-        table: table.name(),
+        table,
         name: name.to_owned(),
         source,
     })
@@ -446,10 +475,14 @@ mod tests {
             .insert(Table::Models, "a", &serde_json::json!({"x": 1}))
             .await
             .unwrap_err();
-        assert_eq!(err.code, "InternalFailure");
-        assert_eq!(
-            err.message,
-            "database insert of models record \"a\" failed: no space left on device"
+        assert!(
+            matches!(&err, DbError::Query { op: DbOp::Insert, table: "models", name: Some(n), .. } if n == "a"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("database insert of models failed"),
+            "{err}"
         );
         assert!(
             db.get::<serde_json::Value>(Table::Models, "a")

@@ -1,0 +1,293 @@
+//! The job queue of `pier-db`: claims are exclusive under concurrent claimers, only the
+//! holder writes, expired leases are reclaimed once, stop requests, and job logs.
+
+use pier_db::{Db, JobKind, JobStatus, LogQuery, StopOutcome};
+use serde_json::{Value, json};
+
+async fn db() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).await.unwrap();
+    (dir, db)
+}
+
+#[tokio::test]
+async fn claims_are_exclusive_and_oldest_first() {
+    let (_dir, db) = db().await;
+    for (i, name) in ["b", "a", "c"].iter().enumerate() {
+        assert!(
+            db.insert_job(JobKind::Training, name, i as f64, &json!({"n": name}))
+                .await
+                .unwrap()
+        );
+    }
+    assert!(
+        !db.insert_job(JobKind::Training, "a", 9.0, &json!({}))
+            .await
+            .unwrap()
+    );
+    // Many claimers at once over one pool (several connections): each job goes once.
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            db.claim_job::<Value>(JobKind::Training, &format!("w{w}"), 100.0, 10.0)
+                .await
+                .unwrap()
+                .map(|j| j.name)
+        }));
+    }
+    let mut got: Vec<String> = Vec::new();
+    for t in tasks {
+        got.extend(t.await.unwrap());
+    }
+    got.sort();
+    assert_eq!(got, ["a", "b", "c"]);
+    let a = db
+        .get_job::<Value>(JobKind::Training, "a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.attempts, 1);
+    assert_eq!(a.lease_expires_at, Some(110.0));
+    assert!(
+        db.claim_job::<Value>(JobKind::Training, "x", 100.0, 10.0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Other kinds are other queues.
+    assert!(
+        db.claim_job::<Value>(JobKind::Transform, "x", 100.0, 10.0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn only_the_holder_writes_and_expired_leases_are_reclaimed_once() {
+    let (_dir, db) = db().await;
+    db.insert_job(JobKind::Training, "j", 1.0, &json!({"v": 0}))
+        .await
+        .unwrap();
+    let j = db
+        .claim_job::<Value>(JobKind::Training, "w1", 10.0, 5.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(j.owner.as_deref(), Some("w1"));
+    assert!(
+        !db.update_job_body(JobKind::Training, "j", "w2", &json!({"v": 9}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.update_job_body(JobKind::Training, "j", "w1", &json!({"v": 1}))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.heartbeat(JobKind::Training, "j", "w1", 12.0, 5.0)
+            .await
+            .unwrap(),
+        Some(JobStatus::InProgress)
+    );
+    assert!(
+        db.expired_jobs::<Value>(JobKind::Training, 16.0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let expired = db
+        .expired_jobs::<Value>(JobKind::Training, 18.0)
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].body["v"], 1);
+    assert!(
+        db.reclaim(
+            JobKind::Training,
+            "j",
+            "w1",
+            18.0,
+            JobStatus::InProgress,
+            &json!({"v": 2})
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        !db.reclaim(
+            JobKind::Training,
+            "j",
+            "w1",
+            18.0,
+            JobStatus::Failed,
+            &json!({})
+        )
+        .await
+        .unwrap()
+    );
+    // The old holder lost it: its heartbeat and writes no longer land.
+    assert_eq!(
+        db.heartbeat(JobKind::Training, "j", "w1", 19.0, 5.0)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !db.finish_job(
+            JobKind::Training,
+            "j",
+            "w1",
+            JobStatus::Completed,
+            &json!({})
+        )
+        .await
+        .unwrap()
+    );
+    let again = db
+        .claim_job::<Value>(JobKind::Training, "w2", 20.0, 5.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.attempts, 2);
+    assert!(
+        db.finish_job(
+            JobKind::Training,
+            "j",
+            "w2",
+            JobStatus::Completed,
+            &json!({"v": 3})
+        )
+        .await
+        .unwrap()
+    );
+    let done = db
+        .get_job::<Value>(JobKind::Training, "j")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (done.status, done.body["v"].clone()),
+        (JobStatus::Completed, json!(3))
+    );
+}
+
+#[tokio::test]
+async fn stop_marks_held_jobs_stopping_and_ends_queued_ones() {
+    let (_dir, db) = db().await;
+    db.insert_job(JobKind::Training, "q", 1.0, &json!({"s": "queued"}))
+        .await
+        .unwrap();
+    db.insert_job(JobKind::Training, "r", 2.0, &json!({}))
+        .await
+        .unwrap();
+    let stopped = db
+        .stop_job::<Value>(JobKind::Training, "q", |mut b| {
+            b["s"] = json!("stopped");
+            b
+        })
+        .await
+        .unwrap();
+    assert_eq!(stopped, StopOutcome::Stopped);
+    let q = db
+        .get_job::<Value>(JobKind::Training, "q")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (q.status, q.body["s"].clone()),
+        (JobStatus::Stopped, json!("stopped"))
+    );
+    let r = db
+        .claim_job::<Value>(JobKind::Training, "w", 5.0, 5.0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.name, "r", "a stopped job is not claimed");
+    assert_eq!(
+        db.stop_job::<Value>(JobKind::Training, "r", |b| b)
+            .await
+            .unwrap(),
+        StopOutcome::Stopping
+    );
+    assert_eq!(
+        db.heartbeat(JobKind::Training, "r", "w", 6.0, 5.0)
+            .await
+            .unwrap(),
+        Some(JobStatus::Stopping)
+    );
+    assert_eq!(
+        db.stop_job::<Value>(JobKind::Training, "r", |b| b)
+            .await
+            .unwrap(),
+        StopOutcome::NotInProgress
+    );
+    assert_eq!(
+        db.stop_job::<Value>(JobKind::Training, "nope", |b| b)
+            .await
+            .unwrap(),
+        StopOutcome::NotInProgress
+    );
+}
+
+#[tokio::test]
+async fn logs_read_in_order_from_either_end() {
+    let (_dir, db) = db().await;
+    assert_eq!(db.log_span(JobKind::Training, "j").await.unwrap(), None);
+    for i in 0..5 {
+        db.append_log(JobKind::Training, "j", 1000 + i, &format!("line {i}"))
+            .await
+            .unwrap();
+    }
+    db.append_log(JobKind::Training, "other", 1, "x")
+        .await
+        .unwrap();
+    let head = db
+        .read_logs(
+            JobKind::Training,
+            "j",
+            &LogQuery {
+                limit: 2,
+                from_head: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        head.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["line 0", "line 1"]
+    );
+    let tail = db
+        .read_logs(
+            JobKind::Training,
+            "j",
+            &LogQuery {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+    let after = db
+        .read_logs(
+            JobKind::Training,
+            "j",
+            &LogQuery {
+                after_seq: Some(4),
+                limit: 10,
+                from_head: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        db.log_span(JobKind::Training, "j").await.unwrap(),
+        Some((1000, 1004, 5))
+    );
+}
