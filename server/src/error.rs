@@ -231,6 +231,10 @@ pub enum ApiCode {
     ResourceInUse,
     /// An action Pier does not implement.
     UnknownOperationException,
+    /// CloudWatch Logs: a log group or stream that does not exist.
+    ResourceNotFoundException,
+    /// CloudWatch Logs: a parameter out of range or malformed.
+    InvalidParameterException,
     /// A request body over the control plane's limit (413).
     RequestEntityTooLargeException,
     /// More control-plane requests at once than the listener takes (400, as AWS throttles).
@@ -248,6 +252,8 @@ impl ApiCode {
             Self::ValidationException => "ValidationException",
             Self::ResourceInUse => "ResourceInUse",
             Self::UnknownOperationException => "UnknownOperationException",
+            Self::ResourceNotFoundException => "ResourceNotFoundException",
+            Self::InvalidParameterException => "InvalidParameterException",
             Self::RequestEntityTooLargeException => "RequestEntityTooLargeException",
             Self::ThrottlingException => "ThrottlingException",
             Self::RequestTimeout => "RequestTimeout",
@@ -263,6 +269,8 @@ impl ApiCode {
             Self::ValidationException
             | Self::ResourceInUse
             | Self::UnknownOperationException
+            | Self::ResourceNotFoundException
+            | Self::InvalidParameterException
             | Self::ThrottlingException => StatusCode::BAD_REQUEST,
         }
     }

@@ -12,7 +12,7 @@ use pier_db::{JobKind, LogQuery};
 use pier_jobs::training::{LOG_GROUP, TrainingJob, log_stream};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
+use crate::error::{ApiCode, ApiError};
 use crate::state::AppState;
 
 /// The `X-Amz-Target` prefix of CloudWatch Logs.
@@ -20,14 +20,14 @@ pub(super) const TARGET_PREFIX: &str = "Logs_20140328.";
 
 fn not_found(what: &str) -> ApiError {
     ApiError {
-        code: "ResourceNotFoundException",
+        code: ApiCode::ResourceNotFoundException,
         message: format!("The specified {what} does not exist."),
     }
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError {
-        code: "InvalidParameterException",
+        code: ApiCode::InvalidParameterException,
         message: message.into(),
     }
 }
@@ -41,7 +41,7 @@ pub(super) async fn dispatch(
         "DescribeLogStreams" => super::call(app, body, describe_log_streams).await,
         "GetLogEvents" => super::call(app, body, get_log_events).await,
         other => Err(ApiError {
-            code: "UnknownOperationException",
+            code: ApiCode::UnknownOperationException,
             message: format!("Pier does not implement Logs_20140328.{other}"),
         }),
     }
