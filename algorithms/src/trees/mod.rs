@@ -31,6 +31,7 @@ mod error;
 mod lightgbm;
 mod predict;
 mod raw;
+mod simd;
 mod transform;
 pub mod ubjson;
 mod value;
