@@ -1,23 +1,36 @@
 //! The AVX2 form of the complete-tree kernel: eight rows (one [`Columns`] group) walk a
 //! tree together, one row per SIMD lane, every level branch-free.
 //!
-//! A level is: the thresholds and columns of the eight lanes' nodes, the eight inputs at
-//! those columns, one `x < t` compare, and `pos = 2 * pos + 2 + mask` (the mask is -1
-//! where the row goes left), so heap positions stay in SIMD registers from the root to
-//! the leaves. The root and its two children are compared with contiguous loads (every
-//! lane reads the same column); levels 2 and 3 (at most eight nodes) look their nodes up
-//! with in-register permutes; deeper levels gather them. Inputs below the root are
-//! gathered from the group. The comparison is the scalar kernel's (`x < t` on `f32`,
-//! false for NaN, and NaN never reaches it: see the `complete` module), leaves are added
-//! in the same order per row, so results are bit-identical to the portable kernel.
+//! A level is: each lane's node (threshold and column), the lane's input at that column,
+//! one `x < t` compare, and `pos = 2 * pos + 2 + mask` (the mask is -1 where the row goes
+//! left), so heap positions stay in registers from the root to the leaves. How a level
+//! finds its nodes and inputs depends on its width:
+//! - levels 0 to 3 (1 to 8 nodes): every node is compared with all eight rows by
+//!   contiguous loads of its column, and each lane keeps its own node's outcome through a
+//!   tree of blends on the bits of its position in the level (no gather);
+//! - levels 4 and 5 (16 and 32 nodes): thresholds and columns are looked up in registers
+//!   (permutes within eight-node chunks, blends across them), the inputs gathered;
+//! - deeper levels gather nodes and inputs.
+//!
+//! The eight groups of a 64-row block advance level by level together, so their gathers
+//! overlap instead of each waiting on the one before. With one output group and `f32`
+//! sums (XGBoost binary and regression models) the eight rows' leaves are gathered from an
+//! `f32` copy of the leaf values and added with one instruction.
+//!
+//! Results are bit-identical to the portable kernel and the per-row walk: the same
+//! comparison (`x < t` on `f32`, false for NaN; NaN never reaches it, see the `complete`
+//! module), and each row's leaves added in tree order in the library's precision (an
+//! `f32` add of the leaf rounded to `f32` is what `A::from_f64` and `+=` do).
 //!
 //! Runtime dispatch: [`walk`] checks for AVX2 (std caches the answer) and returns false
-//! without it, and the caller runs the portable kernel.
+//! without it; the caller then runs the portable kernel.
 //!
-//! This is the crate's only `unsafe` code: calling the `avx2` functions once the CPU is
-//! known to have AVX2, unaligned loads from fixed-size arrays, and gathers, each of whose
-//! indices is clamped into its slice first (see [`gather_ps`]), so no input, however
-//! malformed, reads out of bounds.
+//! This module is the crate's only `unsafe` code: calling the `avx2` functions once the
+//! CPU is known to have AVX2; unaligned loads and stores of fixed-size arrays; loads and
+//! gathers of a group's inputs, after `walk` has checked once per call that every column
+//! of the tree plus eight lies inside a group; and node and leaf gathers whose indices are
+//! clamped into their slices first ([`gather_ps`]). No input, however malformed, reads out
+//! of bounds.
 
 #![allow(unsafe_code)]
 
@@ -73,12 +86,27 @@ mod avx2 {
         unsafe { _mm256_loadu_ps(x.as_ptr()) }
     }
 
-    /// The eight values at `column..column + 8` of `group`, or the last eight if the
-    /// column is out of range (it never is: columns are built for the group's layout).
+    /// The eight values at `column..column + 8` of `group`.
+    ///
+    /// # Safety
+    /// `column + 8 <= group.len()` (`walk` checks it for every column of the tree).
     #[inline(always)]
-    fn load_at(group: &[f32], column: u32) -> __m256 {
-        let c = (column as usize).min(group.len() - ROWS);
-        load(group[c..c + ROWS].try_into().expect("eight values"))
+    unsafe fn load_at(group: &[f32], column: u32) -> __m256 {
+        debug_assert!(column as usize + ROWS <= group.len());
+        // SAFETY: the 32 bytes from `column` lie inside `group` (the caller's contract).
+        unsafe { _mm256_loadu_ps(group.as_ptr().add(column as usize)) }
+    }
+
+    /// The eight lanes' inputs, at `column[k] + k` of `group`.
+    ///
+    /// # Safety
+    /// As for [`load_at`], for every lane's column.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn gather_at(group: &[f32], column: __m256i) -> __m256 {
+        let idx = _mm256_add_epi32(column, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        // SAFETY: lane k reads `column[k] + k < column[k] + 8 <= group.len()`.
+        unsafe { _mm256_i32gather_ps::<4>(group.as_ptr(), idx) }
     }
 
     /// `slice[idx[k]]` for the eight lanes, each index first clamped to `slice.len() - 1`
@@ -130,9 +158,12 @@ mod avx2 {
     /// Every row of `group` against each of the `COUNT` nodes from heap position `first`;
     /// returns, per lane, the outcome at node `first + j` (`j` below `COUNT`, a power of
     /// two): a tree of blends on the bits of `j`.
+    ///
+    /// # Safety
+    /// As for [`load_at`], for the columns of those nodes.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn compare_all<const COUNT: usize>(
+    unsafe fn compare_all<const COUNT: usize>(
         group: &[f32],
         thresholds: &[f32],
         columns: &[u32],
@@ -141,7 +172,8 @@ mod avx2 {
     ) -> __m256 {
         let mut m: [__m256; COUNT] = std::array::from_fn(|n| {
             less(
-                load_at(group, columns[first + n]),
+                // SAFETY: the caller's contract.
+                unsafe { load_at(group, columns[first + n]) },
                 _mm256_set1_ps(thresholds[first + n]),
             )
         });
@@ -157,20 +189,33 @@ mod avx2 {
         m[0]
     }
 
-    /// Deepest level looked up in registers.
+    /// Deepest level whose nodes are looked up in registers (levels 4 and 5: 16 and 32
+    /// nodes, two and four registers); deeper levels gather them.
     const LAST_TABLE_LEVEL: u32 = 5;
-    /// Table size: levels 2 to 5 take 1, 1, 2 and 4 chunks of eight.
-    const TABLE: usize = 64;
+    /// Registers of the level tables: heap positions 15..31 (level 4) and 31..63 (level 5).
+    const TABLE_STARTS: [usize; 6] = [15, 23, 31, 39, 47, 55];
 
-    /// First chunk of `level`'s table.
+    /// The level tables' registers, read straight from the heap arrays (zeros for levels
+    /// the tree does not have).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn level_tables<const N: usize>(thresholds: &[f32; N], columns: &[u32; N]) -> [[__m256; 6]; 2] {
+        let t = TABLE_STARTS.map(|at| match thresholds.get(at..at + 8) {
+            Some(v) => load(v.try_into().expect("eight values")),
+            None => _mm256_setzero_ps(),
+        });
+        let c = TABLE_STARTS.map(|at| match columns.get(at..at + 8) {
+            Some(v) => _mm256_castsi256_ps(load_u32(v.try_into().expect("eight values"))),
+            None => _mm256_setzero_ps(),
+        });
+        [t, c]
+    }
+
+    /// Eight `u32` from a fixed-size array.
     #[inline(always)]
-    const fn chunk_of(level: u32) -> usize {
-        match level {
-            2 => 0,
-            3 => 1,
-            4 => 2,
-            _ => 4,
-        }
+    fn load_u32(x: &[u32; 8]) -> __m256i {
+        // SAFETY: reads exactly the 32 bytes of `x`; `loadu` has no alignment requirement.
+        unsafe { _mm256_loadu_si256(x.as_ptr().cast()) }
     }
 
     /// `table[j]` per lane, for a table of 1, 2 or 4 chunks of eight (`j` below 32; more
@@ -214,22 +259,14 @@ mod avx2 {
             leaves,
             leaves_f32,
         } = tree;
-        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        // Levels 2 to 5 (4 to 32 nodes) in tables of eight-lane chunks, looked up in
-        // registers; deeper levels are gathered.
-        let mut t_tab = [0f32; TABLE];
-        let mut c_tab = [0u32; TABLE];
-        for level in 2..D.min(LAST_TABLE_LEVEL + 1) {
-            let (first, count) = ((1usize << level) - 1, 1usize << level);
-            let at = 8 * chunk_of(level);
-            t_tab[at..at + count].copy_from_slice(&thresholds[first..first + count]);
-            c_tab[at..at + count].copy_from_slice(&columns[first..first + count]);
-        }
-        let t_tab: [__m256; TABLE / 8] =
-            std::array::from_fn(|c| load(t_tab[8 * c..8 * c + 8].try_into().expect("8")));
-        let c_tab: [__m256; TABLE / 8] = std::array::from_fn(|c| {
-            load(&std::array::from_fn(|k| f32::from_bits(c_tab[8 * c + k])))
-        });
+        let group_len = cols.groups().next().map_or(0, <[f32]>::len);
+        // Every read of a group below is at a tree column plus at most seven.
+        let max_column = columns.iter().fold(0, |m, &c| m.max(c));
+        assert!(
+            max_column as usize + ROWS <= group_len,
+            "complete-tree columns are built for the block's layout"
+        );
+        let [t_tab, c_tab] = level_tables(thresholds, columns);
         let groups_of = cols.groups();
         let n_groups = groups_of.len();
         let mut all: [&[f32]; GROUPS] = [&[]; GROUPS];
@@ -243,7 +280,10 @@ mod avx2 {
             // Level 0: every lane at the root.
             let t = _mm256_set1_ps(thresholds[0]);
             for (p, group) in pos.iter_mut().zip(all) {
-                *p = step(_mm256_setzero_si256(), less(load_at(group, columns[0]), t));
+                // SAFETY (each `load_at`, `compare_all` and `gather_at` here): every group
+                // is `group_len` long and every column of the tree was checked above.
+                let x = unsafe { load_at(group, columns[0]) };
+                *p = step(_mm256_setzero_si256(), less(x, t));
             }
             if D >= 2 {
                 // Level 1: both children with contiguous loads, each lane keeps its own.
@@ -252,8 +292,8 @@ mod avx2 {
                     _mm256_set1_ps(thresholds[2 % N]),
                 );
                 for (p, group) in pos.iter_mut().zip(all) {
-                    let l = less(load_at(group, columns[1]), tl);
-                    let r = less(load_at(group, columns[2 % N]), tr);
+                    let l = less(unsafe { load_at(group, columns[1]) }, tl);
+                    let r = less(unsafe { load_at(group, columns[2 % N]) }, tr);
                     let at_left = _mm256_castsi256_ps(_mm256_cmpeq_epi32(*p, _mm256_set1_epi32(1)));
                     *p = step(*p, _mm256_blendv_ps(r, l, at_left));
                 }
@@ -264,8 +304,8 @@ mod avx2 {
                     for (p, group) in pos.iter_mut().zip(all) {
                         let j = _mm256_sub_epi32(*p, _mm256_set1_epi32(first as i32));
                         let left = match level {
-                            2 => compare_all::<4>(group, thresholds, columns, first, j),
-                            _ => compare_all::<8>(group, thresholds, columns, first, j),
+                            2 => unsafe { compare_all::<4>(group, thresholds, columns, first, j) },
+                            _ => unsafe { compare_all::<8>(group, thresholds, columns, first, j) },
                         };
                         *p = step(*p, left);
                     }
@@ -274,16 +314,15 @@ mod avx2 {
                 for (p, group) in pos.iter_mut().zip(all) {
                     let (t, c) = if level <= LAST_TABLE_LEVEL {
                         let j = _mm256_sub_epi32(*p, _mm256_set1_epi32((1 << level) - 1));
-                        let at = chunk_of(level);
-                        let chunks = (1usize << level).div_ceil(8);
+                        let tables = if level == 4 { 0..2 } else { 2..6 };
                         (
-                            lookup(&t_tab[at..at + chunks], j),
-                            _mm256_castps_si256(lookup(&c_tab[at..at + chunks], j)),
+                            lookup(&t_tab[tables.clone()], j),
+                            _mm256_castps_si256(lookup(&c_tab[tables], j)),
                         )
                     } else {
                         (gather_ps(thresholds, *p), gather_u32(columns, *p))
                     };
-                    let x = gather_ps(group, _mm256_add_epi32(c, lanes));
+                    let x = unsafe { gather_at(group, c) };
                     *p = step(*p, less(x, t));
                 }
             }
