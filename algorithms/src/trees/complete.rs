@@ -1,8 +1,9 @@
 //! The fastest path: shallow plain trees padded to complete binary trees.
 //!
 //! A tree of depth `D` (at most [`MAX_COMPLETE_DEPTH`]) whose splits are all plain numeric
-//! ones is stored as an implicit heap: `2^D` 8-byte nodes (threshold, and where to read the
-//! feature in a [`Columns`] group; the last slot unused) and `2^D` leaf values. The
+//! ones is stored as an implicit heap: `2^D` nodes (a threshold, and where to read the
+//! feature in a [`Columns`] group, in two arrays; the last slot unused) and `2^D` leaf
+//! values (as `f64` and rounded to `f32`). The
 //! children of node `i` are `2i + 1` and `2i + 2`, so no child indices are loaded; a leaf
 //! above depth `D` is padded with dummy splits whose subtrees all end in copies of its
 //! value. Every row takes exactly `D` steps, `D` and `2^D` are compile-time constants (one
@@ -22,6 +23,10 @@
 //! -inf copy (`-inf < t` holds for every threshold above -inf), one whose missing values go
 //! right reads the +inf copy (`+inf < t` never holds), so `x < t` alone decides. Trees with
 //! a -inf threshold are therefore not stored in this form.
+//!
+//! On CPUs with AVX2 the `simd` module walks the same heaps with the eight rows of a group in
+//! the lanes of a register; the kernel here is the portable fallback. Both give the same
+//! bits.
 //!
 //! Built once at load from the validated explicit layout; read-only afterwards.
 
