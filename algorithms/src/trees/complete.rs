@@ -1,8 +1,9 @@
 //! The fastest path: shallow plain trees padded to complete binary trees.
 //!
 //! A tree of depth `D` (at most [`MAX_COMPLETE_DEPTH`]) whose splits are all plain numeric
-//! ones is stored as an implicit heap: `2^D` 8-byte nodes (threshold, and where to read the
-//! feature in a [`Columns`] group; the last slot unused) and `2^D` leaf values. The
+//! ones is stored as an implicit heap: `2^D` nodes (a threshold, and where to read the
+//! feature in a [`Columns`] group, in two arrays; the last slot unused) and `2^D` leaf
+//! values (as `f64` and rounded to `f32`). The
 //! children of node `i` are `2i + 1` and `2i + 2`, so no child indices are loaded; a leaf
 //! above depth `D` is padded with dummy splits whose subtrees all end in copies of its
 //! value. Every row takes exactly `D` steps, `D` and `2^D` are compile-time constants (one
@@ -23,6 +24,10 @@
 //! right reads the +inf copy (`+inf < t` never holds), so `x < t` alone decides. Trees with
 //! a -inf threshold are therefore not stored in this form.
 //!
+//! On CPUs with AVX2 the `simd` module walks the same heaps with the eight rows of a group in
+//! the lanes of a register; the kernel here is the portable fallback. Both give the same
+//! bits.
+//!
 //! Built once at load from the validated explicit layout; read-only afterwards.
 
 use std::collections::HashMap;
@@ -33,7 +38,7 @@ use super::predict::{Accum, FEATURE_MASK, META_DEFAULT_LEFT, Node};
 pub(crate) const MAX_COMPLETE_DEPTH: u32 = 10;
 
 /// Rows walked together.
-const ROWS: usize = 8;
+pub(crate) const ROWS: usize = 8;
 
 /// Fewest rows in a block for which the complete kernel beats the explicit one.
 pub(crate) const MIN_ROWS: usize = ROWS / 2;
@@ -41,20 +46,17 @@ pub(crate) const MIN_ROWS: usize = ROWS / 2;
 /// Levels walked lane-parallel at the top of a tree.
 const TOP_LEVELS: u32 = 3;
 
-/// A node of a complete tree: go left iff `x < threshold`, where `x` is read at `column`
-/// in a [`Columns`] group (`(2 * slot + copy) * ROWS`, copy 0 holding NaN as -inf and
-/// copy 1 as +inf).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub(crate) struct CompleteNode {
-    pub threshold: f32,
-    pub column: u32,
-}
-
-/// All complete trees of a model, each `2^depth` slots from its offset.
+/// All complete trees of a model, each `2^depth` slots from its offset. Node `i` goes
+/// left iff `x < thresholds[i]`, where `x` is read at `columns[i]` in a [`Columns`] group
+/// (`(2 * slot + copy) * ROWS`, copy 0 holding NaN as -inf and copy 1 as +inf). Thresholds
+/// and columns sit in separate arrays so the SIMD kernel gathers each with one instruction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct CompleteTrees {
-    pub nodes: Vec<CompleteNode>,
+    pub thresholds: Vec<f32>,
+    pub columns: Vec<u32>,
     pub leaves: Vec<f64>,
+    /// `leaves` rounded to `f32` (what an `f32` accumulator adds).
+    pub leaves_f32: Vec<f32>,
     /// The input feature held in each slot of a [`Columns`] group.
     pub features: Vec<u32>,
     /// Slot of each input feature used by a complete tree.
@@ -98,15 +100,18 @@ pub(crate) fn build(
     out: &mut CompleteTrees,
 ) -> u32 {
     let n = 1usize << depth;
-    let base = out.nodes.len();
-    out.nodes.resize(base + n, CompleteNode::default());
+    let base = out.thresholds.len();
+    out.thresholds.resize(base + n, 0.0);
+    out.columns.resize(base + n, 0);
     out.leaves.resize(base + n, 0.0);
+    out.leaves_f32.resize(base + n, 0.0);
     // (explicit node, heap position, level)
     let mut stack = vec![(root, 0usize, 0u32)];
     while let Some((e, pos, level)) = stack.pop() {
         let node = explicit[e as usize];
         if level == depth {
             out.leaves[base + pos - (n - 1)] = explicit_leaves[e as usize];
+            out.leaves_f32[base + pos - (n - 1)] = explicit_leaves[e as usize] as f32;
             continue;
         }
         // A leaf above the bottom level stays a dummy split (feature 0) over copies of itself.
@@ -122,10 +127,8 @@ pub(crate) fn build(
             } else {
                 1
             };
-            out.nodes[base + pos] = CompleteNode {
-                threshold: node.threshold,
-                column: ((2 * slot + copy) * ROWS) as u32,
-            };
+            out.thresholds[base + pos] = node.threshold;
+            out.columns[base + pos] = ((2 * slot + copy) * ROWS) as u32;
         }
         stack.push((node.children[0], 2 * pos + 1, level + 1));
         stack.push((node.children[1], 2 * pos + 2, level + 1));
@@ -169,8 +172,17 @@ impl Columns {
     }
 }
 
+/// One complete tree's arrays, each `N = 2^D` long.
+#[derive(Clone, Copy)]
+pub(crate) struct TreeArrays<'a, const N: usize> {
+    pub thresholds: &'a [f32; N],
+    pub columns: &'a [u32; N],
+    pub leaves: &'a [f64; N],
+    pub leaves_f32: &'a [f32; N],
+}
+
 /// Adds the leaf value of every row in `cols` to `acc[row * groups + g]` for the complete
-/// tree at `offset`.
+/// tree at `offset`, with the AVX2 kernel where the CPU has it (see the `simd` module).
 pub(crate) fn walk<A: Accum>(
     trees: &CompleteTrees,
     offset: u32,
@@ -181,11 +193,26 @@ pub(crate) fn walk<A: Accum>(
     g: usize,
 ) {
     let range = offset as usize..offset as usize + (1 << depth);
-    let (nodes, leaves) = (&trees.nodes[range.clone()], &trees.leaves[range]);
+    let (thresholds, columns, leaves, leaves_f32) = (
+        &trees.thresholds[range.clone()],
+        &trees.columns[range.clone()],
+        &trees.leaves[range.clone()],
+        &trees.leaves_f32[range],
+    );
     macro_rules! dispatch {
         ($($d:literal),*) => {
             match depth {
-                $($d => walk_depth::<A, $d, { 1 << $d }>(nodes, leaves, cols, acc, groups, g),)*
+                $($d => {
+                    let tree = TreeArrays::<{ 1 << $d }> {
+                        thresholds: thresholds.try_into().expect("2^depth slots"),
+                        columns: columns.try_into().expect("2^depth slots"),
+                        leaves: leaves.try_into().expect("2^depth slots"),
+                        leaves_f32: leaves_f32.try_into().expect("2^depth slots"),
+                    };
+                    if !super::simd::walk::<A, $d, { 1 << $d }>(tree, cols, acc, groups, g) {
+                        walk_depth::<A, $d, { 1 << $d }>(tree, cols, acc, groups, g);
+                    }
+                })*
                 _ => unreachable!("complete trees are 1..={MAX_COMPLETE_DEPTH} deep"),
             }
         };
@@ -193,20 +220,28 @@ pub(crate) fn walk<A: Accum>(
     dispatch!(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
 }
 
+impl Columns {
+    /// The groups of [`ROWS`] rows, each `2 * slots * ROWS` values.
+    pub(crate) fn groups(&self) -> std::slice::ChunksExact<'_, f32> {
+        self.data.chunks_exact(2 * ROWS * self.slots.max(1))
+    }
+
+    /// Rows in the block (the last group may hold fewer than [`ROWS`]).
+    pub(crate) fn n_rows(&self) -> usize {
+        self.n_rows
+    }
+}
+
+/// The portable kernel: see [`walk_group`].
 fn walk_depth<A: Accum, const D: u32, const N: usize>(
-    nodes: &[CompleteNode],
-    leaves: &[f64],
+    tree: TreeArrays<'_, N>,
     cols: &Columns,
     acc: &mut [A],
     groups: usize,
     g: usize,
 ) {
-    let nodes: &[CompleteNode; N] = nodes.try_into().expect("a complete tree has 2^depth slots");
-    let leaves: &[f64; N] = leaves
-        .try_into()
-        .expect("a complete tree has 2^depth slots");
-    for (gi, group) in cols.data.chunks_exact(2 * ROWS * cols.slots).enumerate() {
-        let i = walk_group::<D, N>(nodes, group);
+    for (gi, group) in cols.groups().enumerate() {
+        let i = walk_group::<D, N>(tree.thresholds, tree.columns, group);
         let rows = (cols.n_rows - gi * ROWS).min(ROWS);
         for (a, &ik) in acc[gi * ROWS * groups..]
             .chunks_exact_mut(groups)
@@ -214,7 +249,7 @@ fn walk_depth<A: Accum, const D: u32, const N: usize>(
             .zip(&i)
         {
             // Bottom-level positions are N-1..2N-1; leaf k is at N-1+k.
-            a[g] += A::from_f64(leaves[(ik + 1) & (N - 1)]);
+            a[g] += A::from_f64(tree.leaves[(ik + 1) & (N - 1)]);
         }
     }
 }
@@ -222,7 +257,8 @@ fn walk_depth<A: Accum, const D: u32, const N: usize>(
 /// Walks the [`ROWS`] rows of one group down `D` levels; returns their final heap positions.
 #[inline(always)]
 fn walk_group<const D: u32, const N: usize>(
-    nodes: &[CompleteNode; N],
+    thresholds: &[f32; N],
+    columns: &[u32; N],
     group: &[f32],
 ) -> [usize; ROWS] {
     // Top levels: every row against every node of the level, keeping the outcome of the
@@ -232,13 +268,13 @@ fn walk_group<const D: u32, const N: usize>(
         let first = (1usize << level) - 1;
         let mut left = [0u32; ROWS];
         for j in first..2 * first + 1 {
-            let node = nodes[j & (N - 1)];
-            let start = node.column as usize;
+            let threshold = thresholds[j & (N - 1)];
+            let start = columns[j & (N - 1)] as usize;
             let Some(x) = group.get(start..start + ROWS) else {
                 continue; // unreachable: columns are built from validated features
             };
             for k in 0..ROWS {
-                left[k] |= u32::from(top[k] == j as u32) & u32::from(x[k] < node.threshold);
+                left[k] |= u32::from(top[k] == j as u32) & u32::from(x[k] < threshold);
             }
         }
         for k in 0..ROWS {
@@ -249,9 +285,9 @@ fn walk_group<const D: u32, const N: usize>(
     let mut i = top.map(|t| t as usize);
     for _ in D.min(TOP_LEVELS)..D {
         for (k, ik) in i.iter_mut().enumerate() {
-            let node = nodes[*ik & (N - 1)];
-            let x = group[node.column as usize + k];
-            *ik = 2 * *ik + 2 - usize::from(x < node.threshold);
+            let j = *ik & (N - 1);
+            let x = group[columns[j] as usize + k];
+            *ik = 2 * *ik + 2 - usize::from(x < thresholds[j]);
         }
     }
     i

@@ -2,7 +2,7 @@
 //! against a direct interpretation of the readers' intermediate trees, on random trees and
 //! inputs (with NaNs, values on thresholds, partial blocks and groups).
 
-use super::predict::{CatRule, Layout};
+use super::predict::{Accum, CatRule, Layout};
 use super::raw::{RawNode, RawTree, Split, bitset, categorical, lower};
 
 /// xorshift64*: deterministic, dependency-free.
@@ -236,4 +236,101 @@ fn general_kernel_matches_interpretation() {
             l.trees.iter().any(|t| !t.plain)
         });
     }
+}
+
+/// Sums, for every row, the per-row walk's leaf of every tree in tree order from the base,
+/// in `A`'s precision: what every kernel must reproduce bit for bit.
+fn per_row_walk<A: Accum>(layout: &Layout, rows: &[f32], nf: usize, base: &[f64]) -> Vec<f32> {
+    let mut out = Vec::new();
+    for row in rows.chunks_exact(nf) {
+        let mut acc: Vec<A> = base.iter().map(|&b| A::from_f64(b)).collect();
+        for tree in &layout.trees {
+            let leaf = layout.walk_row(tree.root, row);
+            acc[tree.group as usize] += A::from_f64(layout.leaf_values[leaf as usize]);
+        }
+        out.extend(acc.iter().map(|a| a.to_f32()));
+    }
+    out
+}
+
+fn random_rows(rng: &mut Rng, n: usize, nan_rate: u64) -> Vec<f32> {
+    (0..n)
+        .map(|_| match rng.below(100) {
+            r if r < nan_rate => f32::NAN,
+            r if r < nan_rate + 3 => -0.0,
+            r if r < nan_rate + 4 => f32::INFINITY,
+            r if r < nan_rate + 5 => f32::NEG_INFINITY,
+            r if r < nan_rate + 10 => f32::from_bits(rng.next() as u32), // any bits, NaNs too
+            _ => rng.grid() + (rng.below(3) as f32 - 1.0) * 1e-7,
+        })
+        .collect()
+}
+
+/// Every kernel (SIMD and portable complete-tree, explicit block, per-row general), at
+/// every batch size (a single row, a partial group, whole and partial blocks, many
+/// blocks), equals the per-row walk bit for bit: random trees of depth 1 to 12, one or
+/// three output groups, `f32` and `f64` sums, inputs with NaN, infinities and values on
+/// thresholds, thresholds of +-inf now and then.
+#[test]
+fn every_kernel_matches_the_per_row_walk_bit_for_bit() {
+    let mut rng = Rng(0x0dd_ba11);
+    let mut complete_trees = 0;
+    for case in 0..48u32 {
+        let depth = 1 + case % 12;
+        let groups = if case % 4 == 3 { 3 } else { 1 };
+        let kinds = if case % 6 == 5 {
+            Kinds::Mixed
+        } else {
+            Kinds::Plain
+        };
+        let nf = 1 + rng.below(60) as u32;
+        let n_trees = 1 + rng.below(24) as usize;
+        let leaf_chance = if depth > 8 { 35 } else { rng.below(25) };
+        let mut trees: Vec<RawTree> = (0..n_trees)
+            .map(|t| random_tree(&mut rng, nf, depth, leaf_chance, kinds, (t % groups) as u32))
+            .collect();
+        for node in trees.iter_mut().flat_map(|t| t.nodes.iter_mut()) {
+            if let RawNode::Split {
+                split: Split::Less { threshold, .. },
+                ..
+            } = node
+            {
+                match rng.below(200) {
+                    0 => *threshold = f32::NEG_INFINITY,
+                    1 => *threshold = f32::INFINITY,
+                    _ => {}
+                }
+            }
+        }
+        let layout = lower(&trees, nf as usize, groups, &|t| format!("trees[{t}]")).unwrap();
+        complete_trees += layout.trees.iter().filter(|t| t.complete.is_some()).count();
+        let base = &[0.5, -0.25, 1e-3][..groups];
+        for n_rows in [1, 7, 64, 65, 1000] {
+            let rows = random_rows(&mut rng, n_rows * nf as usize, 10);
+            for portable in [false, true] {
+                super::simd::PORTABLE_ONLY.with(|p| p.set(portable));
+                let mut out = vec![0.0f32; n_rows * groups];
+                layout.run::<f32>(&rows, nf as usize, base, None, &mut out, 1.0);
+                let want = per_row_walk::<f32>(&layout, &rows, nf as usize, base);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&out),
+                    bits(&want),
+                    "f32, case {case}, depth {depth}, {n_rows} rows, portable {portable}"
+                );
+                layout.run::<f64>(&rows, nf as usize, base, None, &mut out, 1.0);
+                let want = per_row_walk::<f64>(&layout, &rows, nf as usize, base);
+                assert_eq!(
+                    bits(&out),
+                    bits(&want),
+                    "f64, case {case}, depth {depth}, {n_rows} rows, portable {portable}"
+                );
+            }
+            super::simd::PORTABLE_ONLY.with(|p| p.set(false));
+        }
+    }
+    assert!(
+        complete_trees > 100,
+        "too few trees took the complete kernels"
+    );
 }

@@ -36,6 +36,7 @@ mod onnx_lower;
 mod onnx_post;
 mod predict;
 mod raw;
+mod simd;
 mod transform;
 pub mod ubjson;
 mod value;
