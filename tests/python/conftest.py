@@ -24,6 +24,9 @@ def start_pier(data_dir, *extra, env=None):
     """Starts pier and returns (process, {"http": "host:port", "admin": ..., ...}); `env` adds
     variables to its environment (e.g. the AWS ones that point its S3 client at a test store)."""
     cmd = [pier_binary(), "serve", "--data-dir", str(data_dir), "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0", *extra]
+    if "--grpc" not in extra:
+        # gRPC's default is a fixed port (8081); tests never depend on what else holds it.
+        cmd += ["--grpc", "127.0.0.1:0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 60
