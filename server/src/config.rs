@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// TLS on every listener; `None` serves cleartext.
     pub tls: Option<TlsConfig>,
+    /// Instance counts and the autoscaler.
+    pub instances: InstancesConfig,
 }
 
 impl ServerConfig {
@@ -47,6 +49,7 @@ impl ServerConfig {
             import: ImportConfig::default(),
             auth: AuthConfig::default(),
             tls: None,
+            instances: InstancesConfig::default(),
         }
     }
 
@@ -86,6 +89,26 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(60),
             max_in_flight: 4096,
             max_request_rows: DEFAULT_MAX_REQUEST_ROWS,
+        }
+    }
+}
+
+/// Variant instance counts (Triton's `instance_group` count) and the autoscaler.
+#[derive(Clone, Debug)]
+pub struct InstancesConfig {
+    /// Most instances over all variants of this server (default: the number of cores); a
+    /// change past it is refused with `ResourceLimitExceeded`.
+    pub max_instances: u32,
+    /// How often the autoscaler evaluates its target-tracking policies.
+    pub autoscaling_interval: Duration,
+}
+
+impl Default for InstancesConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            max_instances: u32::try_from(cores).unwrap_or(u32::MAX),
+            autoscaling_interval: Duration::from_secs(10),
         }
     }
 }

@@ -239,6 +239,11 @@ pub enum ApiCode {
     RequestTimeout,
     /// A server-side failure (500).
     InternalFailure,
+    /// More instances than the server allows (`--max-instances`), or a quota of Application
+    /// Auto Scaling (400).
+    ResourceLimitExceeded,
+    /// Application Auto Scaling: no such scalable target or policy (400).
+    ObjectNotFoundException,
 }
 
 impl ApiCode {
@@ -252,6 +257,8 @@ impl ApiCode {
             Self::ThrottlingException => "ThrottlingException",
             Self::RequestTimeout => "RequestTimeout",
             Self::InternalFailure => "InternalFailure",
+            Self::ResourceLimitExceeded => "ResourceLimitExceeded",
+            Self::ObjectNotFoundException => "ObjectNotFoundException",
         }
     }
 
@@ -263,7 +270,9 @@ impl ApiCode {
             Self::ValidationException
             | Self::ResourceInUse
             | Self::UnknownOperationException
-            | Self::ThrottlingException => StatusCode::BAD_REQUEST,
+            | Self::ThrottlingException
+            | Self::ResourceLimitExceeded
+            | Self::ObjectNotFoundException => StatusCode::BAD_REQUEST,
         }
     }
 }

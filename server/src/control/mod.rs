@@ -7,14 +7,17 @@
 //! Answers follow SageMaker's to the letter (error codes and messages, filters, tags), and
 //! every answer carries an `x-amzn-RequestId`.
 
+mod autoscaling;
 mod configs;
 pub mod demo;
 mod deploy;
 mod endpoints;
 mod import;
+mod instances;
 mod list;
 mod models;
 pub mod options;
+pub mod scaler;
 mod tags;
 
 use axum::Router;
@@ -57,6 +60,9 @@ async fn dispatch(
         return ApiError::validation("missing X-Amz-Target header (expected SageMaker.<Action>)")
             .into_response();
     };
+    if let Some(action) = target.strip_prefix("AnyScaleFrontendService.") {
+        return answer(autoscaling::dispatch(&app, action, &body).await);
+    }
     let action = target.strip_prefix("SageMaker.").unwrap_or(target);
     tracing::debug!(action, "control-plane call");
     let result = match action {
@@ -81,6 +87,11 @@ async fn dispatch(
             "Pier does not implement SageMaker.{other}"
         ))),
     };
+    answer(result)
+}
+
+/// The answer to a call: its JSON in AWS JSON 1.1, or the error's shape.
+fn answer(result: Result<String, ApiError>) -> Response {
     match result {
         Ok(json) => {
             let mut response = json.into_response();
