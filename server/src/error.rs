@@ -244,6 +244,10 @@ pub enum ApiCode {
     ResourceLimitExceeded,
     /// Application Auto Scaling: no such scalable target or policy (400).
     ObjectNotFoundException,
+    /// Application Auto Scaling: a quota passed (here `--max-instances`) (400).
+    LimitExceededException,
+    /// Application Auto Scaling: a `NextToken` it did not hand out (400).
+    InvalidNextTokenException,
 }
 
 impl ApiCode {
@@ -259,6 +263,8 @@ impl ApiCode {
             Self::InternalFailure => "InternalFailure",
             Self::ResourceLimitExceeded => "ResourceLimitExceeded",
             Self::ObjectNotFoundException => "ObjectNotFoundException",
+            Self::LimitExceededException => "LimitExceededException",
+            Self::InvalidNextTokenException => "InvalidNextTokenException",
         }
     }
 
@@ -272,7 +278,9 @@ impl ApiCode {
             | Self::UnknownOperationException
             | Self::ThrottlingException
             | Self::ResourceLimitExceeded
-            | Self::ObjectNotFoundException => StatusCode::BAD_REQUEST,
+            | Self::ObjectNotFoundException
+            | Self::LimitExceededException
+            | Self::InvalidNextTokenException => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -264,7 +264,7 @@ async fn register(app: &AppState, req: Register) -> Result<Value, ApiError> {
     }
     if max > app.config.instances.max_instances {
         return Err(ApiError {
-            code: ApiCode::ResourceLimitExceeded,
+            code: ApiCode::LimitExceededException,
             message: format!(
                 "MaxCapacity {max} is more than this server's --max-instances ({})",
                 app.config.instances.max_instances
@@ -334,7 +334,12 @@ fn page<T>(items: Vec<T>, max_results: Option<usize>, next_token: Option<&str>) 
         None => 0,
         Some(t) => t
             .parse::<usize>()
-            .map_err(|_| ApiError::validation("Invalid NextToken"))?,
+            .ok()
+            .filter(|n| *n <= items.len())
+            .ok_or_else(|| ApiError {
+                code: ApiCode::InvalidNextTokenException,
+                message: format!("Invalid NextToken {t:?}"),
+            })?,
     };
     let total = items.len();
     let items: Vec<T> = items.into_iter().skip(start).take(size).collect();
