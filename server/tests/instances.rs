@@ -71,13 +71,16 @@ async fn aas_ok(server: &TestServer, action: &str, body: Value) -> Value {
     answer
 }
 
+/// Failed answers, as `status body`.
+type Failures = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// Closed-loop clients until `stop`; counts answers and failures.
 fn load(
     server: &Arc<TestServer>,
     clients: usize,
     stop: &Arc<AtomicBool>,
-) -> (Arc<AtomicU64>, Arc<AtomicU64>, Vec<tokio::task::JoinHandle<()>>) {
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+) -> (Arc<AtomicU64>, Failures, Vec<tokio::task::JoinHandle<()>>) {
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Failures::default());
     let tasks = (0..clients)
         .map(|_| {
             let (server, stop, ok, failed) =
@@ -88,8 +91,7 @@ fn load(
                     if r.status == 200 {
                         ok.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("failed: {} {}", r.status, r.body);
+                        failed.lock().unwrap().push(format!("{} {}", r.status, r.body));
                     }
                 }
             })
@@ -129,7 +131,7 @@ async fn counts_converge_change_live_and_are_capped() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert_eq!(*failed.lock().unwrap(), Vec::<String>::new());
     assert!(ok.load(Ordering::Relaxed) > 16, "the load ran");
 
     // Past --max-instances (4): refused, nothing changes.
@@ -234,7 +236,7 @@ async fn autoscaling_api_and_target_tracking() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed while scaling");
+    assert_eq!(*failed.lock().unwrap(), Vec::<String>::new(), "no request failed while scaling");
     assert!(ok.load(Ordering::Relaxed) > 0);
     // Idle: back to MinCapacity after the scale-in cooldown.
     let idle = Instant::now();
