@@ -91,7 +91,10 @@ fn load(
                     if r.status == 200 {
                         ok.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        failed.lock().unwrap().push(format!("{} {}", r.status, r.body));
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("{} {}", r.status, r.body));
                     }
                 }
             })
@@ -123,7 +126,9 @@ async fn counts_converge_change_live_and_are_capped() {
                     {"VariantName": "a", "DesiredInstanceCount": n}]}),
             )
             .await;
-        let d = server.ok("DescribeEndpoint", json!({"EndpointName": "ep"})).await;
+        let d = server
+            .ok("DescribeEndpoint", json!({"EndpointName": "ep"}))
+            .await;
         assert_eq!(counts(&d), (n, n), "{d}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -144,8 +149,16 @@ async fn counts_converge_change_live_and_are_capped() {
         .await;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["__type"], "ResourceLimitExceeded", "{answer}");
-    assert!(answer["message"].as_str().unwrap().contains("--max-instances"), "{answer}");
-    let d = server.ok("DescribeEndpoint", json!({"EndpointName": "ep"})).await;
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-instances"),
+        "{answer}"
+    );
+    let d = server
+        .ok("DescribeEndpoint", json!({"EndpointName": "ep"}))
+        .await;
     assert_eq!(counts(&d), (2, 2), "{d}");
 
     // The cap is over all endpoints: 2 held, 3 more do not fit, 2 do.
@@ -154,7 +167,10 @@ async fn counts_converge_change_live_and_are_capped() {
     assert_eq!(answer["__type"], "ResourceLimitExceeded", "{answer}");
     let (status, answer) = endpoint_with(&server, "third", 2).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(server.wait_endpoint("third").await["EndpointStatus"], "InService");
+    assert_eq!(
+        server.wait_endpoint("third").await["EndpointStatus"],
+        "InService"
+    );
     Arc::into_inner(server).unwrap().stop().await;
 }
 
@@ -176,16 +192,35 @@ async fn autoscaling_api_and_target_tracking() {
                  "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}}),
     )
     .await;
-    assert_eq!((status, answer["__type"].as_str()), (400, Some("ObjectNotFoundException")), "{answer}");
+    assert_eq!(
+        (status, answer["__type"].as_str()),
+        (400, Some("ObjectNotFoundException")),
+        "{answer}"
+    );
     for (body, word) in [
-        (json!({"ServiceNamespace": "ecs", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION, "MinCapacity": 1, "MaxCapacity": 2}), "namespace"),
-        (json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/nope/variant/a", "ScalableDimension": DIMENSION, "MinCapacity": 1, "MaxCapacity": 2}), "nope"),
-        (json!({"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION, "MinCapacity": 3, "MaxCapacity": 2}), "greater"),
-        (json!({"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION, "MinCapacity": 1, "MaxCapacity": 9}), "--max-instances"),
+        (
+            json!({"ServiceNamespace": "ecs", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION, "MinCapacity": 1, "MaxCapacity": 2}),
+            "namespace",
+        ),
+        (
+            json!({"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/nope/variant/a", "ScalableDimension": DIMENSION, "MinCapacity": 1, "MaxCapacity": 2}),
+            "nope",
+        ),
+        (
+            json!({"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION, "MinCapacity": 3, "MaxCapacity": 2}),
+            "greater",
+        ),
+        (
+            json!({"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION, "MinCapacity": 1, "MaxCapacity": 9}),
+            "--max-instances",
+        ),
     ] {
         let (status, answer) = aas(&server, "RegisterScalableTarget", body).await;
         assert_eq!(status, 400, "{answer}");
-        assert!(answer["message"].as_str().unwrap().contains(word), "{word}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(word),
+            "{word}: {answer}"
+        );
     }
 
     let registered = aas_ok(
@@ -195,9 +230,22 @@ async fn autoscaling_api_and_target_tracking() {
                "MinCapacity": 1, "MaxCapacity": 4}),
     )
     .await;
-    assert!(registered["ScalableTargetARN"].as_str().unwrap().starts_with("arn:aws:application-autoscaling:"));
-    let targets = aas_ok(&server, "DescribeScalableTargets", json!({"ServiceNamespace": "sagemaker"})).await;
-    assert_eq!(targets["ScalableTargets"][0]["ResourceId"], RESOURCE, "{targets}");
+    assert!(
+        registered["ScalableTargetARN"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:application-autoscaling:")
+    );
+    let targets = aas_ok(
+        &server,
+        "DescribeScalableTargets",
+        json!({"ServiceNamespace": "sagemaker"}),
+    )
+    .await;
+    assert_eq!(
+        targets["ScalableTargets"][0]["ResourceId"], RESOURCE,
+        "{targets}"
+    );
     assert_eq!(targets["ScalableTargets"][0]["MaxCapacity"], 4, "{targets}");
 
     // 60 invocations a minute per instance: sixteen busy clients ask for far more than 4.
@@ -211,7 +259,13 @@ async fn autoscaling_api_and_target_tracking() {
                  "ScaleOutCooldown": 1, "ScaleInCooldown": 2}}),
     )
     .await;
-    assert!(policy["PolicyARN"].as_str().unwrap().contains("policyName/tt"), "{policy}");
+    assert!(
+        policy["PolicyARN"]
+            .as_str()
+            .unwrap()
+            .contains("policyName/tt"),
+        "{policy}"
+    );
     assert_eq!(policy["Alarms"].as_array().unwrap().len(), 2, "{policy}");
 
     let server = Arc::new(server);
@@ -222,7 +276,9 @@ async fn autoscaling_api_and_target_tracking() {
         async move {
             let deadline = Instant::now() + within;
             loop {
-                let d = server.ok("DescribeEndpoint", json!({"EndpointName": "ep"})).await;
+                let d = server
+                    .ok("DescribeEndpoint", json!({"EndpointName": "ep"}))
+                    .await;
                 if counts(&d) == (want, want) {
                     return;
                 }
@@ -236,12 +292,19 @@ async fn autoscaling_api_and_target_tracking() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(*failed.lock().unwrap(), Vec::<String>::new(), "no request failed while scaling");
+    assert_eq!(
+        *failed.lock().unwrap(),
+        Vec::<String>::new(),
+        "no request failed while scaling"
+    );
     assert!(ok.load(Ordering::Relaxed) > 0);
     // Idle: back to MinCapacity after the scale-in cooldown.
     let idle = Instant::now();
     wait_for(1, Duration::from_secs(20)).await;
-    assert!(idle.elapsed() >= Duration::from_millis(500), "scale-in waited for no cooldown");
+    assert!(
+        idle.elapsed() >= Duration::from_millis(500),
+        "scale-in waited for no cooldown"
+    );
 
     let activities = aas_ok(
         &server,
@@ -251,10 +314,23 @@ async fn autoscaling_api_and_target_tracking() {
     .await;
     let list = activities["ScalingActivities"].as_array().unwrap();
     assert!(list.len() >= 2, "{activities}");
-    assert!(list.iter().all(|a| a["StatusCode"] == "Successful"), "{activities}");
-    assert_eq!(list[0]["Description"], "Setting desired instance count to 1.", "{activities}");
-    assert!(list.iter().any(|a| a["Cause"].as_str().unwrap().contains("AlarmHigh")), "{activities}");
-    assert!(list[0]["Cause"].as_str().unwrap().contains("AlarmLow"), "{activities}");
+    assert!(
+        list.iter().all(|a| a["StatusCode"] == "Successful"),
+        "{activities}"
+    );
+    assert_eq!(
+        list[0]["Description"], "Setting desired instance count to 1.",
+        "{activities}"
+    );
+    assert!(
+        list.iter()
+            .any(|a| a["Cause"].as_str().unwrap().contains("AlarmHigh")),
+        "{activities}"
+    );
+    assert!(
+        list[0]["Cause"].as_str().unwrap().contains("AlarmLow"),
+        "{activities}"
+    );
 
     // Records survive a restart.
     let server = Arc::into_inner(server).unwrap();
@@ -264,15 +340,32 @@ async fn autoscaling_api_and_target_tracking() {
     config.instances.autoscaling_interval = Duration::from_secs(60);
     let server = TestServer::start_with(config).await;
     server.wait_endpoint("ep").await;
-    let policies = aas_ok(&server, "DescribeScalingPolicies", json!({"ServiceNamespace": "sagemaker"})).await;
-    assert_eq!(policies["ScalingPolicies"][0]["PolicyName"], "tt", "{policies}");
+    let policies = aas_ok(
+        &server,
+        "DescribeScalingPolicies",
+        json!({"ServiceNamespace": "sagemaker"}),
+    )
+    .await;
+    assert_eq!(
+        policies["ScalingPolicies"][0]["PolicyName"], "tt",
+        "{policies}"
+    );
 
     // Deregistering removes the target and its policies; a second time is ObjectNotFound.
     let id = json!({"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE, "ScalableDimension": DIMENSION});
     aas_ok(&server, "DeregisterScalableTarget", id.clone()).await;
     let (status, answer) = aas(&server, "DeregisterScalableTarget", id).await;
-    assert_eq!((status, answer["__type"].as_str()), (400, Some("ObjectNotFoundException")), "{answer}");
-    let policies = aas_ok(&server, "DescribeScalingPolicies", json!({"ServiceNamespace": "sagemaker"})).await;
+    assert_eq!(
+        (status, answer["__type"].as_str()),
+        (400, Some("ObjectNotFoundException")),
+        "{answer}"
+    );
+    let policies = aas_ok(
+        &server,
+        "DescribeScalingPolicies",
+        json!({"ServiceNamespace": "sagemaker"}),
+    )
+    .await;
     assert_eq!(policies["ScalingPolicies"], json!([]), "{policies}");
     server.stop().await;
 }

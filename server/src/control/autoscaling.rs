@@ -138,7 +138,11 @@ pub struct ScalingActivity {
 }
 
 /// Routes one `AnyScaleFrontendService.<action>` call.
-pub(super) async fn dispatch(app: &AppState, action: &str, body: &[u8]) -> Result<String, ApiError> {
+pub(super) async fn dispatch(
+    app: &AppState,
+    action: &str,
+    body: &[u8],
+) -> Result<String, ApiError> {
     match action {
         "RegisterScalableTarget" => super::call(app, body, register).await,
         "DescribeScalableTargets" => super::call(app, body, describe_targets).await,
@@ -219,7 +223,11 @@ fn capacity(field: &str, v: i64) -> Result<u32, ApiError> {
 }
 
 async fn register(app: &AppState, req: Register) -> Result<Value, ApiError> {
-    check_dimension(&req.service_namespace, &req.scalable_dimension, &req.resource_id)?;
+    check_dimension(
+        &req.service_namespace,
+        &req.scalable_dimension,
+        &req.resource_id,
+    )?;
     let _ = req.tags;
     let (endpoint, variant) = parse_resource(&req.resource_id).expect("checked");
     let _guard = app.control.lock().await;
@@ -241,8 +249,14 @@ async fn register(app: &AppState, req: Register) -> Result<Value, ApiError> {
     }
     let key = target_key(&req.resource_id, &req.scalable_dimension);
     let existing: Option<ScalableTarget> = app.db.get(Table::ScalableTargets, &key).await?;
-    let min = req.min_capacity.map(|v| capacity("minCapacity", v)).transpose()?;
-    let max = req.max_capacity.map(|v| capacity("maxCapacity", v)).transpose()?;
+    let min = req
+        .min_capacity
+        .map(|v| capacity("minCapacity", v))
+        .transpose()?;
+    let max = req
+        .max_capacity
+        .map(|v| capacity("maxCapacity", v))
+        .transpose()?;
     let (min, max) = match (&existing, min, max) {
         (Some(t), min, max) => (min.unwrap_or(t.min_capacity), max.unwrap_or(t.max_capacity)),
         (None, Some(min), Some(max)) => (min, max),
@@ -325,7 +339,11 @@ pub(super) struct DescribeTargets {
 }
 
 /// One page of `items` after `next_token` (an index), `max_results` long (AWS: at most 50).
-fn page<T>(items: Vec<T>, max_results: Option<usize>, next_token: Option<&str>) -> Result<(Vec<T>, Option<String>), ApiError> {
+fn page<T>(
+    items: Vec<T>,
+    max_results: Option<usize>,
+    next_token: Option<&str>,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
     let size = max_results.unwrap_or(50);
     if !(1..=50).contains(&size) {
         return Err(ApiError::validation("MaxResults must be between 1 and 50"));
@@ -394,7 +412,11 @@ pub(super) struct TargetId {
 }
 
 async fn deregister(app: &AppState, req: TargetId) -> Result<Value, ApiError> {
-    check_dimension(&req.service_namespace, &req.scalable_dimension, &req.resource_id)?;
+    check_dimension(
+        &req.service_namespace,
+        &req.scalable_dimension,
+        &req.resource_id,
+    )?;
     let _guard = app.control.lock().await;
     let key = target_key(&req.resource_id, &req.scalable_dimension);
     if !app.db.delete(Table::ScalableTargets, &key).await? {
@@ -407,7 +429,10 @@ async fn deregister(app: &AppState, req: TargetId) -> Result<Value, ApiError> {
     for p in app.db.list::<ScalingPolicy>(Table::ScalingPolicies).await? {
         if p.resource_id == req.resource_id && p.scalable_dimension == req.scalable_dimension {
             app.db
-                .delete(Table::ScalingPolicies, &policy_key(&p.resource_id, &p.scalable_dimension, &p.policy_name))
+                .delete(
+                    Table::ScalingPolicies,
+                    &policy_key(&p.resource_id, &p.scalable_dimension, &p.policy_name),
+                )
                 .await?;
         }
     }
@@ -445,7 +470,10 @@ fn check_metric(tt: &TargetTracking, endpoint: &str, variant: &str) -> Result<()
             tt.target_value
         )));
     }
-    match (&tt.predefined_metric_specification, &tt.customized_metric_specification) {
+    match (
+        &tt.predefined_metric_specification,
+        &tt.customized_metric_specification,
+    ) {
         (Some(p), None) => {
             let kind = p.get("PredefinedMetricType").and_then(Value::as_str);
             if kind != Some(INVOCATIONS_PER_INSTANCE) {
@@ -466,8 +494,16 @@ fn check_metric(tt: &TargetTracking, endpoint: &str, variant: &str) -> Result<()
                     name.unwrap_or("(missing)")
                 )));
             }
-            for d in c.get("Dimensions").and_then(Value::as_array).into_iter().flatten() {
-                let (n, v) = (d.get("Name").and_then(Value::as_str), d.get("Value").and_then(Value::as_str));
+            for d in c
+                .get("Dimensions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let (n, v) = (
+                    d.get("Name").and_then(Value::as_str),
+                    d.get("Value").and_then(Value::as_str),
+                );
                 let ok = match n {
                     Some("EndpointName") => v == Some(endpoint),
                     Some("VariantName") => v == Some(variant),
@@ -490,7 +526,11 @@ fn check_metric(tt: &TargetTracking, endpoint: &str, variant: &str) -> Result<()
 }
 
 async fn put_policy(app: &AppState, req: PutPolicy) -> Result<Value, ApiError> {
-    check_dimension(&req.service_namespace, &req.scalable_dimension, &req.resource_id)?;
+    check_dimension(
+        &req.service_namespace,
+        &req.scalable_dimension,
+        &req.resource_id,
+    )?;
     let policy_type = req.policy_type.as_deref().unwrap_or("StepScaling");
     if policy_type != "TargetTrackingScaling"
         || req.step_scaling_policy_configuration.is_some()
@@ -513,7 +553,10 @@ async fn put_policy(app: &AppState, req: PutPolicy) -> Result<Value, ApiError> {
     let _guard = app.control.lock().await;
     let target: Option<ScalableTarget> = app
         .db
-        .get(Table::ScalableTargets, &target_key(&req.resource_id, &req.scalable_dimension))
+        .get(
+            Table::ScalableTargets,
+            &target_key(&req.resource_id, &req.scalable_dimension),
+        )
         .await?;
     if target.is_none() {
         return Err(not_found(format!(
@@ -607,7 +650,11 @@ pub(super) struct DeletePolicy {
 }
 
 async fn delete_policy(app: &AppState, req: DeletePolicy) -> Result<Value, ApiError> {
-    check_dimension(&req.service_namespace, &req.scalable_dimension, &req.resource_id)?;
+    check_dimension(
+        &req.service_namespace,
+        &req.scalable_dimension,
+        &req.resource_id,
+    )?;
     let _guard = app.control.lock().await;
     let key = policy_key(&req.resource_id, &req.scalable_dimension, &req.policy_name);
     if !app.db.delete(Table::ScalingPolicies, &key).await? {
@@ -658,9 +705,17 @@ async fn describe_activities(app: &AppState, req: DescribeActivities) -> Result<
 }
 
 /// Records an activity (the scaler's).
-pub(super) async fn record_activity(app: &AppState, activity: &ScalingActivity) -> Result<(), ApiError> {
-    let key = format!("{}|{:020.6}|{}", activity.resource_id, activity.start_time, activity.activity_id);
-    app.db.insert(Table::ScalingActivities, &key, activity).await?;
+pub(super) async fn record_activity(
+    app: &AppState,
+    activity: &ScalingActivity,
+) -> Result<(), ApiError> {
+    let key = format!(
+        "{}|{:020.6}|{}",
+        activity.resource_id, activity.start_time, activity.activity_id
+    );
+    app.db
+        .insert(Table::ScalingActivities, &key, activity)
+        .await?;
     Ok(())
 }
 

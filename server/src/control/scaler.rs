@@ -6,7 +6,7 @@
 //! requests routed per minute (the invocation counter of its metric labels, read as a delta
 //! over the interval) divided by its instance count. Target tracking asks for
 //! `ceil(invocations per minute / TargetValue)` instances (AWS's rule: instances × metric /
-//! target); with several policies on one target the largest answer wins for scale-out and a
+//! target; a scale-in only below 90 % of the target, as AWS's low alarm); with several policies on one target the largest answer wins for scale-out and a
 //! scale-in needs every policy to agree. A scale-out waits `ScaleOutCooldown` seconds after
 //! the last scale-out; a scale-in waits `ScaleInCooldown` after any scaling activity (both
 //! default to 300, SageMaker's default). Every change is a `ScalingActivity` record.
@@ -27,6 +27,9 @@ use crate::error::ApiError;
 use crate::records::now;
 use crate::state::AppState;
 
+/// A scale-in needs the metric under this share of the target (AWS's low alarm: 90 %), so
+/// a load that merely wobbles around the target does not flap.
+const SCALE_IN_SHARE: f64 = 0.9;
 /// SageMaker's default cooldowns, seconds.
 const DEFAULT_COOLDOWN: u32 = 300;
 
@@ -96,7 +99,16 @@ async fn evaluate(app: &AppState, memory: &mut HashMap<String, Memory>) -> Resul
                 "the desired instance count was outside the scalable target's bounds [{}, {}]",
                 target.min_capacity, target.max_capacity
             );
-            scale(app, target, endpoint, variant, current, clamp(current), &why).await;
+            scale(
+                app,
+                target,
+                endpoint,
+                variant,
+                current,
+                clamp(current),
+                &why,
+            )
+            .await;
             mem.last_activity = Some(Instant::now());
             continue;
         }
@@ -109,6 +121,8 @@ async fn evaluate(app: &AppState, memory: &mut HashMap<String, Memory>) -> Resul
             if wanted > current && out.is_none_or(|(n, _)| wanted > n) {
                 out = Some((wanted, p));
             }
+            // Scale in as AWS's low alarm does: only below 90 % of the target.
+            let wanted = clamp(desired_for(per_minute, tt.target_value * SCALE_IN_SHARE));
             if wanted < current && !tt.disable_scale_in.unwrap_or(false) {
                 inward = Some(inward.map_or(wanted, |n| n.max(wanted)));
             } else {
@@ -218,7 +232,13 @@ async fn scale(
                 "Successfully set desired instance count to {to}. Change successfully fulfilled by sagemaker."
             ),
         ),
-        Err(e) => ("Failed", format!("Failed to set desired instance count to {to}. Reason: {}", e.message)),
+        Err(e) => (
+            "Failed",
+            format!(
+                "Failed to set desired instance count to {to}. Reason: {}",
+                e.message
+            ),
+        ),
     };
     tracing::info!(endpoint, variant, from, to, status, "autoscaling");
     let activity = ScalingActivity {
