@@ -79,8 +79,8 @@ struct ServeArgs {
     /// Requests in flight at once before new ones get 503.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: usize,
-    /// Most variant instances over all endpoints of this server (default: number of cores);
-    /// a Create/Update asking for more is refused with ResourceLimitExceeded.
+    /// Most variant instances over all endpoints of this server (default: number of cores,
+    /// at least 64); a Create/Update asking for more is refused with ResourceLimitExceeded.
     #[arg(long)]
     max_instances: Option<u32>,
     /// Seconds between two evaluations of the autoscaler's target-tracking policies.

@@ -93,11 +93,16 @@ impl Default for Limits {
     }
 }
 
+/// The least default of [`InstancesConfig::max_instances`].
+pub const MIN_DEFAULT_MAX_INSTANCES: u32 = 64;
+
 /// Variant instance counts (Triton's `instance_group` count) and the autoscaler.
 #[derive(Clone, Debug)]
 pub struct InstancesConfig {
-    /// Most instances over all variants of this server (default: the number of cores); a
-    /// change past it is refused with `ResourceLimitExceeded`.
+    /// Most instances over all variants of this server (default: the number of cores, at
+    /// least [`MIN_DEFAULT_MAX_INSTANCES`], so that a small machine still holds as many
+    /// single-instance endpoints as before counts were enforced); a change past it is
+    /// refused with `ResourceLimitExceeded`.
     pub max_instances: u32,
     /// How often the autoscaler evaluates its target-tracking policies.
     pub autoscaling_interval: Duration,
@@ -107,7 +112,9 @@ impl Default for InstancesConfig {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
-            max_instances: u32::try_from(cores).unwrap_or(u32::MAX),
+            max_instances: u32::try_from(cores)
+                .unwrap_or(u32::MAX)
+                .max(MIN_DEFAULT_MAX_INSTANCES),
             autoscaling_interval: Duration::from_secs(10),
         }
     }
