@@ -113,17 +113,21 @@ pub(super) async fn set_count(
     app.db.update(Table::Endpoints, endpoint, &record).await
 }
 
-/// A variant's desired instance count as recorded (`None`: no such endpoint or variant).
+/// A variant's desired instance count as recorded (`None`: no such endpoint or variant, or
+/// the endpoint is not `InService`, when its count cannot change).
 pub(super) async fn count(
     app: &AppState,
     endpoint: &str,
     variant: &str,
 ) -> Result<Option<u32>, ApiError> {
     let record: Option<EndpointRecord> = app.db.get(Table::Endpoints, endpoint).await?;
-    Ok(record.and_then(|r| {
-        r.production_variants
-            .iter()
-            .find(|v| v.variant_name == variant)
-            .map(|v| v.desired_instance_count)
-    }))
+    let in_service = crate::records::EndpointStatus::InService;
+    Ok(record
+        .filter(|r| r.endpoint_status == in_service)
+        .and_then(|r| {
+            r.production_variants
+                .iter()
+                .find(|v| v.variant_name == variant)
+                .map(|v| v.desired_instance_count)
+        }))
 }
