@@ -44,6 +44,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         config.jobs.training_threads = threads;
     }
+    if let Some(n) = args.max_instances {
+        if n == 0 {
+            bail!("--max-instances must be at least 1");
+        }
+        config.instances.max_instances = n;
+    }
+    config.instances.autoscaling_interval =
+        seconds("--autoscaling-interval", args.autoscaling_interval)?;
     if !(args.import_timeout > 0.0 && args.import_timeout.is_finite()) {
         bail!("--import-timeout must be a positive number of seconds");
     }

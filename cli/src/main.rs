@@ -86,6 +86,13 @@ struct ServeArgs {
     /// Requests in flight at once before new ones get 503.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: usize,
+    /// Most variant instances over all endpoints of this server (default: number of cores,
+    /// at least 64); a Create/Update asking for more is refused with ResourceLimitExceeded.
+    #[arg(long)]
+    max_instances: Option<u32>,
+    /// Seconds between two evaluations of the autoscaler's target-tracking policies.
+    #[arg(long, default_value_t = 10.0)]
+    autoscaling_interval: f64,
     /// Most rows one inference request may carry (the first dimension of a batched input),
     /// on every protocol; v2's model configuration reports it as max_batch_size.
     #[arg(long, default_value_t = pier_server::config::DEFAULT_MAX_REQUEST_ROWS)]

@@ -140,6 +140,12 @@ pub enum Table {
     Endpoints,
     /// Tags, one row per resource ARN.
     Tags,
+    /// Application Auto Scaling's scalable targets, by `ResourceId|ScalableDimension`.
+    ScalableTargets,
+    /// Application Auto Scaling's policies, by `ResourceId|ScalableDimension|PolicyName`.
+    ScalingPolicies,
+    /// Application Auto Scaling's activities, by `ResourceId|StartTime|ActivityId`.
+    ScalingActivities,
 }
 
 impl Table {
@@ -149,6 +155,9 @@ impl Table {
             Table::EndpointConfigs => "endpoint_configs",
             Table::Endpoints => "endpoints",
             Table::Tags => "tags",
+            Table::ScalableTargets => "scalable_targets",
+            Table::ScalingPolicies => "scaling_policies",
+            Table::ScalingActivities => "scaling_activities",
         }
     }
 }
@@ -189,6 +198,9 @@ impl Db {
             Table::EndpointConfigs,
             Table::Endpoints,
             Table::Tags,
+            Table::ScalableTargets,
+            Table::ScalingPolicies,
+            Table::ScalingActivities,
         ] {
             sqlx::query(&format!(
                 "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, body TEXT NOT NULL)",

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     /// The in-process job runner (`--job-slots`, `--training-threads`); `slots: 0` runs
     /// none (jobs then wait for a `pier worker`).
     pub jobs: pier_jobs::RunnerConfig,
+    /// Instance counts and the autoscaler.
+    pub instances: InstancesConfig,
 }
 
 impl ServerConfig {
@@ -51,6 +53,7 @@ impl ServerConfig {
             auth: AuthConfig::default(),
             tls: None,
             jobs: pier_jobs::RunnerConfig::default(),
+            instances: InstancesConfig::default(),
         }
     }
 
@@ -90,6 +93,33 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(60),
             max_in_flight: 4096,
             max_request_rows: DEFAULT_MAX_REQUEST_ROWS,
+        }
+    }
+}
+
+/// The least default of [`InstancesConfig::max_instances`].
+pub const MIN_DEFAULT_MAX_INSTANCES: u32 = 64;
+
+/// Variant instance counts (Triton's `instance_group` count) and the autoscaler.
+#[derive(Clone, Debug)]
+pub struct InstancesConfig {
+    /// Most instances over all variants of this server (default: the number of cores, at
+    /// least [`MIN_DEFAULT_MAX_INSTANCES`], so that a small machine still holds as many
+    /// single-instance endpoints as before counts were enforced); a change past it is
+    /// refused with `ResourceLimitExceeded`.
+    pub max_instances: u32,
+    /// How often the autoscaler evaluates its target-tracking policies.
+    pub autoscaling_interval: Duration,
+}
+
+impl Default for InstancesConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            max_instances: u32::try_from(cores)
+                .unwrap_or(u32::MAX)
+                .max(MIN_DEFAULT_MAX_INSTANCES),
+            autoscaling_interval: Duration::from_secs(10),
         }
     }
 }

@@ -243,6 +243,15 @@ pub enum ApiCode {
     RequestTimeout,
     /// A server-side failure (500).
     InternalFailure,
+    /// More instances than the server allows (`--max-instances`), or a quota of Application
+    /// Auto Scaling (400).
+    ResourceLimitExceeded,
+    /// Application Auto Scaling: no such scalable target or policy (400).
+    ObjectNotFoundException,
+    /// Application Auto Scaling: a quota passed (here `--max-instances`) (400).
+    LimitExceededException,
+    /// Application Auto Scaling: a `NextToken` it did not hand out (400).
+    InvalidNextTokenException,
 }
 
 impl ApiCode {
@@ -258,6 +267,10 @@ impl ApiCode {
             Self::ThrottlingException => "ThrottlingException",
             Self::RequestTimeout => "RequestTimeout",
             Self::InternalFailure => "InternalFailure",
+            Self::ResourceLimitExceeded => "ResourceLimitExceeded",
+            Self::ObjectNotFoundException => "ObjectNotFoundException",
+            Self::LimitExceededException => "LimitExceededException",
+            Self::InvalidNextTokenException => "InvalidNextTokenException",
         }
     }
 
@@ -271,7 +284,11 @@ impl ApiCode {
             | Self::UnknownOperationException
             | Self::ResourceNotFoundException
             | Self::InvalidParameterException
-            | Self::ThrottlingException => StatusCode::BAD_REQUEST,
+            | Self::ThrottlingException
+            | Self::ResourceLimitExceeded
+            | Self::ObjectNotFoundException
+            | Self::LimitExceededException
+            | Self::InvalidNextTokenException => StatusCode::BAD_REQUEST,
         }
     }
 }

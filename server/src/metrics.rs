@@ -142,6 +142,9 @@ pub struct ModelLabels {
     pub version: String,
     /// Handles for these labels, registered on first use (after [`install`]).
     pub handles: Arc<OnceLock<Handles>>,
+    /// Requests routed to these labels since they were made, whether or not a recorder is
+    /// installed: the autoscaler's `SageMakerVariantInvocationsPerInstance` reads it.
+    pub invocations: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PartialEq for ModelLabels {
@@ -255,6 +258,9 @@ impl RequestMetrics {
 
     /// Names the variant and model version that serve the request.
     pub fn route(&mut self, labels: &ModelLabels) {
+        labels
+            .invocations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut labels = labels.clone();
         if labels.endpoint.is_empty() {
             // A model called directly: label it with the name it was called by (these

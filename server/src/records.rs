@@ -155,7 +155,8 @@ pub struct ProductionVariant {
     /// Relative traffic weight (1.0 when omitted, and described back as 1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_variant_weight: Option<f64>,
-    /// Kept and described back (at least 1); Pier runs one copy per process.
+    /// Instances of the variant (at least 1): copies of its execution resources per serving
+    /// process, Triton's `instance_group` count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_instance_count: Option<u32>,
     /// Kept and described back; unused.
@@ -321,7 +322,7 @@ pub struct VariantState {
     pub current_weight: f64,
     /// Weight last asked for.
     pub desired_weight: f64,
-    /// Always 1 (one copy per Pier process).
+    /// Instances in service (per serving process); follows the desired count.
     pub current_instance_count: u32,
     /// As asked for.
     pub desired_instance_count: u32,

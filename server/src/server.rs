@@ -167,6 +167,10 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
             rx.clone(),
         )),
     ];
+    tasks.push(tokio::spawn(crate::control::scaler::run(
+        state.clone(),
+        rx.clone(),
+    )));
     let mut grpc_addr = None;
     if let Some(listener) = grpc {
         let addr = listener.local_addr().map_err(|source| StartError::Bind {

@@ -179,7 +179,7 @@ pub(super) fn variant_states(
             variant_name: v.name.clone(),
             current_weight: serving.choice.weight(i),
             desired_weight: serving.choice.weight(i),
-            current_instance_count: 1,
+            current_instance_count: pv.initial_instance_count.unwrap_or(1),
             desired_instance_count: pv.initial_instance_count.unwrap_or(1),
             pier_model_name: v.model_name.clone(),
             pier_artifact: v.loaded.artifact.to_string(),
@@ -357,6 +357,7 @@ pub(super) async fn update_in_background(
                         .find(|o| o.variant_name == v.variant_name)
                     {
                         v.desired_instance_count = old.desired_instance_count;
+                        v.current_instance_count = old.desired_instance_count;
                     }
                 }
             }
@@ -473,6 +474,7 @@ pub async fn restore_endpoints(app: &AppState) -> Result<usize, crate::error::Ap
                 for v in &mut record.production_variants {
                     if let Some((_, count)) = counts.iter().find(|(n, _)| *n == v.variant_name) {
                         v.desired_instance_count = *count;
+                        v.current_instance_count = *count;
                     }
                 }
                 record.endpoint_config_name = deployed.config.endpoint_config_name.clone();

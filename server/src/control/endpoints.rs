@@ -89,6 +89,7 @@ pub(super) async fn create(app: &AppState, req: CreateEndpoint) -> Result<Endpoi
     }
     tags::validate(&req.tags)?;
     let config = config(app, &req.endpoint_config_name).await?;
+    super::instances::check_config(app, &req.endpoint_name, &config).await?;
     let time = now();
     let record = EndpointRecord {
         endpoint_arn: arn("endpoint", &req.endpoint_name),
@@ -251,6 +252,7 @@ pub(super) async fn update(app: &AppState, req: UpdateEndpoint) -> Result<Endpoi
         return Err(not_updatable(&record));
     }
     let config = config(app, &req.endpoint_config_name).await?;
+    super::instances::check_config(app, &req.endpoint_name, &config).await?;
     record.endpoint_status = EndpointStatus::Updating;
     record.last_modified_time = now();
     deploy::set_variant_status(&mut record.production_variants, "Updating");
@@ -347,10 +349,12 @@ pub(super) async fn update_weights(
             && let Some(count) = desired.desired_instance_count
         {
             state.desired_instance_count = count;
+            state.current_instance_count = count;
         }
     }
     let choice = WeightedChoice::new(&weights)
         .map_err(|e| ApiError::validation(format!("DesiredWeight: {e}")))?;
+    super::instances::check_limit(app, &record.endpoint_name, &record.production_variants).await?;
     for (state, w) in record.production_variants.iter_mut().zip(&weights) {
         state.current_weight = *w;
         state.desired_weight = *w;

@@ -7,15 +7,18 @@
 //! Answers follow SageMaker's to the letter (error codes and messages, filters, tags), and
 //! every answer carries an `x-amzn-RequestId`.
 
+mod autoscaling;
 mod configs;
 pub mod demo;
 mod deploy;
 mod endpoints;
 mod import;
+mod instances;
 mod list;
 mod logs;
 mod models;
 pub mod options;
+pub mod scaler;
 mod tags;
 mod training;
 
@@ -61,6 +64,9 @@ async fn dispatch(
     };
     if let Some(action) = target.strip_prefix(logs::TARGET_PREFIX) {
         return respond(logs::dispatch(&app, action, &body).await);
+    }
+    if let Some(action) = target.strip_prefix("AnyScaleFrontendService.") {
+        return respond(autoscaling::dispatch(&app, action, &body).await);
     }
     let action = target.strip_prefix("SageMaker.").unwrap_or(target);
     tracing::debug!(action, "control-plane call");

@@ -47,6 +47,7 @@ impl LoadedModel {
             model: model_name.to_owned(),
             version: self.artifact.version.to_string(),
             handles: Default::default(),
+            invocations: Default::default(),
         };
         let batcher = batching.map(|(settings, pool)| {
             Batcher::start(self.model.clone(), labels.clone(), settings, pool)
