@@ -110,7 +110,7 @@ pub(super) async fn set_count(
     state.current_instance_count = count;
     check_limit(app, endpoint, &record.production_variants).await?;
     record.last_modified_time = crate::records::now();
-    app.db.update(Table::Endpoints, endpoint, &record).await
+    Ok(app.db.update(Table::Endpoints, endpoint, &record).await?)
 }
 
 /// A variant's desired instance count as recorded (`None`: no such endpoint or variant, or
