@@ -104,7 +104,8 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = futures::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+    type Future =
+        futures::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)

@@ -14,7 +14,9 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ServeError;
-use crate::layers::{BodyLimitLayer, LoadShedLayer, Plane, RequestIdLayer, RequestSpan, TimeoutLayer};
+use crate::layers::{
+    BodyLimitLayer, LoadShedLayer, Plane, RequestIdLayer, RequestSpan, TimeoutLayer,
+};
 use crate::state::{AppState, DataPlane};
 
 /// `GET /metrics`: Prometheus text exposition.

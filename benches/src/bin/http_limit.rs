@@ -36,12 +36,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
-    let size: usize = args
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(16);
+    let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(16);
     let content_type = args.next().unwrap_or_else(|| "text/csv".into());
-    let body: Bytes = b"0.5,".iter().copied().cycle().take(size).collect::<Vec<u8>>().into();
+    let body: Bytes = b"0.5,"
+        .iter()
+        .copied()
+        .cycle()
+        .take(size)
+        .collect::<Vec<u8>>()
+        .into();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -24,11 +24,9 @@ use crate::state::DataPlane;
 /// Header naming the variant to use instead of weighted routing.
 const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
 /// Header telling the client which variant answered.
-const INVOKED_VARIANT: HeaderName =
-    HeaderName::from_static("x-amzn-invoked-production-variant");
+const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 /// Opaque client attributes (at most 1024 visible ASCII characters).
-const CUSTOM_ATTRIBUTES: HeaderName =
-    HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
+const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
 /// Pier's own header naming the model version that answered (`name/version`).
 const PIER_MODEL: HeaderName = HeaderName::from_static("x-pier-model");
 
@@ -120,8 +118,7 @@ fn parse<'h>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Parsed<'h>, ServeError> {
     let body = crate::layers::body_or_refusal(body, data.config.limits.max_body_bytes)?;
-    let content_type =
-        header(headers, &header::CONTENT_TYPE)?.unwrap_or("application/json");
+    let content_type = header(headers, &header::CONTENT_TYPE)?.unwrap_or("application/json");
     let format = Format::from_content_type(content_type)
         .map_err(|e| ServeError::Validation(e.to_string()))?;
     let accept = codec::negotiate(header(headers, &header::ACCEPT)?, format)

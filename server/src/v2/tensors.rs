@@ -456,11 +456,19 @@ mod tests {
     #[test]
     fn json_data_and_raw_match_the_value_and_vec_encoders() {
         let tensors = [
-            Tensor::new(vec![2, 2], TensorData::Fp32(vec![0.1, f32::NAN, -3.0, 1e-7])).unwrap(),
+            Tensor::new(
+                vec![2, 2],
+                TensorData::Fp32(vec![0.1, f32::NAN, -3.0, 1e-7]),
+            )
+            .unwrap(),
             Tensor::new(vec![3], TensorData::Fp64(vec![0.1, f64::INFINITY, 2.5])).unwrap(),
             Tensor::new(vec![2], TensorData::Int64(vec![-5, 7])).unwrap(),
             Tensor::new(vec![2], TensorData::Bool(vec![true, false])).unwrap(),
-            Tensor::new(vec![2], TensorData::Bytes(vec![b"a\"b".to_vec(), vec![0xff, b'x']])).unwrap(),
+            Tensor::new(
+                vec![2],
+                TensorData::Bytes(vec![b"a\"b".to_vec(), vec![0xff, b'x']]),
+            )
+            .unwrap(),
         ];
         for t in &tensors {
             let direct = serde_json::to_string(&JsonData(t)).unwrap();
