@@ -11,6 +11,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: a request allocates on a tokio worker and frees on the
+/// compute pool (and back), which glibc serves slowly (`benches/http_callgrind.sh`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Pier: SageMaker-style model hosting on your own machines, in one binary.
 #[derive(Debug, Parser)]
 #[command(name = "pier", version, about, long_about = None)]

@@ -3,7 +3,7 @@
 //!
 //! request id ([`RequestIdLayer`]) → trace ([`RequestSpan`]) → timeout ([`TimeoutLayer`],
 //! the whole request: body read, decode, queue, predict, encode) → load shed
-//! ([`LoadShedLayer`]) → body limit ([`early_length_check`] and axum's `DefaultBodyLimit`;
+//! ([`LoadShedLayer`]) → body limit ([`BodyLimitLayer`] and axum's `DefaultBodyLimit`;
 //! tonic's message limits on gRPC) → authentication ([`crate::auth`]).
 //!
 //! Refusals a layer makes take the shape of the listener's protocol ([`Refuse`]): SageMaker
@@ -12,7 +12,7 @@
 //! invocation core answers a request that runs out of time with a counted `Timeout` error
 //! an instant before the layer would cut it.
 //!
-//! [`early_length_check`] answers a request whose declared `Content-Length` is over the
+//! [`BodyLimitLayer`] answers a request whose declared `Content-Length` is over the
 //! body limit at once, before the body is read: a client that sent `Expect: 100-continue`
 //! gets its 413 instead of a `100 Continue` and a wait, and no byte of the body is buffered.
 //! Bodies without a length (chunked) are bounded as they arrive by axum's body limit.
@@ -30,7 +30,6 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -54,9 +53,8 @@ pub enum Plane {
 }
 
 /// The declared body length, when the request carries a valid `Content-Length`.
-fn declared_length(request: &Request) -> Option<u64> {
-    request
-        .headers()
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
@@ -65,25 +63,69 @@ fn declared_length(request: &Request) -> Option<u64> {
         .ok()
 }
 
-/// Refuses a request whose declared length is over `limit` with a 413 in `plane`'s shape.
-pub async fn early_length_check(
+/// Refuses a request whose declared `Content-Length` is over `limit` with a 413 in
+/// `plane`'s shape, before any byte of its body is read (a tower layer rather than an axum
+/// `from_fn` middleware: no clone of the inner service and no boxed future per request).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimitLayer {
     limit: usize,
     plane: Plane,
-    request: Request,
-    next: Next,
-) -> Response {
-    match declared_length(&request) {
-        Some(length) if length > limit as u64 => {
-            let mut response = too_large(limit, plane, request.uri().path(), Some(length));
-            // The body is never read, so the connection cannot carry another request: say
-            // so, or a client would send its next request into a closing connection.
-            response.headers_mut().insert(
-                header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-            response
+}
+
+impl BodyLimitLayer {
+    /// Bodies over `limit` bytes are refused in `plane`'s shape.
+    pub fn new(limit: usize, plane: Plane) -> Self {
+        Self { limit, plane }
+    }
+}
+
+impl<S> Layer<S> for BodyLimitLayer {
+    type Service = BodyLimit<S>;
+    fn layer(&self, inner: S) -> BodyLimit<S> {
+        BodyLimit {
+            inner,
+            limit: self.limit,
+            plane: self.plane,
         }
-        _ => next.run(request).await,
+    }
+}
+
+/// See [`BodyLimitLayer`].
+#[derive(Clone, Debug)]
+pub struct BodyLimit<S> {
+    inner: S,
+    limit: usize,
+    plane: Plane,
+}
+
+impl<S, B> Service<http::Request<B>> for BodyLimit<S>
+where
+    S: Service<http::Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<std::future::Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use futures::future::Either;
+        match declared_length(request.headers()) {
+            Some(length) if length > self.limit as u64 => {
+                let mut response =
+                    too_large(self.limit, self.plane, request.uri().path(), Some(length));
+                // The body is never read, so the connection cannot carry another request:
+                // say so, or a client would send its next request into a closing connection.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                Either::Left(std::future::ready(Ok(response)))
+            }
+            _ => Either::Right(self.inner.call(request)),
+        }
     }
 }
 
@@ -113,20 +155,37 @@ pub fn body_or_refusal(
     })
 }
 
-/// A random version-4 UUID, as AWS's request ids are.
-pub fn request_id() -> String {
+/// A request's headers, and its body read whole within the body limit as axum's `Bytes`
+/// extractor reads it (`DefaultBodyLimit`, decompression), taken apart without copying the
+/// header map (axum's `HeaderMap` extractor clones it).
+pub async fn headers_and_body(
+    request: Request,
+) -> (http::HeaderMap, Result<Bytes, BytesRejection>) {
+    use axum::extract::FromRequest;
+    let (mut parts, body) = request.into_parts();
+    let headers = std::mem::take(&mut parts.headers);
+    let body = Bytes::from_request(Request::from_parts(parts, body), &()).await;
+    (headers, body)
+}
+
+/// A random version-4 UUID, as AWS's request ids are, in a stack buffer: 36 ASCII bytes
+/// (hex digits and dashes), no allocation.
+fn request_id_bytes() -> [u8; 36] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes: [u8; 16] = fastrand::u128(..).to_be_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut out = [b'-'; 36];
+    let mut at = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1; // the dash already there
+        }
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 0x0f)];
+        at += 2;
+    }
+    out
 }
 
 /// Gives each request a fresh [`REQUEST_ID`] (replacing any the client sent), seen by the
@@ -161,8 +220,11 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let id = HeaderValue::from_str(&request_id()).expect("a UUID is a header value");
-        request.headers_mut().insert(REQUEST_ID, id.clone());
+        // Two values built from one stack buffer: cheaper than a shared clone of one.
+        let bytes = request_id_bytes();
+        let value = || HeaderValue::from_bytes(&bytes).expect("a UUID is a header value");
+        request.headers_mut().insert(REQUEST_ID, value());
+        let id = value();
         let answer = self.inner.call(request);
         Box::pin(async move {
             let mut response = answer.await?;
@@ -402,6 +464,39 @@ where
                     .refuse(Refusal::Overloaded, request.uri().path());
                 Box::pin(std::future::ready(Ok(refused)))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_version_4_uuids() {
+        let a = request_id_bytes();
+        let b = request_id_bytes();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = std::str::from_utf8(&id).unwrap();
+            let groups: Vec<&str> = text.split('-').collect();
+            assert_eq!(
+                groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{text}"
+            );
+            assert!(
+                groups
+                    .iter()
+                    .all(|g| g.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))),
+                "{text}"
+            );
+            assert!(groups[2].starts_with('4'), "version nibble: {text}");
+            assert!(
+                matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+                "variant bits: {text}"
+            );
+            assert!(HeaderValue::from_bytes(&id).is_ok());
         }
     }
 }

@@ -299,11 +299,6 @@ pub async fn serve_http(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let body_timeout = limits.body_read_timeout;
-    let router = router.layer(axum::middleware::map_request(
-        move |request: axum::extract::Request| async move {
-            request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)))
-        },
-    ));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let builder_ref = &mut builder;
     builder_ref
@@ -334,7 +329,9 @@ pub async fn serve_http(
                 let guard = ActiveGuard::new(&activity);
                 let router = router.clone();
                 async move {
-                    let response = router.oneshot(request.map(Body::new)).await;
+                    let request =
+                        request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)));
+                    let response = router.oneshot(request).await;
                     drop(guard);
                     response
                 }
@@ -607,20 +604,23 @@ impl tonic::transport::server::Connected for IdleConn {
 }
 
 /// A request body that must arrive whole before a deadline (set when the request head has
-/// been read); past it, the body fails with an error naming the timeout.
-pub struct DeadlineBody {
-    inner: Body,
+/// been read); past it, the body fails with an error naming the timeout. The timer is made
+/// only when the body has to be waited for: a body that came with its head costs none.
+pub struct DeadlineBody<B = Body> {
+    inner: B,
     timeout: Duration,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    deadline: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl DeadlineBody {
+impl<B> DeadlineBody<B> {
     /// Wraps `inner` with a deadline `timeout` from now.
-    pub fn new(inner: Body, timeout: Duration) -> Self {
+    pub fn new(inner: B, timeout: Duration) -> Self {
         Self {
             inner,
             timeout,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            deadline: tokio::time::Instant::now() + timeout,
+            sleep: None,
         }
     }
 }
@@ -630,7 +630,11 @@ impl DeadlineBody {
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimeout(Duration);
 
-impl HttpBody for DeadlineBody {
+impl<B> HttpBody for DeadlineBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Data = Bytes;
     type Error = axum::BoxError;
 
@@ -642,10 +646,16 @@ impl HttpBody for DeadlineBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(other) => Poll::Ready(other.map(|f| f.map_err(Into::into))),
-            Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = this.deadline;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(this.timeout))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 

@@ -170,6 +170,8 @@ pub struct Handles {
     request_duration: Histogram,
     requests_ok: Counter,
     in_flight: Gauge,
+    /// The label set itself, for the rarer outcomes' counters.
+    labels: Vec<Label>,
 }
 
 impl ModelLabels {
@@ -182,8 +184,9 @@ impl ModelLabels {
                 queue: histogram!(QUEUE_DURATION, labels.clone()),
                 compute: histogram!(COMPUTE_DURATION, labels.clone()),
                 batch: histogram!(BATCH_SIZE, labels.clone()),
-                request_duration: histogram!(REQUEST_DURATION, labels),
+                request_duration: histogram!(REQUEST_DURATION, labels.clone()),
                 requests_ok: counter!(REQUESTS, ok),
+                labels,
                 in_flight: gauge!(
                     IN_FLIGHT,
                     vec![Label::new("endpoint", self.endpoint.clone())]
@@ -234,23 +237,24 @@ pub fn record_load(model: &str, version: &str, backend: &str, ok: bool) {
 /// One request's metrics: in flight from routing to answer, then its count and duration.
 /// Dropped without [`finish`](Self::finish) (the client went away), it counts as
 /// `cancelled`. Requests refused before routing are counted with only the `endpoint` label
-/// and never appear in flight.
+/// and never appear in flight. A routed request holds its variant's shared handles (one
+/// reference count), so the hot path builds no label and copies no string.
 #[derive(Debug)]
-pub struct RequestMetrics {
+pub struct RequestMetrics<'a> {
     /// The endpoint (or model) as addressed.
-    endpoint: String,
-    /// Set by [`route`](Self::route).
-    labels: Option<ModelLabels>,
+    endpoint: &'a str,
+    /// Set by [`route`](Self::route): registered handles.
+    handles: Option<Arc<OnceLock<Handles>>>,
     started: Instant,
     done: bool,
 }
 
-impl RequestMetrics {
+impl<'a> RequestMetrics<'a> {
     /// Starts timing a request addressed to `endpoint` (a model name for direct v2 calls).
-    pub fn start(endpoint: &str) -> Self {
+    pub fn start(endpoint: &'a str) -> Self {
         Self {
-            endpoint: endpoint.to_owned(),
-            labels: None,
+            endpoint,
+            handles: None,
             started: Instant::now(),
             done: false,
         }
@@ -261,15 +265,22 @@ impl RequestMetrics {
         labels
             .invocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut labels = labels.clone();
-        if labels.endpoint.is_empty() {
+        let handles = if labels.endpoint.is_empty() {
             // A model called directly: label it with the name it was called by (these
             // handles are this request's own).
-            labels.endpoint = std::mem::take(&mut self.endpoint);
-            labels.handles = Arc::default();
-        }
-        labels.handles().in_flight.increment(1.0);
-        self.labels = Some(labels);
+            let own = ModelLabels {
+                endpoint: self.endpoint.to_owned(),
+                handles: Arc::default(),
+                ..labels.clone()
+            };
+            own.handles();
+            own.handles
+        } else {
+            labels.handles();
+            labels.handles.clone()
+        };
+        registered(&handles).in_flight.increment(1.0);
+        self.handles = Some(handles);
     }
 
     /// Records the result of the request.
@@ -292,13 +303,14 @@ impl RequestMetrics {
         }
         self.done = true;
         let took = self.started.elapsed().as_secs_f64();
-        let Some(routed) = &self.labels else {
-            let mut endpoint = std::mem::take(&mut self.endpoint);
-            if !is_known_endpoint(&endpoint) {
-                endpoint = UNKNOWN_ENDPOINT.to_owned();
-            }
+        let Some(handles) = &self.handles else {
+            let endpoint = if is_known_endpoint(self.endpoint) {
+                self.endpoint
+            } else {
+                UNKNOWN_ENDPOINT
+            };
             let unrouted = ModelLabels {
-                endpoint,
+                endpoint: endpoint.to_owned(),
                 ..ModelLabels::default()
             };
             let mut labels = unrouted.labels();
@@ -307,20 +319,25 @@ impl RequestMetrics {
             counter!(REQUESTS, labels).increment(1);
             return;
         };
-        let handles = routed.handles();
+        let handles = registered(handles);
         handles.in_flight.decrement(1.0);
         handles.request_duration.record(took);
         if outcome == "ok" {
             handles.requests_ok.increment(1);
         } else {
-            let mut labels = routed.labels();
+            let mut labels = handles.labels.clone();
             labels.push(Label::new("outcome", outcome));
             counter!(REQUESTS, labels).increment(1);
         }
     }
 }
 
-impl Drop for RequestMetrics {
+/// Handles that [`ModelLabels::handles`] registered.
+fn registered(handles: &OnceLock<Handles>) -> &Handles {
+    handles.get().expect("registered by RequestMetrics::route")
+}
+
+impl Drop for RequestMetrics<'_> {
     fn drop(&mut self) {
         self.record("cancelled");
     }

@@ -14,7 +14,9 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ServeError;
-use crate::layers::{LoadShedLayer, Plane, RequestIdLayer, RequestSpan, TimeoutLayer};
+use crate::layers::{
+    BodyLimitLayer, LoadShedLayer, Plane, RequestIdLayer, RequestSpan, TimeoutLayer,
+};
 use crate::state::{AppState, DataPlane};
 
 /// `GET /metrics`: Prometheus text exposition.
@@ -87,8 +89,6 @@ fn stack(
             .layer(TraceLayer::new_for_http().make_span_with(RequestSpan))
             .layer(TimeoutLayer::new(timeout, plane))
             .layer(LoadShedLayer::new(max_requests, plane))
-            .layer(axum::middleware::from_fn(move |request, next| {
-                crate::layers::early_length_check(max_body_bytes, plane, request, next)
-            })),
+            .layer(BodyLimitLayer::new(max_body_bytes, plane)),
     )
 }

@@ -10,7 +10,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pier_runtimes::codec::{self, Format};
 use pier_runtimes::{DataType, RuntimeError, Tensor, values};
@@ -22,13 +22,13 @@ use crate::serving::{Decoded, LoadedModel, NamedTensor, Target};
 use crate::state::DataPlane;
 
 /// Header naming the variant to use instead of weighted routing.
-const TARGET_VARIANT: &str = "x-amzn-sagemaker-target-variant";
+const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
 /// Header telling the client which variant answered.
-const INVOKED_VARIANT: &str = "x-amzn-invoked-production-variant";
+const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 /// Opaque client attributes (at most 1024 visible ASCII characters).
-const CUSTOM_ATTRIBUTES: &str = "x-amzn-sagemaker-custom-attributes";
+const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
 /// Pier's own header naming the model version that answered (`name/version`).
-const PIER_MODEL: &str = "x-pier-model";
+const PIER_MODEL: HeaderName = HeaderName::from_static("x-pier-model");
 
 /// The body as the model's one input tensor, in the model's datatype. An integer input's
 /// features meet the missing-value policy before the cast, so a NaN never becomes 0; float
@@ -74,9 +74,9 @@ pub(super) async fn invoke_endpoint(
     State(data): State<DataPlane>,
     Path(endpoint): Path<String>,
     deadline: Deadline,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Response {
+    let (headers, body) = crate::layers::headers_and_body(request).await;
     invoke(&data, Some(&endpoint), deadline, &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
@@ -85,15 +85,16 @@ pub(super) async fn invoke_endpoint(
 pub(super) async fn invoke_default(
     State(data): State<DataPlane>,
     deadline: Deadline,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Response {
+    let (headers, body) = crate::layers::headers_and_body(request).await;
     invoke(&data, None, deadline, &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ServeError> {
+/// A header's value as text (typed names: no parsing of the name per lookup).
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h str>, ServeError> {
     headers
         .get(name)
         .map(|v| {
@@ -117,18 +118,17 @@ fn parse<'h>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Parsed<'h>, ServeError> {
     let body = crate::layers::body_or_refusal(body, data.config.limits.max_body_bytes)?;
-    let content_type =
-        header(headers, header::CONTENT_TYPE.as_str())?.unwrap_or("application/json");
+    let content_type = header(headers, &header::CONTENT_TYPE)?.unwrap_or("application/json");
     let format = Format::from_content_type(content_type)
         .map_err(|e| ServeError::Validation(e.to_string()))?;
-    let accept = codec::negotiate(header(headers, header::ACCEPT.as_str())?, format)
+    let accept = codec::negotiate(header(headers, &header::ACCEPT)?, format)
         .map_err(|e| ServeError::Validation(e.to_string()))?;
-    if header(headers, CUSTOM_ATTRIBUTES)?.is_some_and(|a| a.len() > 1024) {
+    if header(headers, &CUSTOM_ATTRIBUTES)?.is_some_and(|a| a.len() > 1024) {
         return Err(ServeError::Validation(format!(
             "{CUSTOM_ATTRIBUTES} is longer than 1024 characters"
         )));
     }
-    let variant = header(headers, TARGET_VARIANT)?;
+    let variant = header(headers, &TARGET_VARIANT)?;
     Ok(Parsed {
         format,
         accept,

@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{EXTENSIONS, NamedTensor, SERVER_NAME, model_config, tensors};
@@ -274,6 +274,44 @@ fn decode_inputs(
     Ok(out)
 }
 
+/// An inference answer's JSON part.
+#[derive(Serialize)]
+struct InferResponse<'a> {
+    model_name: &'a str,
+    model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    parameters: ResponseParameters<'a>,
+    outputs: &'a [OutputJson<'a>],
+}
+
+/// Pier's own answer parameters: the artifact that answered, and the endpoint variant.
+#[derive(Serialize)]
+struct ResponseParameters<'a> {
+    pier_artifact: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pier_variant: Option<&'a str>,
+}
+
+/// One output: `data` in JSON, or `parameters.binary_data_size` with its bytes after the
+/// JSON part.
+#[derive(Serialize)]
+struct OutputJson<'a> {
+    name: &'a str,
+    datatype: &'a str,
+    shape: &'a [usize],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<BinarySize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<tensors::JsonData<'a>>,
+}
+
+/// `{"binary_data_size": n}`.
+#[derive(Serialize)]
+struct BinarySize {
+    binary_data_size: usize,
+}
+
 /// How the answer is to be encoded, as the request's JSON asked.
 #[derive(Debug)]
 struct Encoding {
@@ -339,14 +377,21 @@ fn head_length(headers: &HeaderMap) -> Result<Option<usize>, ServeError> {
         .transpose()
 }
 
+/// The path of an inference request: `/v2/models/{model}[/versions/{version}]/infer`.
+#[derive(Deserialize)]
+struct InferPath {
+    model: String,
+    version: Option<String>,
+}
+
 async fn infer(
     State(v2): Shared,
-    Path(p): Params,
+    Path(p): Path<InferPath>,
     deadline: Deadline,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Response {
-    let (name, version) = name_version(&p);
+    let (headers, body) = crate::layers::headers_and_body(request).await;
+    let (name, version) = (p.model.as_str(), p.version.as_deref());
     answer(infer_inner(&v2, name, version, deadline, &headers, body).await)
 }
 
@@ -372,37 +417,50 @@ async fn infer_inner(
         binary_outputs,
     } = done.extra;
 
-    let mut payload = Vec::new();
-    let outputs: Vec<Value> = done
+    // The answer is serialized straight from the tensors into one buffer: the JSON head,
+    // then the binary outputs' bytes (reserved up front), no `Value` tree in between.
+    let outputs: Vec<OutputJson<'_>> = done
         .outputs
         .iter()
         .map(|o| {
-            let mut v = json!({"name": o.name, "datatype": o.tensor.dtype().as_str(), "shape": tensors::wire_shape(&o.tensor)});
-            if binary_outputs.get(&o.name).copied().unwrap_or(all_binary) {
-                let raw = tensors::to_raw(&o.tensor);
-                v["parameters"] = json!({"binary_data_size": raw.len()});
-                payload.extend_from_slice(&raw);
-            } else {
-                v["data"] = tensors::to_json(&o.tensor);
+            let binary = binary_outputs.get(&o.name).copied().unwrap_or(all_binary);
+            OutputJson {
+                name: &o.name,
+                datatype: o.tensor.dtype().as_str(),
+                shape: o.tensor.shape(),
+                parameters: binary.then(|| BinarySize {
+                    binary_data_size: tensors::raw_len(&o.tensor),
+                }),
+                data: (!binary).then_some(tensors::JsonData(&o.tensor)),
             }
-            v
         })
         .collect();
-    let mut parameters = json!({"pier_artifact": done.loaded.artifact.to_string()});
-    if let Some(variant) = &done.variant {
-        parameters["pier_variant"] = json!(variant);
+    let payload_len: usize = outputs
+        .iter()
+        .filter_map(|o| o.parameters.as_ref().map(|p| p.binary_data_size))
+        .sum();
+    let artifact = done.loaded.artifact.to_string();
+    let response = InferResponse {
+        model_name: name,
+        model_version: &done.version,
+        id: id.as_deref(),
+        parameters: ResponseParameters {
+            pier_artifact: &artifact,
+            pier_variant: done.variant.as_deref(),
+        },
+        outputs: &outputs,
+    };
+    let mut body = Vec::with_capacity(256 + 64 * outputs.len() + payload_len);
+    serde_json::to_writer(&mut body, &response).map_err(|e| ServeError::Internal(e.to_string()))?;
+    let head_len = body.len();
+    for o in &done.outputs {
+        if binary_outputs.get(&o.name).copied().unwrap_or(all_binary) {
+            tensors::append_raw(&o.tensor, &mut body);
+        }
     }
-    let mut response = json!({"model_name": name, "model_version": done.version, "parameters": parameters, "outputs": outputs});
-    if let Some(id) = &id {
-        response["id"] = json!(id);
-    }
-    let head = serde_json::to_vec(&response).map_err(|e| ServeError::Internal(e.to_string()))?;
-    let head_len = head.len();
-    let binary = !payload.is_empty()
+    let binary = body.len() > head_len
         || binary_outputs.values().any(|&b| b)
         || (all_binary && !done.outputs.is_empty());
-    let mut body = head;
-    body.extend_from_slice(&payload);
     let mut r = (StatusCode::OK, body).into_response();
     let h = r.headers_mut();
     if binary {

@@ -282,6 +282,74 @@ pub fn to_json(tensor: &Tensor) -> Value {
     }
 }
 
+/// A tensor's JSON `data`, serialized straight into the answer: the same text as
+/// [`to_json`] (floats through `f64`, non-finite as `null`, `BYTES` as lossy UTF-8 strings)
+/// without building a [`Value`] per element.
+pub struct JsonData<'a>(pub &'a Tensor);
+
+impl serde::Serialize for JsonData<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        fn seq<S: serde::Serializer, T: serde::Serialize>(
+            serializer: S,
+            items: impl ExactSizeIterator<Item = T>,
+        ) -> Result<S::Ok, S::Error> {
+            let mut seq = serializer.serialize_seq(Some(items.len()))?;
+            for item in items {
+                seq.serialize_element(&item)?;
+            }
+            seq.end()
+        }
+        // serde_json writes a non-finite f64 as `null`, as `json_f64` makes it.
+        match self.0.data() {
+            TensorData::Bool(v) => seq(serializer, v.iter()),
+            TensorData::Uint8(v) => seq(serializer, v.iter()),
+            TensorData::Int8(v) => seq(serializer, v.iter()),
+            TensorData::Int16(v) => seq(serializer, v.iter()),
+            TensorData::Int32(v) => seq(serializer, v.iter()),
+            TensorData::Int64(v) => seq(serializer, v.iter()),
+            TensorData::Fp32(v) => seq(serializer, v.iter().map(|&x| f64::from(x))),
+            TensorData::Fp64(v) => seq(serializer, v.iter()),
+            TensorData::Bytes(v) => seq(serializer, v.iter().map(|b| String::from_utf8_lossy(b))),
+        }
+    }
+}
+
+/// Appends [`to_raw`]'s bytes of `tensor` to `out` (no intermediate buffer).
+pub fn append_raw(tensor: &Tensor, out: &mut Vec<u8>) {
+    macro_rules! le {
+        ($v:expr) => {
+            for x in $v {
+                out.extend_from_slice(&x.to_le_bytes());
+            }
+        };
+    }
+    match tensor.data() {
+        TensorData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+        TensorData::Uint8(v) => out.extend_from_slice(v),
+        TensorData::Int8(v) => out.extend(v.iter().map(|&x| x as u8)),
+        TensorData::Int16(v) => le!(v),
+        TensorData::Int32(v) => le!(v),
+        TensorData::Int64(v) => le!(v),
+        TensorData::Fp32(v) => le!(v),
+        TensorData::Fp64(v) => le!(v),
+        TensorData::Bytes(v) => {
+            for b in v {
+                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+}
+
+/// The byte length [`append_raw`] writes for `tensor`.
+pub fn raw_len(tensor: &Tensor) -> usize {
+    match tensor.data() {
+        TensorData::Bytes(v) => v.iter().map(|b| b.len() + 4).sum(),
+        _ => tensor.len() * tensor.dtype().size_of().unwrap_or(1),
+    }
+}
+
 fn json_f64(x: f64) -> Value {
     serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
 }
@@ -384,6 +452,33 @@ pub fn wire_shape(tensor: &Tensor) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_data_and_raw_match_the_value_and_vec_encoders() {
+        let tensors = [
+            Tensor::new(
+                vec![2, 2],
+                TensorData::Fp32(vec![0.1, f32::NAN, -3.0, 1e-7]),
+            )
+            .unwrap(),
+            Tensor::new(vec![3], TensorData::Fp64(vec![0.1, f64::INFINITY, 2.5])).unwrap(),
+            Tensor::new(vec![2], TensorData::Int64(vec![-5, 7])).unwrap(),
+            Tensor::new(vec![2], TensorData::Bool(vec![true, false])).unwrap(),
+            Tensor::new(
+                vec![2],
+                TensorData::Bytes(vec![b"a\"b".to_vec(), vec![0xff, b'x']]),
+            )
+            .unwrap(),
+        ];
+        for t in &tensors {
+            let direct = serde_json::to_string(&JsonData(t)).unwrap();
+            assert_eq!(direct, to_json(t).to_string(), "{t:?}");
+            let mut raw = vec![9];
+            append_raw(t, &mut raw);
+            assert_eq!(raw[1..], to_raw(t)[..], "{t:?}");
+            assert_eq!(raw_len(t), to_raw(t).len(), "{t:?}");
+        }
+    }
 
     #[test]
     fn values_in_the_wrong_typed_field_are_named() {
