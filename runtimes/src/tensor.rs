@@ -309,14 +309,17 @@ impl Tensor {
         })
     }
 
-    /// Stacks tensors of one datatype and equal row shape along the first dimension.
-    pub fn concat_rows(parts: &[Tensor]) -> Result<Self> {
-        let first = parts
+    /// Stacks tensors of one datatype and equal row shape along the first dimension. Takes
+    /// the parts owned or borrowed (`&[Tensor]` or `&[&Tensor]`); either way each value is
+    /// copied once, into the result.
+    pub fn concat_rows<T: std::borrow::Borrow<Tensor>>(parts: &[T]) -> Result<Self> {
+        let parts: Vec<&Tensor> = parts.iter().map(std::borrow::Borrow::borrow).collect();
+        let first = *parts
             .first()
             .ok_or_else(|| RuntimeError::InvalidInput("nothing to concatenate".into()))?;
         let tail = &first.shape[1.min(first.shape.len())..];
         let mut rows = 0;
-        for p in parts {
+        for p in &parts {
             if p.dtype() != first.dtype()
                 || p.shape.len() != first.shape.len()
                 || &p.shape[1..] != tail
@@ -334,9 +337,9 @@ impl Tensor {
         // Reserve what the parts hold, not the first part's size times their number: parts
         // of very different sizes (one large request batched with small ones) must not
         // reserve many times the batch.
-        let total: usize = parts.iter().map(Tensor::len).sum();
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut data = map_data!(&first.data, _v => Vec::with_capacity(total));
-        for p in parts {
+        for p in &parts {
             match (&mut data, &p.data) {
                 (TensorData::Bool(d), TensorData::Bool(s)) => d.extend_from_slice(s),
                 (TensorData::Uint8(d), TensorData::Uint8(s)) => d.extend_from_slice(s),

@@ -35,14 +35,18 @@ pub fn run_batch(model: &dyn Model, labels: &ModelLabels, batch: Vec<Entry<Pendi
         .unzip();
     let total: usize = counts.iter().sum();
     metrics::record_batch(labels, total);
-    let results = match combine(&inputs) {
-        Some(combined) if replies.len() > 1 => {
-            match predict_split(model, combined, &counts, total) {
-                Some(per_request) => per_request,
-                None => inputs.into_iter().map(|i| predict(model, i)).collect(),
-            }
-        }
-        _ => inputs.into_iter().map(|i| predict(model, i)).collect(),
+    // A batch of one request runs as it came: nothing to combine or split.
+    let combined = if replies.len() > 1 {
+        combine(&inputs)
+    } else {
+        None
+    };
+    let results = match combined {
+        Some(combined) => match predict_split(model, combined, &counts, total) {
+            Some(per_request) => per_request,
+            None => inputs.into_iter().map(|i| predict(model, i)).collect(),
+        },
+        None => inputs.into_iter().map(|i| predict(model, i)).collect(),
     };
     metrics::record_compute(labels, started.elapsed());
     for (reply, result) in replies.into_iter().zip(results) {
@@ -69,7 +73,7 @@ fn combine(inputs: &[Vec<Tensor>]) -> Option<Vec<Tensor>> {
     }
     (0..arity)
         .map(|k| {
-            let parts: Vec<Tensor> = inputs.iter().map(|i| i[k].clone()).collect();
+            let parts: Vec<&Tensor> = inputs.iter().map(|i| &i[k]).collect();
             Tensor::concat_rows(&parts).ok()
         })
         .collect()
