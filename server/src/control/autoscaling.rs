@@ -177,7 +177,13 @@ pub(super) fn parse_resource(resource_id: &str) -> Option<(&str, &str)> {
         .then_some((endpoint, variant))
 }
 
-fn check_dimension(namespace: &str, dimension: &str, resource_id: &str) -> Result<(), ApiError> {
+/// Checks the namespace and dimension and returns the `(endpoint, variant)` the resource
+/// id names.
+fn check_dimension<'a>(
+    namespace: &str,
+    dimension: &str,
+    resource_id: &'a str,
+) -> Result<(&'a str, &'a str), ApiError> {
     if namespace != NAMESPACE {
         return Err(ApiError::validation(format!(
             "1 validation error detected: Value '{namespace}' at 'serviceNamespace' failed to satisfy constraint: Pier serves only the namespace '{NAMESPACE}'"
@@ -188,12 +194,11 @@ fn check_dimension(namespace: &str, dimension: &str, resource_id: &str) -> Resul
             "Unsupported scalable dimension '{dimension}' for service namespace '{NAMESPACE}' (Pier serves '{DIMENSION}')"
         )));
     }
-    if parse_resource(resource_id).is_none() {
-        return Err(ApiError::validation(format!(
+    parse_resource(resource_id).ok_or_else(|| {
+        ApiError::validation(format!(
             "Unsupported service namespace, resource type or scalable dimension: ResourceId '{resource_id}' is not endpoint/<EndpointName>/variant/<VariantName>"
-        )));
-    }
-    Ok(())
+        ))
+    })
 }
 
 #[derive(Deserialize)]
@@ -223,13 +228,12 @@ fn capacity(field: &str, v: i64) -> Result<u32, ApiError> {
 }
 
 async fn register(app: &AppState, req: Register) -> Result<Value, ApiError> {
-    check_dimension(
+    let (endpoint, variant) = check_dimension(
         &req.service_namespace,
         &req.scalable_dimension,
         &req.resource_id,
     )?;
     let _ = req.tags;
-    let (endpoint, variant) = parse_resource(&req.resource_id).expect("checked");
     let _guard = app.control.lock().await;
     let record: Option<EndpointRecord> = app.db.get(Table::Endpoints, endpoint).await?;
     let Some(record) = record else {
@@ -526,7 +530,7 @@ fn check_metric(tt: &TargetTracking, endpoint: &str, variant: &str) -> Result<()
 }
 
 async fn put_policy(app: &AppState, req: PutPolicy) -> Result<Value, ApiError> {
-    check_dimension(
+    let (endpoint, variant) = check_dimension(
         &req.service_namespace,
         &req.scalable_dimension,
         &req.resource_id,
@@ -545,7 +549,6 @@ async fn put_policy(app: &AppState, req: PutPolicy) -> Result<Value, ApiError> {
             "TargetTrackingScalingPolicyConfiguration is required for a TargetTrackingScaling policy",
         ));
     };
-    let (endpoint, variant) = parse_resource(&req.resource_id).expect("checked");
     check_metric(&tt, endpoint, variant)?;
     if req.policy_name.is_empty() || req.policy_name.len() > 256 {
         return Err(ApiError::validation("PolicyName must be 1-256 characters"));
