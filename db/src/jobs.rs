@@ -44,12 +44,34 @@ pub(crate) const SCHEMA: &[&str] = &[
         at_ms BIGINT NOT NULL,
         message TEXT NOT NULL,
         PRIMARY KEY (kind, job, seq))",
+    "CREATE TABLE IF NOT EXISTS job_metrics (
+        kind TEXT NOT NULL,
+        job TEXT NOT NULL,
+        name TEXT NOT NULL,
+        step BIGINT NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        value DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (kind, job, name, step))",
 ];
 
 const JOBS: &str = "jobs";
 const LOGS: &str = "job_logs";
+const METRICS: &str = "job_metrics";
 const COLUMNS: &str =
     "name, status, owner, attempts, lease_expires_at, heartbeat_at, created_at, body";
+
+/// One intermediate metric point of a job (see [`Db::record_metric`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricPoint {
+    /// SageMaker's metric name (`validation:auc`, or a `MetricDefinitions` name).
+    pub name: String,
+    /// The epoch, boosting round or match number it was measured at (1-based).
+    pub step: u64,
+    /// When, in seconds since the epoch.
+    pub at: f64,
+    /// The value.
+    pub value: f64,
+}
 
 /// What kind of job a row is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -535,6 +557,69 @@ impl Db {
         .await
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Records an intermediate metric point of a job: `name` (SageMaker's, `validation:auc`)
+    /// was `value` at `step` (an epoch, a boosting round, or the n-th match of a
+    /// `MetricDefinitions` regex), measured at `at` (seconds since the epoch). A point
+    /// recorded again for the same step replaces the earlier one.
+    pub async fn record_metric(
+        &self,
+        kind: JobKind,
+        job: &str,
+        point: &MetricPoint,
+    ) -> Result<(), DbError> {
+        let step = i64::try_from(point.step).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO job_metrics (kind, job, name, step, at, value)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (kind, job, name, step) DO UPDATE SET at = $5, value = $6",
+        )
+        .bind(kind.as_str())
+        .bind(job)
+        .bind(&point.name)
+        .bind(step)
+        .bind(point.at)
+        .bind(point.value)
+        .execute(&self.pool)
+        .await
+        .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
+        Ok(())
+    }
+
+    /// A job's intermediate metric points, by name then step; only `name`'s when given.
+    pub async fn read_metrics(
+        &self,
+        kind: JobKind,
+        job: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<MetricPoint>, DbError> {
+        // Two statements rather than `$3 IS NULL OR …`, which PostgreSQL cannot type.
+        let filter = if name.is_some() { "AND name = $3" } else { "" };
+        let sql = format!(
+            "SELECT name, step, at, value FROM job_metrics
+             WHERE kind = $1 AND job = $2 {filter} ORDER BY name, step"
+        );
+        let mut query = sqlx::query_as::<_, (String, i64, f64, f64)>(&sql)
+            .bind(kind.as_str())
+            .bind(job);
+        if let Some(name) = name {
+            query = query.bind(name);
+        }
+        let rows =
+            query
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err(DbOp::List, METRICS, Some(job)))?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, step, at, value)| MetricPoint {
+                name,
+                step: u64::try_from(step).unwrap_or(0),
+                at,
+                value,
+            })
+            .collect())
     }
 
     /// Appends a line to a job's log.

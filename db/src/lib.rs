@@ -33,7 +33,9 @@ use sqlx::sqlite::{
 /// The lock file next to `pier.db` that one `pier serve` holds for its life.
 pub const LOCK_FILE: &str = "pier.lock";
 
-pub use jobs::{ClaimedJob, JobKind, JobLogEvent, JobRow, JobStatus, LogQuery, StopOutcome};
+pub use jobs::{
+    ClaimedJob, JobKind, JobLogEvent, JobRow, JobStatus, LogQuery, MetricPoint, StopOutcome,
+};
 
 /// What can go wrong in the database layer.
 #[derive(Debug, thiserror::Error)]

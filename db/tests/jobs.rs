@@ -1,7 +1,7 @@
 //! The job queue of `pier-db`: claims are exclusive under concurrent claimers, only the
 //! holder writes, expired leases are reclaimed once, stop requests, and job logs.
 
-use pier_db::{Db, JobKind, JobStatus, LogQuery, StopOutcome};
+use pier_db::{Db, JobKind, JobStatus, LogQuery, MetricPoint, StopOutcome};
 use serde_json::{Value, json};
 
 async fn db() -> (tempfile::TempDir, Db) {
@@ -289,5 +289,58 @@ async fn logs_read_in_order_from_either_end() {
     assert_eq!(
         db.log_span(JobKind::Training, "j").await.unwrap(),
         Some((1000, 1004, 5))
+    );
+}
+
+#[tokio::test]
+async fn metric_points_read_back_by_name_and_step_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).await.unwrap();
+    let point = |name: &str, step: u64, value: f64| MetricPoint {
+        name: name.into(),
+        step,
+        at: 100.0 + step as f64,
+        value,
+    };
+    for p in [
+        point("validation:auc", 2, 0.7),
+        point("validation:auc", 1, 0.6),
+        point("train:loss", 1, 0.9),
+    ] {
+        db.record_metric(JobKind::Training, "j", &p).await.unwrap();
+    }
+    // Another job's points and the same job name of another kind stay apart.
+    db.record_metric(JobKind::Training, "k", &point("validation:auc", 1, 0.1))
+        .await
+        .unwrap();
+    db.record_metric(JobKind::Transform, "j", &point("validation:auc", 1, 0.2))
+        .await
+        .unwrap();
+    // The same step again replaces the value.
+    db.record_metric(JobKind::Training, "j", &point("validation:auc", 2, 0.75))
+        .await
+        .unwrap();
+    let auc = db
+        .read_metrics(JobKind::Training, "j", Some("validation:auc"))
+        .await
+        .unwrap();
+    assert_eq!(
+        auc,
+        vec![
+            point("validation:auc", 1, 0.6),
+            point("validation:auc", 2, 0.75)
+        ]
+    );
+    db.close().await;
+    let db = Db::open(dir.path()).await.unwrap();
+    let all = db.read_metrics(JobKind::Training, "j", None).await.unwrap();
+    let names: Vec<(&str, u64)> = all.iter().map(|p| (p.name.as_str(), p.step)).collect();
+    assert_eq!(
+        names,
+        [
+            ("train:loss", 1),
+            ("validation:auc", 1),
+            ("validation:auc", 2)
+        ]
     );
 }

@@ -779,3 +779,65 @@ async fn the_test_channel_adds_test_metrics_where_the_algorithm_reads_one() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_epoch_is_recorded_as_an_intermediate_metric_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = dir.path().join("out");
+    let s = TestServer::start(&data).await;
+    let train = builtin("breast_cancer_train.csv");
+    let mut request = job_request(
+        "points",
+        "linear-learner",
+        train.to_str().unwrap(),
+        &out,
+        json!({"predictor_type": "binary_classifier", "epochs": "4",
+               "early_stopping_patience": "10"}),
+    );
+    let mut validation = request["InputDataConfig"][0].clone();
+    validation["ChannelName"] = json!("validation");
+    validation["DataSource"]["S3DataSource"]["S3Uri"] =
+        json!(builtin("breast_cancer_test.csv").display().to_string());
+    request["InputDataConfig"]
+        .as_array_mut()
+        .unwrap()
+        .push(validation);
+    s.ok("CreateTrainingJob", request).await;
+    let d = wait_job(&s, "points", Duration::from_secs(120)).await;
+    assert_eq!(d["TrainingJobStatus"], "Completed", "{d}");
+    let db = Db::open(&data).await.unwrap();
+    let points = db
+        .read_metrics(JobKind::Training, "points", None)
+        .await
+        .unwrap();
+    let steps = |name: &str| -> Vec<u64> {
+        points
+            .iter()
+            .filter(|p| p.name == name)
+            .map(|p| p.step)
+            .collect()
+    };
+    assert_eq!(steps("train:objective_loss"), [1, 2, 3, 4], "{points:?}");
+    assert_eq!(
+        steps("validation:binary_classification_accuracy"),
+        [1, 2, 3, 4],
+        "{points:?}"
+    );
+    assert!(
+        steps("train:progress").is_empty(),
+        "progress is not a metric"
+    );
+    let last = points
+        .iter()
+        .rfind(|p| p.name == "validation:binary_classification_accuracy")
+        .unwrap();
+    assert!((0.5..=1.0).contains(&last.value), "{last:?}");
+    assert!(
+        points
+            .windows(2)
+            .all(|w| w[0].name != w[1].name || w[0].at <= w[1].at)
+    );
+    db.close().await;
+    s.stop().await;
+}

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pier_algorithms::builtin::{Algorithm, Dataset, Progress, TrainError, train_cancellable};
-use pier_db::{JobKind, JobRow, JobStatus};
+use pier_db::{JobKind, JobRow, JobStatus, MetricPoint};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::record::{MetricData, ModelArtifacts};
@@ -54,6 +54,9 @@ struct Control {
     reason: Mutex<Option<StopReason>>,
     progress: Mutex<Option<Progress>>,
     progress_seq: AtomicU64,
+    /// Every report's metrics since the last flush, as intermediate metric points (tuning's
+    /// early stopping and Hyperband read them).
+    points: Mutex<Vec<MetricPoint>>,
 }
 
 impl Control {
@@ -303,6 +306,23 @@ async fn train_on_pool(
     let runner = runner.clone();
     let result = tokio::task::spawn_blocking(move || {
         let progress = |p: Progress| {
+            let at = now();
+            let step = p.done as u64;
+            control
+                .points
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(
+                    p.metrics
+                        .iter()
+                        .filter(|(name, _)| *name != "train:progress")
+                        .map(|(name, &value)| MetricPoint {
+                            name: name.clone(),
+                            step,
+                            at,
+                            value,
+                        }),
+                );
             *control.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
             control.progress_seq.fetch_add(1, Ordering::Relaxed);
         };
@@ -367,6 +387,19 @@ async fn flush_progress(log: &Log, control: &Control, last: &mut u64) {
     let seq = control.progress_seq.load(Ordering::Relaxed);
     if seq == *last {
         return;
+    }
+    let points = std::mem::take(&mut *control.points.lock().unwrap_or_else(|e| e.into_inner()));
+    for point in &points {
+        if let Err(e) = log
+            .runner
+            .0
+            .db
+            .record_metric(JobKind::Training, &log.job, point)
+            .await
+        {
+            tracing::warn!(job = %log.job, error = %e, "cannot record a metric point");
+            break;
+        }
     }
     *last = seq;
     let line = control
