@@ -369,3 +369,121 @@ async fn autoscaling_api_and_target_tracking() {
     assert_eq!(policies["ScalingPolicies"], json!([]), "{policies}");
     server.stop().await;
 }
+
+/// The value of the first `/metrics` sample starting with `prefix` and holding every label.
+fn sample(text: &str, prefix: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && labels.iter().all(|x| l.contains(x)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Polls until the variant's current count is `n` and it shows no `VariantStatus`.
+async fn wait_current(server: &TestServer, endpoint: &str, n: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let d = server
+            .ok("DescribeEndpoint", json!({"EndpointName": endpoint}))
+            .await;
+        let v = &d["ProductionVariants"][0];
+        let updating = v["VariantStatus"].as_array().is_some_and(|s| !s.is_empty());
+        if v["CurrentInstanceCount"] == n && !updating {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "count never converged: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where an instance is real resources (batch slots; an ONNX Runtime session pool each),
+/// a new count builds them on the side and swaps them in: the current count follows once
+/// they serve, requests in flight never fail, and an ort variant loads a copy with the
+/// sessions of every instance (`pier_model_loads_total` counts it) while a tract one
+/// shares its one loaded model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resource_counts_are_built_then_swapped_in_without_a_failed_request() {
+    let (_dir, server) = start(8, 60_000).await;
+    let url = format!("file://{}", common::fixture("iris-logreg").display());
+    let ort = cfg!(feature = "ort");
+    if !ort {
+        eprintln!(
+            "the ONNX Runtime half of this test needs `--features ort` and ORT_DYLIB_PATH; \
+             here only the batched tract variant is checked"
+        );
+    }
+    let mut environment = json!({});
+    if ort {
+        environment = json!({"PIER_BACKEND": "ort", "PIER_SESSIONS": "1"});
+    }
+    server
+        .ok(
+            "CreateModel",
+            json!({"ModelName": "scaled", "PrimaryContainer": {"Image": "onnx",
+                   "ModelDataUrl": url, "Environment": environment}}),
+        )
+        .await;
+    server
+        .ok(
+            "CreateEndpointConfig",
+            json!({"EndpointConfigName": "ep-config", "ProductionVariants": [
+                {"VariantName": "a", "ModelName": "scaled", "InitialInstanceCount": 1,
+                 "PierBatching": {"MaxBatchSize": 8}}]}),
+        )
+        .await;
+    server
+        .ok(
+            "CreateEndpoint",
+            json!({"EndpointName": "ep", "EndpointConfigName": "ep-config"}),
+        )
+        .await;
+    assert_eq!(
+        server.wait_endpoint("ep").await["EndpointStatus"],
+        "InService"
+    );
+    let backend = if ort { "ort" } else { "tract" };
+    let loads = |text: &str| {
+        sample(
+            text,
+            "pier_model_loads_total",
+            &["model=\"scaled\"", &format!("backend=\"{backend}\"")],
+        )
+        .unwrap_or(0.0)
+    };
+    let before = loads(&server.metrics().await);
+    assert!(before >= 1.0, "the variant's model was loaded");
+
+    let server = Arc::new(server);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, tasks) = load(&server, 8, &stop);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .ok(
+            "UpdateEndpointWeightsAndCapacities",
+            json!({"EndpointName": "ep", "DesiredWeightsAndCapacities": [
+                {"VariantName": "a", "DesiredInstanceCount": 3}]}),
+        )
+        .await;
+    let d = wait_current(&server, "ep", 3).await;
+    assert_eq!(counts(&d), (3, 3), "{d}");
+    assert!(d.get("FailureReason").is_none(), "{d}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(*failed.lock().unwrap(), Vec::<String>::new());
+    assert!(ok.load(Ordering::Relaxed) > 8, "the load ran");
+    let after = loads(&server.metrics().await);
+    if ort {
+        assert_eq!(
+            after,
+            before + 1.0,
+            "three instances load three sessions' copy"
+        );
+    } else {
+        assert_eq!(after, before, "a tract variant shares its loaded model");
+    }
+    // The swapped-in copy serves.
+    let r = server.invoke("ep", "text/csv", IRIS_CSV, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    Arc::into_inner(server).unwrap().stop().await;
+}

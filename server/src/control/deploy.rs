@@ -15,9 +15,9 @@ use crate::db::Table;
 use crate::error::ApiError;
 use crate::records::{
     Deployed, DeployedImage, EndpointConfigRecord, EndpointRecord, EndpointStatus, ModelRecord,
-    VariantState, VariantStatus, now,
+    ProductionVariant, VariantState, VariantStatus, now,
 };
-use crate::serving::{EndpointServing, ModelTarget, Variant, WeightedChoice};
+use crate::serving::{EndpointServing, LoadedModel, ModelTarget, Variant, WeightedChoice};
 use crate::state::AppState;
 
 /// The data plane's view of one Model: its pinned artifact and that artifact's store
@@ -105,13 +105,15 @@ pub(super) async fn resolve_models(
 
 /// Loads everything `config` needs (`models` holds its variants' models, in order) and
 /// returns the endpoint ready to publish. `weights` overrides the config's initial weights by
-/// variant name (kept across restarts, or retained by an update).
+/// variant name (kept across restarts, or retained by an update), `counts` its initial
+/// instance counts (their desired counts).
 pub(super) async fn build(
     app: &AppState,
     endpoint_name: &str,
     config: &EndpointConfigRecord,
     models: &[ModelRecord],
     weights: Option<&[VariantState]>,
+    counts: Option<&[VariantState]>,
 ) -> Result<EndpointServing, String> {
     if models.len() != config.production_variants.len() {
         return Err("the recorded deployment does not match its config".into());
@@ -119,30 +121,13 @@ pub(super) async fn build(
     let mut variants = Vec::with_capacity(config.production_variants.len());
     let mut weight_values = Vec::with_capacity(config.production_variants.len());
     for (pv, model) in config.production_variants.iter().zip(models) {
-        let variant_err = |e: String| format!("variant {:?}: {e}", pv.variant_name);
-        let load_opts = options::load_options(&model.primary_container).map_err(variant_err)?;
-        let batching =
-            options::resolve_batching(&model.primary_container, pv.pier_batching.as_ref())
-                .map_err(variant_err)?;
-        let (state, artifact) = (app.clone(), model.pier_artifact.clone());
-        let shared = tokio::task::spawn_blocking(move || {
-            state
-                .serving
-                .cache
-                .get_or_load_with(&state.store, &artifact, &load_opts)
-        })
-        .await
-        .map_err(|e| format!("loading {} panicked: {e}", model.pier_artifact))?
-        .map_err(|e| variant_err(e.to_string()))?;
-        if batching.is_some() {
-            options::check_batchable(shared.model.signature()).map_err(variant_err)?;
-        }
-        let loaded = shared.serve_as(
-            endpoint_name,
-            &pv.variant_name,
-            &pv.model_name,
-            batching.map(|b| (b, app.serving.pool.clone())),
-        );
+        let count = counts
+            .and_then(|c| c.iter().find(|s| s.variant_name == pv.variant_name))
+            .map_or_else(
+                || pv.initial_instance_count.unwrap_or(1),
+                |s| s.desired_instance_count,
+            );
+        let loaded = load_variant(app, endpoint_name, pv, model, count).await?;
         let weight = weights
             .and_then(|w| w.iter().find(|s| s.variant_name == pv.variant_name))
             .map_or_else(|| pv.weight(), |s| s.current_weight);
@@ -160,6 +145,44 @@ pub(super) async fn build(
         variants,
         choice,
     })
+}
+
+/// Loads (or shares) `model` and makes the copy variant `pv` of `endpoint_name` serves with
+/// `count` instances: an ONNX Runtime session pool per instance
+/// ([`super::instances::load_options_for`]) and, when batching is on, batch slots per
+/// instance.
+pub(super) async fn load_variant(
+    app: &AppState,
+    endpoint_name: &str,
+    pv: &ProductionVariant,
+    model: &ModelRecord,
+    count: u32,
+) -> Result<Arc<LoadedModel>, String> {
+    let variant_err = |e: String| format!("variant {:?}: {e}", pv.variant_name);
+    let load_opts = options::load_options(&model.primary_container).map_err(variant_err)?;
+    let load_opts = super::instances::load_options_for(&load_opts, count);
+    let batching = options::resolve_batching(&model.primary_container, pv.pier_batching.as_ref())
+        .map_err(variant_err)?;
+    let (state, artifact) = (app.clone(), model.pier_artifact.clone());
+    let shared = tokio::task::spawn_blocking(move || {
+        state
+            .serving
+            .cache
+            .get_or_load_with(&state.store, &artifact, &load_opts)
+    })
+    .await
+    .map_err(|e| format!("loading {} panicked: {e}", model.pier_artifact))?
+    .map_err(|e| variant_err(e.to_string()))?;
+    if batching.is_some() {
+        options::check_batchable(shared.model.signature()).map_err(variant_err)?;
+    }
+    Ok(shared.serve_as(
+        endpoint_name,
+        &pv.variant_name,
+        &pv.model_name,
+        batching.map(|b| (b, app.serving.pool.clone())),
+        count,
+    ))
 }
 
 /// The variant states to record for an endpoint in service.
@@ -234,7 +257,7 @@ pub(super) async fn create_in_background(
         return; // deleted before it was built
     }
     let built = match resolve_models(&app, &config).await {
-        Ok(models) => build(&app, &name, &config, &models, None)
+        Ok(models) => build(&app, &name, &config, &models, None, None)
             .await
             .map(|serving| (serving, models)),
         Err(e) => Err(e),
@@ -321,9 +344,16 @@ pub(super) async fn update_in_background(
     // the weights kept here are the ones in force when the build is stored.
     let kept_weights = retain.weights.then_some(old_variants.as_slice());
     let built = match resolve_models(&app, &config).await {
-        Ok(models) => build(&app, &endpoint_name, &config, &models, kept_weights)
-            .await
-            .map(|serving| (serving, models)),
+        Ok(models) => build(
+            &app,
+            &endpoint_name,
+            &config,
+            &models,
+            kept_weights,
+            retain.instance_counts.then_some(old_variants.as_slice()),
+        )
+        .await
+        .map(|serving| (serving, models)),
         Err(e) => Err(e),
     };
     let _guard = app.control.lock().await;
@@ -455,6 +485,7 @@ pub async fn restore_endpoints(app: &AppState) -> Result<usize, crate::error::Ap
                     &name,
                     &d.config,
                     &d.models,
+                    Some(&record.production_variants),
                     Some(&record.production_variants),
                 )
                 .await

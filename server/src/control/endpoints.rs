@@ -328,6 +328,7 @@ pub(super) async fn update_weights(
     let mut weights: Vec<f64> = (0..serving.variants.len())
         .map(|i| serving.choice.weight(i))
         .collect();
+    let mut converging = Vec::new();
     for desired in &req.desired_weights_and_capacities {
         let Some(i) = serving
             .variants
@@ -348,8 +349,10 @@ pub(super) async fn update_weights(
             .find(|s| s.variant_name == desired.variant_name)
             && let Some(count) = desired.desired_instance_count
         {
-            state.desired_instance_count = count;
-            state.current_instance_count = count;
+            let scales = serving.variants[i].loaded.scales_with_instances();
+            if super::instances::set_desired(state, count, scales) {
+                converging.push(desired.variant_name.clone());
+            }
         }
     }
     let choice = WeightedChoice::new(&weights)
@@ -368,6 +371,11 @@ pub(super) async fn update_weights(
     app.serving.update(|s| {
         s.endpoints.insert(req.endpoint_name.clone(), next);
     });
+    // New counts whose resources must be built first: after this call has answered (each
+    // waits for the control lock this call holds).
+    for variant in &converging {
+        super::instances::spawn_converge(app, &req.endpoint_name, variant);
+    }
     Ok(EndpointArn {
         endpoint_arn: record.endpoint_arn,
     })

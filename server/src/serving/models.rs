@@ -32,14 +32,25 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// Whether a variant serving this copy gets more execution resources per instance: an
+    /// ONNX Runtime session pool each, or batch slots each. Other models share the compute
+    /// pool whatever their count.
+    pub fn scales_with_instances(&self) -> bool {
+        self.batcher.is_some() || self.model.backend() == "ort"
+    }
+}
+
+impl LoadedModel {
     /// The copy a variant serves: same model, its own labels, batching with `batching` on
-    /// `pool` (`None`: unbatched, as before batching existed). Call within a tokio runtime.
+    /// `pool` (`None`: unbatched, as before batching existed) with one batch slot per compute
+    /// thread for each of its `instances`. Call within a tokio runtime.
     pub fn serve_as(
         self: &Arc<Self>,
         endpoint: &str,
         variant: &str,
         model_name: &str,
         batching: Option<(BatchSettings, ComputePool)>,
+        instances: u32,
     ) -> Arc<Self> {
         let labels = ModelLabels {
             endpoint: endpoint.to_owned(),
@@ -50,7 +61,8 @@ impl LoadedModel {
             invocations: Default::default(),
         };
         let batcher = batching.map(|(settings, pool)| {
-            Batcher::start(self.model.clone(), labels.clone(), settings, pool)
+            let slots = pool.threads().saturating_mul(instances.max(1) as usize);
+            Batcher::start(self.model.clone(), labels.clone(), settings, pool, slots)
         });
         Arc::new(Self {
             artifact: self.artifact.clone(),

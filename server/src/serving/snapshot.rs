@@ -70,6 +70,18 @@ impl EndpointServing {
         }
     }
 
+    /// A copy whose variant at `position` serves `loaded` instead (same weights).
+    pub fn with_variant(&self, position: usize, loaded: Arc<LoadedModel>) -> Self {
+        let mut variants = self.variants.clone();
+        variants[position].loaded = loaded;
+        Self {
+            name: self.name.clone(),
+            config_name: self.config_name.clone(),
+            variants,
+            choice: self.choice.clone(),
+        }
+    }
+
     /// A copy with other weights (same loaded models).
     pub fn with_weights(&self, choice: WeightedChoice) -> Self {
         Self {

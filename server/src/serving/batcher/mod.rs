@@ -170,21 +170,23 @@ impl Shared {
 pub struct Batcher {
     shared: Arc<Shared>,
     settings: BatchSettings,
+    slots: usize,
 }
 
 impl Batcher {
-    /// Starts the batcher (and its timer thread). Batches run on `pool`, at most one per
-    /// compute thread at a time.
+    /// Starts the batcher (and its timer thread). Batches run on `pool`, at most `slots` at
+    /// a time (one instance of a variant has one slot per compute thread).
     pub fn start(
         model: Arc<dyn Model>,
         labels: ModelLabels,
         settings: BatchSettings,
         pool: ComputePool,
+        slots: usize,
     ) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 queue: BatchQueue::new(settings.clone()),
-                free_slots: pool.threads(),
+                free_slots: slots.max(1),
                 closed: false,
             }),
             timer: Condvar::new(),
@@ -205,7 +207,11 @@ impl Batcher {
             zero.max_queue_delay = std::time::Duration::ZERO;
             state.queue = BatchQueue::new(zero);
         }
-        Self { shared, settings }
+        Self {
+            shared,
+            settings,
+            slots: slots.max(1),
+        }
     }
 
     /// The settings in force.
@@ -247,6 +253,11 @@ impl Batcher {
         rx.await.map_err(|_| {
             ServeError::Overloaded("the batch could not be scheduled on the compute pool")
         })?
+    }
+
+    /// Batches this batcher runs at once at most.
+    pub fn slots(&self) -> usize {
+        self.slots
     }
 
     /// Requests waiting now (for tests and diagnostics).

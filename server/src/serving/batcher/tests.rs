@@ -74,6 +74,7 @@ fn batcher(model: &Arc<Doubler>, s: BatchSettings) -> Batcher {
         ModelLabels::default(),
         s,
         ComputePool::new(1, 16),
+        1,
     )
 }
 
@@ -162,6 +163,7 @@ async fn concurrent_callers_each_get_exactly_their_rows_back() {
         ModelLabels::default(),
         settings(16, 0, 4096),
         ComputePool::new(2, 64),
+        2,
     ));
     let tasks: Vec<_> = (0..32)
         .map(|t| {
@@ -243,12 +245,14 @@ async fn a_busy_model_does_not_starve_another_on_the_same_pool() {
         ModelLabels::default(),
         settings(1, 0, 4096),
         pool.clone(),
+        pool.threads(),
     ));
     let b = Batcher::start(
         tagged('B'),
         ModelLabels::default(),
         settings(1, 0, 16),
         pool.clone(),
+        pool.threads(),
     );
     let a_tasks: Vec<_> = (0..100)
         .map(|i| {
