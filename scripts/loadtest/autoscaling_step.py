@@ -40,6 +40,10 @@ def main():
     ap.add_argument("--high", type=int, default=45, help="seconds at 64 clients")
     ap.add_argument("--idle", type=int, default=40, help="seconds with no client")
     ap.add_argument("--target", type=float, default=50000.0, help="invocations per instance per minute")
+    ap.add_argument("--ort-sessions", type=int, default=0,
+                    help="serve on ONNX Runtime with this many sessions per instance (a pier built "
+                         "with `--features ort`, ORT_DYLIB_PATH set), so that each instance adds "
+                         "a session pool; 0: tract, where instances share the compute pool")
     args = ap.parse_args()
 
     data = tempfile.mkdtemp(prefix="pier-autoscaling-")
@@ -54,7 +58,11 @@ def main():
     aas = boto3.client("application-autoscaling", endpoint_url=f"http://{addrs['admin']}", **common)
     try:
         model = ROOT / "fixtures" / "onnx" / "cancer-gbc100" / "model.onnx"
-        sm.create_model(ModelName="gbc", PrimaryContainer={"Image": "onnx", "ModelDataUrl": f"file://{model}"})
+        env = {}
+        if args.ort_sessions:
+            env = {"PIER_BACKEND": "ort", "PIER_SESSIONS": str(args.ort_sessions)}
+        sm.create_model(ModelName="gbc", PrimaryContainer={
+            "Image": "onnx", "ModelDataUrl": f"file://{model}", "Environment": env})
         sm.create_endpoint_config(EndpointConfigName="gbc", ProductionVariants=[
             {"VariantName": "a", "ModelName": "gbc", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
         sm.create_endpoint(EndpointName="gbc", EndpointConfigName="gbc")
