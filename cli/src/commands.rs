@@ -52,6 +52,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.instances.autoscaling_interval =
         seconds("--autoscaling-interval", args.autoscaling_interval)?;
+    config.capture.flush_interval = seconds("--capture-flush", args.capture_flush)?;
+    if args.capture_file_bytes == 0 {
+        bail!("--capture-file-bytes must be at least 1");
+    }
+    config.capture.max_file_bytes = args.capture_file_bytes;
+    config.capture.queue_bytes = args.capture_queue_bytes;
     if !(args.import_timeout > 0.0 && args.import_timeout.is_finite()) {
         bail!("--import-timeout must be a positive number of seconds");
     }
@@ -257,6 +263,11 @@ pub async fn endpoints(cmd: EndpointsCommand) -> anyhow::Result<()> {
             .await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
         }
+        EndpointsCommand::Compare {
+            name,
+            metrics_url,
+            token,
+        } => crate::compare::run(&metrics_url, token.as_deref(), &name).await?,
         EndpointsCommand::UpdateWeights {
             name,
             weights,

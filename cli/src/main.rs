@@ -2,6 +2,7 @@
 
 mod api;
 mod commands;
+mod compare;
 mod jobs;
 mod loadtest;
 mod train;
@@ -98,6 +99,17 @@ struct ServeArgs {
     /// Seconds between two evaluations of the autoscaler's target-tracking policies.
     #[arg(long, default_value_t = 10.0)]
     autoscaling_interval: f64,
+    /// Data capture: seconds a captured event may wait before its file is written (each
+    /// write is a new, complete .jsonl file).
+    #[arg(long, default_value_t = 10.0)]
+    capture_flush: f64,
+    /// Data capture: bytes after which a capture file is written at once.
+    #[arg(long, default_value_t = 8 << 20)]
+    capture_file_bytes: usize,
+    /// Data capture: bytes of captured requests and answers waiting per endpoint; past it
+    /// events are dropped (pier_capture_dropped_total), never the request delayed.
+    #[arg(long, default_value_t = 64 << 20)]
+    capture_queue_bytes: usize,
     /// Most rows one inference request may carry (the first dimension of a batched input),
     /// on every protocol; v2's model configuration reports it as max_batch_size.
     #[arg(long, default_value_t = pier_server::config::DEFAULT_MAX_REQUEST_ROWS)]
@@ -195,6 +207,23 @@ enum EndpointsCommand {
         name: String,
         #[command(flatten)]
         admin: AdminArgs,
+    },
+    /// Live against shadow variants (ShadowProductionVariants): requests, mean, p50 and p99
+    /// latency per variant and each shadow's agreement with the live answer, read from a
+    /// running server's /metrics.
+    Compare {
+        /// Endpoint name.
+        name: String,
+        /// The data plane's metrics URL of the running `pier serve`.
+        #[arg(
+            long,
+            env = "PIER_METRICS_URL",
+            default_value = "http://127.0.0.1:8080/metrics"
+        )]
+        metrics_url: String,
+        /// Bearer token, when the server requires credentials for /metrics.
+        #[arg(long, env = "PIER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Set variant weights, e.g. `pier endpoints update-weights demo logreg=50 mlp=50`.
     UpdateWeights {

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub jobs: pier_jobs::RunnerConfig,
     /// Instance counts and the autoscaler.
     pub instances: InstancesConfig,
+    /// Data capture's writers (`--capture-flush`, `--capture-file-bytes`).
+    pub capture: crate::capture::CaptureSettings,
 }
 
 impl ServerConfig {
@@ -54,6 +56,7 @@ impl ServerConfig {
             tls: None,
             jobs: pier_jobs::RunnerConfig::default(),
             instances: InstancesConfig::default(),
+            capture: crate::capture::CaptureSettings::default(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! alone.
 
 pub mod auth;
+pub mod capture;
 pub mod config;
 pub mod control;
 pub use pier_db as db;

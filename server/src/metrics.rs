@@ -41,6 +41,13 @@ pub const MODEL_LOADS: &str = "pier_model_loads_total";
 pub const MODEL_LOAD_FAILURES: &str = "pier_model_load_failures_total";
 /// Connections closed on accept because `--max-connections` were open.
 pub const CONNECTIONS_REFUSED: &str = "pier_connections_refused_total";
+/// Counter: captured events written to the data capture destination.
+pub const CAPTURE_WRITTEN: &str = "pier_capture_written_total";
+/// Counter: captured events dropped (`reason`: `queue_full`, `writer_stopped`, `write_failed`).
+pub const CAPTURE_DROPPED: &str = "pier_capture_dropped_total";
+/// Counter: shadowed requests whose shadow answered as the production variant did
+/// (`result`: `agree`, `disagree`, `failed`).
+pub const SHADOW_COMPARISONS: &str = "pier_shadow_comparisons_total";
 
 /// The `endpoint` label of requests refused before routing whose name is not a known
 /// endpoint: client-chosen names never become series of their own.
@@ -218,6 +225,35 @@ pub fn record_compute(labels: &ModelLabels, took: Duration) {
 /// Records the rows of one executed batch.
 pub fn record_batch(labels: &ModelLabels, rows: usize) {
     labels.handles().batch.record(rows as f64);
+}
+
+/// Records `events` captured events written for `endpoint`'s `variant`.
+pub fn record_capture_written(endpoint: &str, variant: &str, events: usize) {
+    let labels = vec![
+        Label::new("endpoint", endpoint.to_owned()),
+        Label::new("variant", variant.to_owned()),
+    ];
+    counter!(CAPTURE_WRITTEN, labels).increment(events as u64);
+}
+
+/// Records one captured event dropped, and why.
+pub fn record_capture_dropped(endpoint: &str, variant: &str, reason: &'static str) {
+    let labels = vec![
+        Label::new("endpoint", endpoint.to_owned()),
+        Label::new("variant", variant.to_owned()),
+        Label::new("reason", reason),
+    ];
+    counter!(CAPTURE_DROPPED, labels).increment(1);
+}
+
+/// Records how a shadow variant's answer compared with the production variant's.
+pub fn record_shadow_comparison(endpoint: &str, shadow: &str, result: &'static str) {
+    let labels = vec![
+        Label::new("endpoint", endpoint.to_owned()),
+        Label::new("variant", shadow.to_owned()),
+        Label::new("result", result),
+    ];
+    counter!(SHADOW_COMPARISONS, labels).increment(1);
 }
 
 /// Records a model load (`ok`) or a failed one.

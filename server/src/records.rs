@@ -267,8 +267,24 @@ pub struct EndpointConfigRecord {
     /// Kept and described back; Pier's runtimes make no network calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enable_network_isolation: Option<bool>,
+    /// Data capture of the endpoints deployed from this config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_capture_config: Option<crate::capture::DataCaptureConfig>,
+    /// Shadow variants: each gets a copy of a share of the requests; its answers are
+    /// measured and captured, never returned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow_production_variants: Vec<ProductionVariant>,
     /// Creation time.
     pub creation_time: f64,
+}
+
+impl EndpointConfigRecord {
+    /// Production variants, then shadow variants: the order of a deployment's models.
+    pub fn all_variants(&self) -> impl Iterator<Item = &ProductionVariant> {
+        self.production_variants
+            .iter()
+            .chain(&self.shadow_production_variants)
+    }
 }
 
 /// Lifecycle of an endpoint, as SageMaker names it.
@@ -383,6 +399,12 @@ pub struct EndpointRecord {
     /// SageMaker's list has at least one entry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub production_variants: Vec<VariantState>,
+    /// Shadow variants in service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow_production_variants: Vec<VariantState>,
+    /// Data capture in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_capture_config: Option<crate::capture::DataCaptureSummary>,
     /// Creation time.
     pub creation_time: f64,
     /// Last change.

@@ -283,6 +283,18 @@ impl RunningServer {
                 }
             }
         }
+        // Captured events of the requests just answered reach their files.
+        let captures: Vec<_> = self
+            .state
+            .serving
+            .snapshot()
+            .endpoints
+            .values()
+            .filter_map(|e| e.capture.clone())
+            .collect();
+        for capture in captures {
+            capture.close().await;
+        }
         if let Some(runner) = self.runner {
             runner.shutdown().await;
         }

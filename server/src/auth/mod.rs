@@ -16,7 +16,7 @@
 //! is a function of the request and the clock, plus each principal's lock-free cache of its
 //! last SigV4 signing key (an `ArcSwap`, swapped once a day per key).
 
-mod amz_date;
+pub(crate) mod amz_date;
 mod body;
 pub mod credentials;
 mod service;

@@ -28,9 +28,9 @@ pub(super) struct CreateEndpointConfig {
     enable_network_isolation: Option<bool>,
     #[serde(default)]
     tags: Vec<Tag>,
-    /// Refused until data capture is served.
+    /// Data capture.
     #[serde(default)]
-    data_capture_config: Option<serde_json::Value>,
+    data_capture_config: Option<crate::capture::DataCaptureConfig>,
     /// Refused: Pier does not encrypt with KMS keys.
     #[serde(default)]
     kms_key_id: Option<serde_json::Value>,
@@ -40,9 +40,9 @@ pub(super) struct CreateEndpointConfig {
     /// Refused.
     #[serde(default)]
     explainer_config: Option<serde_json::Value>,
-    /// Refused until shadow variants are served.
+    /// Shadow variants.
     #[serde(default)]
-    shadow_production_variants: Option<serde_json::Value>,
+    shadow_production_variants: Vec<ProductionVariant>,
     /// Refused: Pier runs no VPC.
     #[serde(default)]
     vpc_config: Option<serde_json::Value>,
@@ -59,17 +59,12 @@ impl CreateEndpointConfig {
 
     fn unsupported(&self) -> Option<&'static str> {
         first_present(&[
-            ("DataCaptureConfig", self.data_capture_config.is_some()),
             ("KmsKeyId", self.kms_key_id.is_some()),
             (
                 "AsyncInferenceConfig",
                 self.async_inference_config.is_some(),
             ),
             ("ExplainerConfig", self.explainer_config.is_some()),
-            (
-                "ShadowProductionVariants",
-                self.shadow_production_variants.is_some(),
-            ),
             ("VpcConfig", self.vpc_config.is_some()),
         ])
     }
@@ -82,7 +77,11 @@ pub(super) fn not_found(name: &str) -> ApiError {
 
 /// The config as described: an omitted `InitialVariantWeight` reads back as 1.0.
 fn described(mut config: EndpointConfigRecord) -> EndpointConfigRecord {
-    for v in &mut config.production_variants {
+    for v in config
+        .production_variants
+        .iter_mut()
+        .chain(&mut config.shadow_production_variants)
+    {
         v.initial_variant_weight = Some(v.weight());
     }
     config
@@ -118,8 +117,22 @@ pub(super) async fn create(
             "ProductionVariants may have at most 10 variants",
         ));
     }
+    if req.shadow_production_variants.len() > 10 {
+        return Err(ApiError::validation(
+            "ShadowProductionVariants may have at most 10 variants",
+        ));
+    }
+    if let Some(capture) = &req.data_capture_config {
+        capture.validate().map_err(ApiError::validation)?;
+        crate::capture::check_destination(capture, &app.config.jobs.import_policy)
+            .map_err(ApiError::validation)?;
+    }
     let mut names = HashSet::new();
-    for v in &req.production_variants {
+    for v in req
+        .production_variants
+        .iter()
+        .chain(&req.shadow_production_variants)
+    {
         validate_name("variant", &v.variant_name)?;
         if let Some(field) = v.unsupported() {
             return Err(unsupported(&format!("ProductionVariants.{field}")));
@@ -164,12 +177,23 @@ pub(super) async fn create(
         .collect();
     WeightedChoice::new(&weights)
         .map_err(|e| ApiError::validation(format!("InitialVariantWeight: {e}")))?;
+    for v in &req.shadow_production_variants {
+        let w = v.weight();
+        if !(w.is_finite() && w > 0.0) {
+            return Err(ApiError::validation(format!(
+                "ShadowProductionVariants[{:?}].InitialVariantWeight must be a finite number above 0 (it is {w})",
+                v.variant_name
+            )));
+        }
+    }
     let record = described(EndpointConfigRecord {
         endpoint_config_arn: arn("endpoint-config", &req.endpoint_config_name),
         endpoint_config_name: req.endpoint_config_name.clone(),
         production_variants: req.production_variants,
         execution_role_arn: req.execution_role_arn,
         enable_network_isolation: req.enable_network_isolation,
+        data_capture_config: req.data_capture_config,
+        shadow_production_variants: req.shadow_production_variants,
         creation_time: now(),
     });
     if !app

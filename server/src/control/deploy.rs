@@ -11,13 +11,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::options;
+use crate::capture::Capture;
 use crate::db::Table;
 use crate::error::ApiError;
 use crate::records::{
     Deployed, DeployedImage, EndpointConfigRecord, EndpointRecord, EndpointStatus, ModelRecord,
     ProductionVariant, VariantState, VariantStatus, now,
 };
-use crate::serving::{EndpointServing, LoadedModel, ModelTarget, Variant, WeightedChoice};
+use crate::serving::{EndpointServing, LoadedModel, ModelTarget, Shadow, Variant, WeightedChoice};
 use crate::state::AppState;
 
 /// The data plane's view of one Model: its pinned artifact and that artifact's store
@@ -85,8 +86,8 @@ pub(super) async fn resolve_models(
     app: &AppState,
     config: &EndpointConfigRecord,
 ) -> Result<Vec<ModelRecord>, String> {
-    let mut models = Vec::with_capacity(config.production_variants.len());
-    for pv in &config.production_variants {
+    let mut models = Vec::with_capacity(config.all_variants().count());
+    for pv in config.all_variants() {
         let model: ModelRecord = app
             .db
             .get(Table::Models, &pv.model_name)
@@ -115,12 +116,13 @@ pub(super) async fn build(
     weights: Option<&[VariantState]>,
     counts: Option<&[VariantState]>,
 ) -> Result<EndpointServing, String> {
-    if models.len() != config.production_variants.len() {
+    if models.len() != config.all_variants().count() {
         return Err("the recorded deployment does not match its config".into());
     }
+    let (production_models, shadow_models) = models.split_at(config.production_variants.len());
     let mut variants = Vec::with_capacity(config.production_variants.len());
     let mut weight_values = Vec::with_capacity(config.production_variants.len());
-    for (pv, model) in config.production_variants.iter().zip(models) {
+    for (pv, model) in config.production_variants.iter().zip(production_models) {
         let count = counts
             .and_then(|c| c.iter().find(|s| s.variant_name == pv.variant_name))
             .map_or_else(
@@ -139,11 +141,43 @@ pub(super) async fn build(
         });
     }
     let choice = WeightedChoice::new(&weight_values).map_err(|e| e.to_string())?;
+    let total: f64 = weight_values.iter().sum();
+    let mut shadows = Vec::with_capacity(shadow_models.len());
+    for (pv, model) in config.shadow_production_variants.iter().zip(shadow_models) {
+        let loaded = load_variant(
+            app,
+            endpoint_name,
+            pv,
+            model,
+            pv.initial_instance_count.unwrap_or(1),
+        )
+        .await?;
+        shadows.push(Shadow {
+            variant: Variant {
+                name: pv.variant_name.clone(),
+                model_name: pv.model_name.clone(),
+                loaded,
+            },
+            share: (pv.weight() / total).min(1.0),
+        });
+    }
+    let capture = match &config.data_capture_config {
+        Some(c) => Capture::start(
+            endpoint_name,
+            c,
+            &app.config.capture,
+            &app.config.jobs.s3,
+            &app.config.jobs.import_policy,
+        )?,
+        None => None,
+    };
     Ok(EndpointServing {
         name: endpoint_name.to_owned(),
         config_name: config.endpoint_config_name.clone(),
         variants,
         choice,
+        shadows,
+        capture,
     })
 }
 
@@ -185,23 +219,20 @@ pub(super) async fn load_variant(
     ))
 }
 
-/// The variant states to record for an endpoint in service.
-pub(super) fn variant_states(
+/// Records what an endpoint serves now: its variants' and shadow variants' states and its
+/// data capture.
+pub(super) fn record_serving(
+    record: &mut EndpointRecord,
     serving: &EndpointServing,
     config: &EndpointConfigRecord,
     models: &[ModelRecord],
-) -> Vec<VariantState> {
+) {
     let time = now();
-    serving
-        .variants
-        .iter()
-        .zip(&config.production_variants)
-        .zip(models)
-        .enumerate()
-        .map(|(i, ((v, pv), model))| VariantState {
+    let state =
+        |v: &Variant, pv: &ProductionVariant, model: &ModelRecord, weight: f64| VariantState {
             variant_name: v.name.clone(),
-            current_weight: serving.choice.weight(i),
-            desired_weight: serving.choice.weight(i),
+            current_weight: weight,
+            desired_weight: weight,
             current_instance_count: pv.initial_instance_count.unwrap_or(1),
             desired_instance_count: pv.initial_instance_count.unwrap_or(1),
             pier_model_name: v.model_name.clone(),
@@ -215,8 +246,27 @@ pub(super) fn variant_states(
                 resolution_time: time,
             }],
             variant_status: Vec::new(),
-        })
-        .collect()
+        };
+    let (production_models, shadow_models) = models.split_at(serving.variants.len());
+    record.production_variants = serving
+        .variants
+        .iter()
+        .zip(&config.production_variants)
+        .zip(production_models)
+        .enumerate()
+        .map(|(i, ((v, pv), model))| state(v, pv, model, serving.choice.weight(i)))
+        .collect();
+    record.shadow_production_variants = serving
+        .shadows
+        .iter()
+        .zip(&config.shadow_production_variants)
+        .zip(shadow_models)
+        .map(|((s, pv), model)| state(&s.variant, pv, model, pv.weight()))
+        .collect();
+    record.data_capture_config = config
+        .data_capture_config
+        .as_ref()
+        .map(crate::capture::DataCaptureConfig::summary);
 }
 
 /// Marks every variant as in the step `status` (SageMaker's `VariantStatus`).
@@ -273,7 +323,7 @@ pub(super) async fn create_in_background(
     // live that the database (and so a restart) would not show.
     match built {
         Ok((serving, models)) => {
-            record.production_variants = variant_states(&serving, &config, &models);
+            record_serving(&mut record, &serving, &config, &models);
             record.pier_deployed = Some(Deployed {
                 config: config.clone(),
                 models,
@@ -379,7 +429,7 @@ pub(super) async fn update_in_background(
     // database still names it, so live routing and a restart agree.
     match built {
         Ok((serving, models)) => {
-            record.production_variants = variant_states(&serving, &config, &models);
+            record_serving(&mut record, &serving, &config, &models);
             if retain.instance_counts {
                 for v in &mut record.production_variants {
                     if let Some(old) = old_variants
@@ -500,8 +550,7 @@ pub async fn restore_endpoints(app: &AppState) -> Result<usize, crate::error::Ap
                     .iter()
                     .map(|v| (v.variant_name.clone(), v.desired_instance_count))
                     .collect();
-                record.production_variants =
-                    variant_states(&serving, &deployed.config, &deployed.models);
+                record_serving(&mut record, &serving, &deployed.config, &deployed.models);
                 for v in &mut record.production_variants {
                     if let Some((_, count)) = counts.iter().find(|(n, _)| *n == v.variant_name) {
                         v.desired_instance_count = *count;

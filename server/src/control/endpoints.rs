@@ -98,6 +98,8 @@ pub(super) async fn create(app: &AppState, req: CreateEndpoint) -> Result<Endpoi
         endpoint_status: EndpointStatus::Creating,
         failure_reason: None,
         production_variants: Vec::new(),
+        shadow_production_variants: Vec::new(),
+        data_capture_config: None,
         creation_time: time,
         last_modified_time: time,
         pier_deployed: None,

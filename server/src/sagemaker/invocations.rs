@@ -15,10 +15,14 @@ use axum::response::{IntoResponse, Response};
 use pier_runtimes::codec::{self, Format};
 use pier_runtimes::{DataType, RuntimeError, Tensor, values};
 
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::capture::{Capture, Event, Payload};
 use crate::error::ServeError;
 use crate::layers::Deadline;
 use crate::serving::invoke::Request;
-use crate::serving::{Decoded, LoadedModel, NamedTensor, Target};
+use crate::serving::{Decoded, EndpointServing, Invoked, LoadedModel, NamedTensor, Target};
 use crate::state::DataPlane;
 
 /// Header naming the variant to use instead of weighted routing.
@@ -29,6 +33,8 @@ const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-prod
 const CUSTOM_ATTRIBUTES: HeaderName = HeaderName::from_static("x-amzn-sagemaker-custom-attributes");
 /// Pier's own header naming the model version that answered (`name/version`).
 const PIER_MODEL: HeaderName = HeaderName::from_static("x-pier-model");
+/// The caller's id for the inference, kept in captured data (1 to 64 characters).
+const INFERENCE_ID: HeaderName = HeaderName::from_static("x-amzn-sagemaker-inference-id");
 
 /// The body as the model's one input tensor, in the model's datatype. An integer input's
 /// features meet the missing-value policy before the cast, so a NaN never becomes 0; float
@@ -107,8 +113,11 @@ fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Result<Option<&'h st
 /// What the headers and body say, before any model is involved.
 struct Parsed<'h> {
     format: Format,
+    content_type: &'h str,
     accept: Format,
     variant: Option<&'h str>,
+    inference_id: Option<&'h str>,
+    custom_attributes: Option<&'h str>,
     body: Bytes,
 }
 
@@ -123,18 +132,124 @@ fn parse<'h>(
         .map_err(|e| ServeError::Validation(e.to_string()))?;
     let accept = codec::negotiate(header(headers, &header::ACCEPT)?, format)
         .map_err(|e| ServeError::Validation(e.to_string()))?;
-    if header(headers, &CUSTOM_ATTRIBUTES)?.is_some_and(|a| a.len() > 1024) {
+    let custom_attributes = header(headers, &CUSTOM_ATTRIBUTES)?;
+    if custom_attributes.is_some_and(|a| a.len() > 1024) {
         return Err(ServeError::Validation(format!(
             "{CUSTOM_ATTRIBUTES} is longer than 1024 characters"
+        )));
+    }
+    let inference_id = header(headers, &INFERENCE_ID)?;
+    if inference_id.is_some_and(|id| id.is_empty() || id.len() > 64) {
+        return Err(ServeError::Validation(format!(
+            "{INFERENCE_ID} must be 1 to 64 characters"
         )));
     }
     let variant = header(headers, &TARGET_VARIANT)?;
     Ok(Parsed {
         format,
+        content_type,
         accept,
         variant,
+        inference_id,
+        custom_attributes,
         body,
     })
+}
+
+/// What a shadow copy of a request needs (owned: it runs after the caller's answer).
+struct ShadowCopy {
+    format: Format,
+    content_type: String,
+    accept: Format,
+    inference_id: Option<String>,
+    custom_attributes: Option<String>,
+    body: Bytes,
+}
+
+/// Sends the copy of a request the production variant answered with `production` to
+/// `shadow`, discards the shadow's answer, and records how it compared. Runs as its own task
+/// once the caller has its answer: it never delays or fails the caller.
+async fn run_shadow(
+    data: DataPlane,
+    serving: Arc<EndpointServing>,
+    shadow: String,
+    copy: Arc<ShadowCopy>,
+    production: Bytes,
+) {
+    let request = {
+        let copy = copy.clone();
+        Ok(Request {
+            body_len: copy.body.len(),
+            decode: move |model: &LoadedModel| decode_input(model, copy.format, &copy.body),
+        })
+    };
+    let target = Target::Shadow {
+        name: &serving.name,
+        variant: &shadow,
+    };
+    let answer = match data.invoke(target, None, request).await {
+        Ok(done) => encode(&done, copy.accept).ok(),
+        Err(_) => None,
+    };
+    let result = match &answer {
+        None => "failed",
+        Some(a) if *a == production => "agree",
+        Some(_) => "disagree",
+    };
+    crate::metrics::record_shadow_comparison(&serving.name, &shadow, result);
+    if let (Some(capture), Some(answer)) = (&serving.capture, answer)
+        && capture.sampled()
+    {
+        capture.offer(capture_event(
+            capture,
+            &shadow,
+            &copy.body,
+            &copy.content_type,
+            answer,
+            copy.accept,
+            copy.inference_id.clone(),
+            copy.custom_attributes.clone(),
+        ));
+    }
+}
+
+/// The capture event of one answered request.
+#[allow(clippy::too_many_arguments)]
+fn capture_event(
+    capture: &Capture,
+    variant: &str,
+    body: &Bytes,
+    content_type: &str,
+    answer: Bytes,
+    accept: Format,
+    inference_id: Option<String>,
+    custom_attributes: Option<String>,
+) -> Event {
+    Event {
+        variant: variant.to_owned(),
+        at: SystemTime::now(),
+        input: capture.captures_input().then(|| Payload {
+            data: body.clone(),
+            content_type: content_type.to_owned(),
+        }),
+        output: capture.captures_output().then(|| Payload {
+            data: answer,
+            content_type: accept.mime().to_owned(),
+        }),
+        inference_id,
+        custom_attributes,
+    }
+}
+
+/// The outputs of `done` as the body of an answer in `accept`.
+fn encode(done: &Invoked<()>, accept: Format) -> Result<Bytes, ServeError> {
+    let named: Vec<(&str, &Tensor)> = done
+        .outputs
+        .iter()
+        .map(|o| (o.name.as_str(), &o.tensor))
+        .collect();
+    let bytes = codec::encode_outputs(accept, &named, &done.loaded.model.json_layout())?;
+    Ok(Bytes::from(bytes))
 }
 
 async fn invoke(
@@ -145,9 +260,26 @@ async fn invoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ServeError> {
     let parsed = parse(data, headers, body);
+    // Shadows and capture: only for a request that parsed, on an endpoint that has either.
+    let serving = parsed
+        .as_ref()
+        .ok()
+        .and_then(|_| data.endpoint_serving(endpoint))
+        .filter(|s| s.capture.is_some() || !s.shadows.is_empty());
     let (variant, accept) = match &parsed {
         Ok(p) => (p.variant, p.accept),
         Err(_) => (None, Format::Json),
+    };
+    let kept = match (&serving, &parsed) {
+        (Some(_), Ok(p)) => Some(Arc::new(ShadowCopy {
+            format: p.format,
+            content_type: p.content_type.to_owned(),
+            accept: p.accept,
+            inference_id: p.inference_id.map(str::to_owned),
+            custom_attributes: p.custom_attributes.map(str::to_owned),
+            body: p.body.clone(),
+        })),
+        _ => None,
     };
     let request = parsed.map(|p| Request {
         body_len: p.body.len(),
@@ -158,14 +290,41 @@ async fn invoke(
         variant,
     };
     let done = data.invoke(target, deadline.0, request).await?;
-    let model = done.loaded.model.as_ref();
-    let named: Vec<(&str, &Tensor)> = done
-        .outputs
-        .iter()
-        .map(|o| (o.name.as_str(), &o.tensor))
-        .collect();
-    let bytes = codec::encode_outputs(accept, &named, &model.json_layout())?;
+    let bytes = encode(&done, accept)?;
+    let (Some(serving), Some(copy)) = (&serving, &kept) else {
+        return Ok(respond(&done, accept, bytes));
+    };
+    // Copies of what the production variant answered go to the shadows, sampled by share.
+    for shadow in &serving.shadows {
+        if shadow.share >= 1.0 || fastrand::f64() < shadow.share {
+            tokio::spawn(run_shadow(
+                data.clone(),
+                serving.clone(),
+                shadow.variant.name.clone(),
+                copy.clone(),
+                bytes.clone(),
+            ));
+        }
+    }
+    if let Some(capture) = &serving.capture
+        && capture.sampled()
+    {
+        capture.offer(capture_event(
+            capture,
+            done.variant.as_deref().unwrap_or_default(),
+            &copy.body,
+            &copy.content_type,
+            bytes.clone(),
+            accept,
+            copy.inference_id.clone(),
+            copy.custom_attributes.clone(),
+        ));
+    }
+    Ok(respond(&done, accept, bytes))
+}
 
+/// The answer: the encoded outputs, their content type, the variant and model that answered.
+fn respond(done: &Invoked<()>, accept: Format, bytes: Bytes) -> Response {
     let mut response = (StatusCode::OK, bytes).into_response();
     let h = response.headers_mut();
     h.insert(
@@ -182,5 +341,5 @@ async fn invoke(
     if let Ok(v) = HeaderValue::from_str(&done.loaded.artifact.to_string()) {
         h.insert(PIER_MODEL, v);
     }
-    Ok(response)
+    response
 }

@@ -58,6 +58,14 @@ pub enum Target<'a> {
         /// Version as asked.
         version: Option<&'a str>,
     },
+    /// A shadow variant of an endpoint: the copy of a request the SageMaker facade sends it
+    /// (never a client's own target).
+    Shadow {
+        /// Endpoint name.
+        name: &'a str,
+        /// The shadow variant.
+        variant: &'a str,
+    },
 }
 
 /// A decoded input: its wire name and tensor.
@@ -186,10 +194,23 @@ impl DataPlane {
     /// The `endpoint` label a request starts with (a model name for v2 Models).
     fn metrics_name<'t>(&'t self, target: &Target<'t>) -> &'t str {
         match *target {
-            Target::Endpoint { name: Some(n), .. } | Target::V2 { name: n, .. } => n,
+            Target::Endpoint { name: Some(n), .. }
+            | Target::V2 { name: n, .. }
+            | Target::Shadow { name: n, .. } => n,
             Target::Endpoint { name: None, .. } => {
                 self.config.default_endpoint.as_deref().unwrap_or("")
             }
+        }
+    }
+
+    /// The endpoint a SageMaker invocation of `name` goes to (`None`: the default one), as
+    /// [`route`](Self::route) resolves it; `None` when there is none in service.
+    pub fn endpoint_serving(&self, name: Option<&str>) -> Option<Arc<EndpointServing>> {
+        let snapshot = self.serving.snapshot();
+        match name.or(self.config.default_endpoint.as_deref()) {
+            Some(name) => snapshot.endpoints.get(name).cloned(),
+            None if snapshot.endpoints.len() == 1 => snapshot.endpoints.values().next().cloned(),
+            None => None,
         }
     }
 
@@ -213,6 +234,23 @@ impl DataPlane {
                 };
                 let index = endpoint.pick(variant, fastrand::f64())?;
                 Ok(routed_variant(endpoint, index))
+            }
+            Target::Shadow { name, variant } => {
+                let endpoint = snapshot.endpoint(name)?;
+                let shadow = endpoint
+                    .shadows
+                    .iter()
+                    .find(|s| s.variant.name == variant)
+                    .ok_or_else(|| ServeError::VariantNotFound {
+                        endpoint: name.to_owned(),
+                        variant: variant.to_owned(),
+                        available: String::new(),
+                    })?;
+                Ok(Routed {
+                    version: "shadow".into(),
+                    variant: Some(variant.to_owned()),
+                    loaded: shadow.variant.loaded.clone(),
+                })
             }
             Target::V2 { name, version } => {
                 if let Some(endpoint) = snapshot.endpoints.get(name) {

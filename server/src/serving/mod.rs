@@ -26,7 +26,7 @@ use crate::records::ArtifactRef;
 pub use compute::ComputePool;
 pub use invoke::{Decoded, Invoked, NamedTensor, Target};
 pub use models::{LoadError, LoadedModel, ModelCache};
-pub use snapshot::{EndpointServing, ModelTarget, ServingSnapshot, Variant};
+pub use snapshot::{EndpointServing, ModelTarget, ServingSnapshot, Shadow, Variant};
 pub use stats::{ModelStats, Stats};
 pub use weights::{WeightError, WeightedChoice};
 

@@ -41,6 +41,20 @@ pub struct EndpointServing {
     pub variants: Vec<Variant>,
     /// Weights, validated.
     pub choice: WeightedChoice,
+    /// Shadow variants: each gets a copy of its share of the requests.
+    pub shadows: Vec<Shadow>,
+    /// Data capture, when on.
+    pub capture: Option<Arc<crate::capture::Capture>>,
+}
+
+/// A shadow variant in service.
+#[derive(Clone, Debug)]
+pub struct Shadow {
+    /// The variant.
+    pub variant: Variant,
+    /// Share of requests copied to it, 0 to 1: its weight over the production variants'
+    /// total weight, as SageMaker's shadow tests sample.
+    pub share: f64,
 }
 
 impl EndpointServing {
@@ -79,6 +93,8 @@ impl EndpointServing {
             config_name: self.config_name.clone(),
             variants,
             choice: self.choice.clone(),
+            shadows: self.shadows.clone(),
+            capture: self.capture.clone(),
         }
     }
 
@@ -89,6 +105,8 @@ impl EndpointServing {
             config_name: self.config_name.clone(),
             variants: self.variants.clone(),
             choice,
+            shadows: self.shadows.clone(),
+            capture: self.capture.clone(),
         }
     }
 }
