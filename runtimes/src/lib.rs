@@ -13,6 +13,7 @@ pub mod loader;
 mod model;
 pub mod native;
 pub mod onnx;
+pub mod pipeline;
 mod signature;
 mod tensor;
 pub mod values;

@@ -137,8 +137,33 @@ pub struct ModelRecord {
     pub enable_network_isolation: Option<bool>,
     /// Creation time.
     pub creation_time: f64,
-    /// The pinned artifact (a Pier extension field).
+    /// The pinned artifact (a Pier extension field); a pipeline's first container's.
     pub pier_artifact: ArtifactRef,
+    /// A serial inference pipeline's containers as given (then `primary_container` is the
+    /// first, kept for Pier's own use and not described).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerDefinition>,
+    /// As given with `Containers` (`Mode`: `Serial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference_execution_config: Option<InferenceExecutionConfig>,
+    /// A pipeline's artifacts, one per container in order (a Pier extension field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pier_pipeline: Vec<ArtifactRef>,
+}
+
+impl ModelRecord {
+    /// Whether this Model is a serial inference pipeline.
+    pub fn is_pipeline(&self) -> bool {
+        !self.pier_pipeline.is_empty()
+    }
+}
+
+/// CreateModel's `InferenceExecutionConfig`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct InferenceExecutionConfig {
+    /// `Serial` (the containers run one after the other) or `Direct` (refused).
+    pub mode: String,
 }
 
 /// One production variant of an endpoint config.

@@ -125,3 +125,36 @@ def test_sdk_data_capture_to_s3_and_boto3_shadow_variants(tmp_path, s3_store):  
         assert rows["shadow"][1] == "shadow" and rows["shadow"][6] == "100.0%", out
     finally:
         stop_pier(proc)
+
+
+def test_sdk_pipeline_model_answers_as_its_containers_chained(pier_server):
+    """`PipelineModel(models=[...]).deploy()` creates a Containers model; its answer is the
+    second container's answer to the first one's CSV answer."""
+    from sagemaker.pipeline import PipelineModel
+
+    sess, sm, rt = sdk_session(pier_server)
+    first = Model(image_uri="onnx", model_data=f"file://{MODEL}", role=ROLE, sagemaker_session=sess,
+                  env={"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv"})
+    second = Model(image_uri="onnx", model_data=f"file://{FIXTURES / 'iris-mlp' / 'model.onnx'}",
+                   role=ROLE, sagemaker_session=sess)
+    pipeline = PipelineModel(models=[first, second], role=ROLE, sagemaker_session=sess, name="sdk-pipeline")
+    pipeline.deploy(initial_instance_count=1, instance_type="ml.m5.large", endpoint_name="sdk-pipeline",
+                    wait=False)
+    sm.get_waiter("endpoint_in_service").wait(EndpointName="sdk-pipeline",
+                                              WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    d = sm.describe_model(ModelName="sdk-pipeline")
+    assert len(d["Containers"]) == 2 and "PrimaryContainer" not in d, d
+    row = "5.9,3.0,4.2,1.5"
+    piped = rt.invoke_endpoint(EndpointName="sdk-pipeline", ContentType="text/csv", Accept="text/csv",
+                               Body=row)["Body"].read()
+    for name, model in (("step-1", MODEL), ("step-2", FIXTURES / "iris-mlp" / "model.onnx")):
+        sm.create_model(ModelName=name, PrimaryContainer={"Image": "onnx", "ModelDataUrl": f"file://{model}"})
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+            {"VariantName": "v", "ModelName": name, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    middle = rt.invoke_endpoint(EndpointName="step-1", ContentType="text/csv", Accept="text/csv",
+                                Body=row)["Body"].read()
+    by_hand = rt.invoke_endpoint(EndpointName="step-2", ContentType="text/csv", Accept="text/csv",
+                                 Body=middle)["Body"].read()
+    assert piped == by_hand, (piped, by_hand)

@@ -292,15 +292,17 @@ def test_nothing_accepted_is_dropped(sm):
 
     refused = [
         (sm.create_endpoint_config, dict(EndpointConfigName="x", ProductionVariants=[{"VariantName": "v", "ModelName": "kept", "InitialInstanceCount": 1}],
-                                         DataCaptureConfig={"InitialSamplingPercentage": 50, "DestinationS3Uri": "s3://b/p",
-                                                            "CaptureOptions": [{"CaptureMode": "Input"}]}), "DataCaptureConfig"),
+                                         DataCaptureConfig={"InitialSamplingPercentage": 50, "DestinationS3Uri": "s3://bucket/p",
+                                                            "KmsKeyId": "alias/k",
+                                                            "CaptureOptions": [{"CaptureMode": "Input"}]}), "KmsKeyId"),
         (sm.create_endpoint_config, dict(EndpointConfigName="x", ProductionVariants=[{"VariantName": "v", "ModelName": "kept",
                                          "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 1}}]), "ServerlessConfig"),
         (sm.create_endpoint_config, dict(EndpointConfigName="x", ProductionVariants=[{"VariantName": "v", "ModelName": "kept", "InitialInstanceCount": 1}],
                                          AsyncInferenceConfig={"OutputConfig": {"S3OutputPath": "s3://b/o"}}), "AsyncInferenceConfig"),
         (sm.create_endpoint_config, dict(EndpointConfigName="x", ProductionVariants=[{"VariantName": "v", "ModelName": "kept", "InitialInstanceCount": 1}],
-                                         ShadowProductionVariants=[{"VariantName": "s", "ModelName": "kept", "InitialInstanceCount": 1}]), "ShadowProductionVariants"),
-        (sm.create_model, dict(ModelName="x", Containers=[{"Image": "onnx", "ModelDataUrl": model_url()}]), "Containers"),
+                                         ShadowProductionVariants=[{"VariantName": "v", "ModelName": "kept", "InitialInstanceCount": 1}]), "used twice"),
+        (sm.create_model, dict(ModelName="x", Containers=[{"Image": "onnx", "ModelDataUrl": model_url()}],
+                               InferenceExecutionConfig={"Mode": "Direct"}), "Direct"),
         (sm.create_model, dict(ModelName="x", PrimaryContainer={"Image": "onnx", "ModelDataUrl": model_url(), "Mode": "MultiModel"}), "Mode"),
     ]
     # Range checks from the service model hold on the server too (boto3 checks them first).

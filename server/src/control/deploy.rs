@@ -45,6 +45,7 @@ pub async fn publish_models(app: &AppState) -> Result<(), ApiError> {
     let models = tokio::task::spawn_blocking(move || {
         records
             .iter()
+            .filter(|r| !r.is_pipeline())
             .map(|r| (r.model_name.clone(), Arc::new(model_target(&store, r))))
             .collect::<HashMap<_, _>>()
     })
@@ -57,6 +58,9 @@ pub async fn publish_models(app: &AppState) -> Result<(), ApiError> {
 /// Publishes a Model just created; the other Models of its artifact learn of its version
 /// too. Holds the control lock.
 pub(super) async fn publish_model(app: &AppState, record: &ModelRecord) {
+    if record.is_pipeline() {
+        return; // a pipeline is served through an endpoint, not as a v2 Model
+    }
     let (store, r) = (app.store.clone(), record.clone());
     let Ok(target) = tokio::task::spawn_blocking(move || model_target(&store, &r)).await else {
         tracing::error!(model = %record.model_name, "cannot publish the model to the data plane");
@@ -193,20 +197,26 @@ pub(super) async fn load_variant(
     count: u32,
 ) -> Result<Arc<LoadedModel>, String> {
     let variant_err = |e: String| format!("variant {:?}: {e}", pv.variant_name);
-    let load_opts = options::load_options(&model.primary_container).map_err(variant_err)?;
-    let load_opts = super::instances::load_options_for(&load_opts, count);
     let batching = options::resolve_batching(&model.primary_container, pv.pier_batching.as_ref())
         .map_err(variant_err)?;
-    let (state, artifact) = (app.clone(), model.pier_artifact.clone());
-    let shared = tokio::task::spawn_blocking(move || {
-        state
-            .serving
-            .cache
-            .get_or_load_with(&state.store, &artifact, &load_opts)
-    })
-    .await
-    .map_err(|e| format!("loading {} panicked: {e}", model.pier_artifact))?
-    .map_err(|e| variant_err(e.to_string()))?;
+    let shared = if model.is_pipeline() {
+        load_pipeline(app, model, count)
+            .await
+            .map_err(variant_err)?
+    } else {
+        let load_opts = options::load_options(&model.primary_container).map_err(variant_err)?;
+        let load_opts = super::instances::load_options_for(&load_opts, count);
+        let (state, artifact) = (app.clone(), model.pier_artifact.clone());
+        tokio::task::spawn_blocking(move || {
+            state
+                .serving
+                .cache
+                .get_or_load_with(&state.store, &artifact, &load_opts)
+        })
+        .await
+        .map_err(|e| format!("loading {} panicked: {e}", model.pier_artifact))?
+        .map_err(|e| variant_err(e.to_string()))?
+    };
     if batching.is_some() {
         options::check_batchable(shared.model.signature()).map_err(variant_err)?;
     }
@@ -217,6 +227,74 @@ pub(super) async fn load_variant(
         batching.map(|b| (b, app.serving.pool.clone())),
         count,
     ))
+}
+
+/// Loads a serial pipeline's containers (each through the cache, with its own load
+/// options and `count` instances) and composes them, warmed as one model: each container
+/// answers in its `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` (default `text/csv`), which the
+/// next one reads.
+async fn load_pipeline(
+    app: &AppState,
+    model: &ModelRecord,
+    count: u32,
+) -> Result<Arc<LoadedModel>, String> {
+    use pier_runtimes::codec::Format;
+    use pier_runtimes::pipeline::{Pipeline, Step};
+    if model.containers.len() != model.pier_pipeline.len() {
+        return Err(format!(
+            "model {:?} records {} containers and {} artifacts",
+            model.model_name,
+            model.containers.len(),
+            model.pier_pipeline.len()
+        ));
+    }
+    let mut plan = Vec::with_capacity(model.containers.len());
+    for (i, (container, artifact)) in model
+        .containers
+        .iter()
+        .zip(&model.pier_pipeline)
+        .enumerate()
+    {
+        let options = options::load_options(container)
+            .map(|o| super::instances::load_options_for(&o, count))
+            .map_err(|e| format!("container {}: {e}", i + 1))?;
+        let accept = match container.environment.get(super::models::PIPELINE_ACCEPT) {
+            Some(a) => {
+                Format::from_content_type(a).map_err(|e| format!("container {}: {e}", i + 1))?
+            }
+            None => Format::Csv,
+        };
+        let name = container
+            .container_hostname
+            .clone()
+            .unwrap_or_else(|| format!("container {} ({})", i + 1, container.image));
+        plan.push((artifact.clone(), options, accept, name));
+    }
+    let state = app.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut parts = Vec::with_capacity(plan.len());
+        let mut steps = Vec::with_capacity(plan.len());
+        for (artifact, options, accept, name) in plan {
+            let loaded = state
+                .serving
+                .cache
+                .get_or_load_with(&state.store, &artifact, &options)
+                .map_err(|e| e.to_string())?;
+            steps.push(Step {
+                name,
+                model: loaded.model.clone(),
+                accept,
+            });
+            parts.push(loaded);
+        }
+        let pipeline = Pipeline::new(steps).map_err(|e| e.to_string())?;
+        crate::serving::warm_up(&pipeline)
+            .map_err(|e| format!("the pipeline failed its warm-up request: {e}"))?;
+        let first = parts[0].artifact.clone();
+        Ok(LoadedModel::composed(first, Arc::new(pipeline), parts))
+    })
+    .await
+    .map_err(|e| format!("loading pipeline {:?} panicked: {e}", model.model_name))?
 }
 
 /// Records what an endpoint serves now: its variants' and shadow variants' states and its

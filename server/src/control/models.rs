@@ -11,7 +11,9 @@ use super::list::{ListKey, ListRequest, ListSpec, page};
 use super::{import, tags, validate_name};
 use crate::db::Table;
 use crate::error::ApiError;
-use crate::records::{ArtifactRef, ContainerDefinition, ModelRecord, Tag, arn, first_present, now};
+use crate::records::{
+    ArtifactRef, ContainerDefinition, InferenceExecutionConfig, ModelRecord, Tag, arn, now,
+};
 use crate::state::AppState;
 
 /// CreateModel's request. Fields Pier cannot honour yet are read only to be refused by name;
@@ -27,12 +29,12 @@ pub(super) struct CreateModel {
     enable_network_isolation: Option<bool>,
     #[serde(default)]
     tags: Vec<Tag>,
-    /// Refused until inference pipelines are served.
+    /// A serial inference pipeline's containers (instead of `PrimaryContainer`).
     #[serde(default)]
-    containers: Option<serde_json::Value>,
-    /// Refused with `Containers`.
+    containers: Option<Vec<ContainerDefinition>>,
+    /// With `Containers`: `Mode` `Serial` (the default).
     #[serde(default)]
-    inference_execution_config: Option<serde_json::Value>,
+    inference_execution_config: Option<InferenceExecutionConfig>,
     /// Refused: Pier runs no VPC.
     #[serde(default)]
     vpc_config: Option<serde_json::Value>,
@@ -64,54 +66,59 @@ pub(super) struct ModelArn {
     model_arn: String,
 }
 
+/// Most containers of a serial inference pipeline (SageMaker's limit).
+const MAX_PIPELINE_CONTAINERS: usize = 15;
+
 pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn, ApiError> {
     validate_name("model", &req.model_name)?;
-    if let Some(field) = first_present(&[
-        ("Containers", req.containers.is_some()),
-        (
-            "InferenceExecutionConfig",
-            req.inference_execution_config.is_some(),
-        ),
-        ("VpcConfig", req.vpc_config.is_some()),
-    ]) {
-        return Err(unsupported(field));
+    if req.vpc_config.is_some() {
+        return Err(unsupported("VpcConfig"));
     }
-    let Some(mut container) = req.primary_container else {
-        return Err(ApiError::validation("PrimaryContainer is required"));
+    let (containers, pipeline) = match (req.primary_container, req.containers) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::validation(
+                "PrimaryContainer and Containers cannot both be given",
+            ));
+        }
+        (None, None) => return Err(ApiError::validation("PrimaryContainer is required")),
+        (Some(container), None) => {
+            if req.inference_execution_config.is_some() {
+                return Err(ApiError::validation(
+                    "InferenceExecutionConfig goes with Containers, not PrimaryContainer",
+                ));
+            }
+            (vec![("PrimaryContainer".to_owned(), container)], false)
+        }
+        (None, Some(list)) => {
+            if list.is_empty() || list.len() > MAX_PIPELINE_CONTAINERS {
+                return Err(ApiError::validation(format!(
+                    "Containers must hold 1 to {MAX_PIPELINE_CONTAINERS} containers (it holds {})",
+                    list.len()
+                )));
+            }
+            if let Some(mode) = req.inference_execution_config.as_ref().map(|c| &c.mode)
+                && mode != "Serial"
+            {
+                return Err(ApiError::validation(format!(
+                    "InferenceExecutionConfig.Mode {mode:?} is not supported: Pier runs pipelines Serial (each container's answer is the next one's request)"
+                )));
+            }
+            let named = list
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| (format!("Containers[{i}]"), c))
+                .collect();
+            (named, true)
+        }
     };
-    // SageMaker's image URIs of the built-ins (`…/linear-learner:1`, `…/sagemaker-xgboost:1.7-1`)
-    // name Pier's runtime of the same algorithm; the record keeps the runtime's name.
-    if let Some(algorithm) = pier_jobs::training::builtin_for_image(&container.image) {
-        container.image = algorithm.image_name().to_owned();
-    }
-    if let Some(field) = container.unsupported() {
-        return Err(unsupported(&format!("PrimaryContainer.{field}")));
-    }
-    if let Some(mode) = container.mode.as_deref()
-        && mode != "SingleModel"
-    {
-        return Err(ApiError::validation(format!(
-            "PrimaryContainer.Mode {mode:?} is not supported by Pier yet; use SingleModel"
-        )));
+    let mut checked = Vec::with_capacity(containers.len());
+    for (field, container) in containers {
+        checked.push((field.clone(), check_container(&field, container, pipeline)?));
     }
     if let Some(role) = &req.execution_role_arn {
         validate_role_arn(role)?;
     }
     tags::validate(&req.tags)?;
-    let supported = pier_runtimes::loader::SUPPORTED_RUNTIMES;
-    if !supported.contains(&container.image.as_str()) {
-        return Err(ApiError::validation(format!(
-            "PrimaryContainer.Image {:?} is not a Pier runtime; use one of: {}",
-            container.image,
-            supported.join(", ")
-        )));
-    }
-    super::options::validate_model(&container).map_err(ApiError::validation)?;
-    let Some(url) = container.model_data_url.clone() else {
-        return Err(ApiError::validation(
-            "PrimaryContainer.ModelDataUrl is required",
-        ));
-    };
     if app
         .db
         .get::<ModelRecord>(Table::Models, &req.model_name)
@@ -123,6 +130,133 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
             &arn("model", &req.model_name),
         ));
     }
+    // Each container's artifact; on any failure, nothing imported here stays in the store.
+    let mut resolved: Vec<import::Resolved> = Vec::with_capacity(checked.len());
+    for (i, (field, container)) in checked.iter().enumerate() {
+        let store_name = if pipeline {
+            pipeline_store_name(&req.model_name, i)
+        } else {
+            req.model_name.clone()
+        };
+        match import_container(app, &store_name, container).await {
+            Ok(r) => resolved.push(r),
+            Err(mut e) => {
+                for r in resolved.iter().filter(|r| r.imported) {
+                    remove_import(app, &r.artifact).await;
+                }
+                if pipeline {
+                    e.message = format!("{field}: {}", e.message);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let containers: Vec<ContainerDefinition> = checked.into_iter().map(|(_, c)| c).collect();
+    let record = ModelRecord {
+        model_arn: arn("model", &req.model_name),
+        model_name: req.model_name.clone(),
+        primary_container: containers[0].clone(),
+        execution_role_arn: req.execution_role_arn,
+        enable_network_isolation: req.enable_network_isolation,
+        creation_time: now(),
+        pier_artifact: resolved[0].artifact.clone(),
+        inference_execution_config: pipeline.then(|| {
+            req.inference_execution_config
+                .unwrap_or(InferenceExecutionConfig {
+                    mode: "Serial".into(),
+                })
+        }),
+        pier_pipeline: if pipeline {
+            resolved.iter().map(|r| r.artifact.clone()).collect()
+        } else {
+            Vec::new()
+        },
+        containers: if pipeline { containers } else { Vec::new() },
+    };
+    let inserted = app.db.insert(Table::Models, &req.model_name, &record).await;
+    if !matches!(inserted, Ok(true)) {
+        // Nothing of a failed CreateModel stays in the store.
+        for r in resolved.iter().filter(|r| r.imported) {
+            remove_import(app, &r.artifact).await;
+        }
+    }
+    if !inserted? {
+        return Err(ApiError::already_exists("model", &record.model_arn));
+    }
+    super::deploy::publish_model(app, &record).await;
+    tags::set_initial(app, &record.model_arn, &req.tags).await?;
+    tracing::info!(model = %req.model_name, artifact = %record.pier_artifact, containers = resolved.len(), "model created");
+    Ok(ModelArn {
+        model_arn: record.model_arn,
+    })
+}
+
+/// The store name a pipeline's `i`-th container is imported under: the Model's name and
+/// the container's position (a store name may be shared: versions keep imports apart).
+fn pipeline_store_name(model: &str, i: usize) -> String {
+    let suffix = format!("-{}", i + 1);
+    let keep = model.len().min(63 - suffix.len());
+    format!("{}{suffix}", &model[..keep])
+}
+
+/// Checks one container of CreateModel (`field` names it in errors) and returns it with
+/// SageMaker's built-in image URIs named by Pier's runtime.
+fn check_container(
+    field: &str,
+    mut container: ContainerDefinition,
+    pipeline: bool,
+) -> Result<ContainerDefinition, ApiError> {
+    // SageMaker's image URIs of the built-ins (`…/linear-learner:1`, `…/sagemaker-xgboost:1.7-1`)
+    // name Pier's runtime of the same algorithm; the record keeps the runtime's name.
+    if let Some(algorithm) = pier_jobs::training::builtin_for_image(&container.image) {
+        container.image = algorithm.image_name().to_owned();
+    }
+    if let Some(unsupported_field) = container.unsupported() {
+        return Err(unsupported(&format!("{field}.{unsupported_field}")));
+    }
+    if let Some(mode) = container.mode.as_deref()
+        && mode != "SingleModel"
+    {
+        return Err(ApiError::validation(format!(
+            "{field}.Mode {mode:?} is not supported by Pier yet; use SingleModel"
+        )));
+    }
+    let supported = pier_runtimes::loader::SUPPORTED_RUNTIMES;
+    if !supported.contains(&container.image.as_str()) {
+        return Err(ApiError::validation(format!(
+            "{field}.Image {:?} is not a Pier runtime; use one of: {}",
+            container.image,
+            supported.join(", ")
+        )));
+    }
+    super::options::validate_model(&container)
+        .map_err(|e| ApiError::validation(if pipeline { format!("{field}: {e}") } else { e }))?;
+    if pipeline && let Some(accept) = container.environment.get(PIPELINE_ACCEPT) {
+        pier_runtimes::codec::Format::from_content_type(accept).map_err(|e| {
+            ApiError::validation(format!("{field}.Environment {PIPELINE_ACCEPT}: {e}"))
+        })?;
+    }
+    if container.model_data_url.is_none() {
+        return Err(ApiError::validation(format!(
+            "{field}.ModelDataUrl is required"
+        )));
+    }
+    Ok(container)
+}
+
+/// The variable a pipeline container's answer type is read from, as SageMaker's pipelines.
+pub(super) const PIPELINE_ACCEPT: &str = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT";
+
+/// Imports (or resolves) `container`'s `ModelDataUrl` as store name `store_name`.
+async fn import_container(
+    app: &AppState,
+    store_name: &str,
+    container: &ContainerDefinition,
+) -> Result<import::Resolved, ApiError> {
+    let url = container
+        .model_data_url
+        .clone()
+        .expect("checked by check_container");
     // The import runs on a blocking thread; if this handler is dropped (the client went
     // away, the request timed out) the guard sets the cancel flag, the copy stops at its next
     // chunk and its staging folder is removed.
@@ -132,7 +266,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         app.store.clone(),
         app.config.import.clone(),
         app.config.admin_addr,
-        req.model_name.clone(),
+        store_name.to_owned(),
         container.image.clone(),
     );
     // An s3:// archive comes down first, into a scratch folder of this call's own in the data
@@ -147,7 +281,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     } else {
         None
     };
-    let resolved = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let job = import::Import {
             store: &store,
             config: &config,
@@ -162,30 +296,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         }
     })
     .await
-    .map_err(ApiError::internal)??;
-    let record = ModelRecord {
-        model_arn: arn("model", &req.model_name),
-        model_name: req.model_name.clone(),
-        primary_container: container,
-        execution_role_arn: req.execution_role_arn,
-        enable_network_isolation: req.enable_network_isolation,
-        creation_time: now(),
-        pier_artifact: resolved.artifact.clone(),
-    };
-    let inserted = app.db.insert(Table::Models, &req.model_name, &record).await;
-    if !matches!(inserted, Ok(true)) && resolved.imported {
-        // Nothing of a failed CreateModel stays in the store.
-        remove_import(app, &resolved.artifact).await;
-    }
-    if !inserted? {
-        return Err(ApiError::already_exists("model", &record.model_arn));
-    }
-    super::deploy::publish_model(app, &record).await;
-    tags::set_initial(app, &record.model_arn, &req.tags).await?;
-    tracing::info!(model = %req.model_name, artifact = %record.pier_artifact, "model created");
-    Ok(ModelArn {
-        model_arn: record.model_arn,
-    })
+    .map_err(ApiError::internal)?
 }
 
 /// Sets the import's cancel flag when dropped.
@@ -221,11 +332,21 @@ pub(super) struct ByName {
     model_name: String,
 }
 
-pub(super) async fn describe(app: &AppState, req: ByName) -> Result<ModelRecord, ApiError> {
-    app.db
+pub(super) async fn describe(app: &AppState, req: ByName) -> Result<serde_json::Value, ApiError> {
+    let record: ModelRecord = app
+        .db
         .get(Table::Models, &req.model_name)
         .await?
-        .ok_or_else(|| not_found(&req.model_name))
+        .ok_or_else(|| not_found(&req.model_name))?;
+    let pipeline = record.is_pipeline();
+    let mut described = serde_json::to_value(record).map_err(ApiError::internal)?;
+    if pipeline {
+        // A pipeline is described by its Containers, as SageMaker describes it.
+        if let Some(fields) = described.as_object_mut() {
+            fields.remove("PrimaryContainer");
+        }
+    }
+    Ok(described)
 }
 
 #[derive(Serialize)]

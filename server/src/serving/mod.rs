@@ -25,7 +25,7 @@ use crate::records::ArtifactRef;
 
 pub use compute::ComputePool;
 pub use invoke::{Decoded, Invoked, NamedTensor, Target};
-pub use models::{LoadError, LoadedModel, ModelCache};
+pub use models::{LoadError, LoadedModel, ModelCache, warm_up};
 pub use snapshot::{EndpointServing, ModelTarget, ServingSnapshot, Shadow, Variant};
 pub use stats::{ModelStats, Stats};
 pub use weights::{WeightError, WeightedChoice};

@@ -29,9 +29,34 @@ pub struct LoadedModel {
     pub batcher: Option<Batcher>,
     /// The cached copy this one was made from, kept alive so the cache entry lives.
     base: Option<Arc<LoadedModel>>,
+    /// The cached copies a composed model (a serial pipeline) runs, kept alive likewise
+    /// (held, never read).
+    #[allow(dead_code)]
+    parts: Vec<Arc<LoadedModel>>,
 }
 
 impl LoadedModel {
+    /// A model composed of loaded `parts` (a serial pipeline), named by `artifact` (its
+    /// first part's) in metrics and answers. Not cached: each variant composes its own.
+    pub fn composed(
+        artifact: ArtifactRef,
+        model: Arc<dyn Model>,
+        parts: Vec<Arc<LoadedModel>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            labels: ModelLabels {
+                model: artifact.name.clone(),
+                version: artifact.version.to_string(),
+                ..ModelLabels::default()
+            },
+            artifact,
+            model,
+            batcher: None,
+            base: None,
+            parts,
+        })
+    }
+
     /// Whether a variant serving this copy gets more execution resources per instance: an
     /// ONNX Runtime session pool each, or batch slots each. Other models share the compute
     /// pool whatever their count.
@@ -70,6 +95,7 @@ impl LoadedModel {
             labels,
             batcher,
             base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
+            parts: Vec::new(),
         })
     }
 }
@@ -162,6 +188,7 @@ impl ModelCache {
             },
             batcher: None,
             base: None,
+            parts: Vec::new(),
         });
         let mut map = self.loaded.lock().expect("cache lock");
         map.retain(|_, w| w.strong_count() > 0);
