@@ -136,10 +136,15 @@ pub async fn write_model_tarball(
         return Err(bad(format!("cannot hold the job name '{job}'")));
     }
     for (name, _) in files {
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        // A plain name, or a relative path of plain names (a script's model/ sub-folders).
+        let plain = !name.is_empty()
+            && name
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if !plain || name.starts_with('.') {
             return Err(OutputError::Io {
                 path: name.clone(),
-                reason: "not a plain file name for model.tar.gz".into(),
+                reason: "not a relative file name for model.tar.gz".into(),
             });
         }
     }

@@ -84,6 +84,9 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     if let Some(algorithm) = pier_jobs::training::builtin_for_image(&container.image) {
         container.image = algorithm.image_name().to_owned();
     }
+    // A framework image (`…/sagemaker-scikit-learn:1.2-1-cpu-py3`, `pier-script`, …): the
+    // runtime is what the model's files show; the record keeps that runtime's name.
+    let detect = pier_jobs::script::is_framework_image(&container.image);
     if let Some(field) = container.unsupported() {
         return Err(unsupported(&format!("PrimaryContainer.{field}")));
     }
@@ -99,7 +102,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     }
     tags::validate(&req.tags)?;
     let supported = pier_runtimes::loader::SUPPORTED_RUNTIMES;
-    if !supported.contains(&container.image.as_str()) {
+    if !detect && !supported.contains(&container.image.as_str()) {
         return Err(ApiError::validation(format!(
             "PrimaryContainer.Image {:?} is not a Pier runtime; use one of: {}",
             container.image,
@@ -133,7 +136,11 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         app.config.import.clone(),
         app.config.admin_addr,
         req.model_name.clone(),
-        container.image.clone(),
+        if detect {
+            import::DETECT.to_owned()
+        } else {
+            container.image.clone()
+        },
     );
     // An s3:// archive comes down first, into a scratch folder of this call's own in the data
     // folder (removed when the call ends, however it ends).
@@ -163,6 +170,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     })
     .await
     .map_err(ApiError::internal)??;
+    container.image = resolved.runtime.clone();
     let record = ModelRecord {
         model_arn: arn("model", &req.model_name),
         model_name: req.model_name.clone(),
