@@ -450,7 +450,7 @@ mod tests {
         let script = ScriptJob {
             framework: "pier-script".into(),
             entry_point: "train.py".into(),
-            submit_directory: "s3://b/sourcedir.tar.gz".into(),
+            submit_directory: "s3://bucket/sourcedir.tar.gz".into(),
             log_level: 20,
             hyperparameters: [
                 ("epochs".to_string(), json!(3)),
@@ -460,8 +460,8 @@ mod tests {
             .into(),
             channels: vec![crate::channels::Channel {
                 name: "train".into(),
-                uri: "s3://b/train".into(),
-                location: crate::channels::Location::parse("s3://b/train").unwrap(),
+                uri: "s3://bucket/train".into(),
+                location: crate::channels::Location::parse("s3://bucket/train").unwrap(),
                 data_type: crate::channels::DataType::S3Prefix,
                 content_type: None,
                 compression: crate::channels::Compression::None,
@@ -486,7 +486,7 @@ mod tests {
         assert_eq!(env["SM_NUM_CPUS"], "4");
         assert_eq!(env["SM_HOSTS"], r#"["algo-1"]"#);
         assert_eq!(env["SM_CURRENT_HOST"], "algo-1");
-        assert_eq!(env["SM_MODULE_DIR"], "s3://b/sourcedir.tar.gz");
+        assert_eq!(env["SM_MODULE_DIR"], "s3://bucket/sourcedir.tar.gz");
         assert_eq!(env["SM_MODULE_NAME"], "train");
         assert_eq!(env["SM_LOG_LEVEL"], "20");
         assert_eq!(env["SM_OUTPUT_DATA_DIR"], "/w/job/output/data");

@@ -399,7 +399,7 @@ mod tests {
                 ("sagemaker_program", "\"train.py\""),
                 (
                     "sagemaker_submit_directory",
-                    "\"s3://b/k/sourcedir.tar.gz\"",
+                    "\"s3://bucket/k/sourcedir.tar.gz\"",
                 ),
                 ("sagemaker_container_log_level", "20"),
                 ("epochs", "3"),
@@ -407,7 +407,7 @@ mod tests {
         );
         let checked = check(&ok).unwrap();
         assert_eq!(checked.entry_point, "train.py");
-        assert_eq!(checked.submit_directory, "s3://b/k/sourcedir.tar.gz");
+        assert_eq!(checked.submit_directory, "s3://bucket/k/sourcedir.tar.gz");
         assert_eq!(
             checked.user_hyperparameters(),
             [("epochs".to_string(), serde_json::json!(3))].into()

@@ -1,0 +1,101 @@
+"""Script mode with the SageMaker Python SDK v2, unchanged: `SKLearn(entry_point="train.py",
+source_dir=…, framework_version="1.2-1", hyperparameters=…, metric_definitions=[…])
+.fit({"train": "s3://…"})` against `pier serve` and an S3-compatible store (s3s-fs). The SDK
+uploads the source folder as sourcedir.tar.gz; Pier runs train.py (scikit-learn, exported to
+ONNX with skl2onnx) under the sagemaker-training toolkit's contract with this venv's Python;
+the job's log streams through the SDK (`logs=True`); MetricDefinitions give
+FinalMetricDataList; `deploy()` and `predict()` serve the ONNX model the script wrote.
+"""
+
+import json
+import sys
+import textwrap
+
+import numpy as np
+from sagemaker.deserializers import JSONDeserializer
+from sagemaker.serializers import CSVSerializer
+from sagemaker.sklearn.estimator import SKLearn
+
+from conftest import start_pier, stop_pier
+from test_training_jobs import ROLE, clients
+from test_training_s3 import BUCKET, BUILTIN, pier_env, s3_client, s3_store, sdk_session  # noqa: F401
+
+TRAIN_PY = textwrap.dedent('''
+    import argparse, glob, os
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+    from skl2onnx import to_onnx
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--n_estimators", type=int)
+    p.add_argument("--max_depth", type=int)
+    p.add_argument("--model-dir", default=os.environ["SM_MODEL_DIR"])
+    p.add_argument("--train", default=os.environ["SM_CHANNEL_TRAIN"])
+    a = p.parse_args()
+    files = sorted(glob.glob(os.path.join(a.train, "*.csv")))
+    data = np.vstack([np.loadtxt(f, delimiter=",", dtype="float32", ndmin=2) for f in files])
+    X, y = data[:, 1:], data[:, 0].astype("int64")
+    model = RandomForestClassifier(n_estimators=a.n_estimators, max_depth=a.max_depth,
+                                   random_state=0).fit(X, y)
+    for k in range(1, a.n_estimators + 1):
+        proba = np.mean([t.predict_proba(X) for t in model.estimators_[:k]], axis=0)
+        print(f"trees={k} train_accuracy={np.mean(proba.argmax(1) == y):.4f}")
+    onx = to_onnx(model, X[:1], options={id(model): {"zipmap": False}})
+    with open(os.path.join(a.model_dir, "model.onnx"), "wb") as f:
+        f.write(onx.SerializeToString())
+    print("exported model.onnx")
+''')
+
+
+def test_sklearn_estimator_fits_a_script_and_deploys_its_onnx_model(tmp_path, s3_store, monkeypatch, capsys):
+    proc, addrs = start_pier(tmp_path / "data", "--python", sys.executable, env=pier_env(s3_store))
+    try:
+        sm, rt = clients(addrs)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_store)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", f"http://{addrs['admin']}")
+        session = sdk_session(addrs, sm, rt)
+        s3_client(s3_store).upload_file(str(BUILTIN / "breast_cancer_train.csv"), BUCKET,
+                                        "script/train/train.csv")
+        source = tmp_path / "source"
+        source.mkdir()
+        (source / "train.py").write_text(TRAIN_PY)
+
+        est = SKLearn(
+            entry_point="train.py", source_dir=str(source), framework_version="1.2-1",
+            py_version="py3", role=ROLE, instance_count=1, instance_type="ml.m5.large",
+            sagemaker_session=session, output_path=f"s3://{BUCKET}/script-output",
+            hyperparameters={"n_estimators": 8, "max_depth": 3},
+            metric_definitions=[{"Name": "train:accuracy", "Regex": "train_accuracy=([0-9.]+)"}])
+        est.fit({"train": f"s3://{BUCKET}/script/train/"}, logs=True)
+        printed = capsys.readouterr().out
+        assert "trees=8 train_accuracy=" in printed and "exported model.onnx" in printed, printed
+
+        job = est.latest_training_job.name
+        d = sm.describe_training_job(TrainingJobName=job)
+        assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+        assert d["AlgorithmSpecification"]["TrainingImage"].endswith("/sagemaker-scikit-learn:1.2-1-cpu-py3")
+        assert d["HyperParameters"]["sagemaker_program"] == '"train.py"'
+        assert d["HyperParameters"]["sagemaker_submit_directory"].startswith(f'"s3://{BUCKET}/')
+        last = [line for line in printed.splitlines() if "trees=8 train_accuracy=" in line][-1]
+        want = float(last.rsplit("=", 1)[1])
+        (metric,) = d["FinalMetricDataList"]
+        assert metric["MetricName"] == "train:accuracy" and metric["Value"] == want, metric
+        assert want > 0.9
+        assert est.model_data == f"s3://{BUCKET}/script-output/{job}/output/model.tar.gz"
+        # Published to the store with the runtime its file shows (boto3 drops PierArtifact).
+        manifest = json.loads((tmp_path / "data" / "store" / job / "1" / "manifest.json").read_text())
+        assert manifest["runtime"] == "onnx" and manifest["provenance"]["training_job"] == job
+
+        predictor = est.deploy(initial_instance_count=1, instance_type="ml.m5.large",
+                               serializer=CSVSerializer(), deserializer=JSONDeserializer())
+        test_rows = [line.split(",") for line in (BUILTIN / "breast_cancer_test.csv").read_text().splitlines()]
+        X_test = np.array([[float(v) for v in r[1:]] for r in test_rows[:20]], dtype="float32")
+        y_test = [int(float(r[0])) for r in test_rows[:20]]
+        answer = predictor.predict(X_test)
+        predictions = answer["predictions"]
+        assert len(predictions) == 20, answer
+        assert all(abs(sum(p["probabilities"]) - 1) < 1e-5 for p in predictions), answer
+        got = [p["label"] for p in predictions]
+        assert sum(int(g == t) for g, t in zip(got, y_test)) >= 16, (got, y_test)
+    finally:
+        stop_pier(proc)
