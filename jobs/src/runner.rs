@@ -192,7 +192,8 @@ impl Runner {
                 format!("the runner running it ({owner}) stopped renewing its lease")
             };
             let mut body = job.body;
-            let script = crate::script::script_kind(&body).is_some();
+            let container = crate::script::is_container_job(&body);
+            let script = crate::script::script_kind(&body).is_some() || container;
             let max_retries = body.max_retries();
             let (status, line) = if job.status == JobStatus::Stopping {
                 body.transition("Stopped", format!("Training job stopped ({why})"), at);
@@ -225,11 +226,12 @@ impl Runner {
                 tracing::warn!(job = %job.name, %owner, status = status.as_str(), "reconciled a job whose runner died");
                 if script {
                     // A script the dead runner started may still run on this host.
-                    let (dir, name) = (self.0.config.script.work_dir.clone(), job.name.clone());
-                    let reaped =
-                        tokio::task::spawn_blocking(move || crate::script::reap(&dir, &name))
-                            .await
-                            .unwrap_or(0);
+                    let (config, name) = (self.0.config.script.clone(), job.name.clone());
+                    let reaped = tokio::task::spawn_blocking(move || {
+                        crate::script::reap(&config, &name, container)
+                    })
+                    .await
+                    .unwrap_or(0);
                     if reaped > 0 {
                         tracing::warn!(job = %job.name, reaped, "killed the processes of a script job whose runner died");
                     }

@@ -827,3 +827,139 @@ async fn scripts_beyond_loopback_need_allow_scripts_and_other_images_are_refused
     assert!(text.contains("docker") && text.contains("podman"), "{text}");
     s.stop().await;
 }
+
+/// A stand-in for `docker`: answers `info` and `image inspect` (it has `local/trainer:1`
+/// only), runs a "container" as a local process over the folder mounted at /opt/ml with the
+/// `-e` variables, and records every call in `calls` beside itself.
+const FAKE_ENGINE: &str = r#"#!/bin/sh
+dir=$(dirname "$0")
+echo "$*" >> "$dir/calls"
+case "$1" in
+  info) exit 0 ;;
+  image) [ "$3" = "local/trainer:1" ] && exit 0; echo "Error: No such image: $3" >&2; exit 1 ;;
+  rm) exit 0 ;;
+  run)
+    shift
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --rm) shift ;;
+        --name) shift 2 ;;
+        -v) mount=${2%:/opt/ml}; shift 2 ;;
+        -e) export "$2"; shift 2 ;;
+        *) break ;;
+      esac
+    done
+    shift
+    exec python3 "$dir/container.py" "$mount" "$@"
+    ;;
+esac
+exit 2
+"#;
+
+const FAKE_CONTAINER: &str = r#"
+import os, shutil, sys, time
+root, args = sys.argv[1], sys.argv[2:]
+assert args == ["train"], args
+assert os.listdir(os.path.join(root, "input", "data", "train")) == ["train.csv"]
+print("in the container of", os.environ["TRAINING_JOB_NAME"], flush=True)
+if os.environ.get("MODE") == "forever":
+    open(os.environ["PIDS"], "w").write(str(os.getpid()))
+    while True:
+        time.sleep(0.2)
+for i in (1, 2):
+    print(f"step {i} rmse={1.0 / i}")
+shutil.copy(os.environ["FIXTURE"], os.path.join(root, "model", "model.onnx"))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn images_run_in_a_container_engine_that_has_them_and_never_pulled() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = dir.path().join("engine");
+    std::fs::create_dir_all(&engine).unwrap();
+    let fake = engine.join("docker");
+    std::fs::write(&fake, FAKE_ENGINE).unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(engine.join("container.py"), FAKE_CONTAINER).unwrap();
+    let mut config = common::config(&dir.path().join("data"));
+    config.jobs.script.grace = Duration::from_secs(1);
+    config.jobs.script.container_engines = vec![fake.display().to_string()];
+    let s = TestServer::start_with(config).await;
+    let onnx = fixture("onnx/iris-logreg/model.onnx").display().to_string();
+
+    let mut req = simple(dir.path(), "boxed", "unused", json!({"epochs": 2}));
+    req["AlgorithmSpecification"]["TrainingImage"] = json!("local/trainer:1");
+    req["AlgorithmSpecification"]["MetricDefinitions"] =
+        json!([{"Name": "train:rmse", "Regex": "rmse=([0-9.]+)"}]);
+    req["Environment"] = json!({"FIXTURE": onnx});
+    s.ok("CreateTrainingJob", req).await;
+    let d = wait_job(&s, "boxed", Duration::from_secs(60)).await;
+    assert_eq!(
+        d["TrainingJobStatus"],
+        "Completed",
+        "{d}\n{:#?}",
+        job_log(&s, "boxed").await
+    );
+    assert_eq!(d["FinalMetricDataList"][0]["MetricName"], "train:rmse");
+    assert_eq!(d["FinalMetricDataList"][0]["Value"], 0.5);
+    let log = job_log(&s, "boxed").await;
+    assert!(
+        log.iter().any(|l| l == "in the container of boxed"),
+        "{log:#?}"
+    );
+    let store = ModelStore::open(s.data.join("store")).unwrap();
+    let v = store
+        .open_version("boxed", VersionSelector::Exact(1))
+        .unwrap();
+    assert_eq!(v.manifest().runtime, "onnx");
+    let calls = std::fs::read_to_string(engine.join("calls")).unwrap();
+    let run = calls.lines().find(|l| l.starts_with("run ")).unwrap();
+    let folder = s.data.join("jobs/boxed");
+    assert!(run.starts_with("run --rm --name pier-boxed-"), "{run}");
+    assert!(
+        run.contains(&format!("-v {}:/opt/ml", folder.display())),
+        "{run}"
+    );
+    assert!(run.contains("-e TRAINING_JOB_NAME=boxed"), "{run}");
+    assert!(run.ends_with(" local/trainer:1 train"), "{run}");
+    assert!(
+        calls.lines().any(|l| l.starts_with("rm -f pier-boxed-")),
+        "{calls}"
+    );
+    assert!(!calls.contains("pull"), "{calls}");
+
+    // An image the engine does not have is refused at create: Pier never pulls.
+    let mut req = simple(dir.path(), "absent", "unused", json!({}));
+    req["AlgorithmSpecification"]["TrainingImage"] = json!("local/absent:2");
+    let (status, answer) = s.api("CreateTrainingJob", req).await;
+    assert_eq!(status, 400, "{answer}");
+    let text = answer.to_string();
+    assert!(
+        text.contains("does not have the image locally") && text.contains("never pulls"),
+        "{text}"
+    );
+
+    // StopTrainingJob: the container's process ends and the container is removed.
+    let pid_file = dir.path().join("boxed.pid");
+    let mut req = simple(dir.path(), "boxed-forever", "unused", json!({}));
+    req["AlgorithmSpecification"]["TrainingImage"] = json!("local/trainer:1");
+    req["Environment"] = json!({"MODE": "forever", "PIDS": pid_file.display().to_string()});
+    s.ok("CreateTrainingJob", req).await;
+    let running = pids(&wait_file(&pid_file).await);
+    s.ok(
+        "StopTrainingJob",
+        json!({"TrainingJobName": "boxed-forever"}),
+    )
+    .await;
+    let d = wait_job(&s, "boxed-forever", Duration::from_secs(30)).await;
+    assert_eq!(d["TrainingJobStatus"], "Stopped", "{d}");
+    assert_gone(&running).await;
+    let calls = std::fs::read_to_string(engine.join("calls")).unwrap();
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.starts_with("rm -f pier-boxed-forever-")),
+        "{calls}"
+    );
+    s.stop().await;
+}

@@ -3,29 +3,13 @@
 //! only do that through a local container engine, and never pulls: [`availability`] says
 //! which engine has the image locally, or why the job cannot run (no engine answers
 //! `docker info` / `podman info`, or the image is not present), in words CreateTrainingJob
-//! returns as its ValidationException.
+//! returns as its ValidationException. A job whose engine has the image runs as
+//! `ENGINE run --rm --name pier-<job>-<hash> -v <job folder>:/opt/ml … IMAGE train` under the
+//! same managed process as a script (the CLI forwards SIGTERM to the container); when it ends,
+//! however it ends, `ENGINE rm -f` removes the container.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A local container engine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Engine {
-    /// `docker`.
-    Docker,
-    /// `podman`.
-    Podman,
-}
-
-impl Engine {
-    /// The command.
-    pub fn command(self) -> &'static str {
-        match self {
-            Engine::Docker => "docker",
-            Engine::Podman => "podman",
-        }
-    }
-}
 
 /// How long one engine query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -80,15 +64,14 @@ fn query(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// The engine that has `image` locally, or why none can run it. Blocking (runs the engines'
-/// CLIs, each bounded by a timeout).
-pub fn availability(image: &str) -> Result<Engine, String> {
+/// The first of `engines` (`docker`, `podman`, or paths to them) that has `image` locally,
+/// or why none can run it. Blocking (runs the engines' CLIs, each bounded by a timeout).
+pub fn availability(image: &str, engines: &[String]) -> Result<String, String> {
     let mut why = Vec::new();
-    for engine in [Engine::Docker, Engine::Podman] {
-        let cmd = engine.command();
+    for cmd in engines {
         match query(cmd, &["info"]) {
             Ok(()) => match query(cmd, &["image", "inspect", image]) {
-                Ok(()) => return Ok(engine),
+                Ok(()) => return Ok(cmd.clone()),
                 Err(e) => why.push(format!(
                     "{cmd} runs but does not have the image locally ({e}); Pier never pulls: \
                      run `{cmd} pull {image}` first"
@@ -96,6 +79,9 @@ pub fn availability(image: &str) -> Result<Engine, String> {
             },
             Err(e) => why.push(format!("`{cmd} info` failed: {e}")),
         }
+    }
+    if why.is_empty() {
+        why.push("no container engine is configured".into());
     }
     Err(format!(
         "AlgorithmSpecification.TrainingImage {image:?} is neither a Pier built-in nor a \
@@ -105,4 +91,43 @@ pub fn availability(image: &str) -> Result<Engine, String> {
          them: {}",
         why.join("; ")
     ))
+}
+
+/// The container's name for a job: `pier-<job>-<8 hex of the job folder>` (unique per data
+/// folder, so two servers on one host never share one).
+pub fn container_name(job: &str, folder: &std::path::Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(folder.display().to_string().as_bytes());
+    format!("pier-{job}-{}", &hex::encode(digest)[..8])
+}
+
+/// The arguments of `ENGINE run` for a job: removed when it ends, named, the job folder at
+/// `/opt/ml`, the job's environment, `train` as SageMaker gives it.
+pub fn run_args(
+    name: &str,
+    folder: &std::path::Path,
+    image: &str,
+    env: &[(String, String)],
+) -> Vec<String> {
+    let mut args = vec![
+        "run".to_owned(),
+        "--rm".to_owned(),
+        "--name".to_owned(),
+        name.to_owned(),
+        "-v".to_owned(),
+        format!("{}:/opt/ml", folder.display()),
+    ];
+    for (k, v) in env {
+        args.push("-e".to_owned());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(image.to_owned());
+    args.push("train".to_owned());
+    args
+}
+
+/// Removes the job's container, whatever state it is in (`ENGINE rm -f NAME`); errors are
+/// ignored (it is usually gone already). Blocking, bounded by a timeout.
+pub fn remove(engine: &str, name: &str) {
+    let _ = query(engine, &["rm", "-f", name]);
 }

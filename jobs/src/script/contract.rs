@@ -468,6 +468,7 @@ mod tests {
             }],
             metrics: Vec::new(),
             runtime: None,
+            container: None,
         };
         let folder = JobFolder::new(Path::new("/w"), "job");
         let env: BTreeMap<String, String> =

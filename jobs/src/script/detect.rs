@@ -228,7 +228,8 @@ mod tests {
                 _ => b"hello".to_vec(),
             }
         };
-        let cases: [(&[&str], Option<&str>, Option<(&str, &str)>); 8] = [
+        type Case<'a> = (&'a [&'a str], Option<&'a str>, Option<(&'a str, &'a str)>);
+        let cases: [Case; 8] = [
             (
                 &["notes.txt", "model.onnx"],
                 None,

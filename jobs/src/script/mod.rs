@@ -85,6 +85,9 @@ pub struct ScriptConfig {
     pub max_source_bytes: u64,
     /// Most files it may hold.
     pub max_source_files: u64,
+    /// The container engines tried, in order, for images that are neither built-ins nor
+    /// framework images (`docker`, `podman`).
+    pub container_engines: Vec<String>,
 }
 
 /// The default of [`ScriptConfig::grace`]: SageMaker's 120 s.
@@ -99,6 +102,7 @@ impl Default for ScriptConfig {
             work_dir: PathBuf::from("./pier-data/jobs"),
             max_source_bytes: 1 << 30,
             max_source_files: 100_000,
+            container_engines: vec!["docker".to_owned(), "podman".to_owned()],
         }
     }
 }
@@ -165,6 +169,8 @@ pub struct ScriptJob {
     pub metrics: Vec<MetricDefinition>,
     /// The runtime `PIER_RUNTIME` names, if any.
     pub runtime: Option<String>,
+    /// For an image run in a container engine ([`is_container_job`]): the image.
+    pub container: Option<String>,
 }
 
 impl ScriptJob {
@@ -205,11 +211,8 @@ pub fn check(job: &TrainingJob) -> Result<ScriptJob> {
                 .into(),
         ));
     }
-    let hyperparameters: BTreeMap<String, serde_json::Value> = job
-        .hyper_parameters
-        .iter()
-        .map(|(k, v)| (k.clone(), contract::decode_hyperparameter(v)))
-        .collect();
+    let common = check_common(job)?;
+    let hyperparameters = common.hyperparameters;
     let text = |key: &str| -> Option<String> {
         hyperparameters.get(key).map(|v| match v {
             serde_json::Value::String(s) => s.clone(),
@@ -248,6 +251,93 @@ pub fn check(job: &TrainingJob) -> Result<ScriptJob> {
             ))
         })?,
     };
+    Ok(ScriptJob {
+        framework: framework.to_owned(),
+        entry_point,
+        submit_directory,
+        log_level,
+        hyperparameters,
+        channels: common.channels,
+        metrics: common.metrics,
+        runtime: common.runtime,
+        container: None,
+    })
+}
+
+/// Whether a job names an image that is neither a built-in nor a script-mode framework
+/// image: SageMaker would run it as a container ([`container`]).
+pub fn is_container_job(job: &TrainingJob) -> bool {
+    let spec = &job.algorithm_specification;
+    spec.algorithm_name.is_none()
+        && spec
+            .training_image
+            .as_deref()
+            .is_some_and(|i| !i.trim().is_empty())
+        && script_kind(job).is_none()
+        && spec
+            .training_image
+            .as_deref()
+            .and_then(crate::training::builtin_for_image)
+            .is_none()
+}
+
+/// Checks a container job ([`is_container_job`]) as CreateTrainingJob must (whether an engine
+/// has the image is [`container::availability`]'s business).
+pub fn check_container(job: &TrainingJob) -> Result<ScriptJob> {
+    let invalid = |m: String| JobsError::Invalid(m);
+    let spec = &job.algorithm_specification;
+    let Some(image) = spec
+        .training_image
+        .clone()
+        .filter(|_| is_container_job(job))
+    else {
+        return Err(invalid(
+            "AlgorithmSpecification.TrainingImage does not name a container image".into(),
+        ));
+    };
+    if spec.training_input_mode != "File" {
+        return Err(invalid(format!(
+            "AlgorithmSpecification.TrainingInputMode {:?} is not supported for container jobs; use File",
+            spec.training_input_mode
+        )));
+    }
+    if spec.container_entrypoint.is_some() || spec.container_arguments.is_some() {
+        return Err(invalid(
+            "AlgorithmSpecification.ContainerEntrypoint and ContainerArguments are not supported by Pier yet \
+             (the image runs with `train` as its argument)"
+                .into(),
+        ));
+    }
+    let common = check_common(job)?;
+    Ok(ScriptJob {
+        framework: "container".to_owned(),
+        entry_point: "train".to_owned(),
+        submit_directory: String::new(),
+        log_level: 20,
+        hyperparameters: common.hyperparameters,
+        channels: common.channels,
+        metrics: common.metrics,
+        runtime: common.runtime,
+        container: Some(image),
+    })
+}
+
+/// What script and container jobs check alike.
+struct Common {
+    hyperparameters: BTreeMap<String, serde_json::Value>,
+    channels: Vec<Channel>,
+    metrics: Vec<MetricDefinition>,
+    runtime: Option<String>,
+}
+
+fn check_common(job: &TrainingJob) -> Result<Common> {
+    let invalid = |m: String| JobsError::Invalid(m);
+    let spec = &job.algorithm_specification;
+    let hyperparameters: BTreeMap<String, serde_json::Value> = job
+        .hyper_parameters
+        .iter()
+        .map(|(k, v)| (k.clone(), contract::decode_hyperparameter(v)))
+        .collect();
     for name in hyperparameters.keys() {
         contract::check_hyperparameter_name(name)
             .map_err(|reason| invalid(format!("HyperParameters {name:?} {reason}")))?;
@@ -306,11 +396,7 @@ pub fn check(job: &TrainingJob) -> Result<ScriptJob> {
             retry.maximum_retry_attempts
         )));
     }
-    Ok(ScriptJob {
-        framework: framework.to_owned(),
-        entry_point,
-        submit_directory,
-        log_level,
+    Ok(Common {
         hyperparameters,
         channels,
         metrics,

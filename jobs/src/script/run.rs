@@ -27,7 +27,7 @@ use super::detect::{self, Detected};
 use super::metrics::MetricScanner;
 use super::process::{self, Line, LineSink, Spec, Stream};
 use super::source::{self, SourceLimits};
-use super::{ScriptJob, check};
+use super::{ScriptJob, check, check_container, container, is_container_job};
 use crate::channels::{ChannelError, ReadOptions, download_channel};
 use crate::error::JobsError;
 use crate::output::write_model_tarball;
@@ -53,9 +53,18 @@ pub(crate) fn marker(folder: &JobFolder) -> String {
     folder.root.display().to_string()
 }
 
-/// Kills what is left of a job's processes (a runner that died mid-job); returns how many.
-pub fn reap(work_dir: &Path, job: &str) -> usize {
-    process::sweep(&marker(&JobFolder::new(work_dir, job)))
+/// Kills what is left of a job's processes (a runner that died mid-job) and removes its
+/// container, if it ran in one; returns how many processes were killed. Blocking.
+pub fn reap(config: &super::ScriptConfig, job: &str, container_job: bool) -> usize {
+    let folder = JobFolder::new(&config.work_dir, job);
+    let killed = process::sweep(&marker(&folder));
+    if container_job {
+        let name = container::container_name(job, &folder.root);
+        for engine in &config.container_engines {
+            container::remove(engine, &name);
+        }
+    }
+    killed
 }
 
 pub(crate) async fn steps(
@@ -74,7 +83,11 @@ pub(crate) async fn steps(
              on loopback, or --allow-scripts)",
         ));
     }
-    let script = check(body)?;
+    let script = if is_container_job(body) {
+        check_container(body)?
+    } else {
+        check(body)?
+    };
     log.line(format!(
         "Pier script job {name}: {} entry point {} (attempt {attempt}) on runner {}",
         script.framework,
@@ -152,6 +165,117 @@ async fn run_in(
             Err(e) => return Err(JobsError::from(e).into()),
         }
     }
+    let (spec, engine) = match &script.container {
+        Some(image) => {
+            let (spec, engine) =
+                container_spec(runner, control, body, script, folder, image, &marker).await?;
+            (spec, Some(engine))
+        }
+        None => (
+            script_spec(runner, log, control, body, script, folder, &marker).await?,
+            None,
+        ),
+    };
+    log.line(format!(
+        "Invoking script with the following command: {}",
+        shown_command(&spec)
+    ))
+    .await;
+    let managed = process::spawn(&spec).map_err(|e| {
+        script_error(format!(
+            "cannot start {}: {e} (set the interpreter with --python)",
+            spec.program.display()
+        ))
+    })?;
+    let mut sink = ScriptSink {
+        log,
+        control,
+        scanner: MetricScanner::new(script.metrics.clone()),
+        tail: VecDeque::new(),
+        stderr_tail: VecDeque::new(),
+    };
+    let finished = process::drive(managed, &control.cancel, config.grace, &mut sink).await;
+    if let Some(engine) = engine {
+        // However it ended, the container goes (SIGKILL reached only the engine's CLI).
+        let name = container::container_name(&body.training_job_name, &folder.root);
+        let _ = tokio::task::spawn_blocking(move || container::remove(&engine, &name)).await;
+    }
+    if finished.swept > 0 {
+        log.line(format!(
+            "Killed {} processes of the job that had left its process group",
+            finished.swept
+        ))
+        .await;
+    }
+    if finished.stopped {
+        let how = if finished.killed {
+            format!(
+                "did not end within the {} s grace period after SIGTERM and was killed (SIGKILL)",
+                config.grace.as_secs_f64()
+            )
+        } else {
+            "ended after SIGTERM".to_owned()
+        };
+        log.line(format!("The script {how}")).await;
+        return Err(Failure::Stopped(
+            control.reason().unwrap_or(StopReason::Stop),
+        ));
+    }
+    let status = finished
+        .status
+        .map_err(|e| script_error(format!("cannot wait for the script: {e}")))?;
+    if !status.success() {
+        let exit = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(code), _) => format!("ExitCode {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            _ => status.to_string(),
+        };
+        let failure = std::fs::read_to_string(folder.failure())
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
+        let message = match failure {
+            Some(text) => format!("AlgorithmError: {text} ({exit})"),
+            None => {
+                let tail = sink.error_message();
+                format!(
+                    "AlgorithmError: ExecuteUserScriptError: {exit}, ErrorMessage {:?}, Command {:?}",
+                    tail,
+                    shown_command(&spec)
+                )
+            }
+        };
+        return Err(script_error(truncate(message, MAX_REASON)));
+    }
+    let metrics = sink.scanner.last().clone();
+    control.check()?;
+    transition(
+        runner,
+        body,
+        "Uploading",
+        "Uploading generated training model",
+    )
+    .await?;
+    let (location, artifact) = publish(runner, log, body, script, folder).await?;
+    Ok((location, artifact, metrics))
+}
+
+/// A script's command: its source fetched and unpacked into `code/`, its entry point checked,
+/// the job moved to Training, its `requirements.txt` environment made.
+async fn script_spec(
+    runner: &Runner,
+    log: &Log,
+    control: &Arc<Control>,
+    body: &mut TrainingJob,
+    script: &ScriptJob,
+    folder: &JobFolder,
+    marker: &str,
+) -> Result<Spec, Failure> {
+    let inner = &runner.0;
+    let config = &inner.config.script;
     let limits = SourceLimits {
         max_bytes: config.max_source_bytes,
         max_files: config.max_source_files,
@@ -214,7 +338,7 @@ async fn run_in(
         "Training image download completed. Training in progress.",
     )
     .await?;
-    let python = python_for(runner, log, control, folder, &marker).await?;
+    let python = python_for(runner, log, control, folder, marker).await?;
     control.check()?;
     let command = command_for(&python, &script.entry_point, script);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -225,88 +349,53 @@ async fn run_in(
         args: command.1.clone(),
         env,
         cwd: folder.code(),
-        marker: marker.clone(),
+        marker: marker.to_owned(),
     };
-    log.line(format!(
-        "Invoking script with the following command: {}",
-        shown_command(&spec)
-    ))
-    .await;
-    let managed = process::spawn(&spec).map_err(|e| {
-        script_error(format!(
-            "cannot start {}: {e} (set the interpreter with --python)",
-            spec.program.display()
-        ))
-    })?;
-    let mut sink = ScriptSink {
-        log,
-        control,
-        scanner: MetricScanner::new(script.metrics.clone()),
-        tail: VecDeque::new(),
-        stderr_tail: VecDeque::new(),
-    };
-    let finished = process::drive(managed, &control.cancel, config.grace, &mut sink).await;
-    if finished.swept > 0 {
-        log.line(format!(
-            "Killed {} processes of the job that had left its process group",
-            finished.swept
-        ))
-        .await;
-    }
-    if finished.stopped {
-        let how = if finished.killed {
-            format!(
-                "did not end within the {} s grace period after SIGTERM and was killed (SIGKILL)",
-                config.grace.as_secs_f64()
-            )
-        } else {
-            "ended after SIGTERM".to_owned()
-        };
-        log.line(format!("The script {how}")).await;
-        return Err(Failure::Stopped(
-            control.reason().unwrap_or(StopReason::Stop),
-        ));
-    }
-    let status = finished
-        .status
-        .map_err(|e| script_error(format!("cannot wait for the script: {e}")))?;
-    if !status.success() {
-        let exit = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
-            (Some(code), _) => format!("ExitCode {code}"),
-            (None, Some(signal)) => format!("killed by signal {signal}"),
-            _ => status.to_string(),
-        };
-        let failure = std::fs::read_to_string(folder.failure())
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty());
-        let message = match failure {
-            Some(text) => format!("AlgorithmError: {text} ({exit})"),
-            None => {
-                let tail = sink.error_message();
-                format!(
-                    "AlgorithmError: ExecuteUserScriptError: {exit}, ErrorMessage {:?}, Command {:?}",
-                    tail,
-                    shown_command(&spec)
-                )
-            }
-        };
-        return Err(script_error(truncate(message, MAX_REASON)));
-    }
-    let metrics = sink.scanner.last().clone();
+    Ok(spec)
+}
+
+/// A container job's command: `ENGINE run … IMAGE train`, with the engine that has the image.
+async fn container_spec(
+    runner: &Runner,
+    control: &Arc<Control>,
+    body: &mut TrainingJob,
+    script: &ScriptJob,
+    folder: &JobFolder,
+    image: &str,
+    marker: &str,
+) -> Result<(Spec, String), Failure> {
+    let engines = runner.0.config.script.container_engines.clone();
+    let wanted = image.to_owned();
+    let engine = tokio::task::spawn_blocking(move || container::availability(&wanted, &engines))
+        .await
+        .map_err(|e| script_error(format!("asking the container engines panicked: {e}")))?
+        .map_err(script_error)?;
     control.check()?;
     transition(
         runner,
         body,
-        "Uploading",
-        "Uploading generated training model",
+        "Training",
+        "Training image download completed. Training in progress.",
     )
     .await?;
-    let (location, artifact) = publish(runner, log, body, script, folder).await?;
-    Ok((location, artifact, metrics))
+    let mut env = vec![
+        (
+            "TRAINING_JOB_NAME".to_owned(),
+            body.training_job_name.clone(),
+        ),
+        ("TRAINING_JOB_ARN".to_owned(), body.training_job_arn.clone()),
+    ];
+    env.extend(body.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let name = container::container_name(&body.training_job_name, &folder.root);
+    let _ = script;
+    let spec = Spec {
+        program: PathBuf::from(&engine),
+        args: container::run_args(&name, &folder.root, image, &env),
+        env: Vec::new(),
+        cwd: folder.root.clone(),
+        marker: marker.to_owned(),
+    };
+    Ok((spec, engine))
 }
 
 /// The interpreter: the runner's (`--python`), or a cached virtual environment with the
@@ -509,10 +598,10 @@ impl ScriptSink<'_> {
         } else {
             &self.stderr_tail
         };
-        if lines.iter().any(|l| l.starts_with("Traceback")) {
-            if let Some(last) = lines.iter().rev().find(|l| !l.starts_with(' ')) {
-                return last.clone();
-            }
+        if lines.iter().any(|l| l.starts_with("Traceback"))
+            && let Some(last) = lines.iter().rev().find(|l| !l.starts_with(' '))
+        {
+            return last.clone();
         }
         let n = lines.len().min(5);
         lines

@@ -159,7 +159,7 @@ async fn steps(
     body: &mut TrainingJob,
     attempt: u32,
 ) -> Result<(String, String, BTreeMap<String, f64>), Failure> {
-    if crate::script::script_kind(body).is_some() {
+    if crate::script::script_kind(body).is_some() || crate::script::is_container_job(body) {
         return crate::script::run::steps(runner, log, control, body, attempt).await;
     }
     let inner = &runner.0;

@@ -1,7 +1,7 @@
 //! CreateTrainingJob's checks by kind of image: a built-in ([`pier_jobs::training::check`]),
 //! a script job ([`pier_jobs::script::check`], refused while scripts are not allowed: the
-//! admin port beyond loopback without `--allow-scripts`), or another image, which Pier could
-//! only run in a local container engine: refused with the reason
+//! admin port beyond loopback without `--allow-scripts`), or another image, run in a local
+//! container engine that has it, else refused with the reason
 //! ([`pier_jobs::script::container::availability`]).
 
 use pier_jobs::channels::{Channel, Location};
@@ -29,29 +29,29 @@ pub(super) async fn check_job(
         let script = pier_jobs::script::check(job).map_err(invalid)?;
         return Ok((script.channels, Some(script.submit_directory)));
     }
-    let image = job
-        .algorithm_specification
-        .training_image
-        .clone()
-        .unwrap_or_default();
-    if job.algorithm_specification.algorithm_name.is_none()
-        && !image.trim().is_empty()
-        && pier_jobs::training::builtin_for_image(&image).is_none()
-    {
-        let answer = tokio::task::spawn_blocking(move || {
-            pier_jobs::script::container::availability(&image).map(|engine| (engine, image))
+    if pier_jobs::script::is_container_job(job) {
+        let image = job
+            .algorithm_specification
+            .training_image
+            .clone()
+            .unwrap_or_default();
+        let engines = app.config.jobs.script.container_engines.clone();
+        tokio::task::spawn_blocking(move || {
+            pier_jobs::script::container::availability(&image, &engines)
         })
         .await
-        .map_err(ApiError::internal)?;
-        return Err(ApiError::validation(match answer {
-            Err(reason) => reason,
-            Ok((engine, image)) => format!(
-                "AlgorithmSpecification.TrainingImage {image:?}: {} has it locally, but Pier does \
-                 not run training containers yet; use a built-in, a script-mode framework image \
-                 or pier-script",
-                engine.command()
-            ),
-        }));
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::validation)?;
+        if !app.config.jobs.script.allowed {
+            return Err(ApiError::validation(format!(
+                "Container jobs run users' images as the server's user, so they are off while \
+                 the control plane listens beyond loopback ({}); start pier serve with \
+                 --allow-scripts (and --credentials) to allow them",
+                app.config.admin_addr
+            )));
+        }
+        let container = pier_jobs::script::check_container(job).map_err(invalid)?;
+        return Ok((container.channels, None));
     }
     let checked = pier_jobs::training::check(job).map_err(invalid)?;
     Ok((checked.channels, None))
