@@ -256,6 +256,7 @@ for epoch in range(1, a.epochs + 1):
     print(f"epoch {epoch}: loss={1.0 / epoch:.4f} val_acc={0.5 + epoch / 10:.2f}")
 print("a warning on stderr", file=sys.stderr)
 shutil.copy(a.fixture, os.path.join(env["SM_MODEL_DIR"], "model.onnx"))
+open(os.path.join(env["SM_OUTPUT_DATA_DIR"], "report.txt"), "w").write("accuracy 0.8")
 os.makedirs(os.path.join(env["SM_MODEL_DIR"], "extra"))
 open(os.path.join(env["SM_MODEL_DIR"], "extra", "notes.txt"), "w").write("notes")
 "#;
@@ -366,6 +367,17 @@ async fn a_script_sees_the_contract_reports_metrics_and_its_model_is_served() {
         .collect();
     names.sort();
     assert_eq!(names, ["extra/notes.txt", "model.onnx"]);
+    // output/data beside it, as SageMaker's output.tar.gz.
+    let tar = flate2::read::GzDecoder::new(
+        std::fs::File::open(out.join("contract/output/output.tar.gz")).unwrap(),
+    );
+    let mut report = String::new();
+    for entry in tar::Archive::new(tar).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        assert_eq!(entry.path().unwrap().display().to_string(), "report.txt");
+        std::io::Read::read_to_string(&mut entry, &mut report).unwrap();
+    }
+    assert_eq!(report, "accuracy 0.8");
     let store = ModelStore::open(s.data.join("store")).unwrap();
     let version = store
         .open_version("contract", VersionSelector::Exact(1))

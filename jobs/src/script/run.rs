@@ -30,7 +30,7 @@ use super::source::{self, SourceLimits};
 use super::{ScriptJob, check, check_container, container, is_container_job};
 use crate::channels::{ChannelError, ReadOptions, download_channel};
 use crate::error::JobsError;
-use crate::output::write_model_tarball;
+use crate::output::{OUTPUT_TARBALL, write_model_tarball, write_tarball};
 use crate::runner::Runner;
 use crate::training::TrainingJob;
 use crate::training::run::{Control, Failure, Log, StopReason, transition};
@@ -340,6 +340,11 @@ async fn script_spec(
     .await?;
     let python = python_for(runner, log, control, folder, marker).await?;
     control.check()?;
+    if !script.entry_point.ends_with(".py") && !script.entry_point.ends_with(".sh") {
+        // Run as an executable, as the toolkit does: make it one.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755));
+    }
     let command = command_for(&python, &script.entry_point, script);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut env = contract::environment(body, script, folder, cpus);
@@ -736,6 +741,30 @@ async fn publish(
     })
     .await
     .map_err(|e| script_error(format!("publishing panicked: {e}")))??;
+    // What the script left in output/data goes beside the model, as SageMaker's output.tar.gz.
+    let data = walk(&folder.output_data());
+    if !data.is_empty() {
+        match write_tarball(
+            &body.output_data_config.s3_output_path,
+            &name,
+            OUTPUT_TARBALL,
+            &data,
+            &inner.config.s3,
+        )
+        .await
+        {
+            Ok(uri) => {
+                log.line(format!("Wrote output/data ({} files) as {uri}", data.len()))
+                    .await
+            }
+            Err(e) => {
+                if let Err(d) = inner.store.delete_version(&manifest.name, manifest.version) {
+                    tracing::warn!(error = %d, "cannot remove the version of a failed upload");
+                }
+                return Err(JobsError::from(e).into());
+            }
+        }
+    }
     let written = write_model_tarball(
         &body.output_data_config.s3_output_path,
         &name,
