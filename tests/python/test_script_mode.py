@@ -8,6 +8,7 @@ FinalMetricDataList; `deploy()` and `predict()` serve the ONNX model the script 
 """
 
 import json
+import time
 import sys
 import textwrap
 
@@ -99,3 +100,84 @@ def test_sklearn_estimator_fits_a_script_and_deploys_its_onnx_model(tmp_path, s3
         assert sum(int(g == t) for g, t in zip(got, y_test)) >= 16, (got, y_test)
     finally:
         stop_pier(proc)
+
+
+STUBBORN_PY = textwrap.dedent('''
+    import argparse, os, signal, subprocess, sys, time
+    p = argparse.ArgumentParser()
+    p.add_argument("--pids")
+    a = p.parse_args()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(0.2)"])
+    open(a.pids + ".tmp", "w").write(f"{os.getpid()} {child.pid}")
+    os.rename(a.pids + ".tmp", a.pids)
+    while True:
+        time.sleep(0.2)
+''')
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_a_killed_server_leaves_no_script_running_after_restart(tmp_path):
+    """kill -9 of `pier serve` orphans its script (nothing could stop it); the next runner on
+    this host fails the job as SageMaker would and kills what the job left running."""
+    import tarfile
+    source = tmp_path / "sourcedir.tar.gz"
+    script = tmp_path / "train.py"
+    script.write_text(STUBBORN_PY)
+    with tarfile.open(source, "w:gz") as tar:
+        tar.add(script, arcname="train.py")
+    train = tmp_path / "train.csv"
+    train.write_text("1,2\n")
+    pids_file = tmp_path / "pids"
+    data = tmp_path / "data"
+    proc, addrs = start_pier(data, "--python", sys.executable)
+    restarted = None
+    try:
+        sm, _ = clients(addrs)
+        sm.create_training_job(
+            TrainingJobName="orphan", RoleArn=ROLE,
+            AlgorithmSpecification={"TrainingImage": "pier-script", "TrainingInputMode": "File"},
+            HyperParameters={"sagemaker_program": json.dumps("train.py"),
+                             "sagemaker_submit_directory": json.dumps(f"file://{source}"),
+                             "pids": json.dumps(str(pids_file))},
+            InputDataConfig=[{"ChannelName": "train", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": f"file://{train}"}}}],
+            OutputDataConfig={"S3OutputPath": f"file://{tmp_path / 'out'}"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            StoppingCondition={"MaxRuntimeInSeconds": 600})
+        deadline = time.monotonic() + 60
+        while not pids_file.exists():
+            assert time.monotonic() < deadline, "the script never started"
+            time.sleep(0.05)
+        pids = [int(p) for p in pids_file.read_text().split()]
+        proc.kill()
+        proc.wait()
+        assert all(alive(p) for p in pids), "the script should outlive a kill -9'd server"
+
+        restarted, addrs = start_pier(data, "--python", sys.executable)
+        sm, _ = clients(addrs)
+        deadline = time.monotonic() + 30
+        while True:
+            d = sm.describe_training_job(TrainingJobName="orphan")
+            if d["TrainingJobStatus"] != "InProgress":
+                break
+            assert time.monotonic() < deadline, d
+            time.sleep(0.1)
+        assert d["TrainingJobStatus"] == "Failed", d
+        assert "ended before the job did" in d["FailureReason"], d["FailureReason"]
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in pids):
+            assert time.monotonic() < deadline, [p for p in pids if alive(p)]
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if restarted is not None:
+            stop_pier(restarted)

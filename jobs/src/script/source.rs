@@ -86,16 +86,24 @@ pub async fn fetch(
                     limits.max_bytes
                 )));
             }
-            let bytes = got
-                .bytes()
-                .await
-                .map_err(|e| fail(crate::channels::location_error_text(&e)))?;
             let dest = scratch.join("sourcedir.tar.gz");
-            let write_to = dest.clone();
-            tokio::task::spawn_blocking(move || std::fs::write(&write_to, &bytes))
-                .await
-                .map_err(|e| fail(e.to_string()))?
-                .map_err(|e| fail(format!("cannot write {}: {e}", dest.display())))?;
+            let write_err =
+                |e: std::io::Error| fail(format!("cannot write {}: {e}", dest.display()));
+            let mut out = std::fs::File::create(&dest).map_err(write_err)?;
+            let mut stream = got.into_stream();
+            let mut seen = 0u64;
+            while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+                let chunk = chunk.map_err(|e| fail(crate::channels::location_error_text(&e)))?;
+                seen += chunk.len() as u64;
+                if seen > limits.max_bytes {
+                    return Err(fail(format!(
+                        "is larger than the limit of {} bytes",
+                        limits.max_bytes
+                    )));
+                }
+                // The store's chunks are small; a blocking write of one is brief.
+                std::io::Write::write_all(&mut out, &chunk).map_err(write_err)?;
+            }
             Ok(dest)
         }
     }
