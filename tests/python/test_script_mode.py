@@ -3,8 +3,10 @@ source_dir=…, framework_version="1.2-1", hyperparameters=…, metric_definitio
 .fit({"train": "s3://…"})` against `pier serve` and an S3-compatible store (s3s-fs). The SDK
 uploads the source folder as sourcedir.tar.gz; Pier runs train.py (scikit-learn, exported to
 ONNX with skl2onnx) under the sagemaker-training toolkit's contract with this venv's Python;
-the job's log streams through the SDK (`logs=True`); MetricDefinitions give
-FinalMetricDataList; `deploy()` and `predict()` serve the ONNX model the script wrote.
+the job's log streams through the SDK's log reader; MetricDefinitions give
+FinalMetricDataList; `deploy()` and `predict()` serve the ONNX model the script wrote. The
+same with `sagemaker.xgboost.XGBoost(entry_point=…)` (the booster the script saved, served
+natively, equal to xgboost's own predictions), and a kill -9'd server's orphaned script.
 """
 
 import json
@@ -67,7 +69,10 @@ def test_sklearn_estimator_fits_a_script_and_deploys_its_onnx_model(tmp_path, s3
             sagemaker_session=session, output_path=f"s3://{BUCKET}/script-output",
             hyperparameters={"n_estimators": 8, "max_depth": 3},
             metric_definitions=[{"Name": "train:accuracy", "Regex": "train_accuracy=([0-9.]+)"}])
-        est.fit({"train": f"s3://{BUCKET}/script/train/"}, logs=True)
+        # fit(wait=False) and the SDK's own log reader with a 1 s poll (fit's waits poll every
+        # 5-10 s, which only makes the test slow).
+        est.fit({"train": f"s3://{BUCKET}/script/train/"}, wait=False)
+        session.logs_for_job(est.latest_training_job.name, wait=True, poll=1)
         printed = capsys.readouterr().out
         assert "trees=8 train_accuracy=" in printed and "exported model.onnx" in printed, printed
 
@@ -88,7 +93,8 @@ def test_sklearn_estimator_fits_a_script_and_deploys_its_onnx_model(tmp_path, s3
         assert manifest["runtime"] == "onnx" and manifest["provenance"]["training_job"] == job
 
         predictor = est.deploy(initial_instance_count=1, instance_type="ml.m5.large",
-                               serializer=CSVSerializer(), deserializer=JSONDeserializer())
+                               serializer=CSVSerializer(), deserializer=JSONDeserializer(), wait=False)
+        session.wait_for_endpoint(predictor.endpoint_name, poll=1)
         test_rows = [line.split(",") for line in (BUILTIN / "breast_cancer_test.csv").read_text().splitlines()]
         X_test = np.array([[float(v) for v in r[1:]] for r in test_rows[:20]], dtype="float32")
         y_test = [int(float(r[0])) for r in test_rows[:20]]
@@ -181,3 +187,79 @@ def test_a_killed_server_leaves_no_script_running_after_restart(tmp_path):
             proc.kill()
         if restarted is not None:
             stop_pier(restarted)
+
+
+XGB_TRAIN_PY = textwrap.dedent('''
+    import argparse, glob, os
+    import numpy as np
+    import xgboost as xgb
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--num_round", type=int)
+    p.add_argument("--max_depth", type=int)
+    a = p.parse_args()
+    def load(channel):
+        files = sorted(glob.glob(os.path.join(os.environ[f"SM_CHANNEL_{channel.upper()}"], "*.csv")))
+        data = np.vstack([np.loadtxt(f, delimiter=",", ndmin=2) for f in files])
+        return xgb.DMatrix(data[:, 1:], label=data[:, 0])
+    train, validation = load("train"), load("validation")
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": a.max_depth, "eval_metric": "logloss"},
+                        train, num_boost_round=a.num_round, evals=[(validation, "validation")],
+                        verbose_eval=True)
+    booster.save_model(os.path.join(os.environ["SM_MODEL_DIR"], "model.json"))
+''')
+
+
+def test_xgboost_estimator_runs_a_script_whose_booster_pier_serves(tmp_path, s3_store, monkeypatch):
+    import io
+    import tarfile
+
+    import xgboost
+    from sagemaker.xgboost.estimator import XGBoost
+
+    proc, addrs = start_pier(tmp_path / "data", "--python", sys.executable, env=pier_env(s3_store))
+    try:
+        sm, rt = clients(addrs)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_store)
+        session = sdk_session(addrs, sm, rt)
+        s3 = s3_client(s3_store)
+        s3.upload_file(str(BUILTIN / "breast_cancer_train.csv"), BUCKET, "xgb/train/train.csv")
+        s3.upload_file(str(BUILTIN / "breast_cancer_test.csv"), BUCKET, "xgb/validation/test.csv")
+        source = tmp_path / "xgb-source"
+        source.mkdir()
+        (source / "train.py").write_text(XGB_TRAIN_PY)
+
+        est = XGBoost(
+            entry_point="train.py", source_dir=str(source), framework_version="1.7-1",
+            py_version="py3", role=ROLE, instance_count=1, instance_type="ml.m5.large",
+            sagemaker_session=session, output_path=f"s3://{BUCKET}/xgb-output",
+            hyperparameters={"num_round": 10, "max_depth": 3},
+            metric_definitions=[{"Name": "validation:logloss",
+                                 "Regex": r"validation-logloss:([0-9.]+)"}])
+        est.fit({"train": f"s3://{BUCKET}/xgb/train/", "validation": f"s3://{BUCKET}/xgb/validation/"},
+                wait=False)
+        job = est.latest_training_job.name
+        session.wait_for_job(job, poll=1)
+        d = sm.describe_training_job(TrainingJobName=job)
+        assert d["TrainingJobStatus"] == "Completed", d.get("FailureReason")
+        (metric,) = d["FinalMetricDataList"]
+        assert metric["MetricName"] == "validation:logloss" and 0 < metric["Value"] < 0.5, metric
+
+        # The booster the script saved, as the SDK's model_data holds it.
+        key = est.model_data.split(f"s3://{BUCKET}/", 1)[1]
+        tarball = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
+            booster = xgboost.Booster(model_file=bytearray(tar.extractfile("model.json").read()))
+        manifest = json.loads((tmp_path / "data" / "store" / job / "1" / "manifest.json").read_text())
+        assert manifest["runtime"] == "xgboost", manifest
+
+        predictor = est.deploy(initial_instance_count=1, instance_type="ml.m5.large",
+                               serializer=CSVSerializer(), deserializer=JSONDeserializer(), wait=False)
+        session.wait_for_endpoint(predictor.endpoint_name, poll=1)
+        rows = np.loadtxt(BUILTIN / "breast_cancer_test.csv", delimiter=",", dtype="float32")[:20, 1:]
+        answer = predictor.predict(rows)
+        scores = [p["score"] for p in answer["predictions"]]
+        want = booster.predict(xgboost.DMatrix(rows))
+        assert np.allclose(scores, want, atol=1e-6), (scores, want.tolist())
+    finally:
+        stop_pier(proc)
