@@ -688,7 +688,8 @@ async fn stop_and_max_runtime_end_every_process_of_the_job() {
         STUBBORN,
         json!({"pids": pid_file.display().to_string()}),
     );
-    req["StoppingCondition"]["MaxRuntimeInSeconds"] = json!(2);
+    // Long enough for the script to start and write its PIDs on a loaded machine.
+    req["StoppingCondition"]["MaxRuntimeInSeconds"] = json!(6);
     s.ok("CreateTrainingJob", req).await;
     let running = pids(&wait_file(&pid_file).await);
     let d = wait_job(&s, "too-long", Duration::from_secs(30)).await;

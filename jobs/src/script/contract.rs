@@ -304,7 +304,7 @@ pub fn environment(
     let resource = resource_config(job);
     let input_config = input_data_config(job);
     let training_env = json!({
-        "additional_framework_parameters": {},
+        "additional_framework_parameters": script.framework_hyperparameters(),
         "channel_input_dirs": channel_dirs,
         "current_host": HOST,
         "current_instance_group": "homogeneousCluster",
@@ -342,7 +342,10 @@ pub fn environment(
         ("SM_NETWORK_INTERFACE_NAME".into(), json!("eth0")),
         ("SM_HPS".into(), json!(user)),
         ("SM_USER_ENTRY_POINT".into(), json!(script.entry_point)),
-        ("SM_FRAMEWORK_PARAMS".into(), json!({})),
+        (
+            "SM_FRAMEWORK_PARAMS".into(),
+            json!(script.framework_hyperparameters()),
+        ),
         ("SM_RESOURCE_CONFIG".into(), resource_config(job)),
         ("SM_INPUT_DATA_CONFIG".into(), input_data_config(job)),
         (
@@ -456,6 +459,14 @@ mod tests {
                 ("epochs".to_string(), json!(3)),
                 ("sagemaker_program".to_string(), json!("train.py")),
                 ("optimizer".to_string(), json!("adam")),
+                (
+                    "_tuning_objective_metric".to_string(),
+                    json!("validation:loss"),
+                ),
+                (
+                    "sagemaker_distributed_dataparallel_enabled".to_string(),
+                    json!(false),
+                ),
             ]
             .into(),
             channels: vec![crate::channels::Channel {
@@ -483,6 +494,10 @@ mod tests {
         assert_eq!(
             env["SM_USER_ARGS"],
             r#"["--epochs","3","--optimizer","adam"]"#
+        );
+        assert_eq!(
+            env["SM_FRAMEWORK_PARAMS"],
+            r#"{"sagemaker_distributed_dataparallel_enabled":false}"#
         );
         assert_eq!(env["SM_NUM_CPUS"], "4");
         assert_eq!(env["SM_HOSTS"], r#"["algo-1"]"#);

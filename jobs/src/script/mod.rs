@@ -51,16 +51,19 @@ pub const FRAMEWORK_REPOSITORIES: &[&str] = &[
     "huggingface-pytorch-training",
 ];
 
-/// The hyperparameters the SDK sets for the framework, not passed to the script.
+/// The hyperparameters the SDK and SageMaker set for the toolkit itself (as the toolkit's
+/// `params.SAGEMAKER_HYPERPARAMETERS`), never passed to the script. Other `sagemaker_*`
+/// hyperparameters are the framework's (`SM_FRAMEWORK_PARAMS`), not the user's either.
 pub const SAGEMAKER_HYPERPARAMETERS: &[&str] = &[
     "sagemaker_program",
     "sagemaker_submit_directory",
-    "sagemaker_container_log_level",
-    "sagemaker_region",
-    "sagemaker_job_name",
     "sagemaker_enable_cloudwatch_metrics",
-    "sagemaker_estimator_class_name",
-    "sagemaker_estimator_module",
+    "sagemaker_region",
+    "sagemaker_container_log_level",
+    "sagemaker_job_name",
+    "default_user_module_name",
+    "_tuning_objective_metric",
+    "sagemaker_s3_output",
 ];
 
 /// The environment variable (in the job's `Environment`) naming the runtime of the model the
@@ -174,11 +177,25 @@ pub struct ScriptJob {
 }
 
 impl ScriptJob {
-    /// The user's hyperparameters: all but the SDK's `sagemaker_*` ones.
+    /// The user's hyperparameters: all but the toolkit's and the framework's (`sagemaker_*`).
     pub fn user_hyperparameters(&self) -> BTreeMap<String, serde_json::Value> {
         self.hyperparameters
             .iter()
-            .filter(|(k, _)| !SAGEMAKER_HYPERPARAMETERS.contains(&k.as_str()))
+            .filter(|(k, _)| {
+                !SAGEMAKER_HYPERPARAMETERS.contains(&k.as_str()) && !k.starts_with("sagemaker_")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The framework's hyperparameters (`sagemaker_*` ones the toolkit does not use itself,
+    /// such as `sagemaker_distributed_dataparallel_enabled`): `SM_FRAMEWORK_PARAMS`.
+    pub fn framework_hyperparameters(&self) -> BTreeMap<String, serde_json::Value> {
+        self.hyperparameters
+            .iter()
+            .filter(|(k, _)| {
+                !SAGEMAKER_HYPERPARAMETERS.contains(&k.as_str()) && k.starts_with("sagemaker_")
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
@@ -262,6 +279,19 @@ pub fn check(job: &TrainingJob) -> Result<ScriptJob> {
         runtime: common.runtime,
         container: None,
     })
+}
+
+/// Checks any training job as CreateTrainingJob does, by its kind (a built-in, a script job or
+/// a container job; whether an engine has a container's image is not asked here), and
+/// returns its channels. For callers that create training jobs of every kind (tuning).
+pub fn check_any(job: &TrainingJob) -> Result<Vec<Channel>> {
+    if script_kind(job).is_some() {
+        return Ok(check(job)?.channels);
+    }
+    if is_container_job(job) {
+        return Ok(check_container(job)?.channels);
+    }
+    Ok(crate::training::check(job)?.channels)
 }
 
 /// Whether a job names an image that is neither a built-in nor a script-mode framework
@@ -525,6 +555,17 @@ mod tests {
             let err = check(&job("pier-script", &hp)).unwrap_err().to_string();
             assert!(err.contains(needle), "{needle}: {err}");
         }
+        assert!(check_any(&ok).is_ok());
+        let mut other = ok.clone();
+        other.algorithm_specification.training_image = Some("local/trainer:1".into());
+        assert!(check_any(&other).is_ok(), "a container job");
+        other.algorithm_specification.container_arguments = Some(serde_json::json!(["x"]));
+        assert!(
+            check_any(&other)
+                .unwrap_err()
+                .to_string()
+                .contains("ContainerArguments")
+        );
         let mut bad_runtime = ok.clone();
         bad_runtime
             .environment

@@ -74,6 +74,8 @@ pub struct Line {
 pub(crate) trait LineSink {
     /// Takes one line.
     async fn line(&mut self, line: Line);
+    /// Writes what it holds (called every 50 ms and at the end).
+    async fn flush(&mut self);
 }
 
 /// How a managed process ended.
@@ -215,6 +217,7 @@ pub(crate) async fn drive(
                 drain_until = Some(Instant::now() + DRAIN);
             }
             _ = tick.tick() => {
+                sink.flush().await;
                 if status.is_none() && cancel.load(Ordering::SeqCst) {
                     match term_at {
                         None => {
@@ -237,6 +240,7 @@ pub(crate) async fn drive(
             }
         }
     }
+    sink.flush().await;
     let marker = managed.marker.clone();
     let swept = tokio::task::spawn_blocking(move || sweep(&marker))
         .await

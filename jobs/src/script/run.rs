@@ -187,13 +187,7 @@ async fn run_in(
             spec.program.display()
         ))
     })?;
-    let mut sink = ScriptSink {
-        log,
-        control,
-        scanner: MetricScanner::new(script.metrics.clone()),
-        tail: VecDeque::new(),
-        stderr_tail: VecDeque::new(),
-    };
+    let mut sink = ScriptSink::new(log, control, MetricScanner::new(script.metrics.clone()));
     let finished = process::drive(managed, &control.cancel, config.grace, &mut sink).await;
     if let Some(engine) = engine {
         // However it ended, the container goes (SIGKILL reached only the engine's CLI).
@@ -478,13 +472,7 @@ async fn python_for(
         log.line(format!("Running {shown}")).await;
         let managed = process::spawn(&spec)
             .map_err(|e| script_error(format!("requirements.txt: cannot run {shown}: {e}")))?;
-        let mut sink = ScriptSink {
-            log,
-            control,
-            scanner: MetricScanner::default(),
-            tail: VecDeque::new(),
-            stderr_tail: VecDeque::new(),
-        };
+        let mut sink = ScriptSink::new(log, control, MetricScanner::default());
         let finished = process::drive(
             managed,
             &control.cancel,
@@ -552,14 +540,32 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-/// Lines into the job's log, metric points into the control's queue (the heartbeat records
-/// them), and the last lines kept for a failure's reason.
+/// Lines into the job's log (in batches: one transaction every 50 ms or [`LOG_BATCH`] lines),
+/// metric points into the control's queue (the heartbeat records them), and the last lines
+/// kept for a failure's reason.
 struct ScriptSink<'a> {
     log: &'a Log,
     control: &'a Arc<Control>,
     scanner: MetricScanner,
     tail: VecDeque<String>,
     stderr_tail: VecDeque<String>,
+    pending: Vec<(i64, String)>,
+}
+
+/// Most log lines written in one transaction.
+const LOG_BATCH: usize = 512;
+
+impl<'a> ScriptSink<'a> {
+    fn new(log: &'a Log, control: &'a Arc<Control>, scanner: MetricScanner) -> Self {
+        Self {
+            log,
+            control,
+            scanner,
+            tail: VecDeque::new(),
+            stderr_tail: VecDeque::new(),
+            pending: Vec::new(),
+        }
+    }
 }
 
 impl LineSink for ScriptSink<'_> {
@@ -590,7 +596,17 @@ impl LineSink for ScriptSink<'_> {
                 keep(&mut self.stderr_tail);
             }
         }
-        self.log.line(&line.text).await;
+        self.pending.push(((line.at * 1000.0) as i64, line.text));
+        if self.pending.len() >= LOG_BATCH {
+            self.flush().await;
+        }
+    }
+
+    async fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let lines = std::mem::take(&mut self.pending);
+            self.log.lines(&lines).await;
+        }
     }
 }
 

@@ -113,6 +113,21 @@ impl Log {
     }
 }
 
+impl Log {
+    /// Appends many lines at once (one transaction): a script's output.
+    pub(crate) async fn lines(&self, lines: &[(i64, String)]) {
+        if let Err(e) = self
+            .runner
+            .0
+            .db
+            .append_logs(JobKind::Training, &self.job, lines)
+            .await
+        {
+            tracing::warn!(job = %self.job, error = %e, "cannot write the job's log");
+        }
+    }
+}
+
 /// The line a progress report is logged as: `#progress DONE/TOTAL name=value …`.
 pub fn progress_line(p: &Progress) -> String {
     let mut line = format!("#progress {}/{}", p.done, p.total);
@@ -392,17 +407,14 @@ async fn flush_progress(log: &Log, control: &Control, last: &mut u64) {
         return;
     }
     let points = std::mem::take(&mut *control.points.lock().unwrap_or_else(|e| e.into_inner()));
-    for point in &points {
-        if let Err(e) = log
-            .runner
-            .0
-            .db
-            .record_metric(JobKind::Training, &log.job, point)
-            .await
-        {
-            tracing::warn!(job = %log.job, error = %e, "cannot record a metric point");
-            break;
-        }
+    if let Err(e) = log
+        .runner
+        .0
+        .db
+        .record_metrics(JobKind::Training, &log.job, &points)
+        .await
+    {
+        tracing::warn!(job = %log.job, error = %e, "cannot record metric points");
     }
     *last = seq;
     let line = control
