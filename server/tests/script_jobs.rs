@@ -976,3 +976,36 @@ async fn images_run_in_a_container_engine_that_has_them_and_never_pulled() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_without_allow_scripts_fails_script_jobs_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The server queues (its admin port is on loopback) but runs nothing itself.
+    let mut config = common::config(&data);
+    config.jobs.slots = 0;
+    let s = TestServer::start_with(config).await;
+    // A `pier worker` without --allow-scripts.
+    let mut worker_config = pier_jobs::RunnerConfig::default();
+    worker_config.script.allowed = false;
+    worker_config.script.work_dir = data.join("jobs");
+    let worker = pier_jobs::Runner::new(
+        Db::open(&data).await.unwrap(),
+        ModelStore::open(data.join("store")).unwrap(),
+        worker_config,
+    )
+    .unwrap()
+    .start();
+    s.ok(
+        "CreateTrainingJob",
+        simple(dir.path(), "refused", "print(1)\n", json!({})),
+    )
+    .await;
+    let d = wait_job(&s, "refused", Duration::from_secs(30)).await;
+    assert_eq!(d["TrainingJobStatus"], "Failed", "{d}");
+    let reason = d["FailureReason"].as_str().unwrap();
+    assert!(reason.contains("--allow-scripts"), "{reason}");
+    assert!(!data.join("jobs/refused").exists());
+    worker.shutdown().await;
+    s.stop().await;
+}
