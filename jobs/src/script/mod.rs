@@ -25,6 +25,7 @@ pub mod contract;
 pub mod detect;
 pub mod metrics;
 pub mod process;
+mod publish;
 pub(crate) mod run;
 pub mod source;
 
