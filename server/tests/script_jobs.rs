@@ -468,6 +468,31 @@ shutil.copy(a.src, os.path.join(os.environ["SM_MODEL_DIR"], a.dst))
         assert!(!v.manifest().signature.inputs.is_empty(), "{job}");
     }
 
+    // A shell entry point runs with /bin/sh, the hyperparameters as its arguments.
+    let source = tarball(
+        dir.path(),
+        "shell.tar.gz",
+        &[(
+            "train.sh",
+            "[ \"$*\" = \"--depth 4 -k 2\" ] || { echo \"args: $*\" > \"$SM_OUTPUT_DIR/failure\"; exit 1; }\n\
+             cp \"$FIXTURE\" \"$SM_MODEL_DIR/model.onnx\"\n",
+        )],
+    );
+    let data = dir.path().join("shell.csv");
+    std::fs::write(&data, "1,2\n").unwrap();
+    let mut req = request(
+        "shell",
+        "pier-script",
+        hyperparameters("train.sh", &source, json!({"depth": 4, "k": 2})),
+        &[("train", &data)],
+        &dir.path().join("out"),
+    );
+    req["Environment"] =
+        json!({"FIXTURE": fixture("onnx/iris-logreg/model.onnx").display().to_string()});
+    s.ok("CreateTrainingJob", req).await;
+    let d = wait_job(&s, "shell", Duration::from_secs(60)).await;
+    assert_eq!(d["TrainingJobStatus"], "Completed", "{d}");
+
     // PIER_RUNTIME names it (no extension to go by).
     let mut req = simple(
         dir.path(),
