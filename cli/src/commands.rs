@@ -38,6 +38,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     config.compute.queue = args.compute_queue;
     config.jobs.slots = args.job_slots;
+    // pier serve allows scripts on loopback itself (ServerConfig::scripts_allowed).
+    args.scripts.apply(&mut config.jobs.script, true)?;
+    config.allow_scripts = args.scripts.allow_scripts;
     if let Some(threads) = args.training_threads {
         if threads == 0 {
             bail!("--training-threads must be at least 1");

@@ -29,6 +29,46 @@ pub struct WorkerArgs {
     /// --import-root`. Without one, any local path.
     #[arg(long = "import-root", value_name = "DIR")]
     import_roots: Vec<PathBuf>,
+    #[command(flatten)]
+    scripts: ScriptArgs,
+}
+
+/// Script jobs' options, shared by `pier serve` and `pier worker`.
+#[derive(Debug, Args)]
+pub struct ScriptArgs {
+    /// Run script jobs (users' training code, run as this process's user). `pier serve` runs
+    /// them without this flag while --admin is on loopback; beyond loopback, and for `pier
+    /// worker`, they need it.
+    #[arg(long)]
+    pub allow_scripts: bool,
+    /// The Python interpreter of script jobs' `.py` entry points and of their
+    /// requirements.txt environments.
+    #[arg(long, value_name = "PATH", default_value = "python3")]
+    pub python: String,
+    /// Seconds a stopped script job (StopTrainingJob, MaxRuntimeInSeconds, shutdown) has
+    /// between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    pub script_grace: f64,
+}
+
+impl ScriptArgs {
+    /// Applies the options; `allowed_by_default` is whether scripts run without the flag.
+    pub fn apply(
+        &self,
+        config: &mut pier_jobs::script::ScriptConfig,
+        allowed_by_default: bool,
+    ) -> anyhow::Result<()> {
+        if !(self.script_grace >= 0.0 && self.script_grace.is_finite()) {
+            bail!("--script-grace must be a number of seconds, 0 or more");
+        }
+        if self.python.trim().is_empty() {
+            bail!("--python must name an interpreter");
+        }
+        config.allowed = self.allow_scripts || allowed_by_default;
+        config.python = self.python.clone();
+        config.grace = Duration::from_secs_f64(self.script_grace);
+        Ok(())
+    }
 }
 
 /// `pier jobs …`.
@@ -96,6 +136,8 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         config.import_policy = pier_model_store::ImportPolicy::under_roots(&args.import_roots)
             .context("--import-root")?;
     }
+    args.scripts.apply(&mut config.script, false)?;
+    config.script.work_dir = args.data_dir.join("jobs");
     let db = pier_db::Db::open(&args.data_dir)
         .await
         .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;

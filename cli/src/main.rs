@@ -162,6 +162,8 @@ struct ServeArgs {
     /// half the cores).
     #[arg(long)]
     training_threads: Option<usize>,
+    #[command(flatten)]
+    scripts: jobs::ScriptArgs,
     /// PEM certificate chain: every listener (HTTP, admin, gRPC) then speaks TLS.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,

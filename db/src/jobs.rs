@@ -622,6 +622,82 @@ impl Db {
             .collect())
     }
 
+    /// Appends lines (`(at_ms, message)`, in order) to a job's log in one transaction: one
+    /// disk sync for the lot, where [`Db::append_log`] costs one a line (a script printing
+    /// thousands of lines).
+    pub async fn append_logs(
+        &self,
+        kind: JobKind,
+        job: &str,
+        lines: &[(i64, String)],
+    ) -> Result<(), DbError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(err(DbOp::Insert, LOGS, Some(job)))?;
+        for (at_ms, message) in lines {
+            sqlx::query(
+                "INSERT INTO job_logs (kind, job, seq, at_ms, message)
+                 VALUES ($1, $2,
+                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_logs WHERE kind = $1 AND job = $2),
+                     $3, $4)",
+            )
+            .bind(kind.as_str())
+            .bind(job)
+            .bind(*at_ms)
+            .bind(message)
+            .execute(&mut *tx)
+            .await
+            .map_err(err(DbOp::Insert, LOGS, Some(job)))?;
+        }
+        tx.commit()
+            .await
+            .map_err(err(DbOp::Insert, LOGS, Some(job)))?;
+        Ok(())
+    }
+
+    /// Records metric points as [`Db::record_metric`] does, in one transaction.
+    pub async fn record_metrics(
+        &self,
+        kind: JobKind,
+        job: &str,
+        points: &[MetricPoint],
+    ) -> Result<(), DbError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
+        for point in points {
+            let step = i64::try_from(point.step).unwrap_or(i64::MAX);
+            sqlx::query(
+                "INSERT INTO job_metrics (kind, job, name, step, at, value)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (kind, job, name, step) DO UPDATE SET at = $5, value = $6",
+            )
+            .bind(kind.as_str())
+            .bind(job)
+            .bind(&point.name)
+            .bind(step)
+            .bind(point.at)
+            .bind(point.value)
+            .execute(&mut *tx)
+            .await
+            .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
+        }
+        tx.commit()
+            .await
+            .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
+        Ok(())
+    }
+
     /// Appends a line to a job's log.
     pub async fn append_log(
         &self,

@@ -344,3 +344,54 @@ async fn metric_points_read_back_by_name_and_step_and_survive_reopen() {
         ]
     );
 }
+
+#[tokio::test]
+async fn logs_and_metric_points_append_in_batches_in_order() {
+    let (_dir, db) = db().await;
+    db.append_log(JobKind::Training, "j", 1, "first")
+        .await
+        .unwrap();
+    let lines: Vec<(i64, String)> = (0..300).map(|i| (10 + i, format!("line {i}"))).collect();
+    db.append_logs(JobKind::Training, "j", &lines)
+        .await
+        .unwrap();
+    db.append_logs(JobKind::Training, "j", &[]).await.unwrap();
+    let all = db
+        .read_logs(
+            JobKind::Training,
+            "j",
+            &LogQuery {
+                limit: 1000,
+                from_head: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 301);
+    assert_eq!(all[0].message, "first");
+    assert_eq!(all[300].message, "line 299");
+    assert!(all.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
+    let points: Vec<MetricPoint> = (1..=3)
+        .map(|step| MetricPoint {
+            name: "train:loss".into(),
+            step,
+            at: step as f64,
+            value: 1.0 / step as f64,
+        })
+        .collect();
+    db.record_metrics(JobKind::Training, "j", &points)
+        .await
+        .unwrap();
+    // The same steps again replace their values, as one by one.
+    let mut again = points.clone();
+    again[2].value = 0.25;
+    db.record_metrics(JobKind::Training, "j", &again[2..])
+        .await
+        .unwrap();
+    let read = db
+        .read_metrics(JobKind::Training, "j", Some("train:loss"))
+        .await
+        .unwrap();
+    assert_eq!(read, again);
+}

@@ -40,6 +40,10 @@ pub enum JobsError {
     /// The job database failed.
     #[error(transparent)]
     Db(#[from] pier_db::DbError),
+    /// A script job failed (the script's own reason, or why it could not run): the message
+    /// is its `FailureReason`.
+    #[error("{0}")]
+    Script(String),
     /// The training thread pool could not be built.
     #[error("cannot start the training pool: {0}")]
     Pool(String),

@@ -9,6 +9,9 @@
 //!   library path behind `pier train`, which needs no server).
 //! - [`training`]: the training job record in SageMaker's field names, its checks at create
 //!   (image, hyperparameters, channels), running it over its channels and writing its outputs.
+//! - [`script`]: script mode: users' training scripts run as local processes under the
+//!   sagemaker-training toolkit's contract (job folder, `SM_*` environment, metrics from the
+//!   log, the model they leave published with its runtime detected).
 //! - [`runner`]: the durable queue in `pier-db`: runners claim jobs atomically, hold them by a
 //!   lease renewed by a heartbeat, write each transition before acting, log progress to the
 //!   job's log, and on start reconcile jobs whose runner died (failed with a reason, or
@@ -24,6 +27,7 @@ pub mod channels;
 pub mod error;
 pub mod output;
 pub mod runner;
+pub mod script;
 pub mod train;
 pub mod training;
 

@@ -118,11 +118,26 @@ fn s3_err(bucket: &str, uri: &str, e: object_store::Error) -> OutputError {
     }
 }
 
+/// The archive of a script's `output/data/` under `<S3OutputPath>/<job>/output/`.
+pub const OUTPUT_TARBALL: &str = "output.tar.gz";
+
 /// Writes `<output_path>/<job>/output/model.tar.gz` holding each `(name, path)` of `files` as
 /// `name`; returns its URI. See the module docs.
 pub async fn write_model_tarball(
     output_path: &str,
     job: &str,
+    files: &[(String, PathBuf)],
+    s3: &S3Config,
+) -> Result<String, OutputError> {
+    write_tarball(output_path, job, MODEL_TARBALL, files, s3).await
+}
+
+/// Writes `<output_path>/<job>/output/<tarball>` (`model.tar.gz`, or `output.tar.gz` for a
+/// script's `output/data/`) as [`write_model_tarball`] does.
+pub async fn write_tarball(
+    output_path: &str,
+    job: &str,
+    tarball: &str,
     files: &[(String, PathBuf)],
     s3: &S3Config,
 ) -> Result<String, OutputError> {
@@ -136,14 +151,19 @@ pub async fn write_model_tarball(
         return Err(bad(format!("cannot hold the job name '{job}'")));
     }
     for (name, _) in files {
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        // A plain name, or a relative path of plain names (a script's model/ sub-folders).
+        let plain = !name.is_empty()
+            && name
+                .split('/')
+                .all(|part| !part.is_empty() && part != "." && part != "..");
+        if !plain || name.starts_with('.') {
             return Err(OutputError::Io {
                 path: name.clone(),
-                reason: "not a plain file name for model.tar.gz".into(),
+                reason: "not a relative file name for model.tar.gz".into(),
             });
         }
     }
-    let target = base.join(&format!("{job}/output/{MODEL_TARBALL}"));
+    let target = base.join(&format!("{job}/output/{tarball}"));
     let files = files.to_vec();
     match target {
         Location::Local(dest) => {

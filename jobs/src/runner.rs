@@ -48,6 +48,8 @@ pub struct RunnerConfig {
     pub max_channel_bytes: u64,
     /// How channels and outputs reach S3 (the AWS environment variables by default).
     pub s3: S3Config,
+    /// How script jobs run (interpreter, grace period, job folders, whether at all).
+    pub script: crate::script::ScriptConfig,
 }
 
 /// The default of [`RunnerConfig::max_channel_bytes`]: 16 GiB.
@@ -65,6 +67,7 @@ impl Default for RunnerConfig {
             import_policy: ImportPolicy::anywhere(),
             max_channel_bytes: MAX_CHANNEL_BYTES,
             s3: S3Config::from_env(),
+            script: crate::script::ScriptConfig::default(),
         }
     }
 }
@@ -189,6 +192,8 @@ impl Runner {
                 format!("the runner running it ({owner}) stopped renewing its lease")
             };
             let mut body = job.body;
+            let container = crate::script::is_container_job(&body);
+            let script = crate::script::script_kind(&body).is_some() || container;
             let max_retries = body.max_retries();
             let (status, line) = if job.status == JobStatus::Stopping {
                 body.transition("Stopped", format!("Training job stopped ({why})"), at);
@@ -219,6 +224,18 @@ impl Runner {
                 .await?
             {
                 tracing::warn!(job = %job.name, %owner, status = status.as_str(), "reconciled a job whose runner died");
+                if script {
+                    // A script the dead runner started may still run on this host.
+                    let (config, name) = (self.0.config.script.clone(), job.name.clone());
+                    let reaped = tokio::task::spawn_blocking(move || {
+                        crate::script::reap(&config, &name, container)
+                    })
+                    .await
+                    .unwrap_or(0);
+                    if reaped > 0 {
+                        tracing::warn!(job = %job.name, reaped, "killed the processes of a script job whose runner died");
+                    }
+                }
                 let _ = db
                     .append_log(JobKind::Training, &job.name, (at * 1000.0) as i64, &line)
                     .await;

@@ -37,13 +37,20 @@ pub struct ServerConfig {
     pub instances: InstancesConfig,
     /// Data capture's writers (`--capture-flush`, `--capture-file-bytes`).
     pub capture: crate::capture::CaptureSettings,
+    /// Run script jobs (users' training code, as this server's user) even though the admin
+    /// port listens beyond loopback (`--allow-scripts`). On loopback they run regardless.
+    pub allow_scripts: bool,
 }
 
 impl ServerConfig {
     /// Defaults for a data folder, with the default ports.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let data_dir: PathBuf = data_dir.into();
+        let mut jobs = pier_jobs::RunnerConfig::default();
+        // Script jobs' folders (mirroring /opt/ml) and cached virtual environments.
+        jobs.script.work_dir = data_dir.join("jobs");
         Self {
-            data_dir: data_dir.into(),
+            data_dir,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
             grpc_addr: None,
@@ -54,10 +61,16 @@ impl ServerConfig {
             import: ImportConfig::default(),
             auth: AuthConfig::default(),
             tls: None,
-            jobs: pier_jobs::RunnerConfig::default(),
+            jobs,
             instances: InstancesConfig::default(),
             capture: crate::capture::CaptureSettings::default(),
+            allow_scripts: false,
         }
+    }
+
+    /// Whether script jobs may run: the admin port on loopback, or `allow_scripts`.
+    pub fn scripts_allowed(&self) -> bool {
+        self.allow_scripts || self.admin_addr.ip().is_loopback()
     }
 
     /// The artifact store folder.

@@ -90,7 +90,9 @@ pub struct RunningServer {
 const STAGING_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Opens everything, restores endpoints and starts serving.
-pub async fn start(config: ServerConfig) -> Result<RunningServer, StartError> {
+pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError> {
+    // Script jobs run users' code: only on loopback, or when the operator says so.
+    config.jobs.script.allowed &= config.scripts_allowed();
     let auth = &config.auth;
     if auth.credentials.is_none() && !auth.insecure_admin && !config.admin_addr.ip().is_loopback() {
         return Err(StartError::InsecureAdmin(config.admin_addr));

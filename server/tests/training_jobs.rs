@@ -352,7 +352,9 @@ async fn create_refuses_what_sagemaker_refuses() {
             "CreateTrainingJob",
             job_request(
                 "bad-image",
-                "123.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2",
+                // Neither a built-in nor a script-mode framework image (tensorflow-training
+                // now is one), and no container engine here has it.
+                "123.dkr.ecr.us-east-1.amazonaws.com/my-own-algorithm:2",
                 train,
                 &out,
                 json!({}),

@@ -31,6 +31,7 @@
 //! `label_size`, CSV has a label column exactly when [`ReadOptions::has_label`].
 
 mod content;
+mod download;
 mod error;
 mod location;
 mod read;
@@ -44,6 +45,7 @@ use pier_algorithms::builtin::Dataset;
 use pier_model_store::ImportPolicy;
 
 pub use content::{ContentKind, ContentType};
+pub use download::{Downloaded, download_channel};
 pub use error::{ChannelError, ChannelSpecError};
 pub use location::{Location, S3Config};
 pub use read::{MAX_MANIFEST_BYTES, PREFETCH_CHUNKS, RANGE_BYTES, RANGE_CONCURRENCY};

@@ -36,7 +36,7 @@ use crate::runner::{Runner, now};
 
 /// Why a job's cancel flag was set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StopReason {
+pub(crate) enum StopReason {
     /// StopTrainingJob.
     Stop,
     /// `MaxRuntimeInSeconds` passed.
@@ -49,14 +49,14 @@ enum StopReason {
 
 /// What the heartbeat and the training thread share.
 #[derive(Default)]
-struct Control {
-    cancel: Arc<AtomicBool>,
+pub(crate) struct Control {
+    pub(crate) cancel: Arc<AtomicBool>,
     reason: Mutex<Option<StopReason>>,
     progress: Mutex<Option<Progress>>,
-    progress_seq: AtomicU64,
+    pub(crate) progress_seq: AtomicU64,
     /// Every report's metrics since the last flush, as intermediate metric points (tuning's
     /// early stopping and Hyperband read them).
-    points: Mutex<Vec<MetricPoint>>,
+    pub(crate) points: Mutex<Vec<MetricPoint>>,
 }
 
 impl Control {
@@ -66,11 +66,11 @@ impl Control {
         self.cancel.store(true, Ordering::SeqCst);
     }
 
-    fn reason(&self) -> Option<StopReason> {
+    pub(crate) fn reason(&self) -> Option<StopReason> {
         *self.reason.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn check(&self) -> Result<(), Failure> {
+    pub(crate) fn check(&self) -> Result<(), Failure> {
         match self.reason() {
             Some(r) => Err(Failure::Stopped(r)),
             None => Ok(()),
@@ -79,7 +79,7 @@ impl Control {
 }
 
 /// How a run ended early.
-enum Failure {
+pub(crate) enum Failure {
     Stopped(StopReason),
     Error(JobsError),
     /// The database refused a write; the job is left to reconciliation.
@@ -93,19 +93,34 @@ impl From<JobsError> for Failure {
 }
 
 /// The job's log writer.
-struct Log {
+pub(crate) struct Log {
     runner: Runner,
     job: String,
 }
 
 impl Log {
-    async fn line(&self, message: impl AsRef<str>) {
+    pub(crate) async fn line(&self, message: impl AsRef<str>) {
         let at = (now() * 1000.0) as i64;
         if let Err(e) = self
             .runner
             .0
             .db
             .append_log(JobKind::Training, &self.job, at, message.as_ref())
+            .await
+        {
+            tracing::warn!(job = %self.job, error = %e, "cannot write the job's log");
+        }
+    }
+}
+
+impl Log {
+    /// Appends many lines at once (one transaction): a script's output.
+    pub(crate) async fn lines(&self, lines: &[(i64, String)]) {
+        if let Err(e) = self
+            .runner
+            .0
+            .db
+            .append_logs(JobKind::Training, &self.job, lines)
             .await
         {
             tracing::warn!(job = %self.job, error = %e, "cannot write the job's log");
@@ -159,6 +174,9 @@ async fn steps(
     body: &mut TrainingJob,
     attempt: u32,
 ) -> Result<(String, String, BTreeMap<String, f64>), Failure> {
+    if crate::script::script_kind(body).is_some() || crate::script::is_container_job(body) {
+        return crate::script::run::steps(runner, log, control, body, attempt).await;
+    }
     let inner = &runner.0;
     let name = body.training_job_name.clone();
     let checked = check(body)?;
@@ -356,7 +374,7 @@ async fn train_on_pool(
 }
 
 /// Writes a transition (before its work starts).
-async fn transition(
+pub(crate) async fn transition(
     runner: &Runner,
     body: &mut TrainingJob,
     status: &str,
@@ -389,17 +407,14 @@ async fn flush_progress(log: &Log, control: &Control, last: &mut u64) {
         return;
     }
     let points = std::mem::take(&mut *control.points.lock().unwrap_or_else(|e| e.into_inner()));
-    for point in &points {
-        if let Err(e) = log
-            .runner
-            .0
-            .db
-            .record_metric(JobKind::Training, &log.job, point)
-            .await
-        {
-            tracing::warn!(job = %log.job, error = %e, "cannot record a metric point");
-            break;
-        }
+    if let Err(e) = log
+        .runner
+        .0
+        .db
+        .record_metrics(JobKind::Training, &log.job, &points)
+        .await
+    {
+        tracing::warn!(job = %log.job, error = %e, "cannot record metric points");
     }
     *last = seq;
     let line = control

@@ -38,10 +38,17 @@ pub struct Import<'a> {
     pub image: &'a str,
 }
 
+/// [`Import::image`] for a SageMaker framework image (`sagemaker-scikit-learn`, …,
+/// `pier-script`): the runtime is what the model's files show
+/// ([`pier_jobs::script::detect`]), and a model Pier cannot serve is refused with the reason.
+pub const DETECT: &str = "(detect)";
+
 /// What `ModelDataUrl` resolved to.
 pub struct Resolved {
     /// The pinned artifact.
     pub artifact: ArtifactRef,
+    /// Its runtime.
+    pub runtime: String,
     /// Whether this call published it (so a failed CreateModel removes it again).
     pub imported: bool,
 }
@@ -49,8 +56,10 @@ pub struct Resolved {
 /// Resolves `url`. Blocking.
 pub fn resolve(job: &Import<'_>, url: &str) -> Result<Resolved, ApiError> {
     if let Some(reference) = url.strip_prefix("pier://") {
+        let (artifact, runtime) = resolve_store_ref(job.store, job.image, reference)?;
         return Ok(Resolved {
-            artifact: resolve_store_ref(job.store, job.image, reference)?,
+            artifact,
+            runtime,
             imported: false,
         });
     }
@@ -67,8 +76,10 @@ pub fn resolve(job: &Import<'_>, url: &str) -> Result<Resolved, ApiError> {
         )));
     }
     let path = PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+    let (artifact, runtime) = import_path(job, url, &path)?;
     Ok(Resolved {
-        artifact: import_path(job, url, &path)?,
+        artifact,
+        runtime,
         imported: true,
     })
 }
@@ -77,7 +88,7 @@ fn resolve_store_ref(
     store: &ModelStore,
     image: &str,
     reference: &str,
-) -> Result<ArtifactRef, ApiError> {
+) -> Result<(ArtifactRef, String), ApiError> {
     let (name, version) = match reference.split_once('/') {
         Some((n, v)) => {
             let v = v.parse::<u64>().map_err(|_| {
@@ -93,15 +104,27 @@ fn resolve_store_ref(
         .open_version(name, version)
         .map_err(|e| ApiError::validation(format!("ModelDataUrl pier://{reference}: {e}")))?;
     let manifest = artifact.manifest();
-    check_runtime(
-        image,
-        &manifest.runtime,
-        &format!("pier://{}/{}", manifest.name, manifest.version),
-    )?;
-    Ok(ArtifactRef {
-        name: manifest.name.clone(),
-        version: manifest.version,
-    })
+    let shown = format!("pier://{}/{}", manifest.name, manifest.version);
+    // A script job's model Pier cannot serve (a pickle) is stored with the reason.
+    if let Some(reason) = manifest
+        .properties
+        .get("unservable")
+        .and_then(|r| r.as_str())
+    {
+        return Err(ApiError::validation(format!(
+            "ModelDataUrl {shown} cannot be served: {reason}"
+        )));
+    }
+    if image != DETECT {
+        check_runtime(image, &manifest.runtime, &shown)?;
+    }
+    Ok((
+        ArtifactRef {
+            name: manifest.name.clone(),
+            version: manifest.version,
+        },
+        manifest.runtime.clone(),
+    ))
 }
 
 fn check_runtime(image: &str, runtime: &str, what: &str) -> Result<(), ApiError> {
@@ -116,7 +139,11 @@ fn check_runtime(image: &str, runtime: &str, what: &str) -> Result<(), ApiError>
 /// Imports a local file, a folder of files or a model archive as a new version: the path
 /// is checked against the import roots, copied into staging within the import's limits and
 /// cancel flag, and inspected as a model of `image` before it is published.
-fn import_path(job: &Import<'_>, url: &str, path: &Path) -> Result<ArtifactRef, ApiError> {
+fn import_path(
+    job: &Import<'_>,
+    url: &str,
+    path: &Path,
+) -> Result<(ArtifactRef, String), ApiError> {
     let context = format!("ModelDataUrl {url}");
     let store_err = |e| ApiError::from_store(&context, e);
     let limits = job.config.limits();
@@ -152,8 +179,10 @@ pub fn import_fetched(
     url: &str,
     source: &LocalSource,
 ) -> Result<Resolved, ApiError> {
+    let (artifact, runtime) = import_source(job, url, source, url)?;
     Ok(Resolved {
-        artifact: import_source(job, url, source, url)?,
+        artifact,
+        runtime,
         imported: true,
     })
 }
@@ -173,14 +202,29 @@ fn import_source(
     url: &str,
     source: &LocalSource,
     origin: &str,
-) -> Result<ArtifactRef, ApiError> {
+) -> Result<(ArtifactRef, String), ApiError> {
     let context = format!("ModelDataUrl {url}");
     let store_err = |e| ApiError::from_store(&context, e);
     let mut budget = Budget::new(job.config.limits(), job.cancel.clone());
     let mut staging = pier_jobs::output::stage_model_data(job.store, source, &mut budget)
         .map_err(|e| output_err(url, e))?;
     let names: Vec<String> = staging.files().iter().map(|f| f.name.clone()).collect();
-    let Some(primary) = primary_file(&names, job.image) else {
+    let (image, primary) = if job.image == DETECT {
+        use pier_jobs::script::detect::{Detected, detect, head};
+        let read_head = |n: &str| staging.file_path(n).map(|p| head(&p)).unwrap_or_default();
+        match detect(&names, None, &read_head) {
+            Detected::Servable { runtime, primary } => (runtime, Some(primary)),
+            Detected::Unservable { reason } => {
+                return Err(ApiError::validation(format!(
+                    "{context} cannot be served: {reason}"
+                )));
+            }
+        }
+    } else {
+        (job.image.to_owned(), primary_file(&names, job.image))
+    };
+    let image = image.as_str();
+    let Some(primary) = primary else {
         return Err(ApiError::validation(format!(
             "{context}: it holds no model files"
         )));
@@ -193,11 +237,10 @@ fn import_source(
             .to_string()
             .replace(&staged.display().to_string(), &primary);
         ApiError::validation(format!(
-            "{context}: {primary} is not a valid {} model: {message}",
-            job.image
+            "{context}: {primary} is not a valid {image} model: {message}"
         ))
     };
-    let (signature, properties) = match job.image {
+    let (signature, properties) = match image {
         "onnx" => {
             let signature = pier_runtimes::onnx::OnnxGraph::read(&staged, &primary)
                 .and_then(|g| g.declared_signature())
@@ -223,16 +266,19 @@ fn import_source(
     };
     budget.check().map_err(store_err)?;
     let draft = ManifestDraft {
-        runtime: job.image.to_owned(),
+        runtime: image.to_owned(),
         signature,
         properties,
         provenance: [("source".to_string(), serde_json::json!(origin))].into(),
     };
     let manifest = staging.publish(job.model_name, draft).map_err(store_err)?;
-    Ok(ArtifactRef {
-        name: manifest.name,
-        version: manifest.version,
-    })
+    Ok((
+        ArtifactRef {
+            name: manifest.name,
+            version: manifest.version,
+        },
+        image.to_owned(),
+    ))
 }
 
 /// The file the runtime loads: the first (by name) with the runtime's extension, else the

@@ -19,6 +19,7 @@ mod logs;
 mod models;
 pub mod options;
 pub mod scaler;
+mod scripts;
 mod tags;
 mod training;
 

@@ -151,7 +151,14 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
             }
         }
     }
-    let containers: Vec<ContainerDefinition> = checked.into_iter().map(|(_, c)| c).collect();
+    let containers: Vec<ContainerDefinition> = checked
+        .into_iter()
+        .zip(&resolved)
+        .map(|((_, mut c), r)| {
+            c.image.clone_from(&r.runtime);
+            c
+        })
+        .collect();
     let record = ModelRecord {
         model_arn: arn("model", &req.model_name),
         model_name: req.model_name.clone(),
@@ -211,6 +218,9 @@ fn check_container(
     if let Some(algorithm) = pier_jobs::training::builtin_for_image(&container.image) {
         container.image = algorithm.image_name().to_owned();
     }
+    // A framework image (`…/sagemaker-scikit-learn:1.2-1-cpu-py3`, `pier-script`, …): the
+    // runtime is what the model's files show; the record keeps that runtime's name.
+    let detect = pier_jobs::script::is_framework_image(&container.image);
     if let Some(unsupported_field) = container.unsupported() {
         return Err(unsupported(&format!("{field}.{unsupported_field}")));
     }
@@ -222,7 +232,7 @@ fn check_container(
         )));
     }
     let supported = pier_runtimes::loader::SUPPORTED_RUNTIMES;
-    if !supported.contains(&container.image.as_str()) {
+    if !detect && !supported.contains(&container.image.as_str()) {
         return Err(ApiError::validation(format!(
             "{field}.Image {:?} is not a Pier runtime; use one of: {}",
             container.image,
@@ -267,7 +277,11 @@ async fn import_container(
         app.config.import.clone(),
         app.config.admin_addr,
         store_name.to_owned(),
-        container.image.clone(),
+        if pier_jobs::script::is_framework_image(&container.image) {
+            import::DETECT.to_owned()
+        } else {
+            container.image.clone()
+        },
     );
     // An s3:// archive comes down first, into a scratch folder of this call's own in the data
     // folder (removed when the call ends, however it ends).

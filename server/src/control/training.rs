@@ -135,8 +135,7 @@ pub(super) async fn create(
         req.debug_rule_configurations,
         req.profiler_rule_configurations,
     );
-    let checked =
-        pier_jobs::training::check(&job).map_err(|e| ApiError::validation(e.to_string()))?;
+    let (channels, submit_directory) = super::scripts::check_job(app, &job).await?;
     // Local channels are confined to the import roots, as CreateModel's local imports are
     // (the runner checks again, link by link, when it reads them).
     let policy = app
@@ -144,7 +143,8 @@ pub(super) async fn create(
         .import
         .policy(app.config.admin_addr)
         .map_err(|e| ApiError::from_store("InputDataConfig", e))?;
-    for channel in &checked.channels {
+    super::scripts::check_submit_directory(&policy, submit_directory.as_deref())?;
+    for channel in &channels {
         if let pier_jobs::channels::Location::Local(path) = &channel.location
             && let Err(pier_model_store::StoreError::ImportRefused { reason, .. }) =
                 policy.check(path)
