@@ -100,7 +100,10 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
     let store = pier_model_store::ModelStore::open(args.data_dir.join("store"))?;
-    let runner = pier_jobs::Runner::new(db.clone(), store, config)?;
+    let runner = pier_jobs::Runner::new(db.clone(), store.clone(), config)?;
+    runner.set_model_source(std::sync::Arc::new(pier_server::control::Models(
+        pier_server::control::ControlPlaneModels::standalone(db.clone(), store),
+    )));
     let handle = runner.start();
     println!("pier: worker owner={}", runner.owner());
     crate::commands::shutdown_signal().await;

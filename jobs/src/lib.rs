@@ -9,6 +9,8 @@
 //!   library path behind `pier train`, which needs no server).
 //! - [`training`]: the training job record in SageMaker's field names, its checks at create
 //!   (image, hyperparameters, channels), running it over its channels and writing its outputs.
+//! - [`transform`]: batch transform jobs: the record, its checks, the bounded read → decode →
+//!   predict → encode → write pipeline, and running a job over S3 or local objects.
 //! - [`runner`]: the durable queue in `pier-db`: runners claim jobs atomically, hold them by a
 //!   lease renewed by a heartbeat, write each transition before acting, log progress to the
 //!   job's log, and on start reconcile jobs whose runner died (failed with a reason, or
@@ -26,6 +28,7 @@ pub mod output;
 pub mod runner;
 pub mod train;
 pub mod training;
+pub mod transform;
 
 pub use error::{JobsError, Result};
 pub use runner::{Runner, RunnerConfig, RunnerHandle};

@@ -32,8 +32,8 @@
 
 mod content;
 mod error;
-mod location;
-mod read;
+pub(crate) mod location;
+pub(crate) mod read;
 pub mod recordio;
 mod spec;
 
