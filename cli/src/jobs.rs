@@ -1,6 +1,7 @@
 //! `pier worker` (a job runner alone, on a data folder) and `pier jobs list | describe | logs
-//! | stop | wait` (clients of the control API: SageMaker's training job actions and the
-//! CloudWatch Logs subset). `wait` and `logs --follow` draw a progress bar (indicatif, on
+//! | stop | wait` (clients of the control API: SageMaker's training and transform job actions
+//! and the CloudWatch Logs subset; a name is looked up as a training job, then a transform
+//! job). `wait` and `logs --follow` draw a progress bar (indicatif, on
 //! stderr) from the job's `#progress DONE/TOTAL` log lines.
 
 use std::path::PathBuf;
@@ -31,10 +32,38 @@ pub struct WorkerArgs {
     import_roots: Vec<PathBuf>,
 }
 
+/// The kinds of job `pier jobs` covers, and their API's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Training,
+    Transform,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Training => "Training",
+            Kind::Transform => "Transform",
+        }
+    }
+
+    fn log_group(self) -> &'static str {
+        match self {
+            Kind::Training => "/aws/sagemaker/TrainingJobs",
+            Kind::Transform => "/aws/sagemaker/TransformJobs",
+        }
+    }
+
+    /// `TrainingJobStatus`, `TransformJobName`, …
+    fn field(self, what: &str) -> String {
+        format!("{}Job{what}", self.prefix())
+    }
+}
+
 /// `pier jobs …`.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// List training jobs, newest first.
+    /// List training and transform jobs, newest first.
     List {
         /// Only jobs in this status (InProgress, Completed, Failed, Stopping, Stopped).
         #[arg(long)]
@@ -45,14 +74,14 @@ pub enum JobsCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Show a training job (DescribeTrainingJob's JSON).
+    /// Show a training or transform job (Describe*Job's JSON).
     Describe {
         /// Job name.
         name: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Print a training job's log.
+    /// Print a training or transform job's log.
     Logs {
         /// Job name.
         name: String,
@@ -62,14 +91,15 @@ pub enum JobsCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Stop a training job (it ends Stopped at its next unit of work).
+    /// Stop a training or transform job (it ends Stopped at its next unit of work).
     Stop {
         /// Job name.
         name: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Wait for a training job to end, with a progress bar; fails if the job failed.
+    /// Wait for a training or transform job to end, with a progress bar; fails if the job
+    /// failed.
     Wait {
         /// Job name.
         name: String,
@@ -121,7 +151,7 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             admin,
         } => list(&admin, status, name_contains).await,
         JobsCommand::Describe { name, admin } => {
-            let job = describe(&admin, &name).await?;
+            let (_, job) = find(&admin, &name).await?;
             println!("{}", serde_json::to_string_pretty(&job)?);
             Ok(())
         }
@@ -142,11 +172,14 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         JobsCommand::Stop { name, admin } => {
+            let (kind, _) = find(&admin, &name).await?;
+            let mut body = json!({});
+            body[kind.field("Name")] = json!(name);
             api::call(
                 &admin.admin_url,
                 admin.token.as_deref(),
-                "StopTrainingJob",
-                json!({ "TrainingJobName": name }),
+                &format!("Stop{}Job", kind.prefix()),
+                body,
             )
             .await?;
             println!("stopping {name}");
@@ -170,12 +203,15 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             let status = watch(&admin, &name, &mut tail, &bar, deadline).await;
             bar.finish_and_clear();
             let status = status?;
-            let job = describe(&admin, &name).await?;
+            let (_, job) = find(&admin, &name).await?;
             match status.as_str() {
                 "Completed" => {
                     println!(
                         "{name}: Completed {}",
-                        job["PierArtifact"].as_str().unwrap_or("")
+                        job["PierArtifact"]
+                            .as_str()
+                            .or(job["TransformOutput"]["S3OutputPath"].as_str())
+                            .unwrap_or("")
                     );
                     Ok(())
                 }
@@ -195,14 +231,28 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn describe(admin: &AdminArgs, name: &str) -> anyhow::Result<Value> {
+async fn describe(admin: &AdminArgs, kind: Kind, name: &str) -> anyhow::Result<Value> {
+    let mut body = json!({});
+    body[kind.field("Name")] = json!(name);
     api::call(
         &admin.admin_url,
         admin.token.as_deref(),
-        "DescribeTrainingJob",
-        json!({ "TrainingJobName": name }),
+        &format!("Describe{}Job", kind.prefix()),
+        body,
     )
     .await
+}
+
+/// The job named `name`: a training job, else a transform job.
+async fn find(admin: &AdminArgs, name: &str) -> anyhow::Result<(Kind, Value)> {
+    match describe(admin, Kind::Training, name).await {
+        Ok(job) => Ok((Kind::Training, job)),
+        Err(e) if e.to_string().contains("Requested resource not found.") => Ok((
+            Kind::Transform,
+            describe(admin, Kind::Transform, name).await?,
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 async fn list(
@@ -210,11 +260,23 @@ async fn list(
     status: Option<String>,
     name_contains: Option<String>,
 ) -> anyhow::Result<()> {
-    let mut token: Option<String> = None;
     println!(
-        "{:<40} {:<11} {:<20} CREATED",
-        "NAME", "STATUS", "SECONDARY"
+        "{:<40} {:<10} {:<11} {:<20} CREATED",
+        "NAME", "KIND", "STATUS", "SECONDARY"
     );
+    for kind in [Kind::Training, Kind::Transform] {
+        list_kind(admin, kind, &status, &name_contains).await?;
+    }
+    Ok(())
+}
+
+async fn list_kind(
+    admin: &AdminArgs,
+    kind: Kind,
+    status: &Option<String>,
+    name_contains: &Option<String>,
+) -> anyhow::Result<()> {
+    let mut token: Option<String> = None;
     loop {
         let mut body = json!({ "MaxResults": 100 });
         if let Some(s) = &status {
@@ -229,19 +291,20 @@ async fn list(
         let page = api::call(
             &admin.admin_url,
             admin.token.as_deref(),
-            "ListTrainingJobs",
+            &format!("List{}Jobs", kind.prefix()),
             body,
         )
         .await?;
-        for job in page["TrainingJobSummaries"]
+        for job in page[kind.field("Summaries")]
             .as_array()
             .into_iter()
             .flatten()
         {
             println!(
-                "{:<40} {:<11} {:<20} {:.0}",
-                job["TrainingJobName"].as_str().unwrap_or(""),
-                job["TrainingJobStatus"].as_str().unwrap_or(""),
+                "{:<40} {:<10} {:<11} {:<20} {:.0}",
+                job[kind.field("Name")].as_str().unwrap_or(""),
+                kind.prefix().to_ascii_lowercase(),
+                job[kind.field("Status")].as_str().unwrap_or(""),
                 job["SecondaryStatus"].as_str().unwrap_or(""),
                 job["CreationTime"].as_f64().unwrap_or(0.0)
             );
@@ -267,6 +330,7 @@ fn bar(name: &str) -> anyhow::Result<ProgressBar> {
 /// Reads a job's log forward through GetLogEvents.
 struct Tail<'a> {
     admin: &'a AdminArgs,
+    kind: Kind,
     stream: Option<String>,
     job: String,
     token: Option<String>,
@@ -276,9 +340,10 @@ struct Tail<'a> {
 impl<'a> Tail<'a> {
     async fn new(admin: &'a AdminArgs, job: &str) -> anyhow::Result<Self> {
         // Fails with "Requested resource not found." for a job that does not exist.
-        describe(admin, job).await?;
+        let (kind, _) = find(admin, job).await?;
         Ok(Self {
             admin,
+            kind,
             stream: None,
             job: job.to_owned(),
             token: None,
@@ -303,7 +368,7 @@ impl<'a> Tail<'a> {
             let streams = self
                 .call(
                     "DescribeLogStreams",
-                    json!({ "logGroupName": "/aws/sagemaker/TrainingJobs",
+                    json!({ "logGroupName": self.kind.log_group(),
                             "logStreamNamePrefix": format!("{}/", self.job) }),
                 )
                 .await?;
@@ -316,7 +381,7 @@ impl<'a> Tail<'a> {
         };
         let mut seen = 0;
         loop {
-            let mut body = json!({ "logGroupName": "/aws/sagemaker/TrainingJobs",
+            let mut body = json!({ "logGroupName": self.kind.log_group(),
                                    "logStreamName": stream, "startFromHead": true });
             if let Some(t) = &self.token {
                 body["nextToken"] = json!(t);
@@ -362,8 +427,11 @@ async fn watch(
     deadline: Option<tokio::time::Instant>,
 ) -> anyhow::Result<String> {
     loop {
-        let job = describe(admin, name).await?;
-        let status = job["TrainingJobStatus"].as_str().unwrap_or("").to_owned();
+        let job = describe(admin, tail.kind, name).await?;
+        let status = job[tail.kind.field("Status")]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         bar.set_message(job["SecondaryStatus"].as_str().unwrap_or("").to_owned());
         tail.poll(Some(bar)).await?;
         if matches!(status.as_str(), "Completed" | "Failed" | "Stopped") {

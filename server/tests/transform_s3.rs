@@ -70,7 +70,13 @@ fn rows(n: usize, seed: usize) -> String {
     (0..n)
         .map(|i| {
             let x = ((i + seed) % 50) as f32 / 10.0;
-            format!("{},{},{},{}\n", 4.0 + x, 2.0 + x / 2.0, 1.0 + x, 0.1 + x / 3.0)
+            format!(
+                "{},{},{},{}\n",
+                4.0 + x,
+                2.0 + x / 2.0,
+                1.0 + x,
+                0.1 + x / 3.0
+            )
         })
         .collect()
 }
@@ -102,7 +108,13 @@ async fn s3_prefix_and_manifest_outputs_match_the_endpoint() {
     let out = format!("s3://{BUCKET}/out");
     s.ok(
         "CreateTransformJob",
-        job("prefix", "S3Prefix", &format!("s3://{BUCKET}/in/part"), &out, json!({})),
+        job(
+            "prefix",
+            "S3Prefix",
+            &format!("s3://{BUCKET}/in/part"),
+            &out,
+            json!({}),
+        ),
     )
     .await;
     s.ok(
@@ -116,7 +128,13 @@ async fn s3_prefix_and_manifest_outputs_match_the_endpoint() {
         ),
     )
     .await;
-    let mut gz_job = job("gz", "S3Prefix", &format!("s3://{BUCKET}/gz/"), &out, json!({}));
+    let mut gz_job = job(
+        "gz",
+        "S3Prefix",
+        &format!("s3://{BUCKET}/gz/"),
+        &out,
+        json!({}),
+    );
     gz_job["TransformInput"]["CompressionType"] = json!("Gzip");
     s.ok("CreateTransformJob", gz_job).await;
     for name in ["prefix", "manifest", "gz"] {
@@ -140,24 +158,38 @@ async fn s3_prefix_and_manifest_outputs_match_the_endpoint() {
         ("out-manifest/part-1.csv.out", &parts[1]),
         ("out/deep/part-2.csv.gz.out", &parts[2]),
     ] {
-        let got = get(&s3, key).await.unwrap_or_else(|| panic!("{key} missing"));
+        let got = get(&s3, key)
+            .await
+            .unwrap_or_else(|| panic!("{key} missing"));
         assert_eq!(got, answer(part.clone()).await, "{key}");
     }
     let d = s
-        .ok("DescribeTransformJob", json!({"TransformJobName": "manifest"}))
+        .ok(
+            "DescribeTransformJob",
+            json!({"TransformJobName": "manifest"}),
+        )
         .await;
     assert_eq!(d["PierProgress"]["ObjectsDone"], 2, "{d}");
 
     // A bucket that does not exist is named.
     s.ok(
         "CreateTransformJob",
-        job("nobucket", "S3Prefix", "s3://no-such-bucket/in/", &out, json!({})),
+        job(
+            "nobucket",
+            "S3Prefix",
+            "s3://no-such-bucket/in/",
+            &out,
+            json!({}),
+        ),
     )
     .await;
     let d = wait(&s, "nobucket").await;
     assert_eq!(d["TransformJobStatus"], "Failed", "{d}");
     assert!(
-        d["FailureReason"].as_str().unwrap().contains("no-such-bucket"),
+        d["FailureReason"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-bucket"),
         "{d}"
     );
 

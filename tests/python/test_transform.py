@@ -8,9 +8,12 @@
   input_filter=..., join_source="Input", output_filter=...)` then `wait()`, and the job's log
   through `logs_for_transform_job` (the CloudWatch Logs subset on the admin port).
 - A job that fails names the object and line, and the waiter reports it.
+- `pier transform --shard I/N` with no server, and `pier jobs list | wait` on transform jobs.
 """
 
 import json
+import os
+import subprocess
 import urllib.request
 
 import boto3
@@ -19,7 +22,7 @@ import pytest
 import sagemaker
 from sagemaker.transformer import Transformer
 
-from conftest import FIXTURES, start_pier, stop_pier
+from conftest import FIXTURES, pier_binary, start_pier, stop_pier
 from test_training_jobs import REGION, ROLE, clients
 from test_training_s3 import ACCESS_KEY, BUCKET, BUILTIN, SECRET_KEY, pier_env, s3_client, s3_store  # noqa: F401
 
@@ -169,3 +172,52 @@ def test_sagemaker_sdk_transformer(tmp_path, s3_store, monkeypatch, capsys):
         assert "Transform job completed" in printed, printed
     finally:
         stop_pier(proc)
+
+
+def test_pier_transform_cli_shards_and_pier_jobs(tmp_path):
+    """`pier transform --shard I/N` (and JOB_COMPLETION_INDEX / NUM_SHARDS) splits the objects
+    k mod N with no server; together the shards write what the server's job writes. `pier jobs
+    list` and `pier jobs wait` cover transform jobs."""
+    full, features = rows()
+    inp = tmp_path / "in"
+    (inp / "sub").mkdir(parents=True)
+    names = ["a.csv", "b.csv", "c.csv", "sub/d.csv"]
+    for k, name in enumerate(names):
+        (inp / name).write_text("\n".join(features[k * 20:(k + 1) * 20]) + "\n")
+    data = tmp_path / "data"
+    proc, addrs = start_pier(data)
+    try:
+        sm, _ = clients(addrs)
+        sm.create_model(ModelName="gbc", ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": "onnx", "ModelDataUrl": f"file://{FIXTURES / 'cancer-gbc100' / 'model.onnx'}"})
+        sm.create_transform_job(
+            TransformJobName="served", ModelName="gbc",
+            TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(inp)}},
+                            "ContentType": "text/csv", "SplitType": "Line"},
+            TransformOutput={"S3OutputPath": str(tmp_path / "served"), "AssembleWith": "Line"},
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 2})
+        admin = ["--admin-url", f"http://{addrs['admin']}"]
+        waited = subprocess.run([pier_binary(), "jobs", "wait", "served", *admin],
+                                capture_output=True, text=True, timeout=60)
+        assert waited.returncode == 0 and "served: Completed" in waited.stdout, waited
+        listed = subprocess.run([pier_binary(), "jobs", "list", *admin], capture_output=True,
+                                text=True, timeout=60)
+        assert any(l.split()[:3] == ["served", "transform", "Completed"] for l in listed.stdout.splitlines()), listed.stdout
+    finally:
+        stop_pier(proc)
+    env = {k: v for k, v in os.environ.items() if k not in ("JOB_COMPLETION_INDEX", "NUM_SHARDS")}
+    base = [pier_binary(), "transform", "--data-dir", str(data), "--model", "gbc",
+            "--input", f"file://{inp}", "--output", str(tmp_path / "sharded")]
+    first = subprocess.run([*base, "--shard", "0/2"], capture_output=True, text=True, env=env, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "Completed: 2 objects, 40 records" in first.stdout, first.stdout
+    done = sorted(str(p.relative_to(tmp_path / "sharded")) for p in (tmp_path / "sharded").rglob("*.out"))
+    assert done == ["a.csv.out", "c.csv.out"], done
+    second = subprocess.run(base, capture_output=True, text=True, timeout=60,
+                            env={**env, "JOB_COMPLETION_INDEX": "1", "NUM_SHARDS": "2"})
+    assert second.returncode == 0, second.stderr
+    for name in names:
+        assert (tmp_path / "sharded" / f"{name}.out").read_bytes() == \
+            (tmp_path / "served" / f"{name}.out").read_bytes(), name
+    bad = subprocess.run([*base, "--shard", "2/2"], capture_output=True, text=True, env=env, timeout=60)
+    assert bad.returncode != 0 and "index must be below the count" in bad.stderr, bad.stderr

@@ -30,7 +30,7 @@ use crate::channels::{DataType, Location};
 use crate::error::{JobsError, Result};
 use filter::JsonPath;
 pub use record::TransformJob;
-pub use run::{ShardSpec, run_local};
+pub use run::{LocalOptions, ShardSpec, Summary, run_local};
 
 /// SageMaker's log group of transform jobs.
 pub const LOG_GROUP: &str = "/aws/sagemaker/TransformJobs";

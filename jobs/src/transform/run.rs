@@ -432,27 +432,37 @@ impl<R: std::io::Read> std::io::Read for GzipErrors<R> {
     }
 }
 
-/// Runs a job with no database: checks it, loads nothing (the caller gives the model), and
-/// transforms `shard` of its input. What `pier transform` calls.
+/// How [`run_local`] reaches its input and output and reports.
+pub struct LocalOptions {
+    /// How to reach S3.
+    pub s3: S3Config,
+    /// Which local paths may be read and written.
+    pub policy: ImportPolicy,
+    /// Which shard of the input.
+    pub shard: ShardSpec,
+    /// Counters for a progress bar.
+    pub progress: Arc<Progress>,
+    /// Set to stop between requests.
+    pub cancel: Arc<AtomicBool>,
+}
+
+/// Runs a job with no database: checks it and transforms `options.shard` of its input with
+/// `model` (the caller loads it). What `pier transform` calls.
 pub async fn run_local(
     job: &TransformJob,
     model: Arc<dyn pier_runtimes::Model>,
-    s3: S3Config,
-    policy: ImportPolicy,
-    shard: ShardSpec,
-    progress: Arc<Progress>,
-    cancel: Arc<AtomicBool>,
+    options: LocalOptions,
     on_listed: OnListed<'_>,
 ) -> Result<Summary, String> {
     let plan = Arc::new(check(job).map_err(|e| e.to_string())?);
     let predictor = Predictor::new(model).map_err(|e| format!("model {}: {e}", job.model_name))?;
     let ctx = Arc::new(Context {
         predictor,
-        s3,
-        policy,
-        shard,
-        progress,
-        cancel,
+        s3: options.s3,
+        policy: options.policy,
+        shard: options.shard,
+        progress: options.progress,
+        cancel: options.cancel,
     });
     execute(plan, ctx, on_listed).await
 }
