@@ -21,8 +21,7 @@ use std::time::Instant;
 
 use pier_jobs::transform::engine::{Predictor, Progress};
 use pier_jobs::transform::record::{
-    TransformDataSource, TransformInput, TransformOutput, TransformResources,
-    TransformS3DataSource,
+    TransformDataSource, TransformInput, TransformOutput, TransformResources, TransformS3DataSource,
 };
 use pier_jobs::transform::{LocalOptions, ShardSpec, TransformJob, run_local};
 use pier_model_store::{
@@ -38,7 +37,12 @@ fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of stat; 12 and 13 after the command name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -109,7 +113,10 @@ fn publish(store: &ModelStore, name: &str, dir: &Path) -> Arc<dyn Model> {
     store
         .publish(
             name,
-            vec![ArtifactFile::from_path("model.onnx", dir.join("model.onnx"))],
+            vec![ArtifactFile::from_path(
+                "model.onnx",
+                dir.join("model.onnx"),
+            )],
             draft,
         )
         .unwrap();
@@ -126,13 +133,20 @@ async fn api(client: &reqwest::Client, admin: std::net::SocketAddr, action: &str
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success(), "{action}: {}", r.text().await.unwrap());
+    assert!(
+        r.status().is_success(),
+        "{action}: {}",
+        r.text().await.unwrap()
+    );
 }
 
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let rows: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let rows: usize = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let mb: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(6);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(cores);
@@ -228,10 +242,14 @@ async fn main() {
         let csv = std::fs::read(&csv_path).unwrap();
         let parts = payloads(&csv, mb << 20);
         let predictor = Predictor::new(model.clone()).unwrap();
-        let batches: Vec<Tensor> = parts
-            .iter()
-            .map(|p| pier_runtimes::codec::decode_features(Format::Csv, p, Some(features)).unwrap())
-            .collect();
+        let (batches, decode) = measure(|| {
+            parts
+                .iter()
+                .map(|p| {
+                    pier_runtimes::codec::decode_features(Format::Csv, p, Some(features)).unwrap()
+                })
+                .collect::<Vec<Tensor>>()
+        });
         let batches = Arc::new(batches);
         let ((), tight) = measure(|| {
             std::thread::scope(|s| {
@@ -245,7 +263,15 @@ async fn main() {
                 }
             })
         });
-        drop(predictor);
+        let outputs: Vec<Vec<Tensor>> = batches
+            .iter()
+            .map(|b| model.predict(vec![b.clone()]).unwrap())
+            .collect();
+        let (_, encode) = measure(|| {
+            for o in &outputs {
+                predictor.encode(Format::Csv, o).unwrap();
+            }
+        });
 
         // (c) the same payloads through the HTTP endpoint.
         let model_name = format!("{name}-http");
@@ -260,7 +286,13 @@ async fn main() {
         api(&client, admin, "CreateEndpointConfig", json!({"EndpointConfigName": model_name,
             "ProductionVariants": [{"VariantName": "v", "ModelName": model_name,
             "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}]})).await;
-        api(&client, admin, "CreateEndpoint", json!({"EndpointName": model_name, "EndpointConfigName": model_name})).await;
+        api(
+            &client,
+            admin,
+            "CreateEndpoint",
+            json!({"EndpointName": model_name, "EndpointConfigName": model_name}),
+        )
+        .await;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         let owned: Arc<Vec<bytes::Bytes>> = Arc::new(
             parts
@@ -299,6 +331,8 @@ async fn main() {
             ("transform job (run_local)", &transform),
             ("Model::predict tight loop", &tight),
             ("HTTP MultiRecord payloads", &http_phase),
+            ("(CSV decode alone, 1 thread)", &decode),
+            ("(CSV encode alone, 1 thread)", &encode),
         ] {
             println!(
                 "| {name} | {path} | {:.0} | {:.2} | {:.2} | {:.0} % |",

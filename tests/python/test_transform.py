@@ -6,7 +6,8 @@
   ListTransformJobs; the `.out` objects equal what `invoke_endpoint` answers for the same rows.
 - The SageMaker Python SDK v2: `Transformer(...).transform(..., split_type="Line",
   input_filter=..., join_source="Input", output_filter=...)` then `wait()`, and the job's log
-  through `logs_for_transform_job` (the CloudWatch Logs subset on the admin port).
+  through `logs_for_transform_job` (the CloudWatch Logs subset on the admin port); and
+  `estimator.transformer(...)` after a training job.
 - A job that fails names the object and line, and the waiter reports it.
 - `pier transform --shard I/N` with no server, and `pier jobs list | wait` on transform jobs.
 """
@@ -20,6 +21,8 @@ import boto3
 import botocore.exceptions
 import pytest
 import sagemaker
+from sagemaker import image_uris
+from sagemaker.inputs import TrainingInput
 from sagemaker.transformer import Transformer
 
 from conftest import FIXTURES, pier_binary, start_pier, stop_pier
@@ -170,6 +173,30 @@ def test_sagemaker_sdk_transformer(tmp_path, s3_store, monkeypatch, capsys):
         session.logs_for_transform_job(job, wait=False)
         printed = capsys.readouterr().out
         assert "Transform job completed" in printed, printed
+
+        # estimator.transformer() after a training job: the SDK creates the Model from the
+        # job's model.tar.gz, then transforms with it; rows as the deployed endpoint answers.
+        s3.upload_file(str(BUILTIN / "breast_cancer_train.csv"), BUCKET, "sdk/train/train.csv")
+        s3.put_object(Bucket=BUCKET, Key="sdk/features/test.csv", Body="\n".join(features) + "\n")
+        est = sagemaker.estimator.Estimator(
+            image_uri=image_uris.retrieve("linear-learner", REGION), role=ROLE, instance_count=1,
+            instance_type="ml.m5.large", output_path=f"s3://{BUCKET}/sdk/model",
+            sagemaker_session=session, hyperparameters={"predictor_type": "binary_classifier", "epochs": "3"})
+        est.fit({"train": TrainingInput(f"s3://{BUCKET}/sdk/train/", content_type="text/csv")}, logs=False)
+        est_transformer = est.transformer(instance_count=1, instance_type="ml.m5.large",
+                                          strategy="MultiRecord", assemble_with="Line",
+                                          output_path=f"s3://{BUCKET}/sdk/ll-out", accept="text/csv")
+        est_transformer.transform(f"s3://{BUCKET}/sdk/features/", content_type="text/csv",
+                                  split_type="Line", wait=False, logs=False)
+        est_transformer.wait(logs=False)
+        sm.create_endpoint_config(EndpointConfigName="ll-config", ProductionVariants=[{
+            "VariantName": "v", "ModelName": est_transformer.model_name, "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}])
+        sm.create_endpoint(EndpointName="ll-ep", EndpointConfigName="ll-config")
+        sm.get_waiter("endpoint_in_service").wait(EndpointName="ll-ep", WaiterConfig={"Delay": 1})
+        answer = rt.invoke_endpoint(EndpointName="ll-ep", ContentType="text/csv", Accept="text/csv",
+                                    Body="\n".join(features) + "\n")["Body"].read().decode()
+        assert read(s3, "sdk/ll-out/test.csv.out") == answer
     finally:
         stop_pier(proc)
 

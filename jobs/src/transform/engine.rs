@@ -75,10 +75,7 @@ impl Predictor {
         let signature = self.model.signature();
         let rows = signature.check_inputs(&inputs).map_err(|e| e.to_string())?;
         values::check_inputs(self.model.as_ref(), &inputs).map_err(|e| e.to_string())?;
-        let outputs = self
-            .model
-            .predict(inputs)
-            .map_err(|e| format!("the model refused the records: {e}"))?;
+        let outputs = self.model.predict(inputs).map_err(|e| e.to_string())?;
         if outputs.len() != signature.outputs.len() {
             return Err(format!(
                 "the model gave {} outputs but its signature declares {}",
@@ -581,4 +578,222 @@ fn respond(
         out.push(b'\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::record::*;
+    use pier_runtimes::{Signature, TensorSpec};
+
+    /// Sums each row of two features; refuses a row whose first feature is 13.
+    #[derive(Debug)]
+    struct Sum(Signature);
+
+    impl Model for Sum {
+        fn signature(&self) -> &Signature {
+            &self.0
+        }
+        fn predict(&self, inputs: Vec<Tensor>) -> pier_runtimes::Result<Vec<Tensor>> {
+            let x = inputs[0].as_f32().unwrap();
+            if x.chunks(2).any(|r| r[0] == 13.0) {
+                return Err(pier_runtimes::RuntimeError::Predict("13 is unlucky".into()));
+            }
+            let y: Vec<f32> = x.chunks(2).map(|r| r[0] + r[1]).collect();
+            Ok(vec![Tensor::from_f32_rows(y.len(), 1, y).unwrap()])
+        }
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    fn predictor() -> Predictor {
+        let sig = Signature {
+            inputs: vec![TensorSpec::new("x", DataType::Fp32, vec![-1, 2])],
+            outputs: vec![TensorSpec::new("y", DataType::Fp32, vec![-1, 1])],
+        };
+        Predictor::new(Arc::new(Sum(sig))).unwrap()
+    }
+
+    fn plan(f: impl FnOnce(&mut TransformJob)) -> Plan {
+        let mut job = TransformJob {
+            model_name: "m".into(),
+            transform_input: TransformInput {
+                data_source: TransformDataSource {
+                    s3_data_source: TransformS3DataSource {
+                        s3_data_type: "S3Prefix".into(),
+                        s3_uri: "/in".into(),
+                    },
+                },
+                split_type: Some("Line".into()),
+                ..Default::default()
+            },
+            transform_output: TransformOutput {
+                s3_output_path: "/out".into(),
+                assemble_with: Some("Line".into()),
+                ..Default::default()
+            },
+            transform_resources: TransformResources {
+                instance_type: "ml.m5.large".into(),
+                instance_count: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        f(&mut job);
+        crate::transform::check(&job).unwrap()
+    }
+
+    fn run(plan: &Plan, input: &[u8]) -> Result<(String, String, ObjectStats), ObjectError> {
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let stats = transform_object(
+            &predictor(),
+            plan,
+            &mut &input[..],
+            &mut out,
+            &mut errors,
+            &Progress::default(),
+            &AtomicBool::new(false),
+        )?;
+        Ok((
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(errors).unwrap(),
+            stats,
+        ))
+    }
+
+    fn rows(n: usize) -> (String, String) {
+        // Even first features: never the unlucky 13.
+        let input: String = (0..n).map(|i| format!("{},1\n", 2 * i)).collect();
+        let want: String = (0..n).map(|i| format!("{}\n", 2 * i + 1)).collect();
+        (input, want)
+    }
+
+    #[test]
+    fn many_requests_come_back_in_order() {
+        // ~1 MB payloads over ~2.4 MB of records, 4 workers, then one record per request.
+        let (input, want) = rows(300_000);
+        let p = plan(|j| {
+            j.max_payload_in_mb = Some(1);
+            j.max_concurrent_transforms = Some(4);
+        });
+        let (out, errors, stats) = run(&p, input.as_bytes()).unwrap();
+        assert_eq!(stats.records, 300_000);
+        assert!(out == want && errors.is_empty());
+        let p = plan(|j| {
+            j.batch_strategy = Some("SingleRecord".into());
+            j.max_concurrent_transforms = Some(3);
+        });
+        let (input, want) = rows(500);
+        assert_eq!(run(&p, input.as_bytes()).unwrap().0, want);
+    }
+
+    #[test]
+    fn blank_lines_crlf_and_no_final_line_end() {
+        let p = plan(|_| {});
+        let (out, _, stats) = run(&p, b"1,2\r\n\n  \n3,4").unwrap();
+        assert_eq!(out, "3\n7\n");
+        assert_eq!(stats.records, 2);
+        assert_eq!(run(&p, b"\n\n").unwrap_err(), ObjectError::Empty);
+    }
+
+    #[test]
+    fn bad_records_are_named_by_line_or_skipped() {
+        let p = plan(|_| {});
+        let input = b"1,2\n\n3,x\n5,6\n";
+        assert_eq!(
+            run(&p, input).unwrap_err(),
+            ObjectError::Record {
+                line: 3,
+                reason: "column 2: \"x\" is not a number".into()
+            }
+        );
+        let e = run(&p, b"1,2\n13,1\n").unwrap_err();
+        assert!(
+            matches!(&e, ObjectError::Record { line: 2, reason } if reason.contains("unlucky")),
+            "{e:?}"
+        );
+        let skip = plan(|j| {
+            j.environment
+                .insert("PIER_SKIP_BAD_RECORDS".into(), "true".into());
+        });
+        let (out, errors, stats) = run(&skip, b"1,2\n13,1\n3,x\n5,6\n").unwrap();
+        assert_eq!(out, "3\n11\n");
+        assert_eq!(
+            errors,
+            "line 2: model failed: 13 is unlucky\nline 3: column 2: \"x\" is not a number\n"
+        );
+        assert_eq!((stats.records, stats.failed), (2, 2));
+    }
+
+    #[test]
+    fn records_and_objects_larger_than_the_payload_fail() {
+        let p = plan(|j| j.max_payload_in_mb = Some(1));
+        let long = format!("1,2\n{}1\n", "0".repeat(2 << 20));
+        assert_eq!(
+            run(&p, long.as_bytes()).unwrap_err(),
+            ObjectError::TooLarge {
+                line: 2,
+                limit: 1 << 20,
+                whole: false
+            }
+        );
+        let whole = plan(|j| {
+            j.max_payload_in_mb = Some(1);
+            j.transform_input.split_type = Some("None".into());
+        });
+        let (input, _) = rows(200_000);
+        assert!(matches!(
+            run(&whole, input.as_bytes()).unwrap_err(),
+            ObjectError::TooLarge { whole: true, .. }
+        ));
+        let (input, want) = rows(10);
+        assert_eq!(run(&whole, input.as_bytes()).unwrap().0, want);
+    }
+
+    #[test]
+    fn filters_and_joins_per_record() {
+        let p = plan(|j| {
+            j.transform_output.accept = Some("text/csv".into());
+            j.data_processing = Some(DataProcessing {
+                input_filter: Some("$[1:]".into()),
+                output_filter: Some("$[0,-1]".into()),
+                join_source: Some("Input".into()),
+            });
+        });
+        let (out, _, _) = run(&p, b"a,1,2\nb,3,4\n").unwrap();
+        assert_eq!(out, "a,3\nb,7\n");
+        let j = plan(|j| {
+            j.transform_input.content_type = Some("application/jsonlines".into());
+            j.transform_output.accept = Some("application/jsonlines".into());
+            j.data_processing = Some(DataProcessing {
+                input_filter: Some("$.x".into()),
+                join_source: Some("Input".into()),
+                ..Default::default()
+            });
+        });
+        let (out, _, _) = run(&j, b"{\"id\":\"a\",\"x\":[1,2]}\n").unwrap();
+        let got: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({"id": "a", "x": [1, 2], "SageMakerOutput": [3]})
+        );
+    }
+
+    #[test]
+    fn cancel_stops_between_requests() {
+        let (input, _) = rows(1000);
+        let p = plan(|j| j.batch_strategy = Some("SingleRecord".into()));
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let r = transform_object(
+            &predictor(),
+            &p,
+            &mut input.as_bytes(),
+            &mut out,
+            &mut errors,
+            &Progress::default(),
+            &AtomicBool::new(true),
+        );
+        assert_eq!(r.unwrap_err(), ObjectError::Cancelled);
+    }
 }
