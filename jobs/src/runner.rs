@@ -5,8 +5,11 @@
 //! process on this host is gone), then claim queued jobs while a slot is free, then sleep
 //! until woken ([`Runner::wake`], called by CreateTrainingJob in the same process), a slot
 //! frees, or the poll interval passes (jobs queued by another process). Each claimed job runs
-//! as its own task ([`crate::training::run`]); training itself runs on the runner's rayon pool
-//! of `training_threads`, never the global pool nor the server's compute threads.
+//! as its own task (training jobs first, then transform jobs: [`crate::training::run`],
+//! `crate::transform::run`); training itself runs on the runner's rayon pool of
+//! `training_threads`, never the global pool nor the server's compute threads. Transform jobs
+//! get their models from the [`crate::transform::ModelSource`] given with
+//! [`Runner::set_model_source`].
 //!
 //! Runners name themselves `HOST/PID/NONCE`. A runner never reconciles its own jobs; a job
 //! whose owner is a process of this host that no longer exists is reconciled at once (a

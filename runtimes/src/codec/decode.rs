@@ -95,7 +95,7 @@ fn decode_csv(text: &str, rows: &mut Rows) -> Result<(), CodecError> {
             let value = if field.is_empty() {
                 f32::NAN
             } else {
-                parse_f32(field).ok_or_else(|| CodecError::Csv {
+                field.parse::<f32>().map_err(|_| CodecError::Csv {
                     line: i + 1,
                     column: j + 1,
                     message: format!("{field:?} is not a number"),
@@ -106,45 +106,6 @@ fn decode_csv(text: &str, rows: &mut Rows) -> Result<(), CodecError> {
         rows.end_record(start).map_err(|e| at_line(e, i + 1))?;
     }
     Ok(())
-}
-
-/// Powers of ten exactly representable as `f32` (5^10 < 2^24).
-const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
-
-/// `field.parse::<f32>()`, the same value, faster for the usual CSV shape `[-+]digits[.digits]`
-/// with at most 2^24 as its digits and at most 10 after the point: both operands of
-/// `digits / 10^k` are then exact `f32`s, so the one IEEE division is the correctly rounded
-/// value, as the standard parser's (Clinger's fast path). Anything else goes to the standard
-/// parser.
-#[inline]
-fn parse_f32(field: &str) -> Option<f32> {
-    fast_f32(field.as_bytes()).or_else(|| field.parse::<f32>().ok())
-}
-
-#[inline]
-fn fast_f32(b: &[u8]) -> Option<f32> {
-    let (negative, digits) = match b.first()? {
-        b'-' => (true, &b[1..]),
-        b'+' => (false, &b[1..]),
-        _ => (false, b),
-    };
-    let (mut mantissa, mut decimals, mut count, mut point) = (0u32, 0usize, 0usize, false);
-    for &c in digits {
-        match c {
-            b'0'..=b'9' => {
-                mantissa = mantissa.checked_mul(10)?.checked_add(u32::from(c - b'0'))?;
-                count += 1;
-                decimals += usize::from(point);
-            }
-            b'.' if !point => point = true,
-            _ => return None,
-        }
-    }
-    if count == 0 || mantissa > 1 << 24 || decimals >= POW10.len() {
-        return None;
-    }
-    let value = mantissa as f32 / POW10[decimals];
-    Some(if negative { -value } else { value })
 }
 
 /// Rewords a record-count error to name the line (CSV and JSON Lines number by line).
@@ -297,64 +258,6 @@ mod tests {
 
     fn f32s(t: &Tensor) -> Vec<f32> {
         t.as_f32().unwrap().to_vec()
-    }
-
-    #[test]
-    fn fast_float_parsing_is_the_standard_parsers() {
-        let mut state = 0x9E3779B97F4A7C15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let mut cases: Vec<String> = [
-            "0",
-            "-0",
-            "+1",
-            "1.",
-            ".5",
-            "16777216",
-            "16777217",
-            "0.1",
-            "3.4028235e38",
-            "1e-3",
-            "12345678901",
-            "0.00000000001",
-            "-.",
-            ".",
-            "",
-            "1.2.3",
-            "inf",
-            "NaN",
-            "0x1",
-            "1_0",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for _ in 0..200_000 {
-            let r = next();
-            let digits = (r % 12) as usize + 1;
-            let mut m = (next() % 10u64.pow(digits as u32)).to_string();
-            let point = (r >> 8) as usize % (m.len() + 1);
-            if (r >> 16) % 4 != 0 {
-                m.insert(point, '.');
-            }
-            if (r >> 20) % 3 == 0 {
-                m.insert(0, '-');
-            }
-            cases.push(m);
-        }
-        for c in &cases {
-            let want = c.parse::<f32>().ok();
-            let got = parse_f32(c);
-            assert_eq!(
-                got.map(f32::to_bits),
-                want.map(f32::to_bits),
-                "{c:?}: {got:?} vs {want:?}"
-            );
-        }
     }
 
     #[test]
