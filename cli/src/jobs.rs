@@ -26,8 +26,8 @@ pub struct WorkerArgs {
     /// Threads of the training pool (default: half the cores).
     #[arg(long)]
     training_threads: Option<usize>,
-    /// Folder that local training channels may be read from (repeatable), as `pier serve
-    /// --import-root`. Without one, any local path.
+    /// Folder that local training channels and transform inputs and outputs must be under
+    /// (repeatable), as `pier serve --import-root`. Without one, any local path.
     #[arg(long = "import-root", value_name = "DIR")]
     import_roots: Vec<PathBuf>,
 }

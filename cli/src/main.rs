@@ -42,8 +42,8 @@ enum Command {
     /// Train a built-in algorithm on local text/csv channels and publish it to the store;
     /// prints the metrics and the `pier://NAME/VERSION` reference.
     Train(train::TrainArgs),
-    /// Run training jobs from the data folder's queue, without serving (any number of
-    /// workers and `pier serve`s may share one data folder; each job runs once).
+    /// Run training and transform jobs from the data folder's queue, without serving (any
+    /// number of workers and `pier serve`s may share one data folder; each job runs once).
     Worker(jobs::WorkerArgs),
     /// Run a batch transform job here, without a server: score every record of a folder or
     /// bucket with a Model of the data folder, one `<input key>.out` per input object
