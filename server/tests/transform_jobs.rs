@@ -145,6 +145,15 @@ async fn outputs_match_http_invocations_byte_for_byte() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    // Outputs are readable by others, not a temporary file's 0600.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(out.join("a.csv.out"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o044, 0o044, "{mode:o}");
+    }
 
     // JSON out, gzip in, one request per object when it fits (SageMaker's MultiRecord): the
     // response is what the endpoint answers, then a line end (AssembleWith Line).

@@ -184,8 +184,17 @@ impl Sink {
                 let name = path
                     .file_name()
                     .map_or("out".into(), |n| n.to_string_lossy());
-                tempfile::Builder::new()
-                    .prefix(&format!(".{name}."))
+                let prefix = format!(".{name}.");
+                let mut builder = tempfile::Builder::new();
+                builder.prefix(&prefix);
+                // Readable by others as files written by other means are (not a temporary
+                // file's 0600); the process umask still applies.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    builder.permissions(std::fs::Permissions::from_mode(0o644));
+                }
+                builder
                     .tempfile_in(dir)
                     .map_err(|e| format!("{}: {e}", dir.display()))?
             }
