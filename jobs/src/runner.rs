@@ -6,7 +6,7 @@
 //! until woken ([`Runner::wake`], called by CreateTrainingJob in the same process), a slot
 //! frees, or the poll interval passes (jobs queued by another process). Each claimed job runs
 //! as its own task (training jobs first, then transform jobs: [`crate::training::run`],
-//! `crate::transform::run`); training itself runs on the runner's rayon pool of
+//! `crate::transform::job`); training itself runs on the runner's rayon pool of
 //! `training_threads`, never the global pool nor the server's compute threads. Transform jobs
 //! get their models from the [`crate::transform::ModelSource`] given with
 //! [`Runner::set_model_source`].
@@ -237,7 +237,7 @@ impl Runner {
                 taken += 1;
             }
         }
-        taken += crate::transform::run::reconcile(self, owner_is_gone).await?;
+        taken += crate::transform::job::reconcile(self, owner_is_gone).await?;
         Ok(taken)
     }
 }
@@ -288,7 +288,7 @@ async fn claim(
         .await?
     {
         tracing::info!(job = %job.name, attempt = job.attempts, "transform job claimed");
-        running.spawn(crate::transform::run::run_job(
+        running.spawn(crate::transform::job::run_job(
             runner.clone(),
             job,
             stop.clone(),

@@ -9,7 +9,9 @@
 //!   encode → write ([`engine::transform_object`]), pure of I/O beyond the reader and writer it
 //!   is given.
 //! - [`filter`]: `DataProcessing`'s JSONPath subset and `JoinSource`.
-//! - `run`: a claimed job on the runner (listing, sharding, atomic outputs, progress, logs).
+//! - [`run`]: a job's input listed and sharded, each object through the engine into an output
+//!   written whole ([`run_local`] with no database); `job`: a claimed job on the runner
+//!   (statuses, heartbeat, progress, logs, reconciliation).
 //!
 //! Models come from a [`ModelSource`] the runner is given (the server's control-plane Models:
 //! `pier-jobs` does not depend on `pier-server`), so a transform predicts with exactly the
@@ -17,8 +19,9 @@
 
 pub mod engine;
 pub mod filter;
+pub(crate) mod job;
 pub mod record;
-pub(crate) mod run;
+pub mod run;
 
 use std::sync::Arc;
 
