@@ -3,7 +3,8 @@
 //! `.out` is compared byte for byte with what `POST /endpoints/{name}/invocations` answers for
 //! the same rows. Also: DataProcessing (InputFilter, JoinSource, OutputFilter), gzip, several
 //! objects in key order, skipping bad records into `.errors`, bad input failing the job with a
-//! FailureReason naming the object and line and leaving no `.out`, and the API's errors.
+//! FailureReason naming the object and line and leaving no `.out`, the API's errors, and a job
+//! whose runner died failed by reconciliation.
 
 mod common;
 
@@ -604,6 +605,56 @@ async fn api_errors_as_sagemaker() {
     assert!(
         text.iter().any(|l| l.starts_with("Transform job failed:")),
         "{text:?}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_whose_runner_died_is_failed_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A job held by a runner of another host whose lease ran out, as the database would hold
+    // it after that runner's machine died.
+    {
+        let db = pier_db::Db::open(&data).await.unwrap();
+        let input = dir.path().join("in");
+        let body: pier_jobs::transform::TransformJob = serde_json::from_value({
+            let mut j = job("orphan", "gbc", &input, &dir.path().join("out"), json!({}));
+            j["TransformJobArn"] =
+                json!("arn:aws:sagemaker:us-east-1:000000000000:transform-job/orphan");
+            j["TransformJobStatus"] = json!("InProgress");
+            j["CreationTime"] = json!(1.0);
+            j["LastModifiedTime"] = json!(1.0);
+            j
+        })
+        .unwrap();
+        assert!(
+            db.insert_job(pier_db::JobKind::Transform, "orphan", 1.0, &body)
+                .await
+                .unwrap()
+        );
+        let claimed = db
+            .claim_job::<pier_jobs::transform::TransformJob>(
+                pier_db::JobKind::Transform,
+                "elsewhere/1/dead",
+                2.0,
+                0.001,
+            )
+            .await
+            .unwrap();
+        assert!(claimed.is_some());
+        db.close().await;
+    }
+    let s = TestServer::start(&data).await;
+    let d = wait(&s, "orphan").await;
+    assert_eq!(d["TransformJobStatus"], "Failed", "{d}");
+    assert!(
+        d["FailureReason"]
+            .as_str()
+            .unwrap()
+            .contains("the runner running it (elsewhere/1/dead) stopped renewing its lease"),
+        "{d}"
     );
     s.stop().await;
 }
