@@ -1,6 +1,7 @@
 //! `pier worker` (a job runner alone, on a data folder) and `pier jobs list | describe | logs
-//! | stop | wait` (clients of the control API: SageMaker's training job actions and the
-//! CloudWatch Logs subset). `wait` and `logs --follow` draw a progress bar (indicatif, on
+//! | stop | wait` (clients of the control API: SageMaker's training and transform job actions
+//! and the CloudWatch Logs subset; a name is looked up as a training job, then a transform
+//! job). `wait` and `logs --follow` draw a progress bar (indicatif, on
 //! stderr) from the job's `#progress DONE/TOTAL` log lines.
 
 use std::path::PathBuf;
@@ -25,8 +26,8 @@ pub struct WorkerArgs {
     /// Threads of the training pool (default: half the cores).
     #[arg(long)]
     training_threads: Option<usize>,
-    /// Folder that local training channels may be read from (repeatable), as `pier serve
-    /// --import-root`. Without one, any local path.
+    /// Folder that local training channels and transform inputs and outputs must be under
+    /// (repeatable), as `pier serve --import-root`. Without one, any local path.
     #[arg(long = "import-root", value_name = "DIR")]
     import_roots: Vec<PathBuf>,
     #[command(flatten)]
@@ -71,10 +72,38 @@ impl ScriptArgs {
     }
 }
 
+/// The kinds of job `pier jobs` covers, and their API's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Training,
+    Transform,
+}
+
+impl Kind {
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Training => "Training",
+            Kind::Transform => "Transform",
+        }
+    }
+
+    fn log_group(self) -> &'static str {
+        match self {
+            Kind::Training => "/aws/sagemaker/TrainingJobs",
+            Kind::Transform => "/aws/sagemaker/TransformJobs",
+        }
+    }
+
+    /// `TrainingJobStatus`, `TransformJobName`, …
+    fn field(self, what: &str) -> String {
+        format!("{}Job{what}", self.prefix())
+    }
+}
+
 /// `pier jobs …`.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// List training jobs, newest first.
+    /// List training and transform jobs, newest first.
     List {
         /// Only jobs in this status (InProgress, Completed, Failed, Stopping, Stopped).
         #[arg(long)]
@@ -85,14 +114,14 @@ pub enum JobsCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Show a training job (DescribeTrainingJob's JSON).
+    /// Show a training or transform job (Describe*Job's JSON).
     Describe {
         /// Job name.
         name: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Print a training job's log.
+    /// Print a training or transform job's log.
     Logs {
         /// Job name.
         name: String,
@@ -102,14 +131,15 @@ pub enum JobsCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Stop a training job (it ends Stopped at its next unit of work).
+    /// Stop a training or transform job (it ends Stopped at its next unit of work).
     Stop {
         /// Job name.
         name: String,
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Wait for a training job to end, with a progress bar; fails if the job failed.
+    /// Wait for a training or transform job to end, with a progress bar; fails if the job
+    /// failed.
     Wait {
         /// Job name.
         name: String,
@@ -142,7 +172,10 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
     let store = pier_model_store::ModelStore::open(args.data_dir.join("store"))?;
-    let runner = pier_jobs::Runner::new(db.clone(), store, config)?;
+    let runner = pier_jobs::Runner::new(db.clone(), store.clone(), config)?;
+    runner.set_model_source(std::sync::Arc::new(pier_server::control::Models(
+        pier_server::control::ControlPlaneModels::standalone(db.clone(), store),
+    )));
     let handle = runner.start();
     println!("pier: worker owner={}", runner.owner());
     crate::commands::shutdown_signal().await;
@@ -160,7 +193,7 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             admin,
         } => list(&admin, status, name_contains).await,
         JobsCommand::Describe { name, admin } => {
-            let job = describe(&admin, &name).await?;
+            let (_, job) = find(&admin, &name).await?;
             println!("{}", serde_json::to_string_pretty(&job)?);
             Ok(())
         }
@@ -181,11 +214,14 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         JobsCommand::Stop { name, admin } => {
+            let (kind, _) = find(&admin, &name).await?;
+            let mut body = json!({});
+            body[kind.field("Name")] = json!(name);
             api::call(
                 &admin.admin_url,
                 admin.token.as_deref(),
-                "StopTrainingJob",
-                json!({ "TrainingJobName": name }),
+                &format!("Stop{}Job", kind.prefix()),
+                body,
             )
             .await?;
             println!("stopping {name}");
@@ -209,12 +245,15 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             let status = watch(&admin, &name, &mut tail, &bar, deadline).await;
             bar.finish_and_clear();
             let status = status?;
-            let job = describe(&admin, &name).await?;
+            let (_, job) = find(&admin, &name).await?;
             match status.as_str() {
                 "Completed" => {
                     println!(
                         "{name}: Completed {}",
-                        job["PierArtifact"].as_str().unwrap_or("")
+                        job["PierArtifact"]
+                            .as_str()
+                            .or(job["TransformOutput"]["S3OutputPath"].as_str())
+                            .unwrap_or("")
                     );
                     Ok(())
                 }
@@ -234,14 +273,28 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
     }
 }
 
-async fn describe(admin: &AdminArgs, name: &str) -> anyhow::Result<Value> {
+async fn describe(admin: &AdminArgs, kind: Kind, name: &str) -> anyhow::Result<Value> {
+    let mut body = json!({});
+    body[kind.field("Name")] = json!(name);
     api::call(
         &admin.admin_url,
         admin.token.as_deref(),
-        "DescribeTrainingJob",
-        json!({ "TrainingJobName": name }),
+        &format!("Describe{}Job", kind.prefix()),
+        body,
     )
     .await
+}
+
+/// The job named `name`: a training job, else a transform job.
+async fn find(admin: &AdminArgs, name: &str) -> anyhow::Result<(Kind, Value)> {
+    match describe(admin, Kind::Training, name).await {
+        Ok(job) => Ok((Kind::Training, job)),
+        Err(e) if e.to_string().contains("Requested resource not found.") => Ok((
+            Kind::Transform,
+            describe(admin, Kind::Transform, name).await?,
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 async fn list(
@@ -249,11 +302,23 @@ async fn list(
     status: Option<String>,
     name_contains: Option<String>,
 ) -> anyhow::Result<()> {
-    let mut token: Option<String> = None;
     println!(
-        "{:<40} {:<11} {:<20} CREATED",
-        "NAME", "STATUS", "SECONDARY"
+        "{:<40} {:<10} {:<11} {:<20} CREATED",
+        "NAME", "KIND", "STATUS", "SECONDARY"
     );
+    for kind in [Kind::Training, Kind::Transform] {
+        list_kind(admin, kind, &status, &name_contains).await?;
+    }
+    Ok(())
+}
+
+async fn list_kind(
+    admin: &AdminArgs,
+    kind: Kind,
+    status: &Option<String>,
+    name_contains: &Option<String>,
+) -> anyhow::Result<()> {
+    let mut token: Option<String> = None;
     loop {
         let mut body = json!({ "MaxResults": 100 });
         if let Some(s) = &status {
@@ -268,19 +333,20 @@ async fn list(
         let page = api::call(
             &admin.admin_url,
             admin.token.as_deref(),
-            "ListTrainingJobs",
+            &format!("List{}Jobs", kind.prefix()),
             body,
         )
         .await?;
-        for job in page["TrainingJobSummaries"]
+        for job in page[kind.field("Summaries")]
             .as_array()
             .into_iter()
             .flatten()
         {
             println!(
-                "{:<40} {:<11} {:<20} {:.0}",
-                job["TrainingJobName"].as_str().unwrap_or(""),
-                job["TrainingJobStatus"].as_str().unwrap_or(""),
+                "{:<40} {:<10} {:<11} {:<20} {:.0}",
+                job[kind.field("Name")].as_str().unwrap_or(""),
+                kind.prefix().to_ascii_lowercase(),
+                job[kind.field("Status")].as_str().unwrap_or(""),
                 job["SecondaryStatus"].as_str().unwrap_or(""),
                 job["CreationTime"].as_f64().unwrap_or(0.0)
             );
@@ -306,6 +372,7 @@ fn bar(name: &str) -> anyhow::Result<ProgressBar> {
 /// Reads a job's log forward through GetLogEvents.
 struct Tail<'a> {
     admin: &'a AdminArgs,
+    kind: Kind,
     stream: Option<String>,
     job: String,
     token: Option<String>,
@@ -315,9 +382,10 @@ struct Tail<'a> {
 impl<'a> Tail<'a> {
     async fn new(admin: &'a AdminArgs, job: &str) -> anyhow::Result<Self> {
         // Fails with "Requested resource not found." for a job that does not exist.
-        describe(admin, job).await?;
+        let (kind, _) = find(admin, job).await?;
         Ok(Self {
             admin,
+            kind,
             stream: None,
             job: job.to_owned(),
             token: None,
@@ -342,7 +410,7 @@ impl<'a> Tail<'a> {
             let streams = self
                 .call(
                     "DescribeLogStreams",
-                    json!({ "logGroupName": "/aws/sagemaker/TrainingJobs",
+                    json!({ "logGroupName": self.kind.log_group(),
                             "logStreamNamePrefix": format!("{}/", self.job) }),
                 )
                 .await?;
@@ -355,7 +423,7 @@ impl<'a> Tail<'a> {
         };
         let mut seen = 0;
         loop {
-            let mut body = json!({ "logGroupName": "/aws/sagemaker/TrainingJobs",
+            let mut body = json!({ "logGroupName": self.kind.log_group(),
                                    "logStreamName": stream, "startFromHead": true });
             if let Some(t) = &self.token {
                 body["nextToken"] = json!(t);
@@ -401,8 +469,11 @@ async fn watch(
     deadline: Option<tokio::time::Instant>,
 ) -> anyhow::Result<String> {
     loop {
-        let job = describe(admin, name).await?;
-        let status = job["TrainingJobStatus"].as_str().unwrap_or("").to_owned();
+        let job = describe(admin, tail.kind, name).await?;
+        let status = job[tail.kind.field("Status")]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         bar.set_message(job["SecondaryStatus"].as_str().unwrap_or("").to_owned());
         tail.poll(Some(bar)).await?;
         if matches!(status.as_str(), "Completed" | "Failed" | "Stopped") {

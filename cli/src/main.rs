@@ -6,6 +6,7 @@ mod compare;
 mod jobs;
 mod loadtest;
 mod train;
+mod transform;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,10 +43,14 @@ enum Command {
     /// Train a built-in algorithm on local text/csv channels and publish it to the store;
     /// prints the metrics and the `pier://NAME/VERSION` reference.
     Train(train::TrainArgs),
-    /// Run training jobs from the data folder's queue, without serving (any number of
-    /// workers and `pier serve`s may share one data folder; each job runs once).
+    /// Run training and transform jobs from the data folder's queue, without serving (any
+    /// number of workers and `pier serve`s may share one data folder; each job runs once).
     Worker(jobs::WorkerArgs),
-    /// Training jobs through the control API: list, describe, logs, stop, wait.
+    /// Run a batch transform job here, without a server: score every record of a folder or
+    /// bucket with a Model of the data folder, one `<input key>.out` per input object
+    /// (CreateTransformJob's fields as flags; `--shard I/N` for cluster schedulers).
+    Transform(Box<transform::TransformArgs>),
+    /// Training and transform jobs through the control API: list, describe, logs, stop, wait.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     /// Load-test a model server (Pier, Triton, MLServer, ...) over SageMaker invocations or
@@ -268,6 +273,7 @@ fn main() -> anyhow::Result<()> {
             Command::Endpoints(cmd) => commands::endpoints(cmd).await,
             Command::Train(args) => train::train(args).await,
             Command::Worker(args) => jobs::worker(args).await,
+            Command::Transform(args) => transform::transform(*args).await,
             Command::Jobs(cmd) => jobs::jobs(cmd).await,
             Command::Loadtest(args) => loadtest::loadtest(*args).await,
         }

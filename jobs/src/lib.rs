@@ -12,6 +12,8 @@
 //! - [`script`]: script mode: users' training scripts run as local processes under the
 //!   sagemaker-training toolkit's contract (job folder, `SM_*` environment, metrics from the
 //!   log, the model they leave published with its runtime detected).
+//! - [`transform`]: batch transform jobs: the record, its checks, the bounded read → decode →
+//!   predict → encode → write pipeline, and running a job over S3 or local objects.
 //! - [`runner`]: the durable queue in `pier-db`: runners claim jobs atomically, hold them by a
 //!   lease renewed by a heartbeat, write each transition before acting, log progress to the
 //!   job's log, and on start reconcile jobs whose runner died (failed with a reason, or
@@ -30,6 +32,7 @@ pub mod runner;
 pub mod script;
 pub mod train;
 pub mod training;
+pub mod transform;
 
 pub use error::{JobsError, Result};
 pub use runner::{Runner, RunnerConfig, RunnerHandle};

@@ -99,7 +99,7 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> OutputError + '_ {
     }
 }
 
-fn s3_err(bucket: &str, uri: &str, e: object_store::Error) -> OutputError {
+pub(crate) fn s3_err(bucket: &str, uri: &str, e: object_store::Error) -> OutputError {
     let text = crate::channels::location_error_text(&e);
     if text.contains("NoSuchBucket") {
         return OutputError::NoSuchBucket {
@@ -247,13 +247,17 @@ fn build_tarball(out: &mut std::fs::File, files: &[(String, PathBuf)]) -> Result
     out.sync_all().map_err(io_err(Path::new(MODEL_TARBALL)))
 }
 
-enum Upload {
+pub(crate) enum Upload {
     Io(std::io::Error),
     Store(object_store::Error),
 }
 
 /// Uploads the file at `src` to `path`: one PUT, or a multipart upload for large files.
-async fn upload(store: &dyn ObjectStore, path: &ObjectPath, src: &Path) -> Result<(), Upload> {
+pub(crate) async fn upload(
+    store: &dyn ObjectStore,
+    path: &ObjectPath,
+    src: &Path,
+) -> Result<(), Upload> {
     let mut file = std::fs::File::open(src).map_err(Upload::Io)?;
     let size = file.metadata().map_err(Upload::Io)?.len();
     if size <= MULTIPART_THRESHOLD as u64 {

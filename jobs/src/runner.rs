@@ -5,8 +5,11 @@
 //! process on this host is gone), then claim queued jobs while a slot is free, then sleep
 //! until woken ([`Runner::wake`], called by CreateTrainingJob in the same process), a slot
 //! frees, or the poll interval passes (jobs queued by another process). Each claimed job runs
-//! as its own task ([`crate::training::run`]); training itself runs on the runner's rayon pool
-//! of `training_threads`, never the global pool nor the server's compute threads.
+//! as its own task (training jobs first, then transform jobs: [`crate::training::run`],
+//! `crate::transform::job`); training itself runs on the runner's rayon pool of
+//! `training_threads`, never the global pool nor the server's compute threads. Transform jobs
+//! get their models from the [`crate::transform::ModelSource`] given with
+//! [`Runner::set_model_source`].
 //!
 //! Runners name themselves `HOST/PID/NONCE`. A runner never reconciles its own jobs; a job
 //! whose owner is a process of this host that no longer exists is reconciled at once (a
@@ -82,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) pool: rayon::ThreadPool,
     pub(crate) config: RunnerConfig,
     pub(crate) owner: String,
+    /// Where transform jobs get their models (set by whoever starts the runner).
+    pub(crate) models: std::sync::OnceLock<Arc<dyn crate::transform::ModelSource>>,
     wake: Notify,
 }
 
@@ -145,6 +150,7 @@ impl Runner {
             pool,
             config,
             owner,
+            models: std::sync::OnceLock::new(),
             wake: Notify::new(),
         })))
     }
@@ -152,6 +158,12 @@ impl Runner {
     /// This runner's name in the `owner` column.
     pub fn owner(&self) -> &str {
         &self.0.owner
+    }
+
+    /// Gives transform jobs their models (the server's control-plane Models); without it they
+    /// fail saying so. Set once; later calls are ignored.
+    pub fn set_model_source(&self, models: Arc<dyn crate::transform::ModelSource>) {
+        let _ = self.0.models.set(models);
     }
 
     /// Looks at the queue now (a job was just queued).
@@ -242,6 +254,7 @@ impl Runner {
                 taken += 1;
             }
         }
+        taken += crate::transform::job::reconcile(self, owner_is_gone).await?;
         Ok(taken)
     }
 }
@@ -264,6 +277,45 @@ impl RunnerHandle {
     }
 }
 
+/// Claims the oldest queued job of each kind in turn and starts it; `Ok(false)` when none is
+/// queued.
+async fn claim(
+    runner: &Runner,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    stop: &watch::Receiver<bool>,
+    running: &mut JoinSet<()>,
+) -> Result<bool> {
+    let (db, owner) = (&runner.0.db, runner.0.owner.as_str());
+    let lease = runner.0.config.lease.as_secs_f64();
+    if let Some(job) = db
+        .claim_job::<TrainingJob>(JobKind::Training, owner, now(), lease)
+        .await?
+    {
+        tracing::info!(job = %job.name, attempt = job.attempts, "training job claimed");
+        running.spawn(crate::training::run::run_job(
+            runner.clone(),
+            job,
+            stop.clone(),
+            permit,
+        ));
+        return Ok(true);
+    }
+    if let Some(job) = db
+        .claim_job::<crate::transform::TransformJob>(JobKind::Transform, owner, now(), lease)
+        .await?
+    {
+        tracing::info!(job = %job.name, attempt = job.attempts, "transform job claimed");
+        running.spawn(crate::transform::job::run_job(
+            runner.clone(),
+            job,
+            stop.clone(),
+            permit,
+        ));
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 async fn run_loop(runner: Runner, mut stop: watch::Receiver<bool>) {
     let config = runner.0.config.clone();
     let slots = Arc::new(Semaphore::new(config.slots));
@@ -276,27 +328,9 @@ async fn run_loop(runner: Runner, mut stop: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "job reconciliation failed");
         }
         while let Ok(permit) = slots.clone().try_acquire_owned() {
-            let claimed = runner
-                .0
-                .db
-                .claim_job::<TrainingJob>(
-                    JobKind::Training,
-                    &runner.0.owner,
-                    now(),
-                    config.lease.as_secs_f64(),
-                )
-                .await;
-            match claimed {
-                Ok(Some(job)) => {
-                    tracing::info!(job = %job.name, attempt = job.attempts, "training job claimed");
-                    running.spawn(crate::training::run::run_job(
-                        runner.clone(),
-                        job,
-                        stop.clone(),
-                        permit,
-                    ));
-                }
-                Ok(None) => break,
+            match claim(&runner, permit, &stop, &mut running).await {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot claim a job");
                     break;

@@ -134,6 +134,9 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
             state.store.clone(),
             state.config.jobs.clone(),
         )?;
+        runner.set_model_source(Arc::new(crate::control::Models(
+            crate::control::ControlPlaneModels::for_server(&state),
+        )));
         let handle = runner.start();
         let _ = state.runner.set(runner);
         Some(handle)

@@ -33,8 +33,8 @@
 mod content;
 mod download;
 mod error;
-mod location;
-mod read;
+pub(crate) mod location;
+pub(crate) mod read;
 pub mod recordio;
 mod spec;
 

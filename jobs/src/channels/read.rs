@@ -134,27 +134,27 @@ impl Drop for Abandon {
 }
 
 /// What the download task sends.
-enum Piece {
+pub(crate) enum Piece {
     Data(Bytes),
     End,
     Failed(ChannelError),
 }
 
 /// One S3 object to download.
-struct Download {
-    store: Arc<dyn ObjectStore>,
-    path: ObjectPath,
-    uri: String,
-    bucket: String,
+pub(crate) struct Download {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) path: ObjectPath,
+    pub(crate) uri: String,
+    pub(crate) bucket: String,
     /// Size and ETag from the listing.
-    listed: Option<(u64, Option<String>)>,
+    pub(crate) listed: Option<(u64, Option<String>)>,
 }
 
 /// Downloads `objects` in order into `tx`. An object whose size is known and larger than
 /// [`RANGE_BYTES`] is fetched as ranges, [`RANGE_CONCURRENCY`] at a time, in order, each
 /// conditional on the listed ETag (an object replaced meanwhile fails instead of mixing two
 /// versions); other objects are one streamed GET.
-async fn download(channel: String, objects: Vec<Download>, tx: mpsc::Sender<Piece>) {
+pub(crate) async fn download(channel: String, objects: Vec<Download>, tx: mpsc::Sender<Piece>) {
     for d in objects {
         let failed = |e| Piece::Failed(location::store_error(&channel, &d.bucket, &d.uri, e));
         match &d.listed {
@@ -217,10 +217,10 @@ async fn download(channel: String, objects: Vec<Download>, tx: mpsc::Sender<Piec
 }
 
 /// One S3 object's bytes as a blocking [`Read`], from the download queue.
-struct Queued<'a> {
-    rx: &'a mut mpsc::Receiver<Piece>,
-    current: Bytes,
-    done: bool,
+pub(crate) struct Queued<'a> {
+    pub(crate) rx: &'a mut mpsc::Receiver<Piece>,
+    pub(crate) current: Bytes,
+    pub(crate) done: bool,
 }
 
 impl Read for Queued<'_> {

@@ -1,6 +1,7 @@
-//! The CloudWatch Logs subset the SageMaker SDK reads a training job's log with
-//! (`fit(logs=True)`, `logs_for_job`): `DescribeLogStreams` and `GetLogEvents` on the log
-//! group `/aws/sagemaker/TrainingJobs`, one stream per job named `<job>/algo-1-<epoch>`, in
+//! The CloudWatch Logs subset the SageMaker SDK reads a job's log with (`fit(logs=True)`,
+//! `logs_for_job`, `Transformer.wait()`): `DescribeLogStreams` and `GetLogEvents` on the log
+//! groups `/aws/sagemaker/TrainingJobs` (one stream per job named `<job>/algo-1-<epoch>`) and
+//! `/aws/sagemaker/TransformJobs` (`<job>/pier-1-<epoch>`), in
 //! CloudWatch's own protocol (AWS JSON 1.1, `X-Amz-Target: Logs_20140328.<Action>`,
 //! camelCase fields). Point the SDK's logs client here with `AWS_ENDPOINT_URL_CLOUDWATCH_LOGS`.
 //!
@@ -10,6 +11,7 @@
 
 use pier_db::{JobKind, LogQuery};
 use pier_jobs::training::{LOG_GROUP, TrainingJob, log_stream};
+use pier_jobs::transform::TransformJob;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiCode, ApiError};
@@ -47,9 +49,11 @@ pub(super) async fn dispatch(
     }
 }
 
-fn check_group(name: Option<&str>) -> Result<(), ApiError> {
+/// The job kind whose log group `name` is.
+fn check_group(name: Option<&str>) -> Result<JobKind, ApiError> {
     match name {
-        Some(LOG_GROUP) => Ok(()),
+        Some(LOG_GROUP) => Ok(JobKind::Training),
+        Some(pier_jobs::transform::LOG_GROUP) => Ok(JobKind::Transform),
         Some(_) => Err(not_found("log group")),
         None => Err(invalid("logGroupName is required")),
     }
@@ -102,7 +106,7 @@ async fn describe_log_streams(
         .log_group_name
         .as_deref()
         .or(req.log_group_identifier.as_deref());
-    check_group(group)?;
+    let kind = check_group(group)?;
     let by_time = match req.order_by.as_deref() {
         None | Some("LogStreamName") => false,
         Some("LastEventTime") => {
@@ -125,22 +129,22 @@ async fn describe_log_streams(
     }
     let prefix = req.log_stream_name_prefix.unwrap_or_default();
     let mut streams = Vec::new();
-    for row in app.db.list_jobs::<TrainingJob>(JobKind::Training).await? {
-        let name = log_stream(&row.body);
+    let group = group.unwrap_or(LOG_GROUP);
+    for (job, name, created_at) in job_streams(app, kind).await? {
         if !name.starts_with(&prefix) {
             continue;
         }
-        let Some((first, last, _)) = app.db.log_span(JobKind::Training, &row.name).await? else {
+        let Some((first, last, _)) = app.db.log_span(kind, &job).await? else {
             continue;
         };
         streams.push(LogStream {
             arn: format!(
-                "arn:aws:logs:{}:{}:log-group:{LOG_GROUP}:log-stream:{name}",
+                "arn:aws:logs:{}:{}:log-group:{group}:log-stream:{name}",
                 crate::records::REGION,
                 crate::records::ACCOUNT
             ),
             log_stream_name: name,
-            creation_time: (row.created_at * 1000.0) as i64,
+            creation_time: (created_at * 1000.0) as i64,
             first_event_timestamp: first,
             last_event_timestamp: last,
             last_ingestion_time: last,
@@ -167,6 +171,59 @@ async fn describe_log_streams(
         log_streams,
         next_token,
     })
+}
+
+/// (job, stream, creation time) of every job of `kind`.
+async fn job_streams(
+    app: &AppState,
+    kind: JobKind,
+) -> Result<Vec<(String, String, f64)>, ApiError> {
+    Ok(match kind {
+        JobKind::Transform => app
+            .db
+            .list_jobs::<TransformJob>(kind)
+            .await?
+            .into_iter()
+            .map(|r| {
+                (
+                    r.name,
+                    pier_jobs::transform::log_stream(&r.body),
+                    r.created_at,
+                )
+            })
+            .collect(),
+        _ => app
+            .db
+            .list_jobs::<TrainingJob>(JobKind::Training)
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), log_stream(&r.body), r.created_at))
+            .collect(),
+    })
+}
+
+/// The job whose stream is `stream`, if any.
+async fn stream_job(
+    app: &AppState,
+    kind: JobKind,
+    stream: &str,
+) -> Result<Option<String>, ApiError> {
+    let job = stream.split_once('/').map_or(stream, |(j, _)| j);
+    let found = match kind {
+        JobKind::Transform => app
+            .db
+            .get_job::<TransformJob>(kind, job)
+            .await?
+            .filter(|r| pier_jobs::transform::log_stream(&r.body) == stream)
+            .map(|r| r.name),
+        _ => app
+            .db
+            .get_job::<TrainingJob>(JobKind::Training, job)
+            .await?
+            .filter(|r| log_stream(&r.body) == stream)
+            .map(|r| r.name),
+    };
+    Ok(found)
 }
 
 #[derive(Deserialize)]
@@ -228,16 +285,9 @@ async fn get_log_events(
         .log_group_name
         .as_deref()
         .or(req.log_group_identifier.as_deref());
-    check_group(group)?;
-    let job_name = req
-        .log_stream_name
-        .split_once('/')
-        .map_or(req.log_stream_name.as_str(), |(j, _)| j);
-    let row = app
-        .db
-        .get_job::<TrainingJob>(JobKind::Training, job_name)
+    let kind = check_group(group)?;
+    let job = stream_job(app, kind, &req.log_stream_name)
         .await?
-        .filter(|row| log_stream(&row.body) == req.log_stream_name)
         .ok_or_else(|| not_found("log stream"))?;
     let limit = req.limit.unwrap_or(10_000);
     if !(1..=10_000).contains(&limit) {
@@ -260,7 +310,7 @@ async fn get_log_events(
             q.from_head = false;
         }
     }
-    let events = app.db.read_logs(JobKind::Training, &row.name, &q).await?;
+    let events = app.db.read_logs(kind, &job, &q).await?;
     let (forward, backward) = match (events.first(), events.last()) {
         (Some(first), Some(last)) => (last.seq, first.seq),
         _ => match &req.next_token {

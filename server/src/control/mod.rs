@@ -22,6 +22,7 @@ pub mod scaler;
 mod scripts;
 mod tags;
 mod training;
+mod transform;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -34,6 +35,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use deploy::{publish_models, restore_endpoints};
+pub use transform::{ControlPlaneModels, Models};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -93,6 +95,10 @@ async fn dispatch(
         "DescribeTrainingJob" => call(&app, &body, training::describe).await,
         "ListTrainingJobs" => call(&app, &body, training::list).await,
         "StopTrainingJob" => call(&app, &body, training::stop).await,
+        "CreateTransformJob" => call(&app, &body, transform::create).await,
+        "DescribeTransformJob" => call(&app, &body, transform::describe).await,
+        "ListTransformJobs" => call(&app, &body, transform::list).await,
+        "StopTransformJob" => call(&app, &body, transform::stop).await,
         other => Err(ApiError::unknown_operation(format!(
             "Pier does not implement SageMaker.{other}"
         ))),

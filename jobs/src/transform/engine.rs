@@ -1,0 +1,799 @@
+//! One input object through the transform pipeline: read → split → decode → predict → encode
+//! → write, bounded.
+//!
+//! Concurrency: the calling thread reads and splits the object into requests (a record, a
+//! `MaxPayloadInMB` of records, or the whole object); `workers` scoped threads decode, predict
+//! and encode them; one writer thread puts the answers back in input order and writes them.
+//! At most `2 × workers` requests are between the reader and the writer (a token is taken per
+//! request and returned once written), so memory stays near `2 × workers × MaxPayloadInMB`
+//! (input and output) whatever the object's size. A request is decoded straight from its bytes
+//! into one batch tensor (no per-record allocation) by the server's codecs
+//! ([`pier_runtimes::codec`]), checked with the server's input policy and predicted in one call,
+//! so its output bytes are what `POST /invocations` answers for the same payload.
+//!
+//! A request that fails is retried record by record to find the line at fault: that line fails
+//! the object, or, with `PIER_SKIP_BAD_RECORDS`, goes to the errors output with its reason
+//! while the good records are written. The cancel flag is checked between requests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crossbeam_channel::bounded;
+use pier_runtimes::codec::{self, CodecError, Format};
+use pier_runtimes::{DataType, Model, Tensor, values};
+
+use super::filter::join_json;
+use super::{Plan, Split, Strategy};
+
+/// Bytes read from the object at a time.
+const READ_BUF: usize = 1 << 20;
+
+/// The model's side of a transform: the same decode, policy, predict and encode steps as a
+/// SageMaker invocation of one payload.
+#[derive(Debug, Clone)]
+pub struct Predictor {
+    model: Arc<dyn Model>,
+    input: String,
+    dtype: DataType,
+    features: Option<usize>,
+}
+
+impl Predictor {
+    /// Wraps a loaded model; refuses one whose inputs are not one feature matrix.
+    pub fn new(model: Arc<dyn Model>) -> Result<Self, String> {
+        let signature = model.signature();
+        let [spec] = signature.inputs.as_slice() else {
+            return Err(format!(
+                "the model takes {} inputs; batch transform feeds one feature matrix",
+                signature.inputs.len()
+            ));
+        };
+        Ok(Self {
+            input: spec.name.clone(),
+            dtype: spec.dtype,
+            features: spec.features(),
+            model: model.clone(),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<dyn Model> {
+        &self.model
+    }
+
+    /// Decodes `body`, applies the input policy and predicts; returns the outputs in
+    /// signature order.
+    pub fn predict(&self, format: Format, body: &[u8]) -> Result<Vec<Tensor>, String> {
+        let features =
+            codec::decode_features(format, body, self.features).map_err(|e| codec_reason(&e))?;
+        if !matches!(self.dtype, DataType::Fp32 | DataType::Fp64) {
+            values::check_values(&self.input, &features, false).map_err(|e| e.to_string())?;
+        }
+        let tensor = features.cast(self.dtype).map_err(|e| e.to_string())?;
+        let inputs = vec![tensor];
+        let signature = self.model.signature();
+        let rows = signature.check_inputs(&inputs).map_err(|e| e.to_string())?;
+        values::check_inputs(self.model.as_ref(), &inputs).map_err(|e| e.to_string())?;
+        let outputs = self.model.predict(inputs).map_err(|e| e.to_string())?;
+        if outputs.len() != signature.outputs.len() {
+            return Err(format!(
+                "the model gave {} outputs but its signature declares {}",
+                outputs.len(),
+                signature.outputs.len()
+            ));
+        }
+        if let Some(t) = outputs.iter().find(|t| t.shape().first() != Some(&rows)) {
+            return Err(format!(
+                "the model answered {:?} rows for {rows} records",
+                t.shape().first()
+            ));
+        }
+        Ok(outputs)
+    }
+
+    /// Encodes outputs as a response in `accept`.
+    pub fn encode(&self, accept: Format, outputs: &[Tensor]) -> Result<Vec<u8>, String> {
+        let names = &self.model.signature().outputs;
+        let named: Vec<(&str, &Tensor)> = names
+            .iter()
+            .zip(outputs)
+            .map(|(s, t)| (s.name.as_str(), t))
+            .collect();
+        codec::encode_outputs(accept, &named, &self.model.json_layout()).map_err(|e| e.to_string())
+    }
+
+    /// [`predict`](Self::predict) then [`encode`](Self::encode): what `POST /invocations`
+    /// answers for `body`.
+    pub fn respond(&self, format: Format, body: &[u8], accept: Format) -> Result<Vec<u8>, String> {
+        let outputs = self.predict(format, body)?;
+        self.encode(accept, &outputs)
+    }
+}
+
+/// A codec error in words that make sense for one record of an object (positions within the
+/// request are replaced by the object's line, which the caller names).
+fn codec_reason(e: &CodecError) -> String {
+    match e {
+        CodecError::Csv {
+            column, message, ..
+        } => format!("column {column}: {message}"),
+        CodecError::JsonLines { message, .. } => message.clone(),
+        CodecError::Json(m) => format!("not a record: {m}"),
+        CodecError::Empty => "no record".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Why an object could not be transformed. The caller names the object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectError {
+    /// A record the codec or the model refused.
+    Record {
+        /// 1-based line (1 for a whole-object request).
+        line: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A record (or a whole object, `SplitType None`) larger than `MaxPayloadInMB`.
+    TooLarge {
+        /// 1-based line.
+        line: u64,
+        /// The limit in bytes.
+        limit: usize,
+        /// Whether the whole object is the record.
+        whole: bool,
+    },
+    /// The object holds no record.
+    Empty,
+    /// Reading failed (the store, the file, or gzip).
+    Read(String),
+    /// Writing the output failed.
+    Write(String),
+    /// The cancel flag was set.
+    Cancelled,
+}
+
+impl std::fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ObjectError::Record { line, reason } => write!(f, "line {line}: {reason}"),
+            ObjectError::TooLarge {
+                whole: true, limit, ..
+            } => write!(
+                f,
+                "the object is larger than MaxPayloadInMB ({} MB) and SplitType is None; split it by Line",
+                limit >> 20
+            ),
+            ObjectError::TooLarge { line, limit, .. } => write!(
+                f,
+                "line {line}: the record is larger than MaxPayloadInMB ({} MB)",
+                limit >> 20
+            ),
+            ObjectError::Empty => write!(f, "holds no records"),
+            ObjectError::Read(r) => write!(f, "cannot be read: {r}"),
+            ObjectError::Write(r) => write!(f, "its output cannot be written: {r}"),
+            ObjectError::Cancelled => write!(f, "cancelled"),
+        }
+    }
+}
+
+/// Counters shared with the job's heartbeat.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Records written.
+    pub records: AtomicU64,
+    /// Records skipped into `.errors`.
+    pub failed: AtomicU64,
+    /// Input bytes read, as stored.
+    pub bytes: AtomicU64,
+    /// Objects finished.
+    pub objects: AtomicU64,
+}
+
+/// What one object gave.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStats {
+    /// Records transformed.
+    pub records: u64,
+    /// Records skipped into `.errors`.
+    pub failed: u64,
+}
+
+/// A request: records of one object, each ending in `\n` in `bytes`.
+struct Batch {
+    seq: u64,
+    bytes: Vec<u8>,
+    /// (start, end without the line end, line) of each record.
+    records: Vec<(usize, usize, u64)>,
+}
+
+/// What a worker hands the writer.
+struct Done {
+    out: Vec<u8>,
+    errors: Vec<u8>,
+    records: u64,
+    failed: u64,
+}
+
+/// Counts bytes read into `progress.bytes`.
+pub struct Counting<'a, R> {
+    inner: R,
+    counter: &'a AtomicU64,
+}
+
+impl<'a, R> Counting<'a, R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R, counter: &'a AtomicU64) -> Self {
+        Self { inner, counter }
+    }
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Transforms one object: reads `input` (already decompressed), writes the assembled output to
+/// `out` and bad records (with `plan.skip_bad`) to `errors` as `line N: reason` lines.
+pub fn transform_object(
+    predictor: &Predictor,
+    plan: &Plan,
+    input: &mut (dyn Read + Send),
+    out: &mut (dyn Write + Send),
+    errors: &mut (dyn Write + Send),
+    progress: &Progress,
+    cancel: &AtomicBool,
+) -> Result<ObjectStats, ObjectError> {
+    let workers = plan.workers.max(1);
+    let (batch_tx, batch_rx) = bounded::<Batch>(workers);
+    let (done_tx, done_rx) = bounded::<(u64, Result<Done, ObjectError>)>(workers * 2);
+    let (token_tx, token_rx) = bounded::<()>(workers * 2);
+    for _ in 0..workers * 2 {
+        let _ = token_tx.send(());
+    }
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (rx, tx) = (batch_rx.clone(), done_tx.clone());
+            s.spawn(move || {
+                for batch in rx {
+                    let seq = batch.seq;
+                    if tx.send((seq, process(predictor, plan, &batch))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop((batch_rx, done_tx));
+        let failed = &failed;
+        let writer = s.spawn(move || {
+            let mut pending = std::collections::BTreeMap::new();
+            let mut next = 0u64;
+            let mut stats = ObjectStats::default();
+            for (seq, done) in done_rx {
+                pending.insert(seq, done);
+                while let Some(done) = pending.remove(&next) {
+                    next += 1;
+                    let result = done.and_then(|d| {
+                        out.write_all(&d.out)
+                            .and_then(|_| errors.write_all(&d.errors))
+                            .map_err(|e| ObjectError::Write(e.to_string()))?;
+                        Ok(d)
+                    });
+                    match result {
+                        Ok(d) => {
+                            stats.records += d.records;
+                            stats.failed += d.failed;
+                            progress.records.fetch_add(d.records, Ordering::Relaxed);
+                            progress.failed.fetch_add(d.failed, Ordering::Relaxed);
+                            let _ = token_tx.send(());
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::SeqCst);
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            Ok(stats)
+        });
+        let read = split(plan, input, |batch| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(ObjectError::Cancelled);
+            }
+            if token_rx.recv().is_err() || failed.load(Ordering::SeqCst) {
+                return Err(ObjectError::Cancelled);
+            }
+            batch_tx.send(batch).map_err(|_| ObjectError::Cancelled)
+        });
+        drop(batch_tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        match (read, written) {
+            // The writer's error is the cause when it stopped the reader.
+            (_, Err(e)) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(0), _) => Err(ObjectError::Empty),
+            (Ok(_), Ok(stats)) => {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(ObjectError::Cancelled);
+                }
+                Ok(stats)
+            }
+        }
+    })
+}
+
+/// Splits `input` into requests as `plan` says and hands each to `emit`; returns how many
+/// records there were.
+fn split(
+    plan: &Plan,
+    input: &mut (dyn Read + Send),
+    mut emit: impl FnMut(Batch) -> Result<(), ObjectError>,
+) -> Result<u64, ObjectError> {
+    let limit = plan.max_payload;
+    let read_err = |e: std::io::Error| ObjectError::Read(e.to_string());
+    if plan.split == Split::None {
+        let mut bytes = Vec::new();
+        input
+            .take(limit as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        if bytes.len() > limit {
+            return Err(ObjectError::TooLarge {
+                line: 1,
+                limit,
+                whole: true,
+            });
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(0);
+        }
+        let end = bytes.len();
+        emit(Batch {
+            seq: 0,
+            bytes,
+            records: vec![(0, end, 1)],
+        })?;
+        return Ok(1);
+    }
+    let single = plan.strategy == Strategy::SingleRecord;
+    let capacity = if single {
+        4096
+    } else {
+        limit.min(READ_BUF * 8)
+    };
+    let mut reader = BufReader::with_capacity(READ_BUF, input);
+    let mut batch = Batch {
+        seq: 0,
+        bytes: Vec::with_capacity(capacity),
+        records: Vec::new(),
+    };
+    let (mut line, mut records, mut seq) = (0u64, 0u64, 0u64);
+    loop {
+        let start = batch.bytes.len();
+        let n = (&mut reader)
+            .take(limit as u64 + 2)
+            .read_until(b'\n', &mut batch.bytes)
+            .map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        let ends = batch.bytes.last() == Some(&b'\n');
+        let mut end = batch.bytes.len() - usize::from(ends);
+        if end > start && batch.bytes[end - 1] == b'\r' {
+            end -= 1;
+        }
+        if end - start > limit || (!ends && n > limit + 1) {
+            return Err(ObjectError::TooLarge {
+                line,
+                limit,
+                whole: false,
+            });
+        }
+        if batch.bytes[start..end].iter().all(u8::is_ascii_whitespace) {
+            batch.bytes.truncate(start);
+            continue;
+        }
+        if !ends {
+            batch.bytes.push(b'\n');
+        }
+        records += 1;
+        if batch.bytes.len() > limit && !batch.records.is_empty() {
+            // This record goes first in the next request.
+            let mut next = Vec::with_capacity(capacity.max(batch.bytes.len() - start));
+            next.extend_from_slice(&batch.bytes[start..]);
+            batch.bytes.truncate(start);
+            let full = std::mem::replace(
+                &mut batch,
+                Batch {
+                    seq: seq + 1,
+                    bytes: next,
+                    records: Vec::new(),
+                },
+            );
+            emit(full)?;
+            seq += 1;
+            batch.records.push((0, end - start, line));
+        } else {
+            batch.records.push((start, end, line));
+        }
+        if single || batch.bytes.len() >= limit {
+            let full = std::mem::replace(
+                &mut batch,
+                Batch {
+                    seq: seq + 1,
+                    bytes: Vec::with_capacity(capacity),
+                    records: Vec::new(),
+                },
+            );
+            emit(full)?;
+            seq += 1;
+        }
+    }
+    if !batch.records.is_empty() {
+        emit(batch)?;
+    }
+    Ok(records)
+}
+
+/// Decodes, predicts and encodes one request; on failure, record by record.
+fn process(predictor: &Predictor, plan: &Plan, batch: &Batch) -> Result<Done, ObjectError> {
+    match respond(predictor, plan, batch, &batch.records) {
+        Ok(out) => Ok(Done {
+            out,
+            errors: Vec::new(),
+            records: batch.records.len() as u64,
+            failed: 0,
+        }),
+        Err(_) if batch.records.len() > 1 || plan.skip_bad => {
+            let mut done = Done {
+                out: Vec::new(),
+                errors: Vec::new(),
+                records: 0,
+                failed: 0,
+            };
+            for record in &batch.records {
+                match respond(predictor, plan, batch, std::slice::from_ref(record)) {
+                    Ok(out) => {
+                        done.out.extend_from_slice(&out);
+                        done.records += 1;
+                    }
+                    Err(reason) if plan.skip_bad => {
+                        done.errors
+                            .extend_from_slice(format!("line {}: {reason}\n", record.2).as_bytes());
+                        done.failed += 1;
+                    }
+                    Err(reason) => {
+                        return Err(ObjectError::Record {
+                            line: record.2,
+                            reason,
+                        });
+                    }
+                }
+            }
+            Ok(done)
+        }
+        Err(reason) => Err(ObjectError::Record {
+            line: batch.records.first().map_or(1, |r| r.2),
+            reason,
+        }),
+    }
+}
+
+/// The output of `records` (a run of `batch`'s records).
+fn respond(
+    predictor: &Predictor,
+    plan: &Plan,
+    batch: &Batch,
+    records: &[(usize, usize, u64)],
+) -> Result<Vec<u8>, String> {
+    let whole = records.len() == batch.records.len();
+    let filtered;
+    let body: &[u8] = match &plan.input_filter {
+        Some(f) => {
+            let mut b = Vec::with_capacity(batch.bytes.len());
+            for &(s, e, _) in records {
+                let record = &batch.bytes[s..e];
+                if plan.format == Format::Csv {
+                    f.select_csv(record, &mut b)?;
+                } else {
+                    let v: serde_json::Value = serde_json::from_slice(record)
+                        .map_err(|e| format!("not a JSON record: {e}"))?;
+                    serde_json::to_writer(&mut b, &f.select(&v)?).map_err(|e| e.to_string())?;
+                }
+                b.push(b'\n');
+            }
+            filtered = b;
+            &filtered
+        }
+        None if whole => &batch.bytes,
+        None => {
+            let (s, _, _) = records[0];
+            let (_, e, _) = records[records.len() - 1];
+            &batch.bytes[s..e]
+        }
+    };
+    let outputs = predictor.predict(plan.format, body)?;
+    if !plan.per_record() {
+        let mut out = predictor.encode(plan.accept, &outputs)?;
+        if plan.assemble_line && out.last() != Some(&b'\n') {
+            out.push(b'\n');
+        }
+        return Ok(out);
+    }
+    // A record per line: each output row, joined to its input record, filtered.
+    let rows_format = if plan.accept == Format::Csv {
+        Format::Csv
+    } else {
+        Format::JsonLines
+    };
+    let encoded = predictor.encode(rows_format, &outputs)?;
+    let rows: Vec<&[u8]> = encoded
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    if rows.len() != records.len() {
+        return Err(format!(
+            "the model answered {} rows for {} records",
+            rows.len(),
+            records.len()
+        ));
+    }
+    let mut out = Vec::with_capacity(encoded.len() * 2);
+    for (row, &(s, e, _)) in rows.into_iter().zip(records) {
+        let input = &batch.bytes[s..e];
+        if rows_format == Format::Csv {
+            let mut joined = Vec::with_capacity(input.len() + row.len() + 1);
+            if plan.join {
+                joined.extend_from_slice(input);
+                joined.push(b',');
+            }
+            joined.extend_from_slice(row);
+            match &plan.output_filter {
+                Some(f) => f.select_csv(&joined, &mut out)?,
+                None => out.extend_from_slice(&joined),
+            }
+        } else {
+            let value: serde_json::Value =
+                serde_json::from_slice(row).map_err(|e| e.to_string())?;
+            let mut value = if plan.join {
+                let input: serde_json::Value =
+                    serde_json::from_slice(input).map_err(|e| format!("not a JSON record: {e}"))?;
+                join_json(input, value)
+            } else {
+                value
+            };
+            if let Some(f) = &plan.output_filter {
+                value = f.select(&value)?;
+            }
+            serde_json::to_writer(&mut out, &value).map_err(|e| e.to_string())?;
+        }
+        out.push(b'\n');
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::record::*;
+    use pier_runtimes::{Signature, TensorSpec};
+
+    /// Sums each row of two features; refuses a row whose first feature is 13.
+    #[derive(Debug)]
+    struct Sum(Signature);
+
+    impl Model for Sum {
+        fn signature(&self) -> &Signature {
+            &self.0
+        }
+        fn predict(&self, inputs: Vec<Tensor>) -> pier_runtimes::Result<Vec<Tensor>> {
+            let x = inputs[0].as_f32().unwrap();
+            if x.chunks(2).any(|r| r[0] == 13.0) {
+                return Err(pier_runtimes::RuntimeError::Predict("13 is unlucky".into()));
+            }
+            let y: Vec<f32> = x.chunks(2).map(|r| r[0] + r[1]).collect();
+            Ok(vec![Tensor::from_f32_rows(y.len(), 1, y).unwrap()])
+        }
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+    }
+
+    fn predictor() -> Predictor {
+        let sig = Signature {
+            inputs: vec![TensorSpec::new("x", DataType::Fp32, vec![-1, 2])],
+            outputs: vec![TensorSpec::new("y", DataType::Fp32, vec![-1, 1])],
+        };
+        Predictor::new(Arc::new(Sum(sig))).unwrap()
+    }
+
+    fn plan(f: impl FnOnce(&mut TransformJob)) -> Plan {
+        let mut job = TransformJob {
+            model_name: "m".into(),
+            transform_input: TransformInput {
+                data_source: TransformDataSource {
+                    s3_data_source: TransformS3DataSource {
+                        s3_data_type: "S3Prefix".into(),
+                        s3_uri: "/in".into(),
+                    },
+                },
+                split_type: Some("Line".into()),
+                ..Default::default()
+            },
+            transform_output: TransformOutput {
+                s3_output_path: "/out".into(),
+                assemble_with: Some("Line".into()),
+                ..Default::default()
+            },
+            transform_resources: TransformResources {
+                instance_type: "ml.m5.large".into(),
+                instance_count: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        f(&mut job);
+        crate::transform::check(&job).unwrap()
+    }
+
+    fn run(plan: &Plan, input: &[u8]) -> Result<(String, String, ObjectStats), ObjectError> {
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let stats = transform_object(
+            &predictor(),
+            plan,
+            &mut &input[..],
+            &mut out,
+            &mut errors,
+            &Progress::default(),
+            &AtomicBool::new(false),
+        )?;
+        Ok((
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(errors).unwrap(),
+            stats,
+        ))
+    }
+
+    fn rows(n: usize) -> (String, String) {
+        // Even first features: never the unlucky 13.
+        let input: String = (0..n).map(|i| format!("{},1\n", 2 * i)).collect();
+        let want: String = (0..n).map(|i| format!("{}\n", 2 * i + 1)).collect();
+        (input, want)
+    }
+
+    #[test]
+    fn many_requests_come_back_in_order() {
+        // ~1 MB payloads over ~2.4 MB of records, 4 workers, then one record per request.
+        let (input, want) = rows(300_000);
+        let p = plan(|j| {
+            j.max_payload_in_mb = Some(1);
+            j.max_concurrent_transforms = Some(4);
+        });
+        let (out, errors, stats) = run(&p, input.as_bytes()).unwrap();
+        assert_eq!(stats.records, 300_000);
+        assert!(out == want && errors.is_empty());
+        let p = plan(|j| {
+            j.batch_strategy = Some("SingleRecord".into());
+            j.max_concurrent_transforms = Some(3);
+        });
+        let (input, want) = rows(500);
+        assert_eq!(run(&p, input.as_bytes()).unwrap().0, want);
+    }
+
+    #[test]
+    fn blank_lines_crlf_and_no_final_line_end() {
+        let p = plan(|_| {});
+        let (out, _, stats) = run(&p, b"1,2\r\n\n  \n3,4").unwrap();
+        assert_eq!(out, "3\n7\n");
+        assert_eq!(stats.records, 2);
+        assert_eq!(run(&p, b"\n\n").unwrap_err(), ObjectError::Empty);
+    }
+
+    #[test]
+    fn bad_records_are_named_by_line_or_skipped() {
+        let p = plan(|_| {});
+        let input = b"1,2\n\n3,x\n5,6\n";
+        assert_eq!(
+            run(&p, input).unwrap_err(),
+            ObjectError::Record {
+                line: 3,
+                reason: "column 2: \"x\" is not a number".into()
+            }
+        );
+        let e = run(&p, b"1,2\n13,1\n").unwrap_err();
+        assert!(
+            matches!(&e, ObjectError::Record { line: 2, reason } if reason.contains("unlucky")),
+            "{e:?}"
+        );
+        let skip = plan(|j| {
+            j.environment
+                .insert("PIER_SKIP_BAD_RECORDS".into(), "true".into());
+        });
+        let (out, errors, stats) = run(&skip, b"1,2\n13,1\n3,x\n5,6\n").unwrap();
+        assert_eq!(out, "3\n11\n");
+        assert_eq!(
+            errors,
+            "line 2: model failed: 13 is unlucky\nline 3: column 2: \"x\" is not a number\n"
+        );
+        assert_eq!((stats.records, stats.failed), (2, 2));
+    }
+
+    #[test]
+    fn records_and_objects_larger_than_the_payload_fail() {
+        let p = plan(|j| j.max_payload_in_mb = Some(1));
+        let long = format!("1,2\n{}1\n", "0".repeat(2 << 20));
+        assert_eq!(
+            run(&p, long.as_bytes()).unwrap_err(),
+            ObjectError::TooLarge {
+                line: 2,
+                limit: 1 << 20,
+                whole: false
+            }
+        );
+        let whole = plan(|j| {
+            j.max_payload_in_mb = Some(1);
+            j.transform_input.split_type = Some("None".into());
+        });
+        let (input, _) = rows(200_000);
+        assert!(matches!(
+            run(&whole, input.as_bytes()).unwrap_err(),
+            ObjectError::TooLarge { whole: true, .. }
+        ));
+        let (input, want) = rows(10);
+        assert_eq!(run(&whole, input.as_bytes()).unwrap().0, want);
+    }
+
+    #[test]
+    fn filters_and_joins_per_record() {
+        let p = plan(|j| {
+            j.transform_output.accept = Some("text/csv".into());
+            j.data_processing = Some(DataProcessing {
+                input_filter: Some("$[1:]".into()),
+                output_filter: Some("$[0,-1]".into()),
+                join_source: Some("Input".into()),
+            });
+        });
+        let (out, _, _) = run(&p, b"a,1,2\nb,3,4\n").unwrap();
+        assert_eq!(out, "a,3\nb,7\n");
+        let j = plan(|j| {
+            j.transform_input.content_type = Some("application/jsonlines".into());
+            j.transform_output.accept = Some("application/jsonlines".into());
+            j.data_processing = Some(DataProcessing {
+                input_filter: Some("$.x".into()),
+                join_source: Some("Input".into()),
+                ..Default::default()
+            });
+        });
+        let (out, _, _) = run(&j, b"{\"id\":\"a\",\"x\":[1,2]}\n").unwrap();
+        let got: serde_json::Value = serde_json::from_str(out.trim_end()).unwrap();
+        assert_eq!(
+            got,
+            serde_json::json!({"id": "a", "x": [1, 2], "SageMakerOutput": [3]})
+        );
+    }
+
+    #[test]
+    fn cancel_stops_between_requests() {
+        let (input, _) = rows(1000);
+        let p = plan(|j| j.batch_strategy = Some("SingleRecord".into()));
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        let r = transform_object(
+            &predictor(),
+            &p,
+            &mut input.as_bytes(),
+            &mut out,
+            &mut errors,
+            &Progress::default(),
+            &AtomicBool::new(true),
+        );
+        assert_eq!(r.unwrap_err(), ObjectError::Cancelled);
+    }
+}
