@@ -35,7 +35,15 @@ pub struct ServerConfig {
     pub jobs: pier_jobs::RunnerConfig,
     /// Instance counts and the autoscaler.
     pub instances: InstancesConfig,
+    /// Bytes of multi-model endpoints' targets kept loaded (their unpacked sizes added up);
+    /// past it the least recently used are evicted.
+    pub multi_model_memory: u64,
+    /// A Triton model repository to serve under v2 (`pier serve --model-repository`).
+    pub model_repository: Option<PathBuf>,
 }
+
+/// The default of [`ServerConfig::multi_model_memory`]: 2 GiB.
+pub const DEFAULT_MULTI_MODEL_MEMORY: u64 = 2 << 30;
 
 impl ServerConfig {
     /// Defaults for a data folder, with the default ports.
@@ -54,6 +62,8 @@ impl ServerConfig {
             tls: None,
             jobs: pier_jobs::RunnerConfig::default(),
             instances: InstancesConfig::default(),
+            multi_model_memory: DEFAULT_MULTI_MODEL_MEMORY,
+            model_repository: None,
         }
     }
 

@@ -39,7 +39,7 @@ pub struct ContainerDefinition {
     /// Kept and described back (Pier runs no containers, so there is no host to name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_hostname: Option<String>,
-    /// `SingleModel` (the only mode Pier serves).
+    /// `SingleModel` (default) or `MultiModel` (`ModelDataUrl` is a prefix of archives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// `pier://NAME[/VERSION]`, a local path, or a `file://` URL.
@@ -69,6 +69,11 @@ pub struct ContainerDefinition {
 }
 
 impl ContainerDefinition {
+    /// True for `Mode = MultiModel`.
+    pub fn is_multi_model(&self) -> bool {
+        self.mode.as_deref() == Some("MultiModel")
+    }
+
     /// The first field given that Pier reads only to refuse.
     pub fn unsupported(&self) -> Option<&'static str> {
         first_present(&[
@@ -137,8 +142,10 @@ pub struct ModelRecord {
     pub enable_network_isolation: Option<bool>,
     /// Creation time.
     pub creation_time: f64,
-    /// The pinned artifact (a Pier extension field).
-    pub pier_artifact: ArtifactRef,
+    /// The pinned artifact (a Pier extension field); none for a multi-model Model, whose
+    /// archives load per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pier_artifact: Option<ArtifactRef>,
 }
 
 /// One production variant of an endpoint config.

@@ -89,9 +89,10 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     }
     if let Some(mode) = container.mode.as_deref()
         && mode != "SingleModel"
+        && mode != "MultiModel"
     {
         return Err(ApiError::validation(format!(
-            "PrimaryContainer.Mode {mode:?} is not supported by Pier yet; use SingleModel"
+            "PrimaryContainer.Mode {mode:?} is not valid; use SingleModel or MultiModel"
         )));
     }
     if let Some(role) = &req.execution_role_arn {
@@ -122,6 +123,25 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
             "model",
             &arn("model", &req.model_name),
         ));
+    }
+    if container.is_multi_model() {
+        // Nothing is imported now: each archive under the prefix loads on its first request.
+        let policy = app
+            .config
+            .import
+            .policy(app.config.admin_addr)
+            .map_err(|e| ApiError::validation(e.to_string()))?;
+        crate::serving::MultiModelSource::parse(&url, &policy).map_err(ApiError::validation)?;
+        return save(
+            app,
+            req.model_name,
+            container,
+            req.execution_role_arn,
+            req.enable_network_isolation,
+            None,
+            &req.tags,
+        )
+        .await;
     }
     // The import runs on a blocking thread; if this handler is dropped (the client went
     // away, the request timed out) the guard sets the cancel flag, the copy stops at its next
@@ -163,17 +183,43 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     })
     .await
     .map_err(ApiError::internal)??;
+    save(
+        app,
+        req.model_name,
+        container,
+        req.execution_role_arn,
+        req.enable_network_isolation,
+        Some(resolved),
+        &req.tags,
+    )
+    .await
+}
+
+/// Records a Model (and publishes it to the data plane); a version this call imported is
+/// removed again if the record cannot be saved.
+async fn save(
+    app: &AppState,
+    model_name: String,
+    container: ContainerDefinition,
+    execution_role_arn: Option<String>,
+    enable_network_isolation: Option<bool>,
+    resolved: Option<import::Resolved>,
+    tags: &[Tag],
+) -> Result<ModelArn, ApiError> {
     let record = ModelRecord {
-        model_arn: arn("model", &req.model_name),
-        model_name: req.model_name.clone(),
+        model_arn: arn("model", &model_name),
+        model_name: model_name.clone(),
         primary_container: container,
-        execution_role_arn: req.execution_role_arn,
-        enable_network_isolation: req.enable_network_isolation,
+        execution_role_arn,
+        enable_network_isolation,
         creation_time: now(),
-        pier_artifact: resolved.artifact.clone(),
+        pier_artifact: resolved.as_ref().map(|r| r.artifact.clone()),
     };
-    let inserted = app.db.insert(Table::Models, &req.model_name, &record).await;
-    if !matches!(inserted, Ok(true)) && resolved.imported {
+    let inserted = app.db.insert(Table::Models, &model_name, &record).await;
+    if let Some(resolved) = &resolved
+        && !matches!(inserted, Ok(true))
+        && resolved.imported
+    {
         // Nothing of a failed CreateModel stays in the store.
         remove_import(app, &resolved.artifact).await;
     }
@@ -181,8 +227,13 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         return Err(ApiError::already_exists("model", &record.model_arn));
     }
     super::deploy::publish_model(app, &record).await;
-    tags::set_initial(app, &record.model_arn, &req.tags).await?;
-    tracing::info!(model = %req.model_name, artifact = %record.pier_artifact, "model created");
+    tags::set_initial(app, &record.model_arn, tags).await?;
+    match &record.pier_artifact {
+        Some(artifact) => tracing::info!(model = %model_name, %artifact, "model created"),
+        None => {
+            tracing::info!(model = %model_name, prefix = ?record.primary_container.model_data_url, "multi-model model created")
+        }
+    }
     Ok(ModelArn {
         model_arn: record.model_arn,
     })

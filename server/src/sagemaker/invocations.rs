@@ -23,6 +23,8 @@ use crate::state::DataPlane;
 
 /// Header naming the variant to use instead of weighted routing.
 const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
+/// Header naming a multi-model endpoint's model archive (boto3's `TargetModel`).
+const TARGET_MODEL: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-model");
 /// Header telling the client which variant answered.
 const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 /// Opaque client attributes (at most 1024 visible ASCII characters).
@@ -109,6 +111,7 @@ struct Parsed<'h> {
     format: Format,
     accept: Format,
     variant: Option<&'h str>,
+    target_model: Option<&'h str>,
     body: Bytes,
 }
 
@@ -129,10 +132,12 @@ fn parse<'h>(
         )));
     }
     let variant = header(headers, &TARGET_VARIANT)?;
+    let target_model = header(headers, &TARGET_MODEL)?;
     Ok(Parsed {
         format,
         accept,
         variant,
+        target_model,
         body,
     })
 }
@@ -145,9 +150,9 @@ async fn invoke(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ServeError> {
     let parsed = parse(data, headers, body);
-    let (variant, accept) = match &parsed {
-        Ok(p) => (p.variant, p.accept),
-        Err(_) => (None, Format::Json),
+    let (variant, target_model, accept) = match &parsed {
+        Ok(p) => (p.variant, p.target_model, p.accept),
+        Err(_) => (None, None, Format::Json),
     };
     let request = parsed.map(|p| Request {
         body_len: p.body.len(),
@@ -156,6 +161,7 @@ async fn invoke(
     let target = Target::Endpoint {
         name: endpoint,
         variant,
+        target_model,
     };
     let done = data.invoke(target, deadline.0, request).await?;
     let model = done.loaded.model.as_ref();

@@ -32,6 +32,29 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
+    /// A loaded model of its own (no shared cache entry, no batching).
+    pub fn new(artifact: ArtifactRef, model: Arc<dyn Model>, labels: ModelLabels) -> Self {
+        Self {
+            artifact,
+            model,
+            labels,
+            batcher: None,
+            base: None,
+        }
+    }
+
+    /// The same model (unbatched) served under other labels, e.g. a multi-model target
+    /// under its variant's. Cheap: clones of `Arc`s and the label strings.
+    pub fn with_labels(self: &Arc<Self>, labels: ModelLabels) -> Arc<Self> {
+        Arc::new(Self {
+            artifact: self.artifact.clone(),
+            model: self.model.clone(),
+            labels,
+            batcher: None,
+            base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
+        })
+    }
+
     /// Whether a variant serving this copy gets more execution resources per instance: an
     /// ONNX Runtime session pool each, or batch slots each. Other models share the compute
     /// pool whatever their count.
@@ -180,7 +203,7 @@ impl ModelCache {
     }
 }
 
-fn load(
+pub(crate) fn load(
     store: &ModelStore,
     artifact: &ArtifactRef,
     options: &LoadOptions,

@@ -26,8 +26,11 @@ pub struct Variant {
     pub name: String,
     /// The Model (control-plane name) it serves.
     pub model_name: String,
-    /// Its loaded version.
+    /// Its loaded version (for a multi-model variant: a placeholder that carries the
+    /// variant's labels; the model that answers is picked per request by `TargetModel`).
     pub loaded: Arc<LoadedModel>,
+    /// Set when the variant's Model is a multi-model one.
+    pub multi: Option<Arc<super::MultiModelSet>>,
 }
 
 /// An endpoint in service: its variants and their weights.

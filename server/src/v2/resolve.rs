@@ -48,6 +48,7 @@ impl DataPlane {
         let (artifact, versions, ready, endpoint, version) =
             if let Some(e) = snapshot.endpoints.get(name) {
                 let index = version.map_or(Ok(0), |v| variant_index(e, v))?;
+                crate::serving::invoke::refuse_multi_model(e, index)?;
                 let versions = (1..=e.variants.len()).map(|n| n.to_string()).collect();
                 (
                     e.variants[index].loaded.artifact.clone(),
