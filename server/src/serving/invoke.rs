@@ -251,6 +251,14 @@ impl DataPlane {
                 if snapshot.creating.contains(name) {
                     return Err(ServeError::NotReady(name.to_owned()));
                 }
+                if let Some(r) = snapshot.repository.get(name) {
+                    let (version, loaded) = repository_version(r, version)?;
+                    return Ok(Routed {
+                        version: version.to_string(),
+                        variant: None,
+                        loaded: loaded.clone(),
+                    });
+                }
                 let model = snapshot
                     .models
                     .get(name)
@@ -306,6 +314,7 @@ impl DataPlane {
     {
         let decode = request.decode;
         let max_rows = self.config.limits.max_request_rows;
+        let max_rows = loaded.max_rows.map_or(max_rows, |m| m.min(max_rows));
         let prepare = move |model: &LoadedModel| -> Result<(Validated, T), ServeError> {
             let decoded = decode(model)?;
             let validated = validate(
@@ -393,6 +402,29 @@ pub fn refuse_multi_model(endpoint: &EndpointServing, index: usize) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// The version of a repository model that a v2 version string names (default: the
+/// highest).
+pub fn repository_version<'r>(
+    model: &'r crate::repository::RepositoryModel,
+    version: Option<&str>,
+) -> Result<(u64, &'r Arc<LoadedModel>), ServeError> {
+    let v = match version {
+        None => model.default_version(),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|v| model.versions.contains_key(v))
+            .ok_or_else(|| {
+                ServeError::ModelNotFound(format!(
+                    "version {v:?} of model {:?} is not found; its versions are {:?}",
+                    model.name,
+                    model.versions.keys().collect::<Vec<_>>()
+                ))
+            })?,
+    };
+    Ok((v, &model.versions[&v]))
 }
 
 /// A v2 name that is neither an endpoint nor a Model.

@@ -27,6 +27,9 @@ pub struct LoadedModel {
     pub labels: ModelLabels,
     /// The dynamic batcher, when batching is on for this copy.
     pub batcher: Option<Batcher>,
+    /// Most rows one request may carry when lower than the server's row limit (a Triton
+    /// repository model's `max_batch_size`).
+    pub max_rows: Option<usize>,
     /// The cached copy this one was made from, kept alive so the cache entry lives.
     base: Option<Arc<LoadedModel>>,
 }
@@ -39,6 +42,7 @@ impl LoadedModel {
             model,
             labels,
             batcher: None,
+            max_rows: None,
             base: None,
         }
     }
@@ -51,6 +55,7 @@ impl LoadedModel {
             model: self.model.clone(),
             labels,
             batcher: None,
+            max_rows: self.max_rows,
             base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
         })
     }
@@ -92,6 +97,7 @@ impl LoadedModel {
             model: self.model.clone(),
             labels,
             batcher,
+            max_rows: self.max_rows,
             base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
         })
     }
@@ -184,6 +190,7 @@ impl ModelCache {
                 ..ModelLabels::default()
             },
             batcher: None,
+            max_rows: None,
             base: None,
         });
         let mut map = self.loaded.lock().expect("cache lock");

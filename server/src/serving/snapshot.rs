@@ -107,6 +107,8 @@ pub struct ServingSnapshot {
     pub failed: HashSet<String>,
     /// Control-plane Models by name, for v2 requests that name a Model.
     pub models: HashMap<String, Arc<ModelTarget>>,
+    /// Models of the Triton repository (`--model-repository`), by name.
+    pub repository: HashMap<String, Arc<crate::repository::RepositoryModel>>,
     /// Bumped by every published change; a control-plane change built outside the control
     /// lock checks it under the lock before it stores (see `Serving::generation`).
     pub generation: u64,
