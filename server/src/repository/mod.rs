@@ -154,13 +154,16 @@ fn serve(
     Ok(base.serve_as("", "", name, batching, config.instance_count))
 }
 
+/// A model's selected versions, loaded, ascending.
+type Versions = Vec<(u64, Arc<dyn Model>)>;
+
 /// Reads one model folder: its config, the versions its policy selects, each loaded,
 /// warmed and checked against the config. Blocking.
 fn load_model(
     data: &DataPlane,
     name: &str,
     folder: &Path,
-) -> Result<(TritonConfig, Vec<(u64, Arc<dyn Model>)>), String> {
+) -> Result<(TritonConfig, Versions), String> {
     let config_path = folder.join("config.pbtxt");
     let (config, warnings) = match std::fs::metadata(&config_path) {
         Ok(m) if m.len() > pbtxt::MAX_BYTES as u64 => {
