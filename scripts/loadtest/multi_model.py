@@ -95,9 +95,32 @@ def loadtest(args, addrs, endpoint, headers, label, workdir, pid):
     wall = time.monotonic() - wall0
     r = json.loads(report.read_text())
     lat = r["latency_us"]
+    server_cpu = cpu_seconds(pid) - server0
     return {"label": label, "rps": r["throughput_rps"], "p50": lat["p50"], "p99": lat["p99"],
+            "cpu_us_per_req": server_cpu / max(1, r["ok"]) * 1e6,
             "errors": r["requests"] - r["ok"],
-            "server_cpu": cpu_seconds(pid) - server0, "client_cpu": children_cpu() - client0, "wall": wall}
+            "server_cpu": server_cpu, "client_cpu": children_cpu() - client0, "wall": wall}
+
+
+def loadtest_pair(args, addrs, workdir, pid, round_):
+    """`single` and `mme` (hits) loaded at the same time, so both see the same machine."""
+    procs = []
+    for endpoint, headers in [("single", []), ("mme", ["X-Amzn-SageMaker-Target-Model: xgb.tar.gz"])]:
+        report = workdir / f"pair-{endpoint}-{round_}.json"
+        cmd = [args.pier, "loadtest", "--url", f"http://{addrs['http']}", "-m", endpoint,
+               "--input-file", str(workdir / "row.csv"), "--content-type", "text/csv",
+               "-c", str(args.clients), "--warmup", "1", "--duration", str(args.duration),
+               "--json", str(report)]
+        for h in headers:
+            cmd += ["-H", h]
+        procs.append((endpoint, report, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+    out = {}
+    for endpoint, report, proc in procs:
+        assert proc.wait() == 0
+        r = json.loads(report.read_text())
+        out[endpoint] = {"rps": r["throughput_rps"], "p50": r["latency_us"]["p50"],
+                         "p99": r["latency_us"]["p99"], "errors": r["requests"] - r["ok"]}
+    return out
 
 
 def main():
@@ -106,6 +129,7 @@ def main():
     ap.add_argument("--duration", type=int, default=8)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--targets", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=4, help="single/mme alternations")
     args = ap.parse_args()
 
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="pier-mme-bench-"))
@@ -134,9 +158,10 @@ def main():
             sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
         host, port = addrs["http"].rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port))
+        conn_holder = [http.client.HTTPConnection(host, int(port))]
 
         def invoke(endpoint, target=None):
+            conn = conn_holder[0]
             headers = {"Content-Type": "text/csv"}
             if target:
                 headers["X-Amzn-SageMaker-Target-Model"] = target
@@ -153,22 +178,39 @@ def main():
 
         # 1. Cache hits against the single-model endpoint, alternated.
         runs = []
-        for round_ in range(2):
+        for round_ in range(args.rounds):
             runs.append(loadtest(args, addrs, "single", [], f"single-{round_}", workdir, server.pid))
             runs.append(loadtest(args, addrs, "mme", ["X-Amzn-SageMaker-Target-Model: xgb.tar.gz"],
                                  f"mme-hit-{round_}", workdir, server.pid))
         print(f"cache hits: pier loadtest -c {args.clients} --duration {args.duration} (SageMaker CSV, 1 row)")
-        print(f"{'run':<12}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'errors':>8}{'server cpu s':>14}{'client cpu s':>14}{'wall s':>8}")
+        print(f"{'run':<12}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'errors':>8}{'server cpu s':>14}"
+              f"{'cpu us/req':>12}{'client cpu s':>14}{'wall s':>8}")
         for r in runs:
             print(f"{r['label']:<12}{r['rps']:>10.0f}{r['p50']:>9.0f}{r['p99']:>9.0f}{str(r['errors']):>8}"
-                  f"{r['server_cpu']:>14.2f}{r['client_cpu']:>14.2f}{r['wall']:>8.1f}")
-        def mean(kind, key):
-            values = [r[key] for r in runs if r["label"].startswith(kind)]
-            return sum(values) / len(values)
-        for key, name in [("p50", "p50"), ("p99", "p99"), ("rps", "throughput"), ("server_cpu", "server cpu s")]:
-            print(f"ratio mme/single {name} (mean of rounds): {mean('mme', key) / mean('single', key):.3f}")
+                  f"{r['server_cpu']:>14.2f}{r['cpu_us_per_req']:>12.1f}{r['client_cpu']:>14.2f}{r['wall']:>8.1f}")
+        # Each round's mme run against the single run just before it; the median of those ratios.
+        for key, name in [("p50", "p50"), ("p99", "p99"), ("rps", "throughput"),
+                          ("cpu_us_per_req", "server cpu per request")]:
+            ratios = sorted(runs[i + 1][key] / runs[i][key] for i in range(0, len(runs), 2))
+            print(f"ratio mme/single {name}: median {pct(ratios, 50):.3f} "
+                  f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
 
-        # 2. Cold loads: the first request of each target.
+        # 1b. Both at once: the same noise for both, ratios per round.
+        print(f"cache hits, both endpoints loaded at the same time (-c {args.clients} each):")
+        pairs = [loadtest_pair(args, addrs, workdir, server.pid, i) for i in range(args.rounds)]
+        for i, p in enumerate(pairs):
+            print(f"  round {i}: single {p['single']['rps']:.0f} req/s p50 {p['single']['p50']:.0f} us "
+                  f"p99 {p['single']['p99']:.0f} us | mme {p['mme']['rps']:.0f} req/s p50 {p['mme']['p50']:.0f} us "
+                  f"p99 {p['mme']['p99']:.0f} us | errors {p['single']['errors'] + p['mme']['errors']}")
+        for key, name in [("p50", "p50"), ("p99", "p99"), ("rps", "throughput")]:
+            ratios = sorted(p["mme"][key] / p["single"][key] for p in pairs)
+            print(f"ratio mme/single {name} (same time): median {pct(ratios, 50):.3f} "
+                  f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+
+        # 2. Cold loads: the first request of each target (a fresh connection: the first one
+        # idled through the load tests).
+        conn_holder[0].close()
+        conn_holder[0] = http.client.HTTPConnection(host, int(port))
         server0, wall0 = cpu_seconds(server.pid), time.monotonic()
         cold = [invoke("mme", f"m{i}.tar.gz")[0] for i in range(args.targets)]
         wall, cpu = time.monotonic() - wall0, cpu_seconds(server.pid) - server0

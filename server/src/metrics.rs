@@ -248,9 +248,10 @@ pub fn record_load(model: &str, version: &str, backend: &str, ok: bool) {
     }
 }
 
-/// Counts a multi-model request served by a target already loaded.
-pub fn record_multi_model_hit(model: &str) {
-    counter!(MULTI_MODEL_HITS, "model" => model.to_owned()).increment(1);
+/// The counter of multi-model requests served by a target already loaded, for one Model
+/// (registered once, bumped on the hot path).
+pub fn multi_model_hits(model: &str) -> Counter {
+    counter!(MULTI_MODEL_HITS, "model" => model.to_owned())
 }
 
 /// Records one multi-model target load: its duration and whether it succeeded.

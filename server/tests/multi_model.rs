@@ -248,6 +248,32 @@ async fn refusals(s: &TestServer, root: &Path, models: &Path) {
         "not a multi-model endpoint",
     );
 
+    // A pier:// prefix: TargetModel names a store artifact (CreateModel "iris" published one).
+    s.ok(
+        "CreateModel",
+        json!({"ModelName": "from-store", "PrimaryContainer": {"Image": "onnx", "Mode": "MultiModel", "ModelDataUrl": "pier://"}}),
+    )
+    .await;
+    s.create_config("from-store", &[("all", "from-store", 1.0)])
+        .await;
+    s.create_endpoint("from-store", "from-store").await;
+    for t in ["iris", "iris/1"] {
+        let r = target(s, "from-store", t, common::IRIS_CSV).await;
+        assert_eq!(r.status, 200, "{t}: {}", r.body);
+        assert_eq!(r.model.as_deref(), Some("iris/1"));
+    }
+    for (t, needle) in [
+        ("iris/9", "no such version"),
+        ("nosuch", "no such version"),
+        ("bad_name", "TargetModel \"bad_name\""),
+    ] {
+        refused(
+            &target(s, "from-store", t, common::IRIS_CSV).await,
+            400,
+            needle,
+        );
+    }
+
     // CreateModel refuses a prefix that is not a folder.
     let (status, body) = s
         .api(

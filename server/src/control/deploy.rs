@@ -235,6 +235,7 @@ fn multi_model_set(
         image: container.image.clone(),
         source,
         options: options::load_options(container)?,
+        hits: crate::metrics::multi_model_hits(&model.model_name),
     })))
 }
 

@@ -223,10 +223,11 @@ impl DataPlane {
                 match (&chosen.multi, target_model) {
                     (None, None) => Ok(routed_variant(endpoint, index)),
                     (Some(set), Some(target)) => {
-                        let (set, labels) = (set.clone(), chosen.loaded.labels.clone());
+                        let set = set.clone();
                         let mut routed = routed_variant(endpoint, index);
                         drop(snapshot);
-                        routed.loaded = self.multi_model(&set, target, &labels).await?;
+                        let labels = &routed.loaded.labels;
+                        routed.loaded = self.multi_model(&set, target, labels).await?;
                         Ok(routed)
                     }
                     (Some(_), None) => Err(ServeError::Validation(format!(

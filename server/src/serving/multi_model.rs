@@ -30,7 +30,7 @@ use tokio::sync::OnceCell;
 
 use super::models::{LoadError, LoadedModel};
 use crate::error::ServeError;
-use crate::metrics::{self, ModelLabels};
+use crate::metrics::{self as pier_metrics, ModelLabels};
 use crate::records::ArtifactRef;
 use crate::state::DataPlane;
 
@@ -103,6 +103,8 @@ pub struct MultiModelSet {
     pub source: MultiModelSource,
     /// Load options from the Model's environment.
     pub options: LoadOptions,
+    /// `pier_multi_model_cache_hits_total` for this Model, registered once.
+    pub hits: metrics::Counter,
 }
 
 /// A loaded target and its size.
@@ -123,7 +125,8 @@ struct Slot {
 #[derive(Debug)]
 pub struct MultiModelCache {
     budget: u64,
-    slots: Mutex<HashMap<(String, String), Arc<Slot>>>,
+    /// Slots by Model key, then target (looked up by `&str`: a hit allocates nothing).
+    slots: Mutex<HashMap<String, HashMap<String, Arc<Slot>>>>,
     tick: AtomicU64,
 }
 
@@ -151,6 +154,7 @@ impl MultiModelCache {
         let slots = self.slots.lock().expect("multi-model cache lock");
         slots
             .values()
+            .flat_map(HashMap::values)
             .filter_map(|s| s.cell.get())
             .fold(CacheUsage::default(), |u, r| CacheUsage {
                 models: u.models + 1,
@@ -158,31 +162,41 @@ impl MultiModelCache {
             })
     }
 
-    fn slot(&self, key: &(String, String)) -> Arc<Slot> {
+    fn slot(&self, set: &str, target: &str) -> Arc<Slot> {
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         let mut slots = self.slots.lock().expect("multi-model cache lock");
-        let slot = slots.entry(key.clone()).or_default().clone();
-        slot.last_used
-            .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        let slot = match slots.get(set).and_then(|m| m.get(target)) {
+            Some(slot) => slot.clone(),
+            None => slots
+                .entry(set.to_owned())
+                .or_default()
+                .entry(target.to_owned())
+                .or_default()
+                .clone(),
+        };
+        drop(slots);
+        slot.last_used.store(tick, Ordering::Relaxed);
         slot
     }
 
-    /// Forgets `slot` under `key` when its load failed (so the next request tries again).
-    fn forget_failed(&self, key: &(String, String), slot: &Arc<Slot>) {
+    /// Forgets `slot` when its load failed (so the next request tries again).
+    fn forget_failed(&self, set: &str, target: &str, slot: &Arc<Slot>) {
         let mut slots = self.slots.lock().expect("multi-model cache lock");
-        if slots
-            .get(key)
-            .is_some_and(|s| Arc::ptr_eq(s, slot) && s.cell.get().is_none())
+        if let Some(m) = slots.get_mut(set)
+            && m.get(target)
+                .is_some_and(|s| Arc::ptr_eq(s, slot) && s.cell.get().is_none())
         {
-            slots.remove(key);
+            m.remove(target);
         }
     }
 
     /// Evicts least-recently-used targets (never `keep`) until the loaded ones fit the
     /// budget; returns the Model names of what it evicted.
-    fn evict(&self, keep: &(String, String)) -> Vec<String> {
+    fn evict(&self, keep: &Arc<Slot>) -> Vec<String> {
         let mut slots = self.slots.lock().expect("multi-model cache lock");
         let mut total: u64 = slots
             .values()
+            .flat_map(HashMap::values)
             .filter_map(|s| s.cell.get())
             .map(|r| r.bytes)
             .sum();
@@ -190,15 +204,20 @@ impl MultiModelCache {
         while total > self.budget {
             let victim = slots
                 .iter()
-                .filter(|(k, s)| *k != keep && s.cell.get().is_some())
-                .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
-                .map(|(k, _)| k.clone());
-            let Some(victim) = victim else { break };
-            if let Some(slot) = slots.remove(&victim)
+                .flat_map(|(set, m)| m.iter().map(move |(t, s)| (set, t, s)))
+                .filter(|(_, _, s)| !Arc::ptr_eq(s, keep) && s.cell.get().is_some())
+                .min_by_key(|(_, _, s)| s.last_used.load(Ordering::Relaxed))
+                .map(|(set, t, _)| (set.clone(), t.clone()));
+            let Some((set, target)) = victim else { break };
+            let Some(m) = slots.get_mut(&set) else { break };
+            if let Some(slot) = m.remove(&target)
                 && let Some(r) = slot.cell.get()
             {
                 total -= r.bytes;
                 evicted.push(r.model.labels.model.clone());
+            }
+            if m.is_empty() {
+                slots.remove(&set);
             }
         }
         evicted
@@ -280,10 +299,9 @@ impl DataPlane {
     ) -> Result<Arc<LoadedModel>, ServeError> {
         check_target(target)?;
         let cache = &self.serving.multi;
-        let key = (set.key.clone(), target.to_owned());
-        let slot = cache.slot(&key);
+        let slot = cache.slot(&set.key, target);
         if let Some(r) = slot.cell.get() {
-            metrics::record_multi_model_hit(&set.model_name);
+            set.hits.increment(1);
             return Ok(r.model.with_labels(labels.clone()));
         }
         let loaded = slot
@@ -293,16 +311,16 @@ impl DataPlane {
         let resident = match loaded {
             Ok(r) => r,
             Err(e) => {
-                cache.forget_failed(&key, &slot);
+                cache.forget_failed(&set.key, target, &slot);
                 return Err(e);
             }
         };
         let model = resident.model.with_labels(labels.clone());
-        for evicted in cache.evict(&key) {
-            metrics::record_multi_model_eviction(&evicted);
+        for evicted in cache.evict(&slot) {
+            pier_metrics::record_multi_model_eviction(&evicted);
         }
         let usage = cache.usage();
-        metrics::set_multi_model_usage(usage.models, usage.bytes);
+        pier_metrics::set_multi_model_usage(usage.models, usage.bytes);
         Ok(model)
     }
 
@@ -315,7 +333,7 @@ impl DataPlane {
     ) -> Result<Resident, ServeError> {
         let started = Instant::now();
         let result = self.load_target_inner(set, target).await;
-        metrics::record_multi_model_load(&set.model_name, started.elapsed(), result.is_ok());
+        pier_metrics::record_multi_model_load(&set.model_name, started.elapsed(), result.is_ok());
         if let Ok(r) = &result {
             tracing::info!(model = %set.model_name, target, bytes = r.bytes, seconds = started.elapsed().as_secs_f64(), "multi-model target loaded");
         }
