@@ -103,6 +103,8 @@ def test_boto3_invokes_forty_models_through_a_cache_of_ten(tmp_path):
         sm.create_endpoint(EndpointName="many", EndpointConfigName="many")
         sm.get_waiter("endpoint_in_service").wait(EndpointName="many",
                                                    WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        variant = sm.describe_endpoint(EndpointName="many")["ProductionVariants"][0]
+        assert variant["DeployedImages"][0]["ResolvedImage"] == f"xgboost@file://{prefix}", variant
         for round_ in range(2):
             for i in range(40):
                 r = rt.invoke_endpoint(EndpointName="many", TargetModel=f"m{i}.tar.gz",

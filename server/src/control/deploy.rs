@@ -239,6 +239,15 @@ fn multi_model_set(
     })))
 }
 
+/// A multi-model Model's `ModelDataUrl` prefix, as given.
+fn multi_model_prefix(model: &ModelRecord) -> String {
+    model
+        .primary_container
+        .model_data_url
+        .clone()
+        .unwrap_or_default()
+}
+
 /// The variant states to record for an endpoint in service.
 pub(super) fn variant_states(
     serving: &EndpointServing,
@@ -259,13 +268,24 @@ pub(super) fn variant_states(
             current_instance_count: pv.initial_instance_count.unwrap_or(1),
             desired_instance_count: pv.initial_instance_count.unwrap_or(1),
             pier_model_name: v.model_name.clone(),
-            pier_artifact: v.loaded.artifact.to_string(),
+            // A multi-model variant serves whatever its prefix holds: it names the prefix.
+            pier_artifact: match &v.multi {
+                Some(_) => multi_model_prefix(model),
+                None => v.loaded.artifact.to_string(),
+            },
             deployed_images: vec![DeployedImage {
                 specified_image: model.primary_container.image.clone(),
-                resolved_image: format!(
-                    "{}@pier:{}",
-                    model.primary_container.image, v.loaded.artifact
-                ),
+                resolved_image: match &v.multi {
+                    Some(_) => format!(
+                        "{}@{}",
+                        model.primary_container.image,
+                        multi_model_prefix(model)
+                    ),
+                    None => format!(
+                        "{}@pier:{}",
+                        model.primary_container.image, v.loaded.artifact
+                    ),
+                },
                 resolution_time: time,
             }],
             variant_status: Vec::new(),
