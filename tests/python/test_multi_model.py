@@ -94,9 +94,17 @@ def test_boto3_invokes_forty_models_through_a_cache_of_ten(tmp_path):
     proc, addrs = start_pier(tmp_path / "data", "--multi-model-memory", str(10 * MODEL_BYTES))
     try:
         sm, rt = clients(addrs)
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            sm.create_model(ModelName="many", PrimaryContainer={
+                "Image": "xgboost", "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}",
+                "MultiModelConfig": {"ModelCacheSetting": "Disabled"}})
+        assert "ModelCacheSetting Disabled" in e.value.response["Error"]["Message"]
         sm.create_model(ModelName="many", PrimaryContainer={
-            "Image": "xgboost", "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}"})
-        assert sm.describe_model(ModelName="many")["PrimaryContainer"]["Mode"] == "MultiModel"
+            "Image": "xgboost", "Mode": "MultiModel", "ModelDataUrl": f"file://{prefix}",
+            "MultiModelConfig": {"ModelCacheSetting": "Enabled"}})
+        container = sm.describe_model(ModelName="many")["PrimaryContainer"]
+        assert container["Mode"] == "MultiModel"
+        assert container["MultiModelConfig"] == {"ModelCacheSetting": "Enabled"}
         sm.create_endpoint_config(EndpointConfigName="many", ProductionVariants=[
             {"VariantName": "all", "ModelName": "many", "InitialInstanceCount": 1,
              "InstanceType": "ml.m5.large"}])

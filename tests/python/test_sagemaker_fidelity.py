@@ -301,7 +301,8 @@ def test_nothing_accepted_is_dropped(sm):
         (sm.create_endpoint_config, dict(EndpointConfigName="x", ProductionVariants=[{"VariantName": "v", "ModelName": "kept", "InitialInstanceCount": 1}],
                                          ShadowProductionVariants=[{"VariantName": "s", "ModelName": "kept", "InitialInstanceCount": 1}]), "ShadowProductionVariants"),
         (sm.create_model, dict(ModelName="x", Containers=[{"Image": "onnx", "ModelDataUrl": model_url()}]), "Containers"),
-        (sm.create_model, dict(ModelName="x", PrimaryContainer={"Image": "onnx", "ModelDataUrl": model_url(), "Mode": "MultiModel"}), "Mode"),
+        # A multi-model Model's ModelDataUrl is a prefix (a folder), never one model file.
+        (sm.create_model, dict(ModelName="x", PrimaryContainer={"Image": "onnx", "ModelDataUrl": model_url(), "Mode": "MultiModel"}), "is not a folder"),
     ]
     # Range checks from the service model hold on the server too (boto3 checks them first).
     unchecked = boto3.client("sagemaker", endpoint_url=sm.meta.endpoint_url, region_name="us-east-1",

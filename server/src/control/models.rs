@@ -95,6 +95,9 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
             "PrimaryContainer.Mode {mode:?} is not valid; use SingleModel or MultiModel"
         )));
     }
+    container
+        .check_multi_model_config()
+        .map_err(ApiError::validation)?;
     if let Some(role) = &req.execution_role_arn {
         validate_role_arn(role)?;
     }
