@@ -577,6 +577,74 @@ mod tests {
         }
     }
 
+    /// A cache slot loaded with a placeholder model of `bytes`.
+    fn fill(cache: &MultiModelCache, target: &str, bytes: u64) -> Arc<Slot> {
+        let slot = cache.slot("m@1", target);
+        let model = LoadedModel::new(
+            ArtifactRef {
+                name: target.into(),
+                version: 1,
+            },
+            Arc::new(MultiModelContainer::default()),
+            ModelLabels {
+                model: "m".into(),
+                ..ModelLabels::default()
+            },
+        );
+        slot.cell
+            .set(Resident {
+                model: Arc::new(model),
+                bytes,
+            })
+            .unwrap();
+        slot
+    }
+
+    fn loaded(cache: &MultiModelCache) -> Vec<String> {
+        let slots = cache.slots.lock().unwrap();
+        let mut names: Vec<String> = slots
+            .values()
+            .flat_map(HashMap::values)
+            .filter_map(|s| Some(s.cell.get()?.model.artifact.name.clone()))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_least_recently_used_go_first_and_the_new_one_stays() {
+        let cache = MultiModelCache::new(30);
+        fill(&cache, "a", 10);
+        fill(&cache, "b", 10);
+        fill(&cache, "c", 10);
+        assert!(
+            cache.evict(&cache.slot("m@1", "c")).is_empty(),
+            "30 bytes fit"
+        );
+        cache.slot("m@1", "a"); // a is now more recent than b
+        let d = fill(&cache, "d", 10);
+        assert_eq!(cache.evict(&d), ["m"]);
+        assert_eq!(loaded(&cache), ["a", "c", "d"]);
+        assert_eq!(
+            cache.usage(),
+            CacheUsage {
+                models: 3,
+                bytes: 30
+            }
+        );
+        // A load larger than the rest together evicts them all but never itself.
+        let big = fill(&cache, "big", 25);
+        assert_eq!(cache.evict(&big).len(), 3);
+        assert_eq!(loaded(&cache), ["big"]);
+        // A slot whose load failed is forgotten; a loaded one is not.
+        let failed = cache.slot("m@1", "bad");
+        cache.forget_failed("m@1", "bad", &failed);
+        cache.forget_failed("m@1", "big", &big);
+        let slots = cache.slots.lock().unwrap();
+        assert!(!slots["m@1"].contains_key("bad"));
+        assert!(slots["m@1"].contains_key("big"));
+    }
+
     #[test]
     fn store_targets() {
         assert_eq!(
