@@ -72,6 +72,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     config.import.roots = args.import_roots;
+    if args.multi_model_memory == 0 {
+        bail!("--multi-model-memory must be at least 1 byte");
+    }
+    config.multi_model_memory = args.multi_model_memory;
+    if let Some(dir) = &args.model_repository
+        && !dir.is_dir()
+    {
+        bail!("--model-repository {}: not a folder", dir.display());
+    }
+    config.model_repository = args.model_repository;
     // Training channels on local paths go through the same import roots as CreateModel.
     config.jobs.import_policy = config
         .import

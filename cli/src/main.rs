@@ -169,6 +169,16 @@ struct ServeArgs {
     training_threads: Option<usize>,
     #[command(flatten)]
     scripts: jobs::ScriptArgs,
+    /// Bytes of multi-model endpoints' models kept loaded, over all of them (a model counts
+    /// its unpacked artifact size, measured at load); past it the least recently used model
+    /// is evicted and loads again on its next request.
+    #[arg(long, value_name = "BYTES", default_value_t = pier_server::config::DEFAULT_MULTI_MODEL_MEMORY)]
+    multi_model_memory: u64,
+    /// A Triton model repository (`<model>/config.pbtxt`, `<model>/<version>/model.onnx`):
+    /// every model in it is served under the v2 protocol (REST and gRPC) with its Triton
+    /// name and versions. A model Pier cannot serve is refused alone, with the reason logged.
+    #[arg(long, value_name = "DIR")]
+    model_repository: Option<PathBuf>,
     /// PEM certificate chain: every listener (HTTP, admin, gRPC) then speaks TLS.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,

@@ -40,7 +40,15 @@ pub struct ServerConfig {
     /// Run script jobs (users' training code, as this server's user) even though the admin
     /// port listens beyond loopback (`--allow-scripts`). On loopback they run regardless.
     pub allow_scripts: bool,
+    /// Bytes of multi-model endpoints' targets kept loaded (their unpacked sizes added up);
+    /// past it the least recently used are evicted.
+    pub multi_model_memory: u64,
+    /// A Triton model repository to serve under v2 (`pier serve --model-repository`).
+    pub model_repository: Option<PathBuf>,
 }
+
+/// The default of [`ServerConfig::multi_model_memory`]: 2 GiB.
+pub const DEFAULT_MULTI_MODEL_MEMORY: u64 = 2 << 30;
 
 impl ServerConfig {
     /// Defaults for a data folder, with the default ports.
@@ -65,6 +73,8 @@ impl ServerConfig {
             instances: InstancesConfig::default(),
             capture: crate::capture::CaptureSettings::default(),
             allow_scripts: false,
+            multi_model_memory: DEFAULT_MULTI_MODEL_MEMORY,
+            model_repository: None,
         }
     }
 

@@ -39,6 +39,20 @@ pub const IN_FLIGHT: &str = "pier_requests_in_flight";
 pub const MODEL_LOADS: &str = "pier_model_loads_total";
 /// Model versions that failed to load.
 pub const MODEL_LOAD_FAILURES: &str = "pier_model_load_failures_total";
+/// Multi-model endpoints: requests whose target was loaded already, by Model.
+pub const MULTI_MODEL_HITS: &str = "pier_multi_model_cache_hits_total";
+/// Multi-model endpoints: targets loaded, by Model.
+pub const MULTI_MODEL_LOADS: &str = "pier_multi_model_loads_total";
+/// Multi-model endpoints: target loads that failed, by Model.
+pub const MULTI_MODEL_LOAD_FAILURES: &str = "pier_multi_model_load_failures_total";
+/// Multi-model endpoints: seconds one target took to fetch, unpack, load and warm.
+pub const MULTI_MODEL_LOAD_DURATION: &str = "pier_multi_model_load_duration_seconds";
+/// Multi-model endpoints: targets evicted to stay under `--multi-model-memory`, by Model.
+pub const MULTI_MODEL_EVICTIONS: &str = "pier_multi_model_evictions_total";
+/// Multi-model endpoints: targets loaded now (all Models).
+pub const MULTI_MODEL_LOADED: &str = "pier_multi_model_loaded_models";
+/// Multi-model endpoints: bytes of the targets loaded now (their unpacked sizes).
+pub const MULTI_MODEL_LOADED_BYTES: &str = "pier_multi_model_loaded_bytes";
 /// Connections closed on accept because `--max-connections` were open.
 pub const CONNECTIONS_REFUSED: &str = "pier_connections_refused_total";
 /// Counter: captured events written to the data capture destination.
@@ -268,6 +282,34 @@ pub fn record_load(model: &str, version: &str, backend: &str, ok: bool) {
     } else {
         counter!(MODEL_LOAD_FAILURES, labels).increment(1);
     }
+}
+
+/// The counter of multi-model requests served by a target already loaded, for one Model
+/// (registered once, bumped on the hot path).
+pub fn multi_model_hits(model: &str) -> Counter {
+    counter!(MULTI_MODEL_HITS, "model" => model.to_owned())
+}
+
+/// Records one multi-model target load: its duration and whether it succeeded.
+pub fn record_multi_model_load(model: &str, took: Duration, ok: bool) {
+    if ok {
+        counter!(MULTI_MODEL_LOADS, "model" => model.to_owned()).increment(1);
+        histogram!(MULTI_MODEL_LOAD_DURATION, "model" => model.to_owned())
+            .record(took.as_secs_f64());
+    } else {
+        counter!(MULTI_MODEL_LOAD_FAILURES, "model" => model.to_owned()).increment(1);
+    }
+}
+
+/// Counts a multi-model target evicted from the cache.
+pub fn record_multi_model_eviction(model: &str) {
+    counter!(MULTI_MODEL_EVICTIONS, "model" => model.to_owned()).increment(1);
+}
+
+/// Sets what the multi-model cache holds now.
+pub fn set_multi_model_usage(models: usize, bytes: u64) {
+    gauge!(MULTI_MODEL_LOADED).set(models as f64);
+    gauge!(MULTI_MODEL_LOADED_BYTES).set(bytes as f64);
 }
 
 /// One request's metrics: in flight from routing to answer, then its count and duration.

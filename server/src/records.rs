@@ -39,7 +39,7 @@ pub struct ContainerDefinition {
     /// Kept and described back (Pier runs no containers, so there is no host to name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_hostname: Option<String>,
-    /// `SingleModel` (the only mode Pier serves).
+    /// `SingleModel` (default) or `MultiModel` (`ModelDataUrl` is a prefix of archives).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// `pier://NAME[/VERSION]`, a local path, or a `file://` URL.
@@ -63,12 +63,51 @@ pub struct ContainerDefinition {
     /// Refused.
     #[serde(default, skip_serializing)]
     pub inference_specification_name: Option<serde_json::Value>,
-    /// Refused: multi-model endpoints are not served yet.
-    #[serde(default, skip_serializing)]
+    /// `{"ModelCacheSetting": "Enabled"}` with `Mode = MultiModel` (Pier always caches;
+    /// `Disabled` is refused), described back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multi_model_config: Option<serde_json::Value>,
 }
 
 impl ContainerDefinition {
+    /// True for `Mode = MultiModel`.
+    pub fn is_multi_model(&self) -> bool {
+        self.mode.as_deref() == Some("MultiModel")
+    }
+
+    /// Checks `MultiModelConfig`: only with `Mode = MultiModel`, only `ModelCacheSetting`
+    /// `Enabled` (Pier always caches the models it loads).
+    pub fn check_multi_model_config(&self) -> Result<(), String> {
+        let Some(config) = &self.multi_model_config else {
+            return Ok(());
+        };
+        if !self.is_multi_model() {
+            return Err("PrimaryContainer.MultiModelConfig needs Mode MultiModel".into());
+        }
+        let Some(fields) = config.as_object() else {
+            return Err("PrimaryContainer.MultiModelConfig must be an object".into());
+        };
+        for (key, value) in fields {
+            match (key.as_str(), value.as_str()) {
+                ("ModelCacheSetting", Some("Enabled")) => {}
+                ("ModelCacheSetting", Some("Disabled")) => {
+                    return Err("PrimaryContainer.MultiModelConfig.ModelCacheSetting Disabled is not supported by Pier: it always caches loaded models (evicting under --multi-model-memory)".into());
+                }
+                ("ModelCacheSetting", _) => {
+                    return Err(format!(
+                        "PrimaryContainer.MultiModelConfig.ModelCacheSetting {value} is not Enabled or Disabled"
+                    ));
+                }
+                (other, _) => {
+                    return Err(format!(
+                        "PrimaryContainer.MultiModelConfig.{other} is not a field Pier knows"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The first field given that Pier reads only to refuse.
     pub fn unsupported(&self) -> Option<&'static str> {
         first_present(&[
@@ -83,7 +122,6 @@ impl ContainerDefinition {
                 "InferenceSpecificationName",
                 self.inference_specification_name.is_some(),
             ),
-            ("MultiModelConfig", self.multi_model_config.is_some()),
         ])
     }
 }
@@ -137,8 +175,10 @@ pub struct ModelRecord {
     pub enable_network_isolation: Option<bool>,
     /// Creation time.
     pub creation_time: f64,
-    /// The pinned artifact (a Pier extension field); a pipeline's first container's.
-    pub pier_artifact: ArtifactRef,
+    /// The pinned artifact (a Pier extension field); none for a multi-model Model, whose
+    /// archives load per request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pier_artifact: Option<ArtifactRef>,
     /// A serial inference pipeline's containers as given (then `primary_container` is the
     /// first, kept for Pier's own use and not described).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

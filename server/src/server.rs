@@ -60,6 +60,14 @@ pub enum StartError {
     /// The job runner could not start.
     #[error("cannot start the job runner: {0}")]
     Jobs(#[from] pier_jobs::JobsError),
+    /// The model repository could not be listed.
+    #[error("cannot read the model repository {path}: {source}")]
+    Repository {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Restoring endpoints failed.
     #[error("cannot restore endpoints: {0}")]
     Restore(#[from] crate::error::ApiError),
@@ -127,6 +135,26 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let restored = crate::control::restore_endpoints(&state).await?;
     if restored > 0 {
         tracing::info!(restored, "endpoints restored");
+    }
+    if let Some(dir) = state.config.model_repository.clone() {
+        let loaded = crate::repository::load(&state.data(), &dir)
+            .await
+            .map_err(|source| StartError::Repository {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        tracing::info!(
+            repository = %dir.display(),
+            serving = loaded.models.len(),
+            refused = loaded.refused.len(),
+            "model repository read"
+        );
+        let models = loaded
+            .models
+            .into_iter()
+            .map(|m| (m.name.clone(), Arc::new(m)))
+            .collect();
+        state.serving.update(|s| s.repository = models);
     }
     let runner = if state.config.jobs.slots > 0 {
         let runner = pier_jobs::Runner::new(

@@ -38,7 +38,11 @@ pub struct DataInner {
 impl DataPlane {
     /// The data plane over `store`.
     pub fn new(config: ServerConfig, store: ModelStore) -> Self {
-        let serving = Serving::new(config.compute.threads, config.compute.queue);
+        let serving = Serving::new(
+            config.compute.threads,
+            config.compute.queue,
+            config.multi_model_memory,
+        );
         let in_flight = Semaphore::new(config.limits.max_in_flight);
         Self(Arc::new(DataInner {
             config,

@@ -303,7 +303,8 @@ def test_nothing_accepted_is_dropped(sm):
                                          ShadowProductionVariants=[{"VariantName": "v", "ModelName": "kept", "InitialInstanceCount": 1}]), "used twice"),
         (sm.create_model, dict(ModelName="x", Containers=[{"Image": "onnx", "ModelDataUrl": model_url()}],
                                InferenceExecutionConfig={"Mode": "Direct"}), "Direct"),
-        (sm.create_model, dict(ModelName="x", PrimaryContainer={"Image": "onnx", "ModelDataUrl": model_url(), "Mode": "MultiModel"}), "Mode"),
+        # A multi-model Model's ModelDataUrl is a prefix (a folder), never one model file.
+        (sm.create_model, dict(ModelName="x", PrimaryContainer={"Image": "onnx", "ModelDataUrl": model_url(), "Mode": "MultiModel"}), "is not a folder"),
     ]
     # Range checks from the service model hold on the server too (boto3 checks them first).
     unchecked = boto3.client("sagemaker", endpoint_url=sm.meta.endpoint_url, region_name="us-east-1",

@@ -14,26 +14,30 @@ use super::options;
 use crate::capture::Capture;
 use crate::db::Table;
 use crate::error::ApiError;
+use crate::records::ArtifactRef;
 use crate::records::{
     Deployed, DeployedImage, EndpointConfigRecord, EndpointRecord, EndpointStatus, ModelRecord,
     ProductionVariant, VariantState, VariantStatus, now,
 };
-use crate::serving::{EndpointServing, LoadedModel, ModelTarget, Shadow, Variant, WeightedChoice};
+use crate::serving::{
+    EndpointServing, LoadedModel, ModelTarget, MultiModelSet, MultiModelSource, Shadow, Variant,
+    WeightedChoice,
+};
 use crate::state::AppState;
 
 /// The data plane's view of one Model: its pinned artifact and that artifact's store
 /// versions. Blocks on the store: call from a blocking thread.
-fn model_target(store: &pier_model_store::ModelStore, record: &ModelRecord) -> ModelTarget {
-    let versions = store
-        .list_versions(&record.pier_artifact.name)
-        .unwrap_or_else(|e| {
-            tracing::warn!(model = %record.model_name, error = %e, "cannot list the artifact's versions");
-            vec![record.pier_artifact.version]
-        });
-    ModelTarget {
-        artifact: record.pier_artifact.clone(),
+/// `None` for a multi-model Model (v2 cannot name its targets).
+fn model_target(store: &pier_model_store::ModelStore, record: &ModelRecord) -> Option<ModelTarget> {
+    let artifact = record.pier_artifact.as_ref()?;
+    let versions = store.list_versions(&artifact.name).unwrap_or_else(|e| {
+        tracing::warn!(model = %record.model_name, error = %e, "cannot list the artifact's versions");
+        vec![artifact.version]
+    });
+    Some(ModelTarget {
+        artifact: artifact.clone(),
         versions,
-    }
+    })
 }
 
 /// Publishes every control-plane Model into the serving snapshot (at start), so v2 requests
@@ -46,7 +50,7 @@ pub async fn publish_models(app: &AppState) -> Result<(), ApiError> {
         records
             .iter()
             .filter(|r| !r.is_pipeline())
-            .map(|r| (r.model_name.clone(), Arc::new(model_target(&store, r))))
+            .filter_map(|r| Some((r.model_name.clone(), Arc::new(model_target(&store, r)?))))
             .collect::<HashMap<_, _>>()
     })
     .await
@@ -65,6 +69,9 @@ pub(super) async fn publish_model(app: &AppState, record: &ModelRecord) {
     let Ok(target) = tokio::task::spawn_blocking(move || model_target(&store, &r)).await else {
         tracing::error!(model = %record.model_name, "cannot publish the model to the data plane");
         return;
+    };
+    let Some(target) = target else {
+        return; // a multi-model Model: endpoints serve it, v2 does not name it
     };
     let _guard = app.control.lock().await;
     let name = record.model_name.clone();
@@ -142,6 +149,7 @@ pub(super) async fn build(
             name: pv.variant_name.clone(),
             model_name: pv.model_name.clone(),
             loaded,
+            multi: multi_model_set(app, model)?,
         });
     }
     let choice = WeightedChoice::new(&weight_values).map_err(|e| e.to_string())?;
@@ -161,6 +169,7 @@ pub(super) async fn build(
                 name: pv.variant_name.clone(),
                 model_name: pv.model_name.clone(),
                 loaded,
+                multi: multi_model_set(app, model)?,
             },
             share: (pv.weight() / total).min(1.0),
         });
@@ -199,6 +208,24 @@ pub(super) async fn load_variant(
     let variant_err = |e: String| format!("variant {:?}: {e}", pv.variant_name);
     let batching = options::resolve_batching(&model.primary_container, pv.pier_batching.as_ref())
         .map_err(variant_err)?;
+    let Some(artifact) = model.pier_artifact.clone() else {
+        // A multi-model variant: a placeholder carries its labels; targets load per request.
+        let placeholder = Arc::new(LoadedModel::new(
+            ArtifactRef {
+                name: model.model_name.clone(),
+                version: 0,
+            },
+            Arc::new(crate::serving::multi_model::MultiModelContainer::default()),
+            Default::default(),
+        ));
+        return Ok(placeholder.serve_as(
+            endpoint_name,
+            &pv.variant_name,
+            &pv.model_name,
+            None,
+            count,
+        ));
+    };
     let shared = if model.is_pipeline() {
         load_pipeline(app, model, count)
             .await
@@ -206,7 +233,7 @@ pub(super) async fn load_variant(
     } else {
         let load_opts = options::load_options(&model.primary_container).map_err(variant_err)?;
         let load_opts = super::instances::load_options_for(&load_opts, count);
-        let (state, artifact) = (app.clone(), model.pier_artifact.clone());
+        let (state, shown) = (app.clone(), artifact.clone());
         tokio::task::spawn_blocking(move || {
             state
                 .serving
@@ -214,7 +241,7 @@ pub(super) async fn load_variant(
                 .get_or_load_with(&state.store, &artifact, &load_opts)
         })
         .await
-        .map_err(|e| format!("loading {} panicked: {e}", model.pier_artifact))?
+        .map_err(|e| format!("loading {shown} panicked: {e}"))?
         .map_err(|e| variant_err(e.to_string()))?
     };
     if batching.is_some() {
@@ -297,6 +324,43 @@ async fn load_pipeline(
     .map_err(|e| format!("loading pipeline {:?} panicked: {e}", model.model_name))?
 }
 
+/// The multi-model set a variant of `model` serves, `None` for a single-model Model; the
+/// prefix is checked again against the import roots (they may have changed since
+/// CreateModel).
+fn multi_model_set(
+    app: &AppState,
+    model: &ModelRecord,
+) -> Result<Option<Arc<MultiModelSet>>, String> {
+    let container = &model.primary_container;
+    if !container.is_multi_model() {
+        return Ok(None);
+    }
+    let url = container.model_data_url.as_deref().unwrap_or_default();
+    let policy = app
+        .config
+        .import
+        .policy(app.config.admin_addr)
+        .map_err(|e| e.to_string())?;
+    let source = MultiModelSource::parse(url, &policy)?;
+    Ok(Some(Arc::new(MultiModelSet {
+        model_name: model.model_name.clone(),
+        key: format!("{}@{}", model.model_name, model.creation_time),
+        image: container.image.clone(),
+        source,
+        options: options::load_options(container)?,
+        hits: crate::metrics::multi_model_hits(&model.model_name),
+    })))
+}
+
+/// A multi-model Model's `ModelDataUrl` prefix, as given.
+fn multi_model_prefix(model: &ModelRecord) -> String {
+    model
+        .primary_container
+        .model_data_url
+        .clone()
+        .unwrap_or_default()
+}
+
 /// Records what an endpoint serves now: its variants' and shadow variants' states and its
 /// data capture.
 pub(super) fn record_serving(
@@ -314,13 +378,24 @@ pub(super) fn record_serving(
             current_instance_count: pv.initial_instance_count.unwrap_or(1),
             desired_instance_count: pv.initial_instance_count.unwrap_or(1),
             pier_model_name: v.model_name.clone(),
-            pier_artifact: v.loaded.artifact.to_string(),
+            // A multi-model variant serves whatever its prefix holds: it names the prefix.
+            pier_artifact: match &v.multi {
+                Some(_) => multi_model_prefix(model),
+                None => v.loaded.artifact.to_string(),
+            },
             deployed_images: vec![DeployedImage {
                 specified_image: model.primary_container.image.clone(),
-                resolved_image: format!(
-                    "{}@pier:{}",
-                    model.primary_container.image, v.loaded.artifact
-                ),
+                resolved_image: match &v.multi {
+                    Some(_) => format!(
+                        "{}@{}",
+                        model.primary_container.image,
+                        multi_model_prefix(model)
+                    ),
+                    None => format!(
+                        "{}@pier:{}",
+                        model.primary_container.image, v.loaded.artifact
+                    ),
+                },
                 resolution_time: time,
             }],
             variant_status: Vec::new(),

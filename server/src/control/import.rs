@@ -197,7 +197,7 @@ fn output_err(url: &str, e: pier_jobs::output::OutputError) -> ApiError {
 
 /// Unpacks (or copies) `source` into staging with the store's archive rules, inspects it as a
 /// model of `job.image` and publishes it; `origin` goes into the provenance.
-fn import_source(
+pub(crate) fn import_source(
     job: &Import<'_>,
     url: &str,
     source: &LocalSource,

@@ -12,7 +12,7 @@ mod configs;
 pub mod demo;
 mod deploy;
 mod endpoints;
-mod import;
+pub(crate) mod import;
 mod instances;
 mod list;
 mod logs;

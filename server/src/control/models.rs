@@ -131,8 +131,20 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         ));
     }
     // Each container's artifact; on any failure, nothing imported here stays in the store.
+    // A multi-model Model imports nothing now: each archive under its prefix loads on its
+    // first request.
+    let multi = !pipeline && checked[0].1.is_multi_model();
+    if multi {
+        let url = checked[0].1.model_data_url.as_deref().unwrap_or_default();
+        let policy = app
+            .config
+            .import
+            .policy(app.config.admin_addr)
+            .map_err(|e| ApiError::validation(e.to_string()))?;
+        crate::serving::MultiModelSource::parse(url, &policy).map_err(ApiError::validation)?;
+    }
     let mut resolved: Vec<import::Resolved> = Vec::with_capacity(checked.len());
-    for (i, (field, container)) in checked.iter().enumerate() {
+    for (i, (field, container)) in checked.iter().enumerate().filter(|_| !multi) {
         let store_name = if pipeline {
             pipeline_store_name(&req.model_name, i)
         } else {
@@ -153,9 +165,11 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     }
     let containers: Vec<ContainerDefinition> = checked
         .into_iter()
-        .zip(&resolved)
-        .map(|((_, mut c), r)| {
-            c.image.clone_from(&r.runtime);
+        .enumerate()
+        .map(|(i, (_, mut c))| {
+            if let Some(r) = resolved.get(i) {
+                c.image.clone_from(&r.runtime);
+            }
             c
         })
         .collect();
@@ -166,7 +180,7 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
         execution_role_arn: req.execution_role_arn,
         enable_network_isolation: req.enable_network_isolation,
         creation_time: now(),
-        pier_artifact: resolved[0].artifact.clone(),
+        pier_artifact: resolved.first().map(|r| r.artifact.clone()),
         inference_execution_config: pipeline.then(|| {
             req.inference_execution_config
                 .unwrap_or(InferenceExecutionConfig {
@@ -192,7 +206,14 @@ pub(super) async fn create(app: &AppState, req: CreateModel) -> Result<ModelArn,
     }
     super::deploy::publish_model(app, &record).await;
     tags::set_initial(app, &record.model_arn, &req.tags).await?;
-    tracing::info!(model = %req.model_name, artifact = %record.pier_artifact, containers = resolved.len(), "model created");
+    match &record.pier_artifact {
+        Some(artifact) => {
+            tracing::info!(model = %req.model_name, %artifact, containers = resolved.len(), "model created")
+        }
+        None => {
+            tracing::info!(model = %req.model_name, prefix = ?record.primary_container.model_data_url, "multi-model model created")
+        }
+    }
     Ok(ModelArn {
         model_arn: record.model_arn,
     })
@@ -226,11 +247,20 @@ fn check_container(
     }
     if let Some(mode) = container.mode.as_deref()
         && mode != "SingleModel"
+        && (pipeline || mode != "MultiModel")
     {
+        let valid = if pipeline {
+            "a pipeline's containers are SingleModel"
+        } else {
+            "use SingleModel or MultiModel"
+        };
         return Err(ApiError::validation(format!(
-            "{field}.Mode {mode:?} is not supported by Pier yet; use SingleModel"
+            "{field}.Mode {mode:?} is not valid; {valid}"
         )));
     }
+    container
+        .check_multi_model_config()
+        .map_err(ApiError::validation)?;
     let supported = pier_runtimes::loader::SUPPORTED_RUNTIMES;
     if !detect && !supported.contains(&container.image.as_str()) {
         return Err(ApiError::validation(format!(

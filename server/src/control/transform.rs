@@ -328,8 +328,17 @@ impl ControlPlaneModels {
             .ok_or_else(|| format!("model {name:?} does not exist (CreateModel)"))?;
         let options = super::options::load_options(&record.primary_container)
             .map_err(|e| format!("model {name:?}: {e}"))?;
+        if record.is_pipeline() {
+            return Err(format!(
+                "model {name:?} is a serial inference pipeline; batch transform runs single-container Models only (not built yet for pipelines)"
+            ));
+        }
+        let Some(artifact) = record.pier_artifact.clone() else {
+            return Err(format!(
+                "model {name:?} is a multi-model Model; batch transform needs one model (create a Model of the archive to score with)"
+            ));
+        };
         let this = self.clone();
-        let artifact = record.pier_artifact.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let (cache, store) = match &this.cache {
                 Cache::Server(data) => (&data.serving.cache, &data.store),

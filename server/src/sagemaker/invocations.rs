@@ -27,6 +27,8 @@ use crate::state::DataPlane;
 
 /// Header naming the variant to use instead of weighted routing.
 const TARGET_VARIANT: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-variant");
+/// Header naming a multi-model endpoint's model archive (boto3's `TargetModel`).
+const TARGET_MODEL: HeaderName = HeaderName::from_static("x-amzn-sagemaker-target-model");
 /// Header telling the client which variant answered.
 const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 /// Opaque client attributes (at most 1024 visible ASCII characters).
@@ -118,6 +120,7 @@ struct Parsed<'h> {
     variant: Option<&'h str>,
     inference_id: Option<&'h str>,
     custom_attributes: Option<&'h str>,
+    target_model: Option<&'h str>,
     body: Bytes,
 }
 
@@ -145,6 +148,7 @@ fn parse<'h>(
         )));
     }
     let variant = header(headers, &TARGET_VARIANT)?;
+    let target_model = header(headers, &TARGET_MODEL)?;
     Ok(Parsed {
         format,
         content_type,
@@ -152,6 +156,7 @@ fn parse<'h>(
         variant,
         inference_id,
         custom_attributes,
+        target_model,
         body,
     })
 }
@@ -266,9 +271,9 @@ async fn invoke(
         .ok()
         .and_then(|_| data.endpoint_serving(endpoint))
         .filter(|s| s.capture.is_some() || !s.shadows.is_empty());
-    let (variant, accept) = match &parsed {
-        Ok(p) => (p.variant, p.accept),
-        Err(_) => (None, Format::Json),
+    let (variant, target_model, accept) = match &parsed {
+        Ok(p) => (p.variant, p.target_model, p.accept),
+        Err(_) => (None, None, Format::Json),
     };
     let kept = match (&serving, &parsed) {
         (Some(_), Ok(p)) => Some(Arc::new(ShadowCopy {
@@ -288,6 +293,7 @@ async fn invoke(
     let target = Target::Endpoint {
         name: endpoint,
         variant,
+        target_model,
     };
     let done = data.invoke(target, deadline.0, request).await?;
     let bytes = encode(&done, accept)?;

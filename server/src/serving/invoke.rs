@@ -48,6 +48,9 @@ pub enum Target<'a> {
         name: Option<&'a str>,
         /// Target variant.
         variant: Option<&'a str>,
+        /// `TargetModel` (`X-Amzn-SageMaker-Target-Model`): the archive a multi-model
+        /// endpoint serves this request with.
+        target_model: Option<&'a str>,
     },
     /// Open Inference Protocol v2: `name` is an endpoint in service (its versions are its
     /// variants, `1`-based or by name; no version: by weight), or else a control-plane
@@ -218,7 +221,11 @@ impl DataPlane {
     pub async fn route(&self, target: &Target<'_>) -> Result<Routed, ServeError> {
         let snapshot = self.serving.snapshot();
         match *target {
-            Target::Endpoint { name, variant } => {
+            Target::Endpoint {
+                name,
+                variant,
+                target_model,
+            } => {
                 let name = name.or(self.config.default_endpoint.as_deref());
                 let endpoint = match name {
                     Some(name) => snapshot.endpoint(name)?,
@@ -233,7 +240,26 @@ impl DataPlane {
                     }
                 };
                 let index = endpoint.pick(variant, fastrand::f64())?;
-                Ok(routed_variant(endpoint, index))
+                let chosen = &endpoint.variants[index];
+                match (&chosen.multi, target_model) {
+                    (None, None) => Ok(routed_variant(endpoint, index)),
+                    (Some(set), Some(target)) => {
+                        let set = set.clone();
+                        let mut routed = routed_variant(endpoint, index);
+                        drop(snapshot);
+                        let labels = &routed.loaded.labels;
+                        routed.loaded = self.multi_model(&set, target, labels).await?;
+                        Ok(routed)
+                    }
+                    (Some(_), None) => Err(ServeError::Validation(format!(
+                        "Endpoint {} is a multi-model endpoint: name the model to invoke with TargetModel (header X-Amzn-SageMaker-Target-Model)",
+                        endpoint.name
+                    ))),
+                    (None, Some(target)) => Err(ServeError::Validation(format!(
+                        "TargetModel {target:?} is given but endpoint {} is not a multi-model endpoint (variant {} serves one model); remove TargetModel",
+                        endpoint.name, chosen.name
+                    ))),
+                }
             }
             Target::Shadow { name, variant } => {
                 let endpoint = snapshot.endpoint(name)?;
@@ -258,10 +284,19 @@ impl DataPlane {
                         Some(v) => variant_index(endpoint, v)?,
                         None => endpoint.choice.pick(fastrand::f64()),
                     };
+                    refuse_multi_model(endpoint, index)?;
                     return Ok(routed_variant(endpoint, index));
                 }
                 if snapshot.creating.contains(name) {
                     return Err(ServeError::NotReady(name.to_owned()));
+                }
+                if let Some(r) = snapshot.repository.get(name) {
+                    let (version, loaded) = repository_version(r, version)?;
+                    return Ok(Routed {
+                        version: version.to_string(),
+                        variant: None,
+                        loaded: loaded.clone(),
+                    });
                 }
                 let model = snapshot
                     .models
@@ -318,6 +353,7 @@ impl DataPlane {
     {
         let decode = request.decode;
         let max_rows = self.config.limits.max_request_rows;
+        let max_rows = loaded.max_rows.map_or(max_rows, |m| m.min(max_rows));
         let prepare = move |model: &LoadedModel| -> Result<(Validated, T), ServeError> {
             let decoded = decode(model)?;
             let validated = validate(
@@ -394,6 +430,40 @@ fn routed_variant(endpoint: &EndpointServing, index: usize) -> Routed {
         variant: Some(variant.name.clone()),
         loaded: variant.loaded.clone(),
     }
+}
+
+/// v2 requests cannot name a multi-model variant's target: refused, naming the way that can.
+pub fn refuse_multi_model(endpoint: &EndpointServing, index: usize) -> Result<(), ServeError> {
+    if endpoint.variants[index].multi.is_some() {
+        return Err(ServeError::Validation(format!(
+            "endpoint {:?} is a multi-model endpoint: invoke it with SageMaker's InvokeEndpoint and TargetModel",
+            endpoint.name
+        )));
+    }
+    Ok(())
+}
+
+/// The version of a repository model that a v2 version string names (default: the
+/// highest).
+pub fn repository_version<'r>(
+    model: &'r crate::repository::RepositoryModel,
+    version: Option<&str>,
+) -> Result<(u64, &'r Arc<LoadedModel>), ServeError> {
+    let v = match version {
+        None => model.default_version(),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|v| model.versions.contains_key(v))
+            .ok_or_else(|| {
+                ServeError::ModelNotFound(format!(
+                    "version {v:?} of model {:?} is not found; its versions are {:?}",
+                    model.name,
+                    model.versions.keys().collect::<Vec<_>>()
+                ))
+            })?,
+    };
+    Ok((v, &model.versions[&v]))
 }
 
 /// A v2 name that is neither an endpoint nor a Model.

@@ -12,6 +12,7 @@ pub mod batcher;
 pub(crate) mod compute;
 pub(crate) mod invoke;
 pub(crate) mod models;
+pub mod multi_model;
 pub(crate) mod snapshot;
 pub(crate) mod stats;
 pub(crate) mod weights;
@@ -26,6 +27,7 @@ use crate::records::ArtifactRef;
 pub use compute::ComputePool;
 pub use invoke::{Decoded, Invoked, NamedTensor, Target};
 pub use models::{LoadError, LoadedModel, ModelCache, warm_up};
+pub use multi_model::{MultiModelCache, MultiModelSet, MultiModelSource};
 pub use snapshot::{EndpointServing, ModelTarget, ServingSnapshot, Shadow, Variant};
 pub use stats::{ModelStats, Stats};
 pub use weights::{WeightError, WeightedChoice};
@@ -43,17 +45,21 @@ pub struct Serving {
     pub on_demand: Mutex<HashMap<ArtifactRef, Arc<LoadedModel>>>,
     /// Per model name and version statistics (Triton's ModelStatistics).
     pub stats: Stats,
+    /// Multi-model endpoints' loaded targets, under `--multi-model-memory`.
+    pub multi: MultiModelCache,
 }
 
 impl Serving {
-    /// Empty serving state with a compute pool of `threads` threads and `queue` slots.
-    pub fn new(threads: usize, queue: usize) -> Self {
+    /// Empty serving state with a compute pool of `threads` threads and `queue` slots, and
+    /// `multi_model_bytes` for multi-model endpoints' loaded targets.
+    pub fn new(threads: usize, queue: usize, multi_model_bytes: u64) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(ServingSnapshot::default()),
             cache: ModelCache::default(),
             pool: ComputePool::new(threads, queue),
             on_demand: Mutex::default(),
             stats: Stats::default(),
+            multi: MultiModelCache::new(multi_model_bytes),
         }
     }
 

@@ -27,6 +27,9 @@ pub struct LoadedModel {
     pub labels: ModelLabels,
     /// The dynamic batcher, when batching is on for this copy.
     pub batcher: Option<Batcher>,
+    /// Most rows one request may carry when lower than the server's row limit (a Triton
+    /// repository model's `max_batch_size`).
+    pub max_rows: Option<usize>,
     /// The cached copy this one was made from, kept alive so the cache entry lives.
     base: Option<Arc<LoadedModel>>,
     /// The cached copies a composed model (a serial pipeline) runs, kept alive likewise
@@ -52,8 +55,36 @@ impl LoadedModel {
             artifact,
             model,
             batcher: None,
+            max_rows: None,
             base: None,
             parts,
+        })
+    }
+
+    /// A loaded model of its own (no shared cache entry, no batching).
+    pub fn new(artifact: ArtifactRef, model: Arc<dyn Model>, labels: ModelLabels) -> Self {
+        Self {
+            artifact,
+            model,
+            labels,
+            batcher: None,
+            max_rows: None,
+            base: None,
+            parts: Vec::new(),
+        }
+    }
+
+    /// The same model (unbatched) served under other labels, e.g. a multi-model target
+    /// under its variant's. Cheap: clones of `Arc`s and the label strings.
+    pub fn with_labels(self: &Arc<Self>, labels: ModelLabels) -> Arc<Self> {
+        Arc::new(Self {
+            artifact: self.artifact.clone(),
+            model: self.model.clone(),
+            labels,
+            batcher: None,
+            max_rows: self.max_rows,
+            base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
+            parts: Vec::new(),
         })
     }
 
@@ -94,6 +125,7 @@ impl LoadedModel {
             model: self.model.clone(),
             labels,
             batcher,
+            max_rows: self.max_rows,
             base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
             parts: Vec::new(),
         })
@@ -187,6 +219,7 @@ impl ModelCache {
                 ..ModelLabels::default()
             },
             batcher: None,
+            max_rows: None,
             base: None,
             parts: Vec::new(),
         });
@@ -207,7 +240,7 @@ impl ModelCache {
     }
 }
 
-fn load(
+pub(crate) fn load(
     store: &ModelStore,
     artifact: &ArtifactRef,
     options: &LoadOptions,

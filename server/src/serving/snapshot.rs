@@ -26,8 +26,11 @@ pub struct Variant {
     pub name: String,
     /// The Model (control-plane name) it serves.
     pub model_name: String,
-    /// Its loaded version.
+    /// Its loaded version (for a multi-model variant: a placeholder that carries the
+    /// variant's labels; the model that answers is picked per request by `TargetModel`).
     pub loaded: Arc<LoadedModel>,
+    /// Set when the variant's Model is a multi-model one.
+    pub multi: Option<Arc<super::MultiModelSet>>,
 }
 
 /// An endpoint in service: its variants and their weights.
@@ -122,6 +125,8 @@ pub struct ServingSnapshot {
     pub failed: HashSet<String>,
     /// Control-plane Models by name, for v2 requests that name a Model.
     pub models: HashMap<String, Arc<ModelTarget>>,
+    /// Models of the Triton repository (`--model-repository`), by name.
+    pub repository: HashMap<String, Arc<crate::repository::RepositoryModel>>,
     /// Bumped by every published change; a control-plane change built outside the control
     /// lock checks it under the lock before it stores (see `Serving::generation`).
     pub generation: u64,

@@ -47,8 +47,11 @@ fn dims(spec: &TensorSpec, batching: bool) -> (Vec<i64>, Option<pb::ModelTensorR
 
 /// The ModelConfig of a described name.
 pub fn model_config(name: &str, d: &Described) -> pb::ModelConfig {
-    let batching = batched(&d.signature);
-    pb::ModelConfig {
+    let batching = match &d.repository {
+        Some(r) => r.config.max_batch_size > 0,
+        None => batched(&d.signature),
+    };
+    let mut config = pb::ModelConfig {
         name: name.to_owned(),
         platform: platform(&d.runtime),
         backend: "pier".to_owned(),
@@ -102,7 +105,41 @@ pub fn model_config(name: &str, d: &Described) -> pb::ModelConfig {
             ..Default::default()
         }],
         ..Default::default()
+    };
+    if let Some(r) = &d.repository {
+        // A Triton repository model reports what its config.pbtxt says Pier honours.
+        use crate::repository::config::VersionPolicy;
+        use pb::model_version_policy::{All, Latest, PolicyChoice, Specific};
+        config.backend = "onnxruntime".to_owned();
+        config.version_policy = Some(pb::ModelVersionPolicy {
+            policy_choice: Some(match &r.config.version_policy {
+                VersionPolicy::Latest(n) => PolicyChoice::Latest(Latest { num_versions: *n }),
+                VersionPolicy::All => PolicyChoice::All(All {}),
+                VersionPolicy::Specific(v) => PolicyChoice::Specific(Specific {
+                    versions: v
+                        .iter()
+                        .map(|&v| i64::try_from(v).unwrap_or(i64::MAX))
+                        .collect(),
+                }),
+            }),
+        });
+        config.instance_group[0].count = i32::try_from(r.config.instance_count).unwrap_or(i32::MAX);
+        config.scheduling_choice = r.config.dynamic_batching.as_ref().map(|b| {
+            pb::model_config::SchedulingChoice::DynamicBatching(pb::ModelDynamicBatching {
+                preferred_batch_size: b
+                    .preferred_batch_size
+                    .iter()
+                    .map(|&s| i32::try_from(s).unwrap_or(i32::MAX))
+                    .collect(),
+                max_queue_delay_microseconds: b.max_queue_delay_microseconds,
+                ..Default::default()
+            })
+        });
+        if let Some(file) = &r.config.default_model_filename {
+            config.default_model_filename.clone_from(file);
+        }
     }
+    config
 }
 
 fn type_name(data_type: i32) -> &'static str {
@@ -137,7 +174,7 @@ pub fn model_config_json(c: &pb::ModelConfig) -> Value {
             v
         })
         .collect();
-    json!({
+    let mut out = json!({
         "name": c.name,
         "platform": c.platform,
         "backend": c.backend,
@@ -146,10 +183,18 @@ pub fn model_config_json(c: &pb::ModelConfig) -> Value {
         "max_batch_size": c.max_batch_size,
         "input": inputs,
         "output": outputs,
-        "instance_group": [{"name": c.name, "kind": "KIND_CPU", "count": 1, "gpus": []}],
-        "default_model_filename": "",
+        "instance_group": c.instance_group.iter().map(|g| json!({"name": g.name, "kind": "KIND_CPU", "count": g.count, "gpus": []})).collect::<Vec<_>>(),
+        "default_model_filename": c.default_model_filename,
         "parameters": {},
-    })
+    });
+    if let Some(pb::model_config::SchedulingChoice::DynamicBatching(b)) = &c.scheduling_choice {
+        out["dynamic_batching"] = json!({
+            "preferred_batch_size": b.preferred_batch_size,
+            "max_queue_delay_microseconds": b.max_queue_delay_microseconds,
+            "preserve_ordering": false,
+        });
+    }
+    out
 }
 
 fn version_policy_json(c: &pb::ModelConfig) -> Value {

@@ -11,7 +11,7 @@ use pier_model_store::VersionSelector;
 use pier_runtimes::Signature;
 
 use crate::error::ServeError;
-use crate::serving::invoke::{model_version, not_found, variant_index};
+use crate::serving::invoke::{model_version, not_found, repository_version, variant_index};
 use crate::serving::{ModelStats, Target};
 use crate::state::DataPlane;
 
@@ -32,6 +32,8 @@ pub struct Described {
     pub max_batch_size: usize,
     /// True for an endpoint.
     pub endpoint: bool,
+    /// The Triton repository model, when the name is one (its config is reported).
+    pub repository: Option<std::sync::Arc<crate::repository::RepositoryModel>>,
 }
 
 /// One row of Triton's repository index: name, version, state, reason.
@@ -48,6 +50,7 @@ impl DataPlane {
         let (artifact, versions, ready, endpoint, version) =
             if let Some(e) = snapshot.endpoints.get(name) {
                 let index = version.map_or(Ok(0), |v| variant_index(e, v))?;
+                crate::serving::invoke::refuse_multi_model(e, index)?;
                 let versions = (1..=e.variants.len()).map(|n| n.to_string()).collect();
                 (
                     e.variants[index].loaded.artifact.clone(),
@@ -58,6 +61,18 @@ impl DataPlane {
                 )
             } else if snapshot.creating.contains(name) {
                 return Err(ServeError::NotReady(name.to_owned()));
+            } else if let Some(r) = snapshot.repository.get(name) {
+                let (v, loaded) = repository_version(r, version)?;
+                return Ok(Described {
+                    versions: r.versions.keys().map(u64::to_string).collect(),
+                    version: v.to_string(),
+                    runtime: "onnx".into(),
+                    signature: loaded.model.signature().clone(),
+                    ready: true,
+                    max_batch_size: r.config.max_batch_size,
+                    endpoint: false,
+                    repository: Some(r.clone()),
+                });
             } else {
                 let model = snapshot.models.get(name).ok_or_else(|| not_found(name))?;
                 let artifact = model_version(name, model, version)?;
@@ -86,6 +101,7 @@ impl DataPlane {
             ready,
             max_batch_size: self.config.limits.max_request_rows,
             endpoint,
+            repository: None,
         })
     }
 
@@ -149,6 +165,16 @@ impl DataPlane {
                 "endpoint creation failed".into(),
             ));
         }
+        for (name, r) in &snapshot.repository {
+            for v in r.versions.keys() {
+                out.push((
+                    name.clone(),
+                    v.to_string(),
+                    "READY",
+                    "model repository".into(),
+                ));
+            }
+        }
         for (name, model) in &snapshot.models {
             let a = &model.artifact;
             let (state, reason) = if self.serving.find_loaded(a).is_some() {
@@ -180,6 +206,11 @@ impl DataPlane {
     /// control plane, and a Model an endpoint serves stays loaded: both are refused.
     pub fn unload(&self, name: &str) -> Result<(), ServeError> {
         let snapshot = self.serving.snapshot();
+        if snapshot.repository.contains_key(name) {
+            return Err(ServeError::Conflict(format!(
+                "{name:?} is a model of the repository given to --model-repository; it serves while Pier runs"
+            )));
+        }
         if snapshot.endpoints.contains_key(name) || snapshot.creating.contains(name) {
             return Err(ServeError::Conflict(format!(
                 "{name:?} is an endpoint, managed by the control plane: use DeleteEndpoint to stop serving it"
