@@ -9,6 +9,8 @@
 //!   library path behind `pier train`, which needs no server).
 //! - [`training`]: the training job record in SageMaker's field names, its checks at create
 //!   (image, hyperparameters, channels), running it over its channels and writing its outputs.
+//! - [`tuning`]: hyperparameter tuning jobs: the pure search strategies, the record, and the
+//!   task that runs a search as ordinary training jobs in the same queue.
 //! - [`runner`]: the durable queue in `pier-db`: runners claim jobs atomically, hold them by a
 //!   lease renewed by a heartbeat, write each transition before acting, log progress to the
 //!   job's log, and on start reconcile jobs whose runner died (failed with a reason, or
@@ -26,6 +28,16 @@ pub mod output;
 pub mod runner;
 pub mod train;
 pub mod training;
+pub mod tuning;
 
 pub use error::{JobsError, Result};
 pub use runner::{Runner, RunnerConfig, RunnerHandle};
+
+/// `arn:aws:sagemaker:local:000000000000:<kind>/<name>`, as the control plane writes ARNs
+/// (the name lower-cased, as SageMaker's).
+pub fn arn(kind: &str, name: &str) -> String {
+    format!(
+        "arn:aws:sagemaker:local:000000000000:{kind}/{}",
+        name.to_ascii_lowercase()
+    )
+}
