@@ -231,7 +231,10 @@ impl Runner {
                 taken += 1;
             }
         }
-        for job in db.expired_jobs::<TuningJob>(JobKind::Tuning, f64::MAX).await? {
+        for job in db
+            .expired_jobs::<TuningJob>(JobKind::Tuning, f64::MAX)
+            .await?
+        {
             let owner = job.owner.clone().unwrap_or_default();
             if owner == self.0.owner {
                 continue;

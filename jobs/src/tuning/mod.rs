@@ -26,7 +26,7 @@ use crate::error::{JobsError, Result};
 use crate::training::TrainingJob;
 use crate::training::record::ModelArtifacts;
 pub use record::TuningJob;
-use record::{FinalObjective, ParameterRanges, Trial, TrainingJobDefinition, TrainingJobSummary};
+use record::{FinalObjective, ParameterRanges, TrainingJobDefinition, TrainingJobSummary, Trial};
 use strategy::hyperband::Rungs;
 use strategy::{Direction, Kind, Point, Range, Space};
 
@@ -111,14 +111,24 @@ fn space_of(ranges: &ParameterRanges, field: &str) -> Result<Space> {
     let e = |e: strategy::StrategyError| invalid(format!("{field}: {e}"));
     for r in &ranges.integer_parameter_ranges {
         out.push(
-            Range::integer(&r.name, &r.min_value, &r.max_value, r.scaling_type.as_deref())
-                .map_err(e)?,
+            Range::integer(
+                &r.name,
+                &r.min_value,
+                &r.max_value,
+                r.scaling_type.as_deref(),
+            )
+            .map_err(e)?,
         );
     }
     for r in &ranges.continuous_parameter_ranges {
         out.push(
-            Range::continuous(&r.name, &r.min_value, &r.max_value, r.scaling_type.as_deref())
-                .map_err(e)?,
+            Range::continuous(
+                &r.name,
+                &r.min_value,
+                &r.max_value,
+                r.scaling_type.as_deref(),
+            )
+            .map_err(e)?,
         );
     }
     for r in &ranges.categorical_parameter_ranges {
@@ -193,9 +203,7 @@ pub fn check(job: &TuningJob) -> Result<Plan> {
         ));
     }
     if config.strategy_config.is_some() && kind != Kind::Hyperband {
-        return Err(invalid(
-            "StrategyConfig is only for the Hyperband strategy",
-        ));
+        return Err(invalid("StrategyConfig is only for the Hyperband strategy"));
     }
     let mut definitions = Vec::new();
     for (i, def) in defs.iter().enumerate() {
@@ -212,11 +220,15 @@ pub fn check(job: &TuningJob) -> Result<Plan> {
                 .iter()
                 .any(|d: &DefinitionPlan| d.name.as_ref() == Some(n))
         {
-            return Err(invalid(format!("{field}.DefinitionName {n:?} is used twice")));
+            return Err(invalid(format!(
+                "{field}.DefinitionName {n:?} is used twice"
+            )));
         }
         let (ranges, rfield) = match (&def.hyper_parameter_ranges, &config.parameter_ranges) {
             (Some(r), _) => (r, format!("{field}.HyperParameterRanges")),
-            (None, Some(r)) if !several => (r, "HyperParameterTuningJobConfig.ParameterRanges".into()),
+            (None, Some(r)) if !several => {
+                (r, "HyperParameterTuningJobConfig.ParameterRanges".into())
+            }
             _ => {
                 return Err(invalid(format!(
                     "{field} needs ParameterRanges (HyperParameterRanges)"
@@ -267,8 +279,8 @@ pub fn check(job: &TuningJob) -> Result<Plan> {
         // The first child must pass CreateTrainingJob's checks.
         let probe = strategy::random::sample(&space, &mut fastrand::Rng::with_seed(0));
         let child = child_job(job, def, i, "probe", &probe, None, 0.0);
-        let checked = crate::training::check(&child)
-            .map_err(|e| invalid(format!("{field}: {e}")))?;
+        let checked =
+            crate::training::check(&child).map_err(|e| invalid(format!("{field}: {e}")))?;
         definitions.push(DefinitionPlan {
             name: def.definition_name.clone(),
             algorithm: checked.algorithm,
@@ -319,7 +331,12 @@ pub fn check(job: &TuningJob) -> Result<Plan> {
                 "The Hyperband strategy takes one training job definition",
             ));
         }
-        if definitions[0].space.ranges.iter().any(|r| r.name == resource) {
+        if definitions[0]
+            .space
+            .ranges
+            .iter()
+            .any(|r| r.name == resource)
+        {
             return Err(invalid(format!(
                 "With Hyperband, {resource} is the resource (MaxResource); do not tune it"
             )));
@@ -343,7 +360,10 @@ pub fn check(job: &TuningJob) -> Result<Plan> {
     } else {
         None
     };
-    let criteria = config.tuning_job_completion_criteria.clone().unwrap_or_default();
+    let criteria = config
+        .tuning_job_completion_criteria
+        .clone()
+        .unwrap_or_default();
     if let Some(t) = criteria.target_objective_metric_value
         && !t.is_finite()
     {
@@ -412,8 +432,15 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 /// A child's name: `<tuning job>-NNN-<8 hex of its hyperparameters>` (NNN from 001).
 pub fn child_name(tuning: &str, index: usize, point: &Point) -> String {
-    let text = format!("{tuning}/{index}/{}", serde_json::to_string(point).unwrap_or_default());
-    format!("{tuning}-{:03}-{:08x}", index + 1, fnv(text.as_bytes()) as u32)
+    let text = format!(
+        "{tuning}/{index}/{}",
+        serde_json::to_string(point).unwrap_or_default()
+    );
+    format!(
+        "{tuning}-{:03}-{:08x}",
+        index + 1,
+        fnv(text.as_bytes()) as u32
+    )
 }
 
 /// The training job a child is: the definition, its static hyperparameters and `point`
@@ -514,6 +541,16 @@ pub fn best_trial<'a>(plan: &Plan, trials: &'a [Trial]) -> Option<&'a Trial> {
         })
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(t, _)| t)
+}
+
+/// Asks every child of `tuning` that has not ended to stop (StopHyperParameterTuningJob):
+/// a queued child ends Stopped at once, a running one at its next unit of work.
+pub async fn stop_children(db: &pier_db::Db, tuning: &TuningJob) {
+    for t in &tuning.pier_trials {
+        if !matches!(t.status.as_str(), "Completed" | "Failed" | "Stopped") {
+            run::stop_child(db, &t.training_job_name, "StopHyperParameterTuningJob").await;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -454,7 +454,10 @@ impl TuningJob {
     /// The training job definitions: `TrainingJobDefinitions`, or the one
     /// `TrainingJobDefinition`.
     pub fn definitions(&self) -> Vec<&TrainingJobDefinition> {
-        match (&self.training_job_definitions, &self.training_job_definition) {
+        match (
+            &self.training_job_definitions,
+            &self.training_job_definition,
+        ) {
             (Some(defs), _) if !defs.is_empty() => defs.iter().collect(),
             (_, Some(def)) => vec![def],
             _ => Vec::new(),

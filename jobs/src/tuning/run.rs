@@ -17,7 +17,7 @@
 //! before the children are touched, so a runner that restarts continues the search: no
 //! child is lost or run twice. The task does no training itself and holds no training slot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use pier_db::{JobKind, JobRow, JobStatus, StopOutcome};
 use tokio::sync::{OwnedSemaphorePermit, watch};
@@ -48,6 +48,7 @@ pub(crate) async fn run_tuning(
         name: name.clone(),
         body: job.body,
         curves: HashMap::new(),
+        rungs_read: HashSet::new(),
     };
     let plan = match check(&task.body) {
         Ok(plan) => plan,
@@ -88,6 +89,8 @@ struct Task {
     body: TuningJob,
     /// Completed children's objective curves (losses by step), for the median rule.
     curves: HashMap<String, Vec<(u64, f64)>>,
+    /// Ended children whose Hyperband rungs were filled in.
+    rungs_read: HashSet<String>,
 }
 
 impl Task {
@@ -123,7 +126,9 @@ impl Task {
         let before = self.body.clone();
         self.refresh(plan).await;
         if status == JobStatus::Stopping {
-            self.body.pier_ending.get_or_insert_with(|| "stopped".into());
+            self.body
+                .pier_ending
+                .get_or_insert_with(|| "stopped".into());
         }
         if self.body.pier_ending.is_none() {
             self.early_stop(plan).await;
@@ -272,8 +277,19 @@ impl Task {
         let mut to_stop: Vec<(usize, u64)> = Vec::new();
         for i in 0..self.body.pier_trials.len() {
             let trial = &self.body.pier_trials[i];
-            if trial.status != "InProgress" || trial.early_stopped_at.is_some() {
+            if trial.early_stopped_at.is_some() {
                 continue;
+            }
+            let running = trial.status == "InProgress";
+            // An ended job's rungs still count for its peers (read once).
+            let backfill = !running
+                && plan.hyperband.is_some()
+                && !self.rungs_read.contains(&trial.training_job_name);
+            if !running && !backfill {
+                continue;
+            }
+            if backfill {
+                self.rungs_read.insert(trial.training_job_name.clone());
             }
             let Some(def) = plan.definitions.get(trial.definition) else {
                 continue;
@@ -297,7 +313,11 @@ impl Task {
             if let Some((rungs, _)) = plan.hyperband {
                 let bracket = self.body.pier_trials[i].bracket.unwrap_or(0);
                 for rung in rungs.rungs(bracket) {
-                    if self.body.pier_trials[i].rungs.iter().any(|(s, _)| *s == rung) {
+                    if self.body.pier_trials[i]
+                        .rungs
+                        .iter()
+                        .any(|(s, _)| *s == rung)
+                    {
                         continue;
                     }
                     let Some(&(_, loss)) = curve.iter().find(|(s, _)| *s >= rung) else {
@@ -311,13 +331,15 @@ impl Task {
                         .filter(|t| t.bracket == Some(bracket))
                         .filter_map(|t| t.rungs.iter().find(|(s, _)| *s == rung).map(|r| r.1))
                         .collect();
-                    if !hyperband::promote(loss, &peers) {
+                    if running && !hyperband::promote(loss, &peers) {
                         to_stop.push((i, rung));
                         break;
                     }
                 }
-            } else {
-                let completed: Vec<Vec<(u64, f64)>> = self.completed_curves(plan, trial_def(&self.body.pier_trials[i])).await;
+            } else if running {
+                let completed: Vec<Vec<(u64, f64)>> = self
+                    .completed_curves(plan, trial_def(&self.body.pier_trials[i]))
+                    .await;
                 if hyperband::median_stops(last_loss, last_step, &completed) {
                     to_stop.push((i, last_step));
                 }
@@ -473,15 +495,13 @@ impl Task {
                     }),
             );
             let seed = strategy::mix(plan.seed, def as u64);
-            let Some(point) = strategy::propose(plan.kind, &d.space, d.direction, &history, 1, seed)
-                .pop()
+            let Some(point) =
+                strategy::propose(plan.kind, &d.space, d.direction, &history, 1, seed).pop()
             else {
                 break;
             };
             let name = child_name(&self.name, index, &point);
-            let bracket = plan
-                .hyperband
-                .map(|(rungs, _)| index % rungs.brackets());
+            let bracket = plan.hyperband.map(|(rungs, _)| index % rungs.brackets());
             self.body.pier_trials.push(Trial {
                 training_job_name: name,
                 definition: def,
@@ -518,7 +538,12 @@ impl Task {
         );
         match self
             .db()
-            .insert_job(JobKind::Training, &trial.training_job_name, trial.creation_time, &child)
+            .insert_job(
+                JobKind::Training,
+                &trial.training_job_name,
+                trial.creation_time,
+                &child,
+            )
             .await
         {
             Ok(true) => {
@@ -546,7 +571,13 @@ impl Task {
             .body
             .pier_trials
             .iter()
-            .zip(before.pier_trials.iter().map(Some).chain(std::iter::repeat(None)))
+            .zip(
+                before
+                    .pier_trials
+                    .iter()
+                    .map(Some)
+                    .chain(std::iter::repeat(None)),
+            )
             .filter(|(t, b)| {
                 t.early_stopped_at.is_some() && b.is_none_or(|b| b.early_stopped_at.is_none())
             })
@@ -562,7 +593,11 @@ impl Task {
                 Ok(true) => {}
                 Ok(false) => {
                     // Stopping is still ours; anything else means the job was taken over.
-                    match self.db().get_job::<TuningJob>(JobKind::Tuning, &self.name).await {
+                    match self
+                        .db()
+                        .get_job::<TuningJob>(JobKind::Tuning, &self.name)
+                        .await
+                    {
                         Ok(Some(row)) if row.owner.as_deref() == Some(&inner.owner) => {}
                         _ => return Err(()),
                     }
@@ -600,12 +635,24 @@ impl Task {
         self.body.last_modified_time = at;
         match self
             .db()
-            .finish_job(JobKind::Tuning, &self.name, &inner.owner, status, &self.body)
+            .finish_job(
+                JobKind::Tuning,
+                &self.name,
+                &inner.owner,
+                status,
+                &self.body,
+            )
             .await
         {
-            Ok(true) => tracing::info!(job = %self.name, status = status.as_str(), "tuning job ended"),
-            Ok(false) => tracing::warn!(job = %self.name, "the tuning job was taken over before it ended"),
-            Err(e) => tracing::error!(job = %self.name, error = %e, "cannot record the tuning job's end"),
+            Ok(true) => {
+                tracing::info!(job = %self.name, status = status.as_str(), "tuning job ended")
+            }
+            Ok(false) => {
+                tracing::warn!(job = %self.name, "the tuning job was taken over before it ended")
+            }
+            Err(e) => {
+                tracing::error!(job = %self.name, error = %e, "cannot record the tuning job's end")
+            }
         }
     }
 }
@@ -643,7 +690,11 @@ pub(crate) async fn stop_child(db: &pier_db::Db, child: &str, why: &str) {
     let outcome = db
         .stop_job::<TrainingJob>(JobKind::Training, child, |mut job| {
             let at = now();
-            job.transition("Stopped", format!("Training job stopped by its tuning job ({why})"), at);
+            job.transition(
+                "Stopped",
+                format!("Training job stopped by its tuning job ({why})"),
+                at,
+            );
             job.end(JobStatus::Stopped, at);
             job
         })

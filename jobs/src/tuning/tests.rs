@@ -53,15 +53,37 @@ fn a_valid_search_plans_and_children_drop_the_sdk_objective_hyperparameter() {
     assert_eq!(plan.max_jobs, 6);
     assert_eq!(plan.parallel, 2);
     assert_eq!(plan.definitions[0].direction, Direction::Maximize);
-    let point: Point = [("eta".into(), "0.1".into()), ("max_depth".into(), "3".into())].into();
+    let point: Point = [
+        ("eta".into(), "0.1".into()),
+        ("max_depth".into(), "3".into()),
+    ]
+    .into();
     let name = child_name("tune", 0, &point);
-    assert!(name.starts_with("tune-001-") && name.len() == "tune-001-".len() + 8, "{name}");
+    assert!(
+        name.starts_with("tune-001-") && name.len() == "tune-001-".len() + 8,
+        "{name}"
+    );
     assert_ne!(name, child_name("tune", 0, &BTreeMap::new()));
-    let child = child_job(&j, j.definitions()[0], 0, &name, &point, Some(("num_round", 9)), 2.0);
+    let child = child_job(
+        &j,
+        j.definitions()[0],
+        0,
+        &name,
+        &point,
+        Some(("num_round", 9)),
+        2.0,
+    );
     assert_eq!(child.hyper_parameters["eta"], "0.1");
     assert_eq!(child.hyper_parameters["num_round"], "9");
-    assert!(!child.hyper_parameters.contains_key(OBJECTIVE_HYPERPARAMETER));
-    assert_eq!(child.tuning_job_arn.as_deref(), Some(j.hyper_parameter_tuning_job_arn.as_str()));
+    assert!(
+        !child
+            .hyper_parameters
+            .contains_key(OBJECTIVE_HYPERPARAMETER)
+    );
+    assert_eq!(
+        child.tuning_job_arn.as_deref(),
+        Some(j.hyper_parameter_tuning_job_arn.as_str())
+    );
     crate::training::check(&child).unwrap();
 }
 
@@ -72,28 +94,75 @@ fn bad_searches_are_refused_naming_the_field() {
         j.hyper_parameter_tuning_job_name = "a".repeat(33);
         j
     };
-    assert!(check(&too_long).unwrap_err().to_string().contains("1 to 32"));
+    assert!(
+        check(&too_long)
+            .unwrap_err()
+            .to_string()
+            .contains("1 to 32")
+    );
     for (config, needle) in [
         (json!({"Strategy": "Annealing"}), "Strategy"),
-        (json!({"ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 0}}), "MaxParallelTrainingJobs"),
-        (json!({"ResourceLimits": {"MaxNumberOfTrainingJobs": 501, "MaxParallelTrainingJobs": 1}}), "MaxNumberOfTrainingJobs"),
-        (json!({"ResourceLimits": {"MaxParallelTrainingJobs": 1}}), "MaxNumberOfTrainingJobs is required"),
-        (json!({"ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 1, "MaxRuntimeInSeconds": 5}}), "MaxRuntimeInSeconds"),
-        (json!({"HyperParameterTuningJobObjective": {"Type": "Best", "MetricName": "validation:auc"}}), "Maximize or Minimize"),
-        (json!({"Strategy": "Grid"}), "ContinuousParameterRanges names \"eta\""),
-        (json!({"Strategy": "Grid", "ParameterRanges": {"IntegerParameterRanges": [
+        (
+            json!({"ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 0}}),
+            "MaxParallelTrainingJobs",
+        ),
+        (
+            json!({"ResourceLimits": {"MaxNumberOfTrainingJobs": 501, "MaxParallelTrainingJobs": 1}}),
+            "MaxNumberOfTrainingJobs",
+        ),
+        (
+            json!({"ResourceLimits": {"MaxParallelTrainingJobs": 1}}),
+            "MaxNumberOfTrainingJobs is required",
+        ),
+        (
+            json!({"ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 1, "MaxRuntimeInSeconds": 5}}),
+            "MaxRuntimeInSeconds",
+        ),
+        (
+            json!({"HyperParameterTuningJobObjective": {"Type": "Best", "MetricName": "validation:auc"}}),
+            "Maximize or Minimize",
+        ),
+        (
+            json!({"Strategy": "Grid"}),
+            "ContinuousParameterRanges names \"eta\"",
+        ),
+        (
+            json!({"Strategy": "Grid", "ParameterRanges": {"IntegerParameterRanges": [
             {"Name": "max_depth", "MinValue": "1", "MaxValue": "30"},
-            {"Name": "min_child_weight", "MinValue": "1", "MaxValue": "30"}]}}), "900 combinations"),
-        (json!({"ParameterRanges": {"ContinuousParameterRanges": [
-            {"Name": "eta", "MinValue": "0", "MaxValue": "1", "ScalingType": "Logarithmic"}]}}), "greater than 0"),
-        (json!({"ParameterRanges": {"IntegerParameterRanges": [
-            {"Name": "num_round", "MinValue": "1", "MaxValue": "3"}]}}), "both static and tuned"),
-        (json!({"ParameterRanges": {"IntegerParameterRanges": [
-            {"Name": "bogus", "MinValue": "1", "MaxValue": "3"}]}}), "bogus"),
-        (json!({"TrainingJobEarlyStoppingType": "Sometimes"}), "Off or Auto"),
-        (json!({"Strategy": "Hyperband", "StrategyConfig": {"HyperbandStrategyConfig": {"MinResource": 5, "MaxResource": 2}}}), "MaxResource"),
-        (json!({"StrategyConfig": {"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 9}}}), "only for the Hyperband"),
-        (json!({"TuningJobCompletionCriteria": {"BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 1}}}), "at least 3"),
+            {"Name": "min_child_weight", "MinValue": "1", "MaxValue": "30"}]}}),
+            "900 combinations",
+        ),
+        (
+            json!({"ParameterRanges": {"ContinuousParameterRanges": [
+            {"Name": "eta", "MinValue": "0", "MaxValue": "1", "ScalingType": "Logarithmic"}]}}),
+            "greater than 0",
+        ),
+        (
+            json!({"ParameterRanges": {"IntegerParameterRanges": [
+            {"Name": "num_round", "MinValue": "1", "MaxValue": "3"}]}}),
+            "both static and tuned",
+        ),
+        (
+            json!({"ParameterRanges": {"IntegerParameterRanges": [
+            {"Name": "bogus", "MinValue": "1", "MaxValue": "3"}]}}),
+            "bogus",
+        ),
+        (
+            json!({"TrainingJobEarlyStoppingType": "Sometimes"}),
+            "Off or Auto",
+        ),
+        (
+            json!({"Strategy": "Hyperband", "StrategyConfig": {"HyperbandStrategyConfig": {"MinResource": 5, "MaxResource": 2}}}),
+            "MaxResource",
+        ),
+        (
+            json!({"StrategyConfig": {"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 9}}}),
+            "only for the Hyperband",
+        ),
+        (
+            json!({"TuningJobCompletionCriteria": {"BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 1}}}),
+            "at least 3",
+        ),
         (json!({"RandomSeed": -1}), "RandomSeed"),
     ] {
         let e = check(&job(config.clone())).unwrap_err().to_string();

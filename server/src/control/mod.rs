@@ -21,6 +21,7 @@ pub mod options;
 pub mod scaler;
 mod tags;
 mod training;
+mod tuning;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -92,6 +93,13 @@ async fn dispatch(
         "DescribeTrainingJob" => call(&app, &body, training::describe).await,
         "ListTrainingJobs" => call(&app, &body, training::list).await,
         "StopTrainingJob" => call(&app, &body, training::stop).await,
+        "CreateHyperParameterTuningJob" => call(&app, &body, tuning::create).await,
+        "DescribeHyperParameterTuningJob" => call(&app, &body, tuning::describe).await,
+        "ListHyperParameterTuningJobs" => call(&app, &body, tuning::list).await,
+        "ListTrainingJobsForHyperParameterTuningJob" => {
+            call(&app, &body, tuning::list_children).await
+        }
+        "StopHyperParameterTuningJob" => call(&app, &body, tuning::stop).await,
         other => Err(ApiError::unknown_operation(format!(
             "Pier does not implement SageMaker.{other}"
         ))),

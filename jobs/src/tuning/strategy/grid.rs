@@ -86,7 +86,12 @@ mod tests {
             .iter()
             .map(|p| (p["depth"].clone(), p["booster"].clone()))
             .collect();
-        let want = [("2", "gbtree"), ("2", "dart"), ("3", "gbtree"), ("3", "dart")];
+        let want = [
+            ("2", "gbtree"),
+            ("2", "dart"),
+            ("3", "gbtree"),
+            ("3", "dart"),
+        ];
         assert_eq!(pairs, want.map(|(a, b)| (a.to_string(), b.to_string())));
         let history: Vec<Observation> = first
             .into_iter()

@@ -125,8 +125,18 @@ mod tests {
         assert_eq!(r.rungs(2), [9]);
         let r = Rungs::new(5, 50).unwrap();
         assert_eq!(r.rungs(0), [5, 15, 45]);
-        assert!(Rungs::new(0, 5).unwrap_err().to_string().contains("MinResource"));
-        assert!(Rungs::new(5, 5).unwrap_err().to_string().contains("MaxResource"));
+        assert!(
+            Rungs::new(0, 5)
+                .unwrap_err()
+                .to_string()
+                .contains("MinResource")
+        );
+        assert!(
+            Rungs::new(5, 5)
+                .unwrap_err()
+                .to_string()
+                .contains("MaxResource")
+        );
     }
 
     #[test]

@@ -109,9 +109,9 @@ impl Range {
     ) -> Result<Self, StrategyError> {
         let field = format!("IntegerParameterRanges[{name}]");
         let int = |which: &str, s: &str| -> Result<i64, StrategyError> {
-            s.trim().parse::<i64>().map_err(|_| {
-                StrategyError::new(format!("{field}.{which} {s:?} is not an integer"))
-            })
+            s.trim()
+                .parse::<i64>()
+                .map_err(|_| StrategyError::new(format!("{field}.{which} {s:?} is not an integer")))
         };
         let (lo, hi) = (int("MinValue", min)?, int("MaxValue", max)?);
         let scaling = Scaling::parse(&field, scaling)?;
@@ -256,7 +256,10 @@ impl Range {
                         let (lo, hi) = ((*min as f64).ln(), (*max as f64 + 1.0).ln());
                         (((x as f64 + 0.5).ln() - lo) / (hi - lo)).clamp(0.0, 1.0)
                     }
-                    _ => (x - min) as f64 / ((max - min) as f64 + 1.0) + 0.5 / ((max - min) as f64 + 1.0),
+                    _ => {
+                        (x - min) as f64 / ((max - min) as f64 + 1.0)
+                            + 0.5 / ((max - min) as f64 + 1.0)
+                    }
                 })
             }
             Domain::Continuous { min, max } => {
@@ -397,14 +400,29 @@ mod tests {
     #[test]
     fn sagemaker_validation_names_the_range() {
         for (r, needle) in [
-            (Range::continuous("eta", "0", "1", Some("Logarithmic")), "greater than 0"),
-            (Range::continuous("eta", "0.5", "1", Some("ReverseLogarithmic")), "MaxValue < 1"),
-            (Range::integer("d", "1", "5", Some("ReverseLogarithmic")), "only for continuous"),
-            (Range::integer("d", "0", "5", Some("Logarithmic")), "greater than 0"),
+            (
+                Range::continuous("eta", "0", "1", Some("Logarithmic")),
+                "greater than 0",
+            ),
+            (
+                Range::continuous("eta", "0.5", "1", Some("ReverseLogarithmic")),
+                "MaxValue < 1",
+            ),
+            (
+                Range::integer("d", "1", "5", Some("ReverseLogarithmic")),
+                "only for continuous",
+            ),
+            (
+                Range::integer("d", "0", "5", Some("Logarithmic")),
+                "greater than 0",
+            ),
             (Range::integer("d", "6", "5", None), "greater than MaxValue"),
             (Range::integer("d", "1.5", "5", None), "not an integer"),
             (Range::continuous("eta", "x", "1", None), "not a number"),
-            (Range::continuous("eta", "0", "1", Some("Cubic")), "ScalingType"),
+            (
+                Range::continuous("eta", "0", "1", Some("Cubic")),
+                "ScalingType",
+            ),
             (Range::categorical("c", &[]), "1 to 30"),
             (Range::categorical("c", &["a".into(), "a".into()]), "twice"),
         ] {
@@ -435,7 +453,10 @@ mod tests {
             assert_eq!(int.value_at(int.unit_of(&v).unwrap()), v);
             seen.insert(v.parse::<i64>().unwrap());
         }
-        assert_eq!(seen.into_iter().collect::<Vec<_>>(), (2..=10).collect::<Vec<_>>());
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            (2..=10).collect::<Vec<_>>()
+        );
         let ilog = Range::integer("n", "1", "1000", Some("Logarithmic")).unwrap();
         assert_eq!(ilog.value_at(0.0), "1");
         assert_eq!(ilog.value_at(1.0), "1000");
