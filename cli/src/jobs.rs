@@ -34,7 +34,7 @@ pub struct WorkerArgs {
 /// `pier jobs …`.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// List training jobs, newest first.
+    /// List training jobs, then hyperparameter tuning jobs, newest first.
     List {
         /// Only jobs in this status (InProgress, Completed, Failed, Stopping, Stopped).
         #[arg(long)]
@@ -45,7 +45,8 @@ pub enum JobsCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Show a training job (DescribeTrainingJob's JSON).
+    /// Show a training job (DescribeTrainingJob's JSON), or a hyperparameter tuning job: its
+    /// leaderboard (best first) and the best job's hyperparameters.
     Describe {
         /// Job name.
         name: String,
@@ -116,8 +117,16 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             status,
             name_contains,
             admin,
-        } => list(&admin, status, name_contains).await,
+        } => {
+            list(&admin, status.clone(), name_contains.clone()).await?;
+            crate::tuning::list(&admin, status.as_deref(), name_contains.as_deref()).await
+        }
         JobsCommand::Describe { name, admin } => {
+            // A tuning job: its leaderboard; else the training job's JSON.
+            if let Some(text) = crate::tuning::describe(&admin, &name).await? {
+                print!("{text}");
+                return Ok(());
+            }
             let job = describe(&admin, &name).await?;
             println!("{}", serde_json::to_string_pretty(&job)?);
             Ok(())

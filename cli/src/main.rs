@@ -5,6 +5,7 @@ mod commands;
 mod jobs;
 mod loadtest;
 mod train;
+mod tuning;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -44,7 +45,7 @@ enum Command {
     /// Run training jobs from the data folder's queue, without serving (any number of
     /// workers and `pier serve`s may share one data folder; each job runs once).
     Worker(jobs::WorkerArgs),
-    /// Training jobs through the control API: list, describe, logs, stop, wait.
+    /// Training and tuning jobs through the control API: list, describe, logs, stop, wait.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     /// Load-test a model server (Pier, Triton, MLServer, ...) over SageMaker invocations or

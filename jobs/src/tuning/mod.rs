@@ -488,7 +488,31 @@ pub fn child_job(
         tuning_job_arn: Some(tuning.hyper_parameter_tuning_job_arn.clone()),
         ..Default::default()
     };
+    // The SDK gives the instance in HyperParameterTuningResourceConfig (InstanceType, …, or
+    // InstanceConfigs); the child's Describe carries it as SageMaker's does.
+    if let Some(tuning_resources) = &def.hyper_parameter_tuning_resource_config {
+        let first = tuning_resources
+            .get("InstanceConfigs")
+            .and_then(|c| c.get(0))
+            .unwrap_or(tuning_resources);
+        let rc = &mut job.resource_config;
+        if rc.instance_type.is_none() {
+            rc.instance_type = first
+                .get("InstanceType")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+        }
+        if rc.instance_count.is_none() {
+            rc.instance_count = first.get("InstanceCount").and_then(|v| v.as_i64());
+        }
+        if rc.volume_size_in_g_b.is_none() {
+            rc.volume_size_in_g_b = first.get("VolumeSizeInGB").and_then(|v| v.as_i64());
+        }
+    }
     job.resource_config.instance_count.get_or_insert(1);
+    job.output_data_config
+        .kms_key_id
+        .get_or_insert_with(String::new);
     job.transition(
         "Starting",
         format!(
