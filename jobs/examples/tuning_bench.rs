@@ -7,7 +7,7 @@
 //! samplers. Not run in CI:
 //!
 //! ```text
-//! cargo run --release --example tuning_bench
+//! cargo run --release --example tuning_bench [branin|hartmann6|mixed]
 //! ```
 
 use std::time::Instant;
@@ -170,7 +170,11 @@ fn main() {
         "{:<10} {:<9} {:<10} {:>12} {:>12}",
         "function", "mode", "strategy", "budget 20", "budget 50"
     );
+    let only = std::env::args().nth(1);
     for problem in problems() {
+        if only.as_deref().is_some_and(|o| o != problem.name) {
+            continue;
+        }
         for (mode, batch) in [("seq", 1), ("par4", 4)] {
             for (label, kind) in [("random", Kind::Random), ("bayesian", Kind::Bayesian)] {
                 let started = Instant::now();

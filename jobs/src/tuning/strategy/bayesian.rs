@@ -4,7 +4,7 @@
 //!   is modelled in log space), categoricals one-hot; a candidate is always snapped to a real
 //!   point of the space (integers rounded, one category) before it is scored, so the
 //!   surrogate never scores a point that cannot run.
-//! - Kernel: Matérn 5/2 with one length scale per feature (ARD) and a noise term, chosen by
+//! - Kernel: Matérn 5/2 with a length scale per feature (ARD) and a noise term, chosen by
 //!   the marginal likelihood over a log grid (isotropic first, then a coordinate pass), the
 //!   amplitude in closed form. Losses are standardised; a failed trial counts as the worst
 //!   loss seen, so the search moves away from where jobs fail.
@@ -13,7 +13,9 @@
 //! - Parallel proposals (MaxParallelTrainingJobs > 1) and running trials: the kriging
 //!   believer; a pending point counts as observed at the surrogate's mean, so the next
 //!   proposal looks elsewhere. No point already tried, running or proposed is proposed again.
-//! - The first `max(3, min(d + 1, 10))` points (d = number of ranges) are random.
+//! - The first `d / 2 + 2` points (d = number of ranges; 3 to 10), running ones included, are a
+//!   Latin hypercube drawn from the seed; one length scale per feature (ARD) once there are
+//!   `2·d + 3` trials, a single one before.
 
 use super::{Direction, Observation, Outcome, Point, Space, key, random, seen};
 
@@ -33,8 +35,9 @@ pub fn propose(
     history: &[Observation],
     n: usize,
     rng: &mut fastrand::Rng,
+    seed: u64,
 ) -> Vec<Point> {
-    let startup = (space.ranges.len() + 1).clamp(3, 10);
+    let startup = (space.ranges.len() / 2 + 2).clamp(3, 10);
     let mut seen = seen(space, history);
     let exhaustible = space.cardinality();
     let mut observed: Vec<(Vec<f64>, f64)> = Vec::new();
@@ -62,8 +65,14 @@ pub fn propose(
         if exhaustible.is_some_and(|c| seen.len() as u64 >= c) {
             break;
         }
-        let p = if observed.len() < startup {
-            random::propose(space, &[], 1, rng).pop()
+        // Running and just-proposed points count: a parallel search leaves its design sooner.
+        let p = if observed.len() + pending.len() < startup {
+            let index = history.len() + out.len();
+            if index < startup {
+                Some(space.point_at(&latin_hypercube(space.ranges.len(), startup, seed)[index]))
+            } else {
+                random::propose(space, &[], 1, rng).pop()
+            }
         } else {
             next_point(space, &observed, &pending, &seen, rng)
         };
@@ -87,6 +96,21 @@ pub fn propose(
     out
 }
 
+/// `n` points of a Latin hypercube in `d` dimensions (each dimension's `n` strata used once),
+/// the same for a seed whatever the history.
+fn latin_hypercube(d: usize, n: usize, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = fastrand::Rng::with_seed(super::mix(seed, 0x4c48_5300));
+    let mut points = vec![vec![0.0; d]; n];
+    for j in 0..d {
+        let mut strata: Vec<usize> = (0..n).collect();
+        rng.shuffle(&mut strata);
+        for (i, s) in strata.into_iter().enumerate() {
+            points[i][j] = (s as f64 + rng.f64()) / n as f64;
+        }
+    }
+    points
+}
+
 /// One point maximising expected improvement given the observed and pending points.
 fn next_point(
     space: &Space,
@@ -107,7 +131,7 @@ fn next_point(
         .max(1e-12);
     let xs: Vec<Vec<f64>> = fit.iter().map(|(x, _)| x.clone()).collect();
     let ys: Vec<f64> = ys.iter().map(|y| (y - mean) / sd).collect();
-    let hyper = fit_hyper(&xs, &ys, space.feature_len());
+    let hyper = fit_hyper(&xs, &ys, space.feature_len(), 2 * space.ranges.len() + 3);
     let gp = Gp::new(&xs, &ys, &hyper)?;
     let best = ys.iter().copied().fold(f64::INFINITY, f64::min);
     // Kriging believer: pending points join at the surrogate's mean.
@@ -322,7 +346,7 @@ fn log_likelihood(xs: &[Vec<f64>], ys: &[f64], hyper: &Hyper) -> f64 {
     -0.5 * n as f64 * gp.amp.ln() - 0.5 * log_det
 }
 
-fn fit_hyper(xs: &[Vec<f64>], ys: &[f64], dims: usize) -> Hyper {
+fn fit_hyper(xs: &[Vec<f64>], ys: &[f64], dims: usize, ard_from: usize) -> Hyper {
     let mut best = Hyper {
         scales: vec![0.3; dims],
         noise: 1e-4,
@@ -340,7 +364,8 @@ fn fit_hyper(xs: &[Vec<f64>], ys: &[f64], dims: usize) -> Hyper {
             }
         }
     }
-    if dims > 1 {
+    // One length scale per feature only once there are enough trials to tell them apart.
+    if dims > 1 && xs.len() >= ard_from {
         for d in 0..dims {
             for &l in &SCALES {
                 let mut h = best.clone();
@@ -474,6 +499,7 @@ mod tests {
             &history,
             10,
             &mut fastrand::Rng::with_seed(5),
+            5,
         );
         // 8 points in the space, 4 taken: exactly the 4 others, each once.
         assert_eq!(ps.len(), 4, "{ps:?}");
@@ -483,6 +509,18 @@ mod tests {
         assert_eq!(keys.len(), 4);
         for o in &history {
             assert!(!keys.contains(&key(&space, &o.point)));
+        }
+    }
+
+    #[test]
+    fn the_start_is_a_seeded_latin_hypercube() {
+        let a = latin_hypercube(3, 5, 9);
+        assert_eq!(a, latin_hypercube(3, 5, 9));
+        assert_ne!(a, latin_hypercube(3, 5, 10));
+        for j in 0..3 {
+            let mut strata: Vec<usize> = a.iter().map(|p| (p[j] * 5.0) as usize).collect();
+            strata.sort();
+            assert_eq!(strata, [0, 1, 2, 3, 4], "dimension {j}: {a:?}");
         }
     }
 

@@ -123,7 +123,7 @@ pub fn propose(
     match kind {
         Kind::Grid => grid::propose(space, history, n),
         Kind::Random | Kind::Hyperband => random::propose(space, history, n, &mut rng),
-        Kind::Bayesian => bayesian::propose(space, direction, history, n, &mut rng),
+        Kind::Bayesian => bayesian::propose(space, direction, history, n, &mut rng, seed),
     }
 }
 
