@@ -854,3 +854,76 @@ async fn a_search_whose_runner_died_continues_without_losing_or_repeating_a_chil
     db.close().await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reached_target_ends_the_search_and_definitions_take_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let s = start(&dir.path().join("data"), 1).await;
+    s.ok(
+        "CreateHyperParameterTuningJob",
+        request(
+            "target",
+            &out,
+            json!({"Strategy": "Random",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 1},
+            "TuningJobCompletionCriteria": {"TargetObjectiveMetricValue": 0.5}}),
+        ),
+    )
+    .await;
+    let d = wait_tuning(&s, "target", 1).await;
+    assert_eq!(d["HyperParameterTuningJobStatus"], "Completed", "{d}");
+    assert_eq!(
+        children(&s, "target", json!({})).await.len(),
+        1,
+        "the first job reached AUC 0.5"
+    );
+    // TrainingJobDefinitions: two definitions, each its own ranges, searched in turn.
+    let mut r = request(
+        "defs",
+        &out,
+        json!({"Strategy": "Random",
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 1}}),
+    );
+    let config = r["HyperParameterTuningJobConfig"].as_object_mut().unwrap();
+    let objective = config.remove("HyperParameterTuningJobObjective").unwrap();
+    config.remove("ParameterRanges");
+    let def = r
+        .as_object_mut()
+        .unwrap()
+        .remove("TrainingJobDefinition")
+        .unwrap();
+    let mut shallow = def.clone();
+    shallow["DefinitionName"] = json!("shallow");
+    shallow["TuningObjective"] = objective.clone();
+    shallow["HyperParameterRanges"] = json!({"IntegerParameterRanges": [
+        {"Name": "max_depth", "MinValue": "1", "MaxValue": "2"}]});
+    let mut deep = def;
+    deep["DefinitionName"] = json!("deep");
+    deep["TuningObjective"] = objective;
+    deep["HyperParameterRanges"] = json!({"IntegerParameterRanges": [
+        {"Name": "max_depth", "MinValue": "5", "MaxValue": "8"}]});
+    r["TrainingJobDefinitions"] = json!([shallow, deep]);
+    s.ok("CreateHyperParameterTuningJob", r).await;
+    let d = wait_tuning(&s, "defs", 1).await;
+    assert_eq!(d["HyperParameterTuningJobStatus"], "Completed", "{d}");
+    assert_eq!(d["TrainingJobDefinitions"].as_array().unwrap().len(), 2);
+    for c in children(&s, "defs", json!({})).await {
+        let depth: i64 = c["TunedHyperParameters"]["max_depth"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let want = if depth <= 2 { "shallow" } else { "deep" };
+        assert_eq!(c["TrainingJobDefinitionName"], want, "{c}");
+    }
+    assert_eq!(
+        children(&s, "defs", json!({}))
+            .await
+            .iter()
+            .filter(|c| c["TrainingJobDefinitionName"] == "deep")
+            .count(),
+        2
+    );
+    s.stop().await;
+}

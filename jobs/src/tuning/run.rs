@@ -388,33 +388,8 @@ impl Task {
 
     /// Sets `pier_ending` when a completion criterion or the run-time limit is met.
     fn completion(&mut self, plan: &Plan, at: f64) {
-        if let (Some(max), Some(start)) = (plan.max_runtime, self.body.pier_start_time)
-            && at - start > max
-        {
-            self.body.pier_ending = Some(format!(
-                "ResourceLimits.MaxRuntimeInSeconds ({max} s) reached"
-            ));
-            return;
-        }
-        if let Some(target) = plan.target
-            && self.body.pier_trials.iter().any(|t| {
-                let Some(d) = plan.definitions.get(t.definition) else {
-                    return false;
-                };
-                t.objective.is_some_and(|v| !d.direction.better(target, v))
-            })
-        {
-            self.body.pier_ending = Some(format!(
-                "TuningJobCompletionCriteria.TargetObjectiveMetricValue {target} reached"
-            ));
-            return;
-        }
-        if let Some(n) = plan.not_improving
-            && not_improving(plan, &self.body.pier_trials) >= n
-        {
-            self.body.pier_ending = Some(format!(
-                "{n} training jobs in a row did not improve the best objective"
-            ));
+        if let Some(why) = ending(plan, &self.body.pier_trials, self.body.pier_start_time, at) {
+            self.body.pier_ending = Some(why);
         }
     }
 
@@ -663,6 +638,38 @@ fn trial_def(t: &Trial) -> usize {
 
 fn is_terminal(status: &str) -> bool {
     matches!(status, "Completed" | "Failed" | "Stopped")
+}
+
+/// Why the search stops launching jobs at `at`, if it does: `MaxRuntimeInSeconds` past since
+/// `start`, `TargetObjectiveMetricValue` reached, or too many jobs without improvement.
+pub(crate) fn ending(plan: &Plan, trials: &[Trial], start: Option<f64>, at: f64) -> Option<String> {
+    if let (Some(max), Some(start)) = (plan.max_runtime, start)
+        && at - start > max
+    {
+        return Some(format!(
+            "ResourceLimits.MaxRuntimeInSeconds ({max} s) reached"
+        ));
+    }
+    if let Some(target) = plan.target
+        && trials.iter().any(|t| {
+            let Some(d) = plan.definitions.get(t.definition) else {
+                return false;
+            };
+            t.objective.is_some_and(|v| !d.direction.better(target, v))
+        })
+    {
+        return Some(format!(
+            "TuningJobCompletionCriteria.TargetObjectiveMetricValue {target} reached"
+        ));
+    }
+    if let Some(n) = plan.not_improving
+        && not_improving(plan, trials) >= n
+    {
+        return Some(format!(
+            "{n} training jobs in a row did not improve the best objective"
+        ));
+    }
+    None
 }
 
 /// Completed children since the best one (in planning order), across definitions.

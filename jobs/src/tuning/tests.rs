@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::*;
+use record::Trial;
 
 fn job(config: serde_json::Value) -> TuningJob {
     let mut v = json!({
@@ -180,4 +181,42 @@ fn grid_runs_its_size_and_hyperband_takes_the_static_resource() {
     let hb = check(&job(json!({"Strategy": "Hyperband"}))).unwrap();
     let (rungs, resource) = hb.hyperband.unwrap();
     assert_eq!((rungs.min, rungs.max, resource), (1, 5, "num_round"));
+}
+
+#[test]
+fn the_search_ends_at_its_run_time_limit_target_or_when_it_stops_improving() {
+    use super::run::ending;
+    let plan = check(&job(json!({
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2,
+                           "MaxRuntimeInSeconds": 300},
+        "TuningJobCompletionCriteria": {"TargetObjectiveMetricValue": 0.95,
+            "BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 3}}})))
+    .unwrap();
+    let trial = |v: Option<f64>| Trial {
+        objective: v,
+        status: if v.is_some() {
+            "Completed"
+        } else {
+            "InProgress"
+        }
+        .into(),
+        ..Default::default()
+    };
+    let mut trials = vec![trial(Some(0.9)), trial(None)];
+    assert_eq!(ending(&plan, &trials, Some(0.0), 299.0), None);
+    let why = ending(&plan, &trials, Some(0.0), 301.0).unwrap();
+    assert!(why.contains("MaxRuntimeInSeconds"), "{why}");
+    trials.push(trial(Some(0.96)));
+    let why = ending(&plan, &trials, Some(0.0), 10.0).unwrap();
+    assert!(why.contains("TargetObjectiveMetricValue 0.95"), "{why}");
+    let flat = vec![
+        trial(Some(0.9)),
+        trial(Some(0.8)),
+        trial(Some(0.85)),
+        trial(None),
+    ];
+    assert_eq!(ending(&plan, &flat, Some(0.0), 10.0), None);
+    let flat = [flat, vec![trial(Some(0.7))]].concat();
+    let why = ending(&plan, &flat, Some(0.0), 10.0).unwrap();
+    assert!(why.contains("3 training jobs in a row"), "{why}");
 }
