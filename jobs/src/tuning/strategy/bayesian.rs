@@ -100,15 +100,19 @@ pub fn propose(
 /// the same for a seed whatever the history.
 fn latin_hypercube(d: usize, n: usize, seed: u64) -> Vec<Vec<f64>> {
     let mut rng = fastrand::Rng::with_seed(super::mix(seed, 0x4c48_5300));
-    let mut points = vec![vec![0.0; d]; n];
-    for j in 0..d {
-        let mut strata: Vec<usize> = (0..n).collect();
-        rng.shuffle(&mut strata);
-        for (i, s) in strata.into_iter().enumerate() {
-            points[i][j] = (s as f64 + rng.f64()) / n as f64;
-        }
-    }
-    points
+    let columns: Vec<Vec<f64>> = (0..d)
+        .map(|_| {
+            let mut strata: Vec<usize> = (0..n).collect();
+            rng.shuffle(&mut strata);
+            strata
+                .into_iter()
+                .map(|s| (s as f64 + rng.f64()) / n as f64)
+                .collect()
+        })
+        .collect();
+    (0..n)
+        .map(|i| columns.iter().map(|c| c[i]).collect())
+        .collect()
 }
 
 /// One point maximising expected improvement given the observed and pending points.
