@@ -154,7 +154,7 @@ impl Task {
         let mut launched = Vec::new();
         if running < plan.parallel && self.body.pier_trials.len() < plan.max_jobs {
             let want = (plan.parallel - running).min(plan.max_jobs - self.body.pier_trials.len());
-            launched = self.plan_children(plan, want, now());
+            launched = self.plan_children(plan, want, now()).await;
         }
         let planned_nothing = launched.is_empty();
         if planned_nothing && running == 0 {
@@ -438,60 +438,25 @@ impl Task {
     }
 
     /// Plans up to `want` new children (written to the record by the caller before they are
-    /// inserted); returns their indices.
-    fn plan_children(&mut self, plan: &Plan, want: usize, at: f64) -> Vec<usize> {
-        let mut out = Vec::new();
-        for _ in 0..want {
-            let index = self.body.pier_trials.len();
-            let def = index % plan.definitions.len();
-            let d = &plan.definitions[def];
-            let mut history: Vec<Observation> = self
-                .body
-                .pier_warm_start
-                .iter()
-                .filter(|w| d.space.to_unit(&w.hyper_parameters).is_some())
-                .map(|w| Observation {
-                    point: w.hyper_parameters.clone(),
-                    outcome: Outcome::Value(w.value),
-                })
-                .collect();
-            history.extend(
-                self.body
-                    .pier_trials
-                    .iter()
-                    .filter(|t| t.definition == def)
-                    .map(|t| Observation {
-                        point: t.tuned_hyper_parameters.clone(),
-                        outcome: match (t.objective, is_terminal(&t.status)) {
-                            (Some(v), _) => Outcome::Value(v),
-                            (None, false) => Outcome::Pending,
-                            (None, true) => Outcome::Failed,
-                        },
-                    }),
-            );
-            let seed = strategy::mix(plan.seed, def as u64);
-            let Some(point) =
-                strategy::propose(plan.kind, &d.space, d.direction, &history, 1, seed).pop()
-            else {
-                break;
-            };
-            let name = child_name(&self.name, index, &point);
-            let bracket = plan.hyperband.map(|(rungs, _)| index % rungs.brackets());
-            self.body.pier_trials.push(Trial {
-                training_job_name: name,
-                definition: def,
-                tuned_hyper_parameters: point,
-                creation_time: at,
-                bracket,
-                status: "InProgress".to_owned(),
-                ..Default::default()
-            });
-            out.push(index);
-        }
-        if plan.kind == Kind::Grid && out.is_empty() {
+    /// inserted); returns their indices. The strategy runs on a blocking thread (a Bayesian
+    /// proposal over hundreds of trials takes a while), never on the async workers.
+    async fn plan_children(&mut self, plan: &Plan, want: usize, at: f64) -> Vec<usize> {
+        let (body, owned_plan) = (self.body.clone(), plan.clone());
+        let planned =
+            tokio::task::spawn_blocking(move || plan_trials(&body, &owned_plan, want, at)).await;
+        let trials = match planned {
+            Ok(trials) => trials,
+            Err(e) => {
+                tracing::error!(job = %self.name, error = %e, "the strategy panicked");
+                Vec::new()
+            }
+        };
+        if plan.kind == Kind::Grid && trials.is_empty() {
             tracing::info!(job = %self.name, "the grid is exhausted");
         }
-        out
+        let first = self.body.pier_trials.len();
+        self.body.pier_trials.extend(trials);
+        (first..self.body.pier_trials.len()).collect()
     }
 
     /// Inserts trial `i`'s child into the queue (idempotent by name).
@@ -630,6 +595,56 @@ impl Task {
             }
         }
     }
+}
+
+/// The next `want` trials of the search whose record is `body` (pure: the strategy over the
+/// warm-start points and each definition's trials so far).
+fn plan_trials(body: &TuningJob, plan: &Plan, want: usize, at: f64) -> Vec<Trial> {
+    let mut trials = body.pier_trials.clone();
+    let first = trials.len();
+    for _ in 0..want {
+        let index = trials.len();
+        let def = index % plan.definitions.len();
+        let d = &plan.definitions[def];
+        let mut history: Vec<Observation> = body
+            .pier_warm_start
+            .iter()
+            .filter(|w| d.space.to_unit(&w.hyper_parameters).is_some())
+            .map(|w| Observation {
+                point: w.hyper_parameters.clone(),
+                outcome: Outcome::Value(w.value),
+            })
+            .collect();
+        history.extend(
+            trials
+                .iter()
+                .filter(|t| t.definition == def)
+                .map(|t| Observation {
+                    point: t.tuned_hyper_parameters.clone(),
+                    outcome: match (t.objective, is_terminal(&t.status)) {
+                        (Some(v), _) => Outcome::Value(v),
+                        (None, false) => Outcome::Pending,
+                        (None, true) => Outcome::Failed,
+                    },
+                }),
+        );
+        let seed = strategy::mix(plan.seed, def as u64);
+        let Some(point) =
+            strategy::propose(plan.kind, &d.space, d.direction, &history, 1, seed).pop()
+        else {
+            break;
+        };
+        trials.push(Trial {
+            training_job_name: child_name(&body.hyper_parameter_tuning_job_name, index, &point),
+            definition: def,
+            tuned_hyper_parameters: point,
+            creation_time: at,
+            bracket: plan.hyperband.map(|(rungs, _)| index % rungs.brackets()),
+            status: "InProgress".to_owned(),
+            ..Default::default()
+        });
+    }
+    trials.split_off(first)
 }
 
 fn trial_def(t: &Trial) -> usize {
