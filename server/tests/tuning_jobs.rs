@@ -927,3 +927,59 @@ async fn a_reached_target_ends_the_search_and_definitions_take_turns() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_search_continues_after_its_server_shuts_down_and_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let data = dir.path().join("data");
+    let s = start(&data, 1).await;
+    s.ok(
+        "CreateHyperParameterTuningJob",
+        request(
+            "restart",
+            &out,
+            json!({"Strategy": "Bayesian",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 1}}),
+        ),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while children(&s, "restart", json!({})).await.len() < 2 {
+        assert!(Instant::now() < deadline, "the search did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A graceful shutdown hands the search and its running child back to the queue.
+    s.stop().await;
+    let db = Db::open(&data).await.unwrap();
+    let row = db
+        .get_job::<TuningJob>(JobKind::Tuning, "restart")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.owner.is_none(), "handed back: {:?}", row.owner);
+    db.close().await;
+    let s = start(&data, 1).await;
+    let d = wait_tuning(&s, "restart", 1).await;
+    assert_eq!(d["HyperParameterTuningJobStatus"], "Completed", "{d}");
+    assert_eq!(d["TrainingJobStatusCounters"]["Completed"], 4, "{d}");
+    let listed = s
+        .ok(
+            "ListTrainingJobs",
+            json!({"NameContains": "restart-", "MaxResults": 100}),
+        )
+        .await;
+    assert_eq!(listed["TrainingJobSummaries"].as_array().unwrap().len(), 4);
+    let db = Db::open(&data).await.unwrap();
+    for c in children(&s, "restart", json!({})).await {
+        let n = c["TrainingJobName"].as_str().unwrap();
+        let row = db
+            .get_job::<pier_jobs::training::TrainingJob>(JobKind::Training, n)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.attempts, 1, "{n} ran once");
+    }
+    db.close().await;
+    s.stop().await;
+}
