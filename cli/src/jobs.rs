@@ -63,7 +63,8 @@ pub enum JobsCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Stop a training job (it ends Stopped at its next unit of work).
+    /// Stop a training job (it ends Stopped at its next unit of work), or a tuning job and
+    /// every child it runs.
     Stop {
         /// Job name.
         name: String,
@@ -148,13 +149,28 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         JobsCommand::Stop { name, admin } => {
-            api::call(
+            let stopped = api::call(
                 &admin.admin_url,
                 admin.token.as_deref(),
                 "StopTrainingJob",
                 json!({ "TrainingJobName": name }),
             )
-            .await?;
+            .await;
+            match stopped {
+                // Not a training job: a tuning job of that name (its children stop too).
+                Err(e) if e.to_string().contains("Requested resource not found.") => {
+                    api::call(
+                        &admin.admin_url,
+                        admin.token.as_deref(),
+                        "StopHyperParameterTuningJob",
+                        json!({ "HyperParameterTuningJobName": name }),
+                    )
+                    .await?;
+                }
+                other => {
+                    other?;
+                }
+            }
             println!("stopping {name}");
             Ok(())
         }
