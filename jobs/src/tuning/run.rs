@@ -124,7 +124,7 @@ impl Task {
             }
         };
         let before = self.body.clone();
-        self.refresh(plan).await;
+        self.refresh(plan, status != JobStatus::Stopping).await;
         if status == JobStatus::Stopping {
             self.body
                 .pier_ending
@@ -208,8 +208,9 @@ impl Task {
         JobStatus::Failed
     }
 
-    /// Updates the trials from their children's rows; inserts planned children that have none.
-    async fn refresh(&mut self, plan: &Plan) {
+    /// Updates the trials from their children's rows; inserts planned children that have none
+    /// (`insert`; not once a stop was asked for: such a child ends Stopped unstarted).
+    async fn refresh(&mut self, plan: &Plan, insert: bool) {
         for i in 0..self.body.pier_trials.len() {
             if is_terminal(&self.body.pier_trials[i].status) {
                 continue;
@@ -228,7 +229,14 @@ impl Task {
             };
             let Some(row) = row else {
                 // Planned but never inserted (the runner died in between): insert it now.
-                self.insert_child(plan, i).await;
+                if insert {
+                    self.insert_child(plan, i).await;
+                } else {
+                    let trial = &mut self.body.pier_trials[i];
+                    trial.status = JobStatus::Stopped.as_str().to_owned();
+                    trial.failure_reason =
+                        Some("Stopped by StopHyperParameterTuningJob before it started".into());
+                }
                 continue;
             };
             let metric = plan
