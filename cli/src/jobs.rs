@@ -103,7 +103,7 @@ impl Kind {
 /// `pier jobs …`.
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// List training and transform jobs, newest first.
+    /// List training and transform jobs, then hyperparameter tuning jobs, newest first.
     List {
         /// Only jobs in this status (InProgress, Completed, Failed, Stopping, Stopped).
         #[arg(long)]
@@ -114,7 +114,8 @@ pub enum JobsCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Show a training or transform job (Describe*Job's JSON).
+    /// Show a training or transform job (Describe*Job's JSON), or a hyperparameter tuning
+    /// job: its leaderboard (best first) and the best job's hyperparameters.
     Describe {
         /// Job name.
         name: String,
@@ -131,7 +132,8 @@ pub enum JobsCommand {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// Stop a training or transform job (it ends Stopped at its next unit of work).
+    /// Stop a training or transform job (it ends Stopped at its next unit of work), or a
+    /// tuning job and every child it runs.
     Stop {
         /// Job name.
         name: String,
@@ -191,8 +193,16 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             status,
             name_contains,
             admin,
-        } => list(&admin, status, name_contains).await,
+        } => {
+            list(&admin, status.clone(), name_contains.clone()).await?;
+            crate::tuning::list(&admin, status.as_deref(), name_contains.as_deref()).await
+        }
         JobsCommand::Describe { name, admin } => {
+            // A tuning job: its leaderboard; else the training job's JSON.
+            if let Some(text) = crate::tuning::describe(&admin, &name).await? {
+                print!("{text}");
+                return Ok(());
+            }
             let (_, job) = find(&admin, &name).await?;
             println!("{}", serde_json::to_string_pretty(&job)?);
             Ok(())
@@ -214,16 +224,31 @@ pub async fn jobs(cmd: JobsCommand) -> anyhow::Result<()> {
             Ok(())
         }
         JobsCommand::Stop { name, admin } => {
-            let (kind, _) = find(&admin, &name).await?;
-            let mut body = json!({});
-            body[kind.field("Name")] = json!(name);
-            api::call(
-                &admin.admin_url,
-                admin.token.as_deref(),
-                &format!("Stop{}Job", kind.prefix()),
-                body,
-            )
-            .await?;
+            match find(&admin, &name).await {
+                Ok((kind, _)) => {
+                    let mut body = json!({});
+                    body[kind.field("Name")] = json!(name);
+                    api::call(
+                        &admin.admin_url,
+                        admin.token.as_deref(),
+                        &format!("Stop{}Job", kind.prefix()),
+                        body,
+                    )
+                    .await?;
+                }
+                // Neither a training nor a transform job: a tuning job of that name (its
+                // children stop too).
+                Err(e) if e.to_string().contains("Requested resource not found.") => {
+                    api::call(
+                        &admin.admin_url,
+                        admin.token.as_deref(),
+                        "StopHyperParameterTuningJob",
+                        json!({ "HyperParameterTuningJobName": name }),
+                    )
+                    .await?;
+                }
+                Err(e) => return Err(e),
+            }
             println!("stopping {name}");
             Ok(())
         }

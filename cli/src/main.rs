@@ -7,6 +7,7 @@ mod jobs;
 mod loadtest;
 mod train;
 mod transform;
+mod tuning;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,7 +51,8 @@ enum Command {
     /// bucket with a Model of the data folder, one `<input key>.out` per input object
     /// (CreateTransformJob's fields as flags; `--shard I/N` for cluster schedulers).
     Transform(Box<transform::TransformArgs>),
-    /// Training and transform jobs through the control API: list, describe, logs, stop, wait.
+    /// Training, tuning and transform jobs through the control API: list, describe, logs,
+    /// stop, wait.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
     /// Load-test a model server (Pier, Triton, MLServer, ...) over SageMaker invocations or

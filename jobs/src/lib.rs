@@ -14,6 +14,8 @@
 //!   log, the model they leave published with its runtime detected).
 //! - [`transform`]: batch transform jobs: the record, its checks, the bounded read → decode →
 //!   predict → encode → write pipeline, and running a job over S3 or local objects.
+//! - [`tuning`]: hyperparameter tuning jobs: the pure search strategies, the record, and the
+//!   task that runs a search as ordinary training jobs in the same queue.
 //! - [`runner`]: the durable queue in `pier-db`: runners claim jobs atomically, hold them by a
 //!   lease renewed by a heartbeat, write each transition before acting, log progress to the
 //!   job's log, and on start reconcile jobs whose runner died (failed with a reason, or
@@ -33,6 +35,16 @@ pub mod script;
 pub mod train;
 pub mod training;
 pub mod transform;
+pub mod tuning;
 
 pub use error::{JobsError, Result};
 pub use runner::{Runner, RunnerConfig, RunnerHandle};
+
+/// `arn:aws:sagemaker:local:000000000000:<kind>/<name>`, as the control plane writes ARNs
+/// (the name lower-cased, as SageMaker's).
+pub fn arn(kind: &str, name: &str) -> String {
+    format!(
+        "arn:aws:sagemaker:local:000000000000:{kind}/{}",
+        name.to_ascii_lowercase()
+    )
+}

@@ -6,10 +6,11 @@
 //! until woken ([`Runner::wake`], called by CreateTrainingJob in the same process), a slot
 //! frees, or the poll interval passes (jobs queued by another process). Each claimed job runs
 //! as its own task (training jobs first, then transform jobs: [`crate::training::run`],
-//! `crate::transform::job`); training itself runs on the runner's rayon pool of
-//! `training_threads`, never the global pool nor the server's compute threads. Transform jobs
-//! get their models from the [`crate::transform::ModelSource`] given with
-//! [`Runner::set_model_source`].
+//! `crate::transform::job`; a tuning job's task, which only plans and watches its children,
+//! holds one of `tuning_slots` rather than a training slot); training itself runs on the
+//! runner's rayon pool of `training_threads`, never the global pool nor the server's compute
+//! threads. Transform jobs get their models from the [`crate::transform::ModelSource`] given
+//! with [`Runner::set_model_source`].
 //!
 //! Runners name themselves `HOST/PID/NONCE`. A runner never reconciles its own jobs; a job
 //! whose owner is a process of this host that no longer exists is reconciled at once (a
@@ -29,6 +30,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::channels::S3Config;
 use crate::error::{JobsError, Result};
 use crate::training::TrainingJob;
+use crate::tuning::TuningJob;
 
 /// How a runner runs jobs.
 #[derive(Clone, Debug)]
@@ -53,6 +55,9 @@ pub struct RunnerConfig {
     pub s3: S3Config,
     /// How script jobs run (interpreter, grace period, job folders, whether at all).
     pub script: crate::script::ScriptConfig,
+    /// Tuning jobs coordinated at once. A tuning job's task only plans and watches its
+    /// children (which take training slots like any training job), so it holds no slot.
+    pub tuning_slots: usize,
 }
 
 /// The default of [`RunnerConfig::max_channel_bytes`]: 16 GiB.
@@ -71,6 +76,7 @@ impl Default for RunnerConfig {
             max_channel_bytes: MAX_CHANNEL_BYTES,
             s3: S3Config::from_env(),
             script: crate::script::ScriptConfig::default(),
+            tuning_slots: 16,
         }
     }
 }
@@ -255,6 +261,25 @@ impl Runner {
             }
         }
         taken += crate::transform::job::reconcile(self, owner_is_gone).await?;
+        for job in db
+            .expired_jobs::<TuningJob>(JobKind::Tuning, f64::MAX)
+            .await?
+        {
+            let owner = job.owner.clone().unwrap_or_default();
+            if owner == self.0.owner {
+                continue;
+            }
+            let gone = owner_is_gone(&owner);
+            if !gone && !job.lease_expires_at.is_some_and(|t| t < at) {
+                continue;
+            }
+            let bound = if gone { f64::MAX } else { at };
+            let name = job.name.clone();
+            if crate::tuning::run::reconcile(db, job, &owner, bound).await? {
+                tracing::warn!(job = %name, %owner, "reconciled a tuning job whose runner died");
+                taken += 1;
+            }
+        }
         Ok(taken)
     }
 }
@@ -319,6 +344,7 @@ async fn claim(
 async fn run_loop(runner: Runner, mut stop: watch::Receiver<bool>) {
     let config = runner.0.config.clone();
     let slots = Arc::new(Semaphore::new(config.slots));
+    let tuning_slots = Arc::new(Semaphore::new(config.tuning_slots.max(1)));
     let mut running = JoinSet::new();
     loop {
         if *stop.borrow() {
@@ -333,6 +359,34 @@ async fn run_loop(runner: Runner, mut stop: watch::Receiver<bool>) {
                 Ok(false) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot claim a job");
+                    break;
+                }
+            }
+        }
+        while let Ok(permit) = tuning_slots.clone().try_acquire_owned() {
+            let claimed = runner
+                .0
+                .db
+                .claim_job::<TuningJob>(
+                    JobKind::Tuning,
+                    &runner.0.owner,
+                    now(),
+                    config.lease.as_secs_f64(),
+                )
+                .await;
+            match claimed {
+                Ok(Some(job)) => {
+                    tracing::info!(job = %job.name, attempt = job.attempts, "tuning job claimed");
+                    running.spawn(crate::tuning::run::run_tuning(
+                        runner.clone(),
+                        job,
+                        stop.clone(),
+                        permit,
+                    ));
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim a tuning job");
                     break;
                 }
             }

@@ -1034,3 +1034,86 @@ async fn a_worker_without_allow_scripts_fails_script_jobs_naming_the_flag() {
     worker.shutdown().await;
     s.stop().await;
 }
+
+const QUADRATIC: &str = r#"
+import argparse, os
+p = argparse.ArgumentParser()
+p.add_argument("-x", type=float)  # the toolkit passes one-letter names with one dash
+a, _ = p.parse_known_args()
+print("loss=%.6f" % ((a.x - 3.0) ** 2), flush=True)
+open(os.path.join(os.environ["SM_MODEL_DIR"], "model.pkl"), "wb").write(b"not served")
+"#;
+
+/// A tuning job over a script job: the objective is a `MetricDefinitions` metric matched on
+/// the scripts' logs, and the best job is the one whose tuned value gave the lowest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tuning_job_searches_over_a_script_by_its_metric_definitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = server(dir.path()).await;
+    let mut child = simple(dir.path(), "quad", QUADRATIC, json!({}));
+    let fields = child.as_object_mut().unwrap();
+    fields.remove("TrainingJobName");
+    let mut spec = fields.remove("AlgorithmSpecification").unwrap();
+    spec["MetricDefinitions"] = json!([{"Name": "loss", "Regex": "loss=([0-9.]+)"}]);
+    let statics = fields.remove("HyperParameters").unwrap();
+    fields.insert("AlgorithmSpecification".into(), spec);
+    fields.insert("StaticHyperParameters".into(), statics);
+    s.ok(
+        "CreateHyperParameterTuningJob",
+        json!({
+            "HyperParameterTuningJobName": "quad-search",
+            "HyperParameterTuningJobConfig": {
+                "Strategy": "Random", "RandomSeed": 7,
+                "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "loss"},
+                "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 1},
+                "ParameterRanges": {"ContinuousParameterRanges": [
+                    {"Name": "x", "MinValue": "0", "MaxValue": "6"}]}},
+            "TrainingJobDefinition": child,
+        }),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let d = loop {
+        let d = s
+            .ok(
+                "DescribeHyperParameterTuningJob",
+                json!({"HyperParameterTuningJobName": "quad-search"}),
+            )
+            .await;
+        if matches!(
+            d["HyperParameterTuningJobStatus"].as_str(),
+            Some("Completed" | "Failed" | "Stopped")
+        ) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "the search did not end: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(d["HyperParameterTuningJobStatus"], "Completed", "{d}");
+    let children = s
+        .ok(
+            "ListTrainingJobsForHyperParameterTuningJob",
+            json!({"HyperParameterTuningJobName": "quad-search"}),
+        )
+        .await;
+    let summaries = children["TrainingJobSummaries"].as_array().unwrap();
+    assert_eq!(summaries.len(), 3, "{children}");
+    let mut best = f64::INFINITY;
+    for c in summaries {
+        let x: f64 = c["TunedHyperParameters"]["x"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let loss = c["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+            .as_f64()
+            .unwrap();
+        assert!((loss - (x - 3.0).powi(2)).abs() < 1e-4, "{c}");
+        best = best.min(loss);
+    }
+    let reported = d["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+        .as_f64()
+        .unwrap();
+    assert!((reported - best).abs() < 1e-9, "{d}");
+    s.stop().await;
+}

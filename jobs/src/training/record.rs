@@ -313,6 +313,9 @@ pub struct TrainingJob {
     /// As given (ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tensor_board_output_config: Option<serde_json::Value>,
+    /// The tuning job that launched it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning_job_arn: Option<String>,
     /// Pier's own: the published artifact, `pier://NAME/VERSION`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pier_artifact: Option<String>,

@@ -23,6 +23,7 @@ mod scripts;
 mod tags;
 mod training;
 mod transform;
+mod tuning;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -99,6 +100,13 @@ async fn dispatch(
         "DescribeTransformJob" => call(&app, &body, transform::describe).await,
         "ListTransformJobs" => call(&app, &body, transform::list).await,
         "StopTransformJob" => call(&app, &body, transform::stop).await,
+        "CreateHyperParameterTuningJob" => call(&app, &body, tuning::create).await,
+        "DescribeHyperParameterTuningJob" => call(&app, &body, tuning::describe).await,
+        "ListHyperParameterTuningJobs" => call(&app, &body, tuning::list).await,
+        "ListTrainingJobsForHyperParameterTuningJob" => {
+            call(&app, &body, tuning::list_children).await
+        }
+        "StopHyperParameterTuningJob" => call(&app, &body, tuning::stop).await,
         other => Err(ApiError::unknown_operation(format!(
             "Pier does not implement SageMaker.{other}"
         ))),
