@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
 use super::{CaptureContentTypeHeader, CaptureSettings, Event, Payload, Sink};
@@ -44,52 +43,82 @@ impl Encoder {
         }
     }
 
-    fn payload(&self, p: &Payload, mode: &str) -> Value {
+    /// Appends `p` as `{"observedContentType", "mode", "data", "encoding"}`.
+    fn payload_into(&self, p: &Payload, mode: &str, out: &mut Vec<u8>) {
         let media = media_type(&p.content_type);
         let text = std::str::from_utf8(&p.data).ok();
-        let (data, encoding) = match text {
-            Some(t) if self.csv.contains(&media) => (t.to_owned(), "CSV"),
-            Some(t) if self.json.contains(&media) => (t.to_owned(), "JSON"),
-            _ => (
-                base64::engine::general_purpose::STANDARD.encode(&p.data),
-                "BASE64",
-            ),
+        out.extend_from_slice(b"{\"observedContentType\":");
+        json_str(out, &p.content_type);
+        out.extend_from_slice(b",\"mode\":\"");
+        out.extend_from_slice(mode.as_bytes());
+        out.extend_from_slice(b"\",\"data\":");
+        let encoding = match text {
+            Some(t) if self.csv.contains(&media) => {
+                json_str(out, t);
+                "CSV"
+            }
+            Some(t) if self.json.contains(&media) => {
+                json_str(out, t);
+                "JSON"
+            }
+            _ => {
+                let mut encoded = String::new();
+                base64::engine::general_purpose::STANDARD.encode_string(&p.data, &mut encoded);
+                out.push(b'"');
+                out.extend_from_slice(encoded.as_bytes());
+                out.push(b'"');
+                "BASE64"
+            }
         };
-        json!({
-            "observedContentType": p.content_type,
-            "mode": mode,
-            "data": data,
-            "encoding": encoding,
-        })
+        out.extend_from_slice(b",\"encoding\":\"");
+        out.extend_from_slice(encoding.as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+
+    /// Appends one event as its JSON line (with the newline) to `out`: written by hand, one
+    /// pass, no intermediate JSON values.
+    pub(super) fn line_into(&self, event: &Event, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"captureData\":{");
+        if let Some(p) = &event.input {
+            out.extend_from_slice(b"\"endpointInput\":");
+            self.payload_into(p, "INPUT", out);
+        }
+        if let Some(p) = &event.output {
+            if event.input.is_some() {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"\"endpointOutput\":");
+            self.payload_into(p, "OUTPUT", out);
+        }
+        out.extend_from_slice(b"},\"eventMetadata\":{\"eventId\":\"");
+        out.extend_from_slice(event_id().as_bytes());
+        out.push(b'"');
+        if let Some(id) = &event.inference_id {
+            out.extend_from_slice(b",\"inferenceId\":");
+            json_str(out, id);
+        }
+        out.extend_from_slice(b",\"inferenceTime\":\"");
+        out.extend_from_slice(iso_time(event.at).as_bytes());
+        out.push(b'"');
+        if let Some(a) = &event.custom_attributes {
+            out.extend_from_slice(b",\"customAttributes\":");
+            json_str(out, a);
+        }
+        out.extend_from_slice(b"},\"eventVersion\":\"0\"}\n");
     }
 
     /// One event as its JSON line (with the newline).
+    #[cfg(test)]
     pub(super) fn line(&self, event: &Event) -> Vec<u8> {
-        let mut capture = serde_json::Map::new();
-        if let Some(p) = &event.input {
-            capture.insert("endpointInput".into(), self.payload(p, "INPUT"));
-        }
-        if let Some(p) = &event.output {
-            capture.insert("endpointOutput".into(), self.payload(p, "OUTPUT"));
-        }
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("eventId".into(), Value::String(event_id()));
-        if let Some(id) = &event.inference_id {
-            metadata.insert("inferenceId".into(), Value::String(id.clone()));
-        }
-        metadata.insert("inferenceTime".into(), Value::String(iso_time(event.at)));
-        if let Some(a) = &event.custom_attributes {
-            metadata.insert("customAttributes".into(), Value::String(a.clone()));
-        }
-        let mut line = serde_json::to_vec(&json!({
-            "captureData": capture,
-            "eventMetadata": metadata,
-            "eventVersion": "0",
-        }))
-        .expect("a JSON value serializes");
-        line.push(b'\n');
-        line
+        let mut out = Vec::new();
+        self.line_into(event, &mut out);
+        out
     }
+}
+
+/// Appends `s` as a JSON string (quoted, escaped).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
 /// A random UUID (version 4 layout).
@@ -161,8 +190,11 @@ pub(super) async fn run(
     settings: CaptureSettings,
     queued_bytes: Arc<AtomicUsize>,
 ) {
-    let mut buffers: HashMap<(String, String), Buffer> = HashMap::new();
-    loop {
+    // Buffers by variant and hour (hours since the epoch): no string is made per event.
+    let mut buffers: HashMap<(String, u64), Buffer> = HashMap::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut open = true;
+    while open {
         let oldest = buffers.values().map(|b| b.since).min();
         let due = async {
             match oldest {
@@ -172,56 +204,68 @@ pub(super) async fn run(
                 None => std::future::pending().await,
             }
         };
-        let next = tokio::select! {
-            event = rx.recv() => Some(event),
-            () = due => None,
+        // One wake-up takes every event queued meanwhile, up to BATCH.
+        tokio::select! {
+            n = rx.recv_many(&mut batch, BATCH) => open = n > 0,
+            () = due => {}
             _ = async { closing.wait_for(|c| *c).await.is_ok() } => {
                 // Take what is queued, refuse the rest, write everything.
                 rx.close();
-                Some(rx.recv().await)
+                while rx.recv_many(&mut batch, BATCH).await > 0 {}
+                open = false;
             }
-        };
-        match next {
-            Some(Some(event)) => {
-                queued_bytes.fetch_sub(event.bytes(), Ordering::Relaxed);
-                let key = (event.variant.clone(), hour_path(event.at));
-                let line = encoder.line(&event);
-                let buffer = buffers.entry(key.clone()).or_insert_with(|| Buffer {
+        }
+        for event in batch.drain(..) {
+            queued_bytes.fetch_sub(event.bytes(), Ordering::Relaxed);
+            let hour = event
+                .at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() / 3600);
+            let key = (event.variant, hour);
+            let buffer = match buffers.get_mut(&key) {
+                Some(b) => b,
+                None => buffers.entry(key.clone()).or_insert_with(|| Buffer {
                     bytes: Vec::new(),
                     events: 0,
                     first_at: event.at,
                     since: Instant::now(),
-                });
-                buffer.bytes.extend_from_slice(&line);
-                buffer.events += 1;
-                if buffer.bytes.len() >= settings.max_file_bytes {
-                    let buffer = buffers.remove(&key).expect("just filled");
-                    write(&endpoint, &sink, &key, buffer).await;
-                }
+                }),
+            };
+            let event = Event {
+                variant: String::new(),
+                ..event
+            };
+            encoder.line_into(&event, &mut buffer.bytes);
+            buffer.events += 1;
+            if buffer.bytes.len() >= settings.max_file_bytes {
+                let buffer = buffers.remove(&key).expect("just filled");
+                write(&endpoint, &sink, &key.0, buffer).await;
             }
-            Some(None) => break, // the endpoint's serving copy is gone
-            None => {}           // a buffer's time is up
         }
         let now = Instant::now();
-        let due: Vec<(String, String)> = buffers
+        let due: Vec<(String, u64)> = buffers
             .iter()
             .filter(|(_, b)| now.duration_since(b.since) >= settings.flush_interval)
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
             let buffer = buffers.remove(&key).expect("listed");
-            write(&endpoint, &sink, &key, buffer).await;
+            write(&endpoint, &sink, &key.0, buffer).await;
         }
     }
-    for (key, buffer) in buffers {
-        write(&endpoint, &sink, &key, buffer).await;
+    for ((variant, _), buffer) in buffers {
+        write(&endpoint, &sink, &variant, buffer).await;
     }
 }
 
+/// Events a writer takes per wake-up, at most.
+const BATCH: usize = 1024;
+
 /// Writes one buffer as a new, complete file; a failure is logged and its events counted as
 /// dropped.
-async fn write(endpoint: &str, sink: &Sink, (variant, hour): &(String, String), buffer: Buffer) {
+async fn write(endpoint: &str, sink: &Sink, variant: &str, buffer: Buffer) {
     let name = file_name(buffer.first_at);
+    let hour = hour_path(buffer.first_at);
     let relative = format!("{endpoint}/{variant}/{hour}/{name}");
     let result = match sink {
         Sink::Local(root) => {
@@ -280,6 +324,8 @@ fn write_local(root: &Path, relative: &str, bytes: &[u8]) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use serde_json::{Value, json};
 
     use super::*;
 
