@@ -104,6 +104,30 @@ def test_sklearn_estimator_fits_a_script_and_deploys_its_onnx_model(tmp_path, s3
         assert all(abs(sum(p["probabilities"]) - 1) < 1e-5 for p in predictions), answer
         got = [p["label"] for p in predictions]
         assert sum(int(g == t) for g, t in zip(got, y_test)) >= 16, (got, y_test)
+
+        # The SDK's HyperparameterTuner over the script's hyperparameters; the objective is a
+        # MetricDefinitions metric matched on the scripts' logs.
+        from sagemaker.tuner import HyperparameterTuner, IntegerParameter
+        tuner = HyperparameterTuner(
+            est, "train:accuracy", {"max_depth": IntegerParameter(1, 4)},
+            metric_definitions=[{"Name": "train:accuracy", "Regex": "train_accuracy=([0-9.]+)"}],
+            objective_type="Maximize", strategy="Random", max_jobs=2, max_parallel_jobs=1)
+        tuner.fit({"train": f"s3://{BUCKET}/script/train/"}, wait=False)
+        name = tuner.latest_tuning_job.name
+        deadline = time.monotonic() + 240
+        while True:
+            t = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+            if t["HyperParameterTuningJobStatus"] in ("Completed", "Failed", "Stopped"):
+                break
+            assert time.monotonic() < deadline, t
+            time.sleep(1)
+        assert t["HyperParameterTuningJobStatus"] == "Completed", t.get("FailureReason")
+        children = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name)["TrainingJobSummaries"]
+        assert len(children) == 2, children
+        values = {c["TrainingJobName"]: c["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+                  for c in children}
+        assert tuner.best_training_job() == max(values, key=values.get), values
     finally:
         stop_pier(proc)
 

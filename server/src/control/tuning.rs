@@ -76,9 +76,20 @@ pub(super) async fn create(app: &AppState, req: CreateTuningJob) -> Result<Tunin
         .import
         .policy(app.config.admin_addr)
         .map_err(|e| ApiError::from_store("InputDataConfig", e))?;
-    for def in job.definitions() {
+    for (i, def) in job.definitions().into_iter().enumerate() {
         if let Some(role) = &def.role_arn {
             validate_role_arn(role)?;
+        }
+        // A script or container child is checked as CreateTrainingJob checks one: scripts
+        // allowed here, an engine that has the image.
+        let probe =
+            pier_jobs::tuning::child_job(&job, def, i, "probe", &Default::default(), None, created);
+        if pier_jobs::script::script_kind(&probe).is_some()
+            || pier_jobs::script::is_container_job(&probe)
+        {
+            super::scripts::check_job(app, &probe).await.map_err(|e| {
+                ApiError::validation(format!("TrainingJobDefinition: {}", e.message))
+            })?;
         }
         let specs: Vec<_> = def.input_data_config.iter().map(|c| c.spec()).collect();
         let channels = pier_jobs::channels::validate_input_data_config(&specs)
