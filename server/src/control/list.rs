@@ -53,6 +53,14 @@ pub struct ListSpec {
     pub statuses: Option<&'static [&'static str]>,
 }
 
+/// The list spec of every kind of job (ListTrainingJobs, ListTransformJobs,
+/// ListHyperParameterTuningJobs): the same sort keys, time filters and statuses.
+pub const JOBS: ListSpec = ListSpec {
+    sort_keys: &["Name", "CreationTime", "Status"],
+    last_modified: true,
+    statuses: Some(&["InProgress", "Completed", "Failed", "Stopping", "Stopped"]),
+};
+
 /// What a listed item is filtered and sorted by.
 pub struct ListKey<'a> {
     /// Name.

@@ -15,7 +15,7 @@ use pier_jobs::training::record::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::list::{ListKey, ListRequest, ListSpec, page};
+use super::list::{JOBS, ListKey, ListRequest, page};
 use super::models::{unsupported, validate_role_arn};
 use super::{tags, validate_name};
 use crate::error::ApiError;
@@ -223,8 +223,6 @@ pub(super) struct ListTrainingJobsResponse {
     next_token: Option<String>,
 }
 
-const STATUSES: &[&str] = &["InProgress", "Completed", "Failed", "Stopping", "Stopped"];
-
 pub(super) async fn list(
     app: &AppState,
     req: ListRequest,
@@ -236,12 +234,7 @@ pub(super) async fn list(
         .into_iter()
         .map(described)
         .collect();
-    let spec = ListSpec {
-        sort_keys: &["Name", "CreationTime", "Status"],
-        last_modified: true,
-        statuses: Some(STATUSES),
-    };
-    let (items, next_token) = page(all, &req, &spec, |j| ListKey {
+    let (items, next_token) = page(all, &req, &JOBS, |j| ListKey {
         name: &j.training_job_name,
         creation_time: j.creation_time,
         last_modified_time: j.last_modified_time,

@@ -22,7 +22,7 @@ use pier_model_store::ModelStore;
 use pier_runtimes::Model;
 use serde::{Deserialize, Serialize};
 
-use super::list::{ListKey, ListRequest, ListSpec, page};
+use super::list::{JOBS, ListKey, ListRequest, page};
 use super::{tags, validate_name};
 use crate::error::ApiError;
 use crate::records::{ModelRecord, Tag, arn, now};
@@ -212,8 +212,6 @@ pub(super) struct ListTransformJobsResponse {
     next_token: Option<String>,
 }
 
-const STATUSES: &[&str] = &["InProgress", "Completed", "Failed", "Stopping", "Stopped"];
-
 pub(super) async fn list(
     app: &AppState,
     req: ListRequest,
@@ -225,12 +223,7 @@ pub(super) async fn list(
         .into_iter()
         .map(described)
         .collect();
-    let spec = ListSpec {
-        sort_keys: &["Name", "CreationTime", "Status"],
-        last_modified: true,
-        statuses: Some(STATUSES),
-    };
-    let (items, next_token) = page(all, &req, &spec, |j| ListKey {
+    let (items, next_token) = page(all, &req, &JOBS, |j| ListKey {
         name: &j.transform_job_name,
         creation_time: j.creation_time,
         last_modified_time: j.last_modified_time,
