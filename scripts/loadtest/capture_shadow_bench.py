@@ -2,7 +2,7 @@
 """What data capture and a shadow variant cost the caller, in one run: three endpoints of the
 demo-size model (iris-logreg) on one `pier serve` — plain, capturing 100 % of requests and
 answers to a local folder, and with a shadow variant of the same model taking a copy of every
-request — loaded in turn with `pier loadtest` (closed loop), the cells alternated for
+request — loaded in turn with `pier loadtest` (closed loop, or open loop with --rate), the cells alternated for
 --rounds rounds so drift hits all three alike. Prints per cell the median over rounds of
 throughput, p50 and p99, their ratio to plain, and the server's CPU seconds beside wall
 seconds (wall far above CPU means the machine was busy with other work: rerun).
@@ -40,6 +40,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pier", default=str(ROOT / "target" / "release" / "pier"))
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="open loop at this many requests per second instead of --clients "
+                         "(below saturation, p99 shows what the extra work adds without queueing)")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -73,13 +76,14 @@ def main():
             sm.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
 
         results = {name: [] for name in cells}
+        load = ["-r", str(args.rate)] if args.rate else ["-c", str(args.clients)]
         for _ in range(args.rounds):
             for name in cells:
                 report = work / f"{name}.json"
                 c0, w0 = cpu_seconds(server.pid), time.time()
                 subprocess.run(
                     [args.pier, "loadtest", "--url", f"http://{addrs['http']}", "-m", name, "--protocol", "sagemaker",
-                     "--rows", "1", "-c", str(args.clients), "--warmup", "1", "--duration", str(args.seconds),
+                     "--rows", "1", *load, "--warmup", "1", "--duration", str(args.seconds),
                      "--json", str(report), "-q"],
                     check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 wall, cpu = time.time() - w0, cpu_seconds(server.pid) - c0
@@ -92,7 +96,8 @@ def main():
             return statistics.median(x[i] for x in results[name])
 
         base = (med("plain", 0), med("plain", 1), med("plain", 2))
-        print(f"{args.clients} clients, {args.rounds} rounds of {args.seconds:g} s per cell, medians")
+        what = f"open loop at {args.rate:g} req/s" if args.rate else f"{args.clients} clients"
+        print(f"{what}, {args.rounds} rounds of {args.seconds:g} s per cell, medians")
         print(f"{'cell':<10} {'req/s':>9} {'ratio':>6} {'p50_us':>8} {'ratio':>6} {'p99_us':>8} {'ratio':>6} "
               f"{'wall_s':>7} {'cpu_s':>7} {'failed':>6}")
         for name in cells:
