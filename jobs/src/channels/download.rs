@@ -13,8 +13,7 @@ use futures::StreamExt;
 use super::ReadOptions;
 use super::error::ChannelError;
 use super::location::{self, Object, check_local};
-use super::read::MAX_MANIFEST_BYTES;
-use super::spec::{Channel, DataType};
+use super::spec::Channel;
 
 /// What a download wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,30 +31,7 @@ pub async fn download_channel(
     opts: &ReadOptions,
 ) -> Result<Downloaded, ChannelError> {
     let name = channel.name.as_str();
-    let objects = match channel.data_type {
-        DataType::S3Prefix => {
-            location::list_prefix(name, &channel.uri, &channel.location, &opts.s3, &opts.local)
-                .await?
-        }
-        DataType::ManifestFile => {
-            let bytes = location::read_small(
-                name,
-                &channel.uri,
-                &channel.location,
-                &opts.s3,
-                &opts.local,
-                MAX_MANIFEST_BYTES,
-            )
-            .await?;
-            location::parse_manifest(name, &channel.uri, &bytes, &opts.s3)?
-        }
-    };
-    if objects.is_empty() {
-        return Err(ChannelError::NoObjects {
-            channel: name.to_owned(),
-            location: channel.uri.clone(),
-        });
-    }
+    let objects = super::read::list_objects(channel, opts).await?;
     let keys: Vec<String> = objects.iter().map(key_of).collect();
     let common = common_folder(&keys);
     let (mut done, limit) = (Downloaded { files: 0, bytes: 0 }, opts.max_bytes);

@@ -46,12 +46,12 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 /// Bytes handed to the parser at a time.
 const READ_BUF: usize = 1 << 20;
 
-pub(super) async fn read(
+/// The objects of `channel`, in order: every object under an `S3Prefix`, or the objects a
+/// `ManifestFile` lists; none at all is an error naming the channel.
+pub(super) async fn list_objects(
     channel: &Channel,
-    content: ContentType,
-    has_label: bool,
     opts: &ReadOptions,
-) -> Result<Dataset, ChannelError> {
+) -> Result<Vec<Object>, ChannelError> {
     let name = channel.name.as_str();
     let objects = match channel.data_type {
         DataType::S3Prefix => {
@@ -77,6 +77,17 @@ pub(super) async fn read(
             location: channel.uri.clone(),
         });
     }
+    Ok(objects)
+}
+
+pub(super) async fn read(
+    channel: &Channel,
+    content: ContentType,
+    has_label: bool,
+    opts: &ReadOptions,
+) -> Result<Dataset, ChannelError> {
+    let name = channel.name.as_str();
+    let objects = list_objects(channel, opts).await?;
     let downloads: Vec<_> = objects
         .iter()
         .filter_map(|o| match o {

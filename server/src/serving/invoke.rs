@@ -27,7 +27,7 @@ use pier_runtimes::{Model, Signature, Tensor, TensorSpec};
 use tokio::time::Instant as Deadline;
 
 use super::LoadedModel;
-use super::snapshot::{EndpointServing, ModelTarget};
+use super::snapshot::{EndpointServing, ModelTarget, ServingSnapshot};
 use crate::error::ServeError;
 use crate::metrics::RequestMetrics;
 use crate::records::ArtifactRef;
@@ -209,11 +209,27 @@ impl DataPlane {
     /// The endpoint a SageMaker invocation of `name` goes to (`None`: the default one), as
     /// [`route`](Self::route) resolves it; `None` when there is none in service.
     pub fn endpoint_serving(&self, name: Option<&str>) -> Option<Arc<EndpointServing>> {
-        let snapshot = self.serving.snapshot();
+        self.endpoint_in(&self.serving.snapshot(), name)
+            .ok()
+            .cloned()
+    }
+
+    /// The endpoint of `snapshot` a SageMaker invocation of `name` goes to: the one named, else
+    /// `--default-endpoint`, else the only endpoint.
+    fn endpoint_in<'s>(
+        &self,
+        snapshot: &'s ServingSnapshot,
+        name: Option<&str>,
+    ) -> Result<&'s Arc<EndpointServing>, ServeError> {
         match name.or(self.config.default_endpoint.as_deref()) {
-            Some(name) => snapshot.endpoints.get(name).cloned(),
-            None if snapshot.endpoints.len() == 1 => snapshot.endpoints.values().next().cloned(),
-            None => None,
+            Some(name) => snapshot.endpoint(name),
+            None => match snapshot.endpoints.values().next() {
+                Some(only) if snapshot.endpoints.len() == 1 => Ok(only),
+                _ => Err(ServeError::Validation(format!(
+                    "POST /invocations needs a default endpoint: start with --default-endpoint or create exactly one endpoint (there are {})",
+                    snapshot.endpoints.len()
+                ))),
+            },
         }
     }
 
@@ -226,19 +242,7 @@ impl DataPlane {
                 variant,
                 target_model,
             } => {
-                let name = name.or(self.config.default_endpoint.as_deref());
-                let endpoint = match name {
-                    Some(name) => snapshot.endpoint(name)?,
-                    None if snapshot.endpoints.len() == 1 => {
-                        snapshot.endpoints.values().next().expect("one endpoint")
-                    }
-                    None => {
-                        return Err(ServeError::Validation(format!(
-                            "POST /invocations needs a default endpoint: start with --default-endpoint or create exactly one endpoint (there are {})",
-                            snapshot.endpoints.len()
-                        )));
-                    }
-                };
+                let endpoint = self.endpoint_in(&snapshot, name)?;
                 let index = endpoint.pick(variant, fastrand::f64())?;
                 let chosen = &endpoint.variants[index];
                 match (&chosen.multi, target_model) {
