@@ -48,8 +48,10 @@ enum ProtocolArg {
 struct RunArgs {
     /// Server base URL, http://HOST:PORT: the HTTP data plane, or the gRPC address for
     /// v2-grpc. Works against any server speaking the protocol (Pier, Triton, MLServer, ...).
+    /// Give it several times for replicas serving the same model: connections are spread
+    /// over them round-robin (model metadata comes from the first).
     #[arg(long, required = true)]
-    url: Option<String>,
+    url: Vec<String>,
     /// Wire protocol.
     #[arg(long, value_enum, default_value = "sagemaker")]
     protocol: ProtocolArg,
@@ -154,7 +156,8 @@ fn seconds_or_zero(s: &str) -> Result<Duration, String> {
 }
 
 fn config(a: RunArgs) -> anyhow::Result<(LoadtestConfig, RunOutputs)> {
-    let (Some(url), Some(model)) = (a.url, a.model) else {
+    let mut urls = a.url.into_iter();
+    let (Some(url), Some(model)) = (urls.next(), a.model) else {
         bail!("--url and --model are required");
     };
     let protocol = match a.protocol {
@@ -164,6 +167,7 @@ fn config(a: RunArgs) -> anyhow::Result<(LoadtestConfig, RunOutputs)> {
         ProtocolArg::V2Grpc => Protocol::V2Grpc,
     };
     let mut c = LoadtestConfig::new(url, protocol, model);
+    c.replicas = urls.collect();
     c.label = a.label;
     c.model_version = a.model_version;
     c.payload = match a.input_file {

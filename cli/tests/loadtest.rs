@@ -352,3 +352,64 @@ fn bad_flags_are_refused_with_a_reason() {
         assert!(out.contains(flag), "{flag} in --help");
     }
 }
+
+/// The sum of `pier_requests_total{outcome="ok"}` samples at `http`'s `/metrics`.
+fn ok_requests(http: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(http).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("pier_requests_total{") && l.contains("outcome=\"ok\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn several_urls_spread_connections_over_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = serve_demo(&dir.path().join("a"));
+    let b = serve_demo(&dir.path().join("b"));
+    for (protocol, urls) in [
+        ("sagemaker", [&a.http, &b.http]),
+        ("v2-grpc", [&a.grpc, &b.grpc]),
+    ] {
+        let before = (ok_requests(&a.http), ok_requests(&b.http));
+        let json = dir.path().join(format!("{protocol}.json"));
+        let (ua, ub) = (format!("http://{}", urls[0]), format!("http://{}", urls[1]));
+        let (ok, _, err) = pier(&[
+            "loadtest",
+            "--url",
+            &ua,
+            "--url",
+            &ub,
+            "--protocol",
+            protocol,
+            "--model",
+            "demo",
+            "--concurrency",
+            "4",
+            "--grpc-clients-per-channel",
+            "1",
+            "--requests",
+            "200",
+            "--json",
+            json.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert!(ok, "{protocol}: {err}");
+        let r = report(&json);
+        assert_eq!(r["ok"], 200, "{protocol}: {r}");
+        assert_eq!(r["target"], format!("{ua},{ub}"));
+        let after = (ok_requests(&a.http), ok_requests(&b.http));
+        let (da, db) = (after.0 - before.0, after.1 - before.1);
+        // Two of the four connections go to each server; each served a real share.
+        assert!(da >= 20.0 && db >= 20.0, "{protocol}: a served {da}, b {db}");
+        assert!(da + db >= 200.0, "{protocol}: a served {da}, b {db}");
+    }
+}

@@ -86,6 +86,9 @@ pub struct LoadtestConfig {
     pub label: Option<String>,
     /// Server base URL, `http://HOST:PORT` (the gRPC address for `V2Grpc`).
     pub url: String,
+    /// Further servers serving the same model (replicas): connections are spread over `url`
+    /// and these round-robin, as an L4 load balancer would (model metadata comes from `url`).
+    pub replicas: Vec<String>,
     /// Protocol.
     pub protocol: Protocol,
     /// Endpoint (SageMaker) or model (v2) name.
@@ -125,6 +128,7 @@ impl LoadtestConfig {
         Self {
             label: None,
             url: url.into(),
+            replicas: Vec::new(),
             protocol,
             model: model.into(),
             model_version: None,
@@ -146,6 +150,16 @@ impl LoadtestConfig {
         }
     }
 
+    /// Every server the load goes to: `url`, then `replicas`.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.url.as_str()).chain(self.replicas.iter().map(String::as_str))
+    }
+
+    /// The target as reports name it: the URLs joined by commas.
+    pub fn target(&self) -> String {
+        self.urls().collect::<Vec<_>>().join(",")
+    }
+
     /// The label in reports.
     pub fn label(&self) -> String {
         self.label.clone().unwrap_or_else(|| match self.load {
@@ -158,15 +172,15 @@ impl LoadtestConfig {
 
     /// Checks every setting and combination; the message names the flag.
     pub fn validate(&self) -> Result<()> {
-        let url = self
-            .url
-            .parse::<http::Uri>()
-            .map_err(|e| invalid(format!("--url {}: {e}", self.url)))?;
-        if url.scheme_str() != Some("http") || url.authority().is_none() {
-            return Err(invalid(format!(
-                "--url {}: give http://HOST:PORT (TLS is not supported)",
-                self.url
-            )));
+        for given in self.urls() {
+            let url = given
+                .parse::<http::Uri>()
+                .map_err(|e| invalid(format!("--url {given}: {e}")))?;
+            if url.scheme_str() != Some("http") || url.authority().is_none() {
+                return Err(invalid(format!(
+                    "--url {given}: give http://HOST:PORT (TLS is not supported)"
+                )));
+            }
         }
         if self.model.is_empty() {
             return Err(invalid("--model must not be empty"));
@@ -265,6 +279,7 @@ mod tests {
         ok().validate().unwrap();
         assert!(err(|c| c.url = "127.0.0.1:8080".into()).contains("--url"));
         assert!(err(|c| c.url = "https://x:1".into()).contains("TLS"));
+        assert!(err(|c| c.replicas = vec!["http://a:1".into(), "b:2".into()]).contains("--url b:2"));
         assert!(err(|c| c.rows = 0).contains("--rows"));
         assert!(err(|c| c.load = LoadShape::Closed { concurrency: 0 }).contains("--concurrency"));
         let open = |rate, connections, max_outstanding| LoadShape::Open {

@@ -29,17 +29,23 @@ pub struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    /// `channels` lazily connected channels to `url`, sending `request` (an encoded
-    /// `ModelInferRequest`) with `headers` as metadata.
+    /// `channels` lazily connected channels, spread round-robin over `urls` (replicas),
+    /// sending `request` (an encoded `ModelInferRequest`) with `headers` as metadata.
     pub fn new(
-        url: &str,
+        urls: &[&str],
         channels: usize,
         timeout: Duration,
         request: Bytes,
         headers: &[(String, String)],
         expect: Option<Vec<u8>>,
     ) -> Result<Self, String> {
-        let endpoint = endpoint(url, timeout)?;
+        let endpoints = urls
+            .iter()
+            .map(|url| endpoint(url, timeout))
+            .collect::<Result<Vec<_>, String>>()?;
+        if endpoints.is_empty() {
+            return Err("--url: no server given".into());
+        }
         let mut metadata = MetadataMap::new();
         for (k, v) in headers {
             let key = MetadataKey::from_bytes(k.to_ascii_lowercase().as_bytes())
@@ -49,8 +55,8 @@ impl GrpcTransport {
             metadata.insert(key, value);
         }
         Ok(Self {
-            channels: (0..channels.max(1))
-                .map(|_| endpoint.connect_lazy())
+            channels: (0..channels.max(endpoints.len()))
+                .map(|i| endpoints[i % endpoints.len()].connect_lazy())
                 .collect(),
             next: AtomicUsize::new(0),
             request,

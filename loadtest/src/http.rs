@@ -1,10 +1,13 @@
 //! HTTP/1.1 transport (SageMaker invocations, v2 REST JSON and binary): one keep-alive
 //! connection per client, made with hyper's connection API (no pool on the request path),
 //! `TCP_NODELAY` set. The request's headers and body are built once; each request clones them
-//! (the body is a reference-counted [`Bytes`]).
+//! (the body is a reference-counted [`Bytes`]). With several servers (replicas), each new
+//! connection goes to the next one, round-robin, with that server's `Host`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -14,18 +17,47 @@ use crate::recorder::ErrorKind;
 use crate::runner::Transport;
 
 /// One prepared HTTP request, sent again and again.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HttpTransport {
-    /// `HOST:PORT` to connect to.
-    pub authority: String,
+    /// Per server (`HOST:PORT` to connect to), the headers sent to it (its `Host` included).
+    pub servers: Vec<(String, HeaderMap)>,
     /// Path and query.
     pub uri: Uri,
-    /// Headers (Host included).
-    pub headers: HeaderMap,
     /// Body.
     pub body: Bytes,
     /// Text a successful answer must contain.
     pub expect: Option<Vec<u8>>,
+    /// The server the next connection goes to.
+    pub next: AtomicUsize,
+}
+
+impl HttpTransport {
+    /// One request to every authority in `authorities`, with `headers` (whose `Host` is set
+    /// per server).
+    pub fn new(
+        authorities: &[String],
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+        expect: Option<Vec<u8>>,
+    ) -> Result<Self, String> {
+        let servers = authorities
+            .iter()
+            .map(|a| {
+                let mut h = headers.clone();
+                let host = HeaderValue::from_str(a).map_err(|e| format!("--url {a}: {e}"))?;
+                h.insert(header::HOST, host);
+                Ok((a.clone(), h))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self {
+            servers,
+            uri,
+            body,
+            expect,
+            next: AtomicUsize::new(0),
+        })
+    }
 }
 
 /// Opens one HTTP/1.1 connection to `authority`; hyper's connection task runs on the runtime.
@@ -47,18 +79,20 @@ pub async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, ErrorK
 }
 
 impl Transport for HttpTransport {
-    type Conn = SendRequest<Full<Bytes>>;
+    /// The connection and the index of the server it goes to.
+    type Conn = (SendRequest<Full<Bytes>>, usize);
 
     async fn connect(&self) -> Result<Self::Conn, ErrorKind> {
-        connect(&self.authority).await
+        let server = self.next.fetch_add(1, Ordering::Relaxed) % self.servers.len();
+        Ok((connect(&self.servers[server].0).await?, server))
     }
 
-    async fn call(&self, conn: &mut Self::Conn) -> Result<(), ErrorKind> {
+    async fn call(&self, (conn, server): &mut Self::Conn) -> Result<(), ErrorKind> {
         conn.ready().await.map_err(|_| ErrorKind::Io)?;
         let mut request = Request::new(Full::new(self.body.clone()));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
-        *request.headers_mut() = self.headers.clone();
+        *request.headers_mut() = self.servers[*server].1.clone();
         let response = conn.send_request(request).await.map_err(|e| {
             tracing::debug!(error = %e, "request failed");
             ErrorKind::Io

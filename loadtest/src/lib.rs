@@ -50,6 +50,16 @@ pub async fn run(config: &LoadtestConfig) -> Result<Report> {
         .map(|a| a.as_str().to_owned())
         .ok_or_else(|| invalid("--url needs HOST:PORT"))?;
     let prefix = uri.path().trim_end_matches('/').to_owned();
+    // Every server the load goes to (replicas): connections are spread round-robin.
+    let authorities = config
+        .urls()
+        .map(|u| {
+            u.parse::<Uri>()
+                .ok()
+                .and_then(|u| u.authority().map(|a| a.as_str().to_owned()))
+                .ok_or_else(|| invalid(format!("--url {u} needs HOST:PORT")))
+        })
+        .collect::<Result<Vec<String>>>()?;
     let plan = Plan {
         load: config.load,
         warmup: config.warmup,
@@ -85,13 +95,9 @@ pub async fn run(config: &LoadtestConfig) -> Result<Report> {
             if let Some(accept) = &config.accept {
                 headers.insert(header::ACCEPT, header_value(accept)?);
             }
-            let transport = http::HttpTransport {
-                authority: authority.clone(),
-                uri: path_uri(&path)?,
-                headers,
-                body,
-                expect,
-            };
+            let transport =
+                http::HttpTransport::new(&authorities, path_uri(&path)?, headers, body, expect)
+                    .map_err(LoadtestError::InvalidConfig)?;
             (drive(transport, plan, config).await, config.rows)
         }
         Protocol::V2Json | Protocol::V2Binary => {
@@ -115,13 +121,9 @@ pub async fn run(config: &LoadtestConfig) -> Result<Report> {
                 );
                 (body, headers)
             };
-            let transport = http::HttpTransport {
-                authority: authority.clone(),
-                uri: path_uri(&path)?,
-                headers,
-                body,
-                expect,
-            };
+            let transport =
+                http::HttpTransport::new(&authorities, path_uri(&path)?, headers, body, expect)
+                    .map_err(LoadtestError::InvalidConfig)?;
             (drive(transport, plan, config).await, rows)
         }
         Protocol::V2Grpc => {
@@ -138,8 +140,9 @@ pub async fn run(config: &LoadtestConfig) -> Result<Report> {
                 }
             };
             tracing::info!(channels, "gRPC channels (HTTP/2 connections)");
+            let urls: Vec<&str> = config.urls().collect();
             let transport = grpc::GrpcTransport::new(
-                &config.url,
+                &urls,
                 channels as usize,
                 config.timeout,
                 request,
@@ -171,7 +174,7 @@ async fn drive<T: runner::Transport>(
         ProgressBar::hidden()
     };
     tracing::info!(
-        target = %config.url, protocol = config.protocol.name(), model = %config.model,
+        target = %config.target(), protocol = config.protocol.name(), model = %config.model,
         load = ?config.load, warmup_s = config.warmup.as_secs_f64(), stop = ?config.stop,
         "load test starts"
     );
@@ -218,7 +221,7 @@ fn build_report(
     Report {
         schema: report::SCHEMA,
         label: config.label(),
-        target: config.url.clone(),
+        target: config.target(),
         model: config.model.clone(),
         protocol: config.protocol.name().into(),
         mode: mode.into(),
