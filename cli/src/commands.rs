@@ -82,6 +82,20 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--model-repository {}: not a folder", dir.display());
     }
     config.model_repository = args.model_repository;
+    config.replication.reconcile_every = match args.reconcile_every {
+        Some(s) if !(s >= 0.0 && s.is_finite()) => {
+            bail!("--reconcile-every must be a number of seconds, 0 or more")
+        }
+        Some(s) if s == 0.0 => None,
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None => None,
+    };
+    if let Some(id) = args.replica_id {
+        if id.is_empty() || id.len() > 128 {
+            bail!("--replica-id must be 1-128 characters");
+        }
+        config.replication.replica_id = id;
+    }
     // Training channels on local paths go through the same import roots as CreateModel.
     config.jobs.import_policy = config
         .import

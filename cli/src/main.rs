@@ -181,6 +181,16 @@ struct ServeArgs {
     /// name and versions. A model Pier cannot serve is refused alone, with the reason logged.
     #[arg(long, value_name = "DIR")]
     model_repository: Option<PathBuf>,
+    /// Seconds between passes that bring endpoint changes made through other replicas (on the
+    /// same database) into service here; a database change notification also starts one.
+    /// Default: 1 with a shared database (PostgreSQL), off with the embedded SQLite one;
+    /// 0 turns it off.
+    #[arg(long, value_name = "SECONDS")]
+    reconcile_every: Option<f64>,
+    /// This replica's name in heartbeats and DescribeEndpoint's PierReplicas
+    /// (default: <hostname>-<pid>).
+    #[arg(long, value_name = "NAME")]
+    replica_id: Option<String>,
     /// PEM certificate chain: every listener (HTTP, admin, gRPC) then speaks TLS.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,

@@ -45,6 +45,41 @@ pub struct ServerConfig {
     pub multi_model_memory: u64,
     /// A Triton model repository to serve under v2 (`pier serve --model-repository`).
     pub model_repository: Option<PathBuf>,
+    /// Replicas on one shared database (`--reconcile-every`, `--replica-id`).
+    pub replication: ReplicationConfig,
+}
+
+/// How a replica follows the endpoint records other replicas change.
+#[derive(Clone, Debug)]
+pub struct ReplicationConfig {
+    /// Reconcile with the records this often (and at once on a database change
+    /// notification); `None` never reconciles (a lone server owns its database).
+    pub reconcile_every: Option<Duration>,
+    /// How often this replica records its heartbeat (what it serves).
+    pub heartbeat_every: Duration,
+    /// This replica's name in heartbeats and `PierReplicas`.
+    pub replica_id: String,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            reconcile_every: None,
+            heartbeat_every: Duration::from_secs(2),
+            replica_id: default_replica_id(),
+        }
+    }
+}
+
+/// `<host>-<pid>`: unique among live replicas.
+pub fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "pier".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// The default of [`ServerConfig::multi_model_memory`]: 2 GiB.
@@ -75,6 +110,7 @@ impl ServerConfig {
             allow_scripts: false,
             multi_model_memory: DEFAULT_MULTI_MODEL_MEMORY,
             model_repository: None,
+            replication: ReplicationConfig::default(),
         }
     }
 

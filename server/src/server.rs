@@ -204,6 +204,19 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
         state.clone(),
         rx.clone(),
     )));
+    if let Some(every) = state.config.replication.reconcile_every {
+        tracing::info!(
+            replica = %state.config.replication.replica_id,
+            every_ms = every.as_millis() as u64,
+            "following endpoint changes made through other replicas"
+        );
+        tasks.push(tokio::spawn(crate::control::replicas::run(
+            state.clone(),
+            every,
+            None,
+            rx.clone(),
+        )));
+    }
     let mut grpc_addr = None;
     if let Some(listener) = grpc {
         let addr = listener.local_addr().map_err(|source| StartError::Bind {

@@ -99,6 +99,8 @@ pub struct Inner {
     pub control: Mutex<()>,
     /// The in-process job runner, when `--job-slots` > 0 (set once at start).
     pub runner: std::sync::OnceLock<pier_jobs::Runner>,
+    /// What this replica serves, for reconciling with the records other replicas change.
+    pub replicas: crate::control::ReplicaState,
 }
 
 impl AppState {
@@ -109,6 +111,7 @@ impl AppState {
             db,
             control: Mutex::new(()),
             runner: std::sync::OnceLock::new(),
+            replicas: crate::control::ReplicaState::default(),
         }))
     }
 

@@ -492,6 +492,7 @@ pub(super) async fn create_in_background(
                         s.failed.remove(&name);
                         s.endpoints.insert(name.clone(), serving);
                     });
+                    super::replicas::note_served(&app, &record);
                     tracing::info!(endpoint = %name, config = %config.endpoint_config_name, "endpoint in service");
                 }
                 Err(e) => {
@@ -610,6 +611,7 @@ pub(super) async fn update_in_background(
                     app.serving.update(|s| {
                         s.endpoints.insert(endpoint_name.clone(), serving);
                     });
+                    super::replicas::note_served(&app, &record);
                     tracing::info!(endpoint = %endpoint_name, config = %config.endpoint_config_name, "endpoint updated");
                     return;
                 }
@@ -731,6 +733,7 @@ pub async fn restore_endpoints(app: &AppState) -> Result<usize, crate::error::Ap
         }
         record.last_modified_time = now();
         app.db.update(Table::Endpoints, &name, &record).await?;
+        super::replicas::note_served(app, &record);
     }
     Ok(restored)
 }

@@ -373,6 +373,7 @@ pub(super) async fn update_weights(
     app.serving.update(|s| {
         s.endpoints.insert(req.endpoint_name.clone(), next);
     });
+    super::replicas::note_served(app, &record);
     // New counts whose resources must be built first: after this call has answered (each
     // waits for the control lock this call holds).
     for variant in &converging {
@@ -402,6 +403,7 @@ pub(super) async fn delete(app: &AppState, req: ByName) -> Result<serde_json::Va
         s.creating.remove(&req.endpoint_name);
         s.failed.remove(&req.endpoint_name);
     });
+    super::replicas::forget(app, &req.endpoint_name);
     tokio::spawn(finish_delete(app.clone(), record));
     Ok(serde_json::json!({}))
 }

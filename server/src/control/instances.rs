@@ -171,6 +171,7 @@ pub(super) async fn converge(
         app.serving.update(|s| {
             s.endpoints.insert(endpoint.to_owned(), next);
         });
+        super::replicas::note_served(app, &record);
         tracing::info!(endpoint, variant, count, "instance count applied");
     }
     Ok(())

@@ -18,6 +18,7 @@ mod list;
 mod logs;
 mod models;
 pub mod options;
+pub mod replicas;
 pub mod scaler;
 mod scripts;
 mod tags;
@@ -36,6 +37,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use deploy::{publish_models, restore_endpoints};
+pub use replicas::ReplicaState;
 pub use transform::{ControlPlaneModels, Models};
 
 use crate::error::ApiError;
