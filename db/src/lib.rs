@@ -37,6 +37,10 @@ pub use jobs::{
     ClaimedJob, JobKind, JobLogEvent, JobRow, JobStatus, LogQuery, MetricPoint, StopOutcome,
 };
 
+/// A record as it was stored when read ([`Db::get_versioned`]), for a conditional write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored(String);
+
 /// What can go wrong in the database layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -338,6 +342,48 @@ impl Db {
             .await
             .map_err(Self::query_err(DbOp::Get, table, Some(name)))?;
         row.map(|(body,)| decode(table, name, &body)).transpose()
+    }
+
+    /// Reads one record with the stored text it came from, for [`Db::update_if`].
+    pub async fn get_versioned<T: DeserializeOwned>(
+        &self,
+        table: Table,
+        name: &str,
+    ) -> Result<Option<(T, Stored)>, DbError> {
+        let sql = format!("SELECT body FROM {} WHERE name = $1", table.name());
+        let row: Option<(String,)> = sqlx::query_as(&sql)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Self::query_err(DbOp::Get, table, Some(name)))?;
+        row.map(|(body,)| Ok((decode(table, name, &body)?, Stored(body))))
+            .transpose()
+    }
+
+    /// Replaces a record only if it is still what `seen` read (compare-and-swap: of several
+    /// servers on one database changing the same record, one wins); `Ok(false)` when another
+    /// writer changed or removed it first.
+    pub async fn update_if<T: Serialize>(
+        &self,
+        table: Table,
+        name: &str,
+        seen: &Stored,
+        record: &T,
+    ) -> Result<bool, DbError> {
+        self.injected_fault(DbOp::Update, table, name)?;
+        let body = encode(table, record)?;
+        let sql = format!(
+            "UPDATE {} SET body = $2 WHERE name = $1 AND body = $3",
+            table.name()
+        );
+        let done = sqlx::query(&sql)
+            .bind(name)
+            .bind(body)
+            .bind(&seen.0)
+            .execute(&self.pool)
+            .await
+            .map_err(Self::query_err(DbOp::Update, table, Some(name)))?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Reads every record of a table, by name.

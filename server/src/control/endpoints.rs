@@ -82,6 +82,45 @@ async fn endpoint(app: &AppState, name: &str) -> Result<EndpointRecord, ApiError
         .ok_or_else(|| not_found(name))
 }
 
+/// The endpoint and the stored text it was read from, for a conditional write.
+async fn endpoint_versioned(
+    app: &AppState,
+    name: &str,
+) -> Result<(EndpointRecord, crate::db::Stored), ApiError> {
+    app.db
+        .get_versioned(Table::Endpoints, name)
+        .await?
+        .ok_or_else(|| not_found(name))
+}
+
+/// Writes `record` if no one changed the endpoint since `seen` was read: another server on
+/// the same database may have (replicas); then the call is answered as if it had come second.
+async fn write_if_unchanged(
+    app: &AppState,
+    seen: &crate::db::Stored,
+    record: &EndpointRecord,
+) -> Result<(), ApiError> {
+    if app
+        .db
+        .update_if(Table::Endpoints, &record.endpoint_name, seen, record)
+        .await?
+    {
+        return Ok(());
+    }
+    match app
+        .db
+        .get::<EndpointRecord>(Table::Endpoints, &record.endpoint_name)
+        .await?
+    {
+        Some(now) if now.endpoint_status != EndpointStatus::InService => Err(not_updatable(&now)),
+        Some(_) => Err(ApiError::validation(format!(
+            "endpoint \"{}\" was changed by another request at the same time; read it again and retry",
+            record.endpoint_arn
+        ))),
+        None => Err(not_found(&record.endpoint_name)),
+    }
+}
+
 pub(super) async fn create(app: &AppState, req: CreateEndpoint) -> Result<EndpointArn, ApiError> {
     validate_name("endpoint", &req.endpoint_name)?;
     if req.deployment_config.is_some() {
@@ -249,7 +288,7 @@ pub(super) async fn update(app: &AppState, req: UpdateEndpoint) -> Result<Endpoi
     let _ = req.retain_deployment_config;
     let retain = req.retain()?;
     let _guard = app.control.lock().await;
-    let mut record = endpoint(app, &req.endpoint_name).await?;
+    let (mut record, seen) = endpoint_versioned(app, &req.endpoint_name).await?;
     if record.endpoint_status != EndpointStatus::InService {
         return Err(not_updatable(&record));
     }
@@ -258,9 +297,7 @@ pub(super) async fn update(app: &AppState, req: UpdateEndpoint) -> Result<Endpoi
     record.endpoint_status = EndpointStatus::Updating;
     record.last_modified_time = now();
     deploy::set_variant_status(&mut record.production_variants, "Updating");
-    app.db
-        .update(Table::Endpoints, &req.endpoint_name, &record)
-        .await?;
+    write_if_unchanged(app, &seen, &record).await?;
     tokio::spawn(deploy::update_in_background(
         app.clone(),
         req.endpoint_name,
@@ -319,7 +356,7 @@ pub(super) async fn update_weights(
         }
     }
     let _guard = app.control.lock().await;
-    let mut record = endpoint(app, &req.endpoint_name).await?;
+    let (mut record, seen) = endpoint_versioned(app, &req.endpoint_name).await?;
     if record.endpoint_status != EndpointStatus::InService {
         return Err(not_updatable(&record));
     }
@@ -366,9 +403,7 @@ pub(super) async fn update_weights(
     }
     record.last_modified_time = now();
     // Persist first: a failed write changes nothing live.
-    app.db
-        .update(Table::Endpoints, &req.endpoint_name, &record)
-        .await?;
+    write_if_unchanged(app, &seen, &record).await?;
     let next = Arc::new(serving.with_weights(choice));
     app.serving.update(|s| {
         s.endpoints.insert(req.endpoint_name.clone(), next);
