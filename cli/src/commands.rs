@@ -13,6 +13,7 @@ use crate::{EndpointsCommand, ModelsCommand, ServeArgs, api};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&args.data_dir);
+    config.store = args.store.config(&args.data_dir)?;
     config.http_addr = args.http;
     config.admin_addr = args.admin;
     config.grpc_addr = Some(args.grpc);
@@ -200,14 +201,15 @@ pub async fn models(cmd: ModelsCommand) -> anyhow::Result<()> {
             path,
             runtime,
             data_dir,
+            store,
         } => {
-            let store = ModelStore::open(data_dir.join("store"))?;
+            let store = store.open(&data_dir)?;
             let manifest =
                 tokio::task::spawn_blocking(move || push(&store, &name, &path, runtime)).await??;
             println!("pier://{}/{}", manifest.name, manifest.version);
         }
-        ModelsCommand::List { data_dir } => {
-            let store = ModelStore::open(data_dir.join("store"))?;
+        ModelsCommand::List { data_dir, store } => {
+            let store = store.open(&data_dir)?;
             for name in store.list_names()? {
                 let versions: Vec<String> = store
                     .list_versions(&name)?

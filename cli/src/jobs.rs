@@ -20,6 +20,8 @@ pub struct WorkerArgs {
     /// Data folder shared with `pier serve` (pier.db and store/).
     #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    store: crate::store::StoreArgs,
     /// Jobs run at once.
     #[arg(long, default_value_t = 1)]
     job_slots: usize,
@@ -173,7 +175,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     let db = pier_db::Db::open(&args.data_dir)
         .await
         .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
-    let store = pier_model_store::ModelStore::open(args.data_dir.join("store"))?;
+    let store = args.store.open(&args.data_dir)?;
     let runner = pier_jobs::Runner::new(db.clone(), store.clone(), config)?;
     runner.set_model_source(std::sync::Arc::new(pier_server::control::Models(
         pier_server::control::ControlPlaneModels::standalone(db.clone(), store),

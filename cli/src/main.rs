@@ -5,6 +5,7 @@ mod commands;
 mod compare;
 mod jobs;
 mod loadtest;
+mod store;
 mod train;
 mod transform;
 mod tuning;
@@ -67,6 +68,8 @@ struct ServeArgs {
     /// Data folder: control-plane database (pier.db) and model store (store/).
     #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    store: store::StoreArgs,
     /// Data-plane address: /endpoints/{name}/invocations, /invocations, /ping.
     #[arg(long, env = "PIER_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,
@@ -217,12 +220,16 @@ enum ModelsCommand {
         /// Data folder holding the store.
         #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: store::StoreArgs,
     },
     /// List artifacts and their versions in the store.
     List {
         /// Data folder holding the store.
         #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        store: store::StoreArgs,
     },
 }
 

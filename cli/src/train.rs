@@ -15,7 +15,6 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use pier_algorithms::builtin::Algorithm;
 use pier_jobs::train::{TrainSpec, train_and_publish};
-use pier_model_store::ModelStore;
 
 /// Options of `pier train`.
 #[derive(Debug, Args)]
@@ -23,6 +22,8 @@ pub struct TrainArgs {
     /// Data folder holding the store (store/ under it).
     #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    store: crate::store::StoreArgs,
     /// Built-in algorithm, by SageMaker image name: linear-learner, kmeans, pca,
     /// factorization-machines, xgboost.
     #[arg(long)]
@@ -72,7 +73,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
         model_name: args.model_name,
         training_job: None,
     };
-    let store = ModelStore::open(args.data_dir.join("store"))?;
+    let store = args.store.open(&args.data_dir)?;
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")

@@ -29,6 +29,8 @@ pub struct TransformArgs {
     /// Data folder whose control plane holds the Model (pier.db and store/).
     #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    store: crate::store::StoreArgs,
     /// ModelName: a Model created with CreateModel on this data folder.
     #[arg(long)]
     model: String,
@@ -170,7 +172,7 @@ pub async fn transform(args: TransformArgs) -> anyhow::Result<()> {
     let db = pier_db::Db::open(&args.data_dir)
         .await
         .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
-    let store = pier_model_store::ModelStore::open(args.data_dir.join("store"))?;
+    let store = args.store.open(&args.data_dir)?;
     let models = pier_server::control::ControlPlaneModels::standalone(db.clone(), store);
     let model = models
         .load_model(&args.model)

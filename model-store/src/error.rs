@@ -128,6 +128,31 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The object store (S3) could not be reached or refused a request: the store's URL and
+    /// the cause. Serving goes on from what is loaded; calls that need the store fail until it
+    /// answers again.
+    #[error("the model store {store} is unavailable: {reason}")]
+    Unavailable {
+        /// The store's URL, `s3://bucket/prefix`.
+        store: String,
+        /// What failed (the client's error and its causes).
+        reason: String,
+    },
+    /// A version that does not fit in the local cache of an object-storage store within its
+    /// bound (`--cache-bytes`), even after evicting every version no one is loading.
+    #[error("{what} needs {needed} bytes in the model store's cache {}, which holds at most {limit} (of which {in_use} in use); raise --cache-bytes", dir.display())]
+    CacheFull {
+        /// The version, `name/version`.
+        what: String,
+        /// Its size in bytes.
+        needed: u64,
+        /// The cache's bound.
+        limit: u64,
+        /// Bytes of versions being loaded now, which cannot be evicted.
+        in_use: u64,
+        /// The cache folder.
+        dir: PathBuf,
+    },
     /// An operating-system error on a path of the store itself (disk full, I/O error, ...).
     #[error("I/O error on {}: {source}", path.display())]
     Io {
@@ -144,7 +169,18 @@ impl StoreError {
     /// opposed to the request or its source: the first is a server failure, the second the
     /// caller's to fix.
     pub fn is_store_failure(&self) -> bool {
-        matches!(self, Self::Io { .. } | Self::VersionContention { .. })
+        matches!(
+            self,
+            Self::Io { .. }
+                | Self::VersionContention { .. }
+                | Self::Unavailable { .. }
+                | Self::CacheFull { .. }
+        )
+    }
+
+    /// Whether the store could not be reached (S3 down): a 503, to retry later.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
     }
 }
 

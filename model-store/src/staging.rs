@@ -146,6 +146,12 @@ impl Staging {
             properties: draft.properties,
             provenance: draft.provenance,
         };
+        if let Some(remote) = self.store.remote() {
+            let (manifest, moved) = remote.publish(&self.dir, manifest)?;
+            // Moved into the cache, or removed on drop.
+            self.done = moved;
+            return Ok(manifest);
+        }
         let model_dir = self.store.root().join(name);
         fs::create_dir_all(&model_dir).at(&model_dir)?;
         let mut candidate = self.store.next_version(name)?;

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::{StoreConfig, StoreLocation};
 use crate::error::{IoContext, Result, StoreError};
 use crate::fault::FaultInjector;
 use crate::fsutil;
@@ -24,10 +25,11 @@ use crate::limits::Budget;
 use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest, ManifestDraft, SCHEMA_VERSION};
 use crate::name::{validate_file_name, validate_model_name};
 use crate::owner::Owner;
+use crate::remote::Remote;
 use crate::staging::Staging;
 
 pub(crate) const STAGING_DIR: &str = ".staging";
-const TRASH_DIR: &str = ".trash";
+pub(crate) const TRASH_DIR: &str = ".trash";
 const TOMBSTONE_SUFFIX: &str = ".deleted";
 
 /// Which version to open.
@@ -37,6 +39,12 @@ pub enum VersionSelector {
     Latest,
     /// One exact version.
     Exact(u64),
+}
+
+impl From<u64> for VersionSelector {
+    fn from(v: u64) -> Self {
+        Self::Exact(v)
+    }
 }
 
 impl From<Option<u64>> for VersionSelector {
@@ -81,14 +89,25 @@ impl ArtifactFile {
     }
 }
 
-/// A verified, opened version: its folder and manifest.
+/// A verified, opened version: its folder and manifest. Of an object-storage store, the
+/// folder is the version's copy in the local cache, kept there while this value (or a clone)
+/// lives.
 #[derive(Clone, Debug)]
 pub struct Artifact {
     dir: PathBuf,
     manifest: Manifest,
+    _pin: Option<Arc<crate::remote::Pin>>,
 }
 
 impl Artifact {
+    pub(crate) fn cached(dir: PathBuf, manifest: Manifest, pin: Arc<crate::remote::Pin>) -> Self {
+        Self {
+            dir,
+            manifest,
+            _pin: Some(pin),
+        }
+    }
+
     /// The version folder.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -114,25 +133,68 @@ impl Artifact {
     }
 }
 
-/// A model store rooted at one folder. Cheap to clone; all methods take `&self` and are safe
-/// to call from many threads and processes at once.
+/// A model store on a local folder or on object storage. Cheap to clone; all methods take
+/// `&self` and are safe to call from many threads and processes at once. Methods block (on
+/// the file system, or on S3 through the store's own I/O runtime).
 #[derive(Clone, Debug)]
 pub struct ModelStore {
+    /// The local store's folder, or an object-storage store's cache folder (where its
+    /// publishes are staged and its versions materialised).
     root: PathBuf,
     /// Shared by every clone, so a test can install one in a running server's store.
     faults: Arc<RwLock<Option<Arc<dyn FaultInjector>>>>,
+    /// Set for a store on object storage; every call then goes there.
+    remote: Option<Arc<Remote>>,
 }
 
 impl ModelStore {
-    /// Opens (creating if needed) a store at `root`, and removes the staging leftovers of
-    /// writers that are gone.
+    /// Opens (creating if needed) a local store at `root`, and removes the staging leftovers
+    /// of writers that are gone.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
-        let root = root.into();
+        Self::open_local(root.into(), None)
+    }
+
+    /// Opens the store `config` names: a local folder as [`Self::open`], or `s3://` through
+    /// `object_store` with its local cache. An object store that does not answer (or a bucket
+    /// that does not exist) is [`StoreError::Unavailable`] naming its URL.
+    pub fn open_with(config: &StoreConfig) -> Result<Self> {
+        match &config.location {
+            StoreLocation::Local(root) => Self::open(root.clone()),
+            StoreLocation::S3 { bucket, prefix } => {
+                let url = config.location.to_string();
+                let client =
+                    config
+                        .s3
+                        .client(bucket)
+                        .map_err(|reason| StoreError::Unavailable {
+                            store: url.clone(),
+                            reason,
+                        })?;
+                Self::open_object_store(url, client, prefix, &config.cache_dir, config.cache_bytes)
+            }
+        }
+    }
+
+    /// Opens a store on any `object_store` client (for tests, and stores other than S3):
+    /// `url` names it in messages, `prefix` is the key prefix of its layout.
+    pub fn open_object_store(
+        url: String,
+        client: Arc<dyn object_store::ObjectStore>,
+        prefix: &str,
+        cache_dir: &Path,
+        cache_bytes: u64,
+    ) -> Result<Self> {
+        let remote = Remote::open(url, client, prefix, cache_dir, cache_bytes)?;
+        Self::open_local(cache_dir.to_path_buf(), Some(Arc::new(remote)))
+    }
+
+    fn open_local(root: PathBuf, remote: Option<Arc<Remote>>) -> Result<Self> {
         fs::create_dir_all(root.join(STAGING_DIR)).at(&root)?;
         fs::create_dir_all(root.join(TRASH_DIR)).at(&root)?;
         let store = Self {
             root,
             faults: Arc::default(),
+            remote,
         };
         // A leftover that cannot be removed (another user's, say) must not keep the store
         // closed; the periodic sweep will try again.
@@ -142,9 +204,26 @@ impl ModelStore {
         Ok(store)
     }
 
-    /// The root folder.
+    /// The local store's folder, or an object-storage store's cache folder.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where the store is, for messages: its folder, or `s3://bucket/prefix`.
+    pub fn url(&self) -> String {
+        match &self.remote {
+            Some(r) => r.url().to_owned(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    pub(crate) fn remote(&self) -> Option<&Remote> {
+        self.remote.as_deref()
+    }
+
+    /// Of an object-storage store: the bytes its cache holds and the versions in it.
+    pub fn cache_usage(&self) -> Option<(u64, Vec<(String, u64)>)> {
+        self.remote.as_ref().map(|r| (r.cache_used(), r.cached()))
     }
 
     /// Installs (or with `None` removes) a fault injector called before every chunk written
@@ -261,6 +340,9 @@ impl ModelStore {
 
     /// Published, not deleted versions of `name`, ascending.
     pub fn list_versions(&self, name: &str) -> Result<Vec<u64>> {
+        if let Some(remote) = &self.remote {
+            return remote.list_versions(name);
+        }
         validate_model_name(name)?;
         let entries = self.version_entries(name)?;
         let tomb: std::collections::HashSet<u64> =
@@ -276,6 +358,9 @@ impl ModelStore {
 
     /// Names with at least one live version, sorted.
     pub fn list_names(&self) -> Result<Vec<String>> {
+        if let Some(remote) = &self.remote {
+            return remote.list_names();
+        }
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.root).at(&self.root)? {
             let entry = entry.at(&self.root)?;
@@ -296,8 +381,11 @@ impl ModelStore {
         name: &str,
         selector: impl Into<VersionSelector>,
     ) -> Result<Artifact> {
-        validate_model_name(name)?;
         let selector = selector.into();
+        if let Some(remote) = &self.remote {
+            return remote.open_version(name, selector);
+        }
+        validate_model_name(name)?;
         let version = match selector {
             VersionSelector::Exact(v) => v,
             VersionSelector::Latest => {
@@ -336,11 +424,18 @@ impl ModelStore {
         for file in &manifest.files {
             verify_file(&dir, file)?;
         }
-        Ok(Artifact { dir, manifest })
+        Ok(Artifact {
+            dir,
+            manifest,
+            _pin: None,
+        })
     }
 
     /// Deletes one version. Its number is never reused.
     pub fn delete_version(&self, name: &str, version: u64) -> Result<()> {
+        if let Some(remote) = &self.remote {
+            return remote.delete_version(name, version);
+        }
         validate_model_name(name)?;
         let model_dir = self.root.join(name);
         let dir = model_dir.join(version.to_string());
@@ -383,8 +478,14 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
         }
         Err(e) => return Err(e).at(path),
     };
+    parse_manifest(&bytes, &path)
+}
+
+/// Parses and checks a manifest read from `path` (a file or an object's URI).
+pub(crate) fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest> {
+    let path = path.to_path_buf();
     let manifest: Manifest =
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::ManifestInvalid {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::ManifestInvalid {
             path: path.clone(),
             reason: e.to_string(),
         })?;
@@ -406,7 +507,7 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
     Ok(manifest)
 }
 
-fn verify_file(dir: &Path, entry: &FileEntry) -> Result<()> {
+pub(crate) fn verify_file(dir: &Path, entry: &FileEntry) -> Result<()> {
     let path = dir.join(&entry.name);
     let digested = match fsutil::hash_file(&path) {
         Ok(d) => d,

@@ -9,6 +9,9 @@ use std::time::Duration;
 pub struct ServerConfig {
     /// Data folder: `pier.db` (control-plane state) and `store/` (artifacts).
     pub data_dir: PathBuf,
+    /// The model store: `<data_dir>/store` by default, or `s3://bucket/prefix` with its
+    /// local cache (`--store`, `--cache-dir`, `--cache-bytes`).
+    pub store: pier_model_store::StoreConfig,
     /// Data-plane address (SageMaker runtime API, `/ping`, `/invocations`).
     pub http_addr: SocketAddr,
     /// Control-plane address (SageMaker API). Keep it on loopback unless protected.
@@ -92,7 +95,10 @@ impl ServerConfig {
         let mut jobs = pier_jobs::RunnerConfig::default();
         // Script jobs' folders (mirroring /opt/ml) and cached virtual environments.
         jobs.script.work_dir = data_dir.join("jobs");
+        let mut store = pier_model_store::StoreConfig::local(data_dir.join("store"));
+        store.cache_dir = data_dir.join("store-cache");
         Self {
+            store,
             data_dir,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
@@ -119,7 +125,7 @@ impl ServerConfig {
         self.allow_scripts || self.admin_addr.ip().is_loopback()
     }
 
-    /// The artifact store folder.
+    /// The default (local) artifact store folder.
     pub fn store_dir(&self) -> PathBuf {
         self.data_dir.join("store")
     }

@@ -113,6 +113,12 @@ impl ServeError {
                 "not_ready",
             ),
             Self::Model(_) => (StatusCode::FAILED_DEPENDENCY, "ModelError", "model_error"),
+            // The model store cannot be reached: nothing is wrong with the model; retry.
+            Self::Load(crate::serving::LoadError::StoreUnavailable { .. }) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "load_error",
+            ),
             Self::Load(_) => (StatusCode::FAILED_DEPENDENCY, "ModelError", "load_error"),
             Self::Timeout { .. } => (StatusCode::FAILED_DEPENDENCY, "ModelError", "timeout"),
             Self::Overloaded(_) => (
@@ -252,6 +258,8 @@ pub enum ApiCode {
     LimitExceededException,
     /// Application Auto Scaling: a `NextToken` it did not hand out (400).
     InvalidNextTokenException,
+    /// A dependency (the model store on S3) cannot be reached now; retry later (503).
+    ServiceUnavailable,
 }
 
 impl ApiCode {
@@ -271,6 +279,7 @@ impl ApiCode {
             Self::ObjectNotFoundException => "ObjectNotFoundException",
             Self::LimitExceededException => "LimitExceededException",
             Self::InvalidNextTokenException => "InvalidNextTokenException",
+            Self::ServiceUnavailable => "ServiceUnavailable",
         }
     }
 
@@ -278,6 +287,7 @@ impl ApiCode {
     pub fn http_status(self) -> StatusCode {
         match self {
             Self::InternalFailure | Self::RequestTimeout => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestEntityTooLargeException => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ValidationException
             | Self::ResourceInUse
@@ -398,11 +408,20 @@ impl ApiError {
 
     /// A model-store error of the operation `context` (e.g. `ModelDataUrl /models/a`): the
     /// store's own failures (disk full, I/O errors) are 500 InternalFailure naming the cause
-    /// and the file being written, never the store's paths; the rest (the source or the
-    /// request is at fault) are ValidationException.
+    /// and the file being written, never the store's paths; an object-storage store that
+    /// cannot be reached is 503 ServiceUnavailable naming its URL; the rest (the source or
+    /// the request is at fault) are ValidationException.
     pub fn from_store(context: &str, e: pier_model_store::StoreError) -> Self {
         use pier_model_store::StoreError;
         match &e {
+            StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %e, "model store unavailable");
+                Self {
+                    code: ApiCode::ServiceUnavailable,
+                    message: format!("{context}: {e}"),
+                }
+            }
+            StoreError::CacheFull { .. } => Self::internal_failure(format!("{context}: {e}")),
             StoreError::Io { path, source } => {
                 tracing::error!(error = %e, "model store write failed");
                 let file = path

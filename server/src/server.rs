@@ -113,7 +113,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
         None => (None, None),
     };
     crate::metrics::install();
-    let store = ModelStore::open(config.store_dir())?;
+    let store = ModelStore::open_with(&config.store)?;
     let sweeper = store
         .spawn_sweeper(STAGING_SWEEP_EVERY)
         .map_err(|e| tracing::warn!(error = %e, "cannot start the staging sweeper"))

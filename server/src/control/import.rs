@@ -100,9 +100,14 @@ fn resolve_store_ref(
         }
         None => (reference, VersionSelector::Latest),
     };
-    let artifact = store
-        .open_version(name, version)
-        .map_err(|e| ApiError::validation(format!("ModelDataUrl pier://{reference}: {e}")))?;
+    let artifact = store.open_version(name, version).map_err(|e| {
+        let context = format!("ModelDataUrl pier://{reference}");
+        if e.is_unavailable() {
+            ApiError::from_store(&context, e)
+        } else {
+            ApiError::validation(format!("{context}: {e}"))
+        }
+    })?;
     let manifest = artifact.manifest();
     let shown = format!("pier://{}/{}", manifest.name, manifest.version);
     // A script job's model Pier cannot serve (a pickle) is stored with the reason.

@@ -144,6 +144,14 @@ pub enum LoadError {
         /// The store's reason.
         reason: String,
     },
+    /// The model store (on S3) cannot be reached now: 503, retry later.
+    #[error("model {artifact} cannot be opened now: {reason}")]
+    StoreUnavailable {
+        /// Which artifact.
+        artifact: ArtifactRef,
+        /// The store's reason, naming its URL.
+        reason: String,
+    },
     /// The runtime refused the model (unsupported operator, backend unavailable, …).
     #[error("model {artifact} cannot be loaded: {reason}")]
     Runtime {
@@ -247,10 +255,7 @@ pub(crate) fn load(
 ) -> Result<Arc<dyn Model>, LoadError> {
     let opened = store
         .open_version(&artifact.name, VersionSelector::Exact(artifact.version))
-        .map_err(|e| LoadError::Store {
-            artifact: artifact.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| store_load_error(artifact, &e))?;
     let model = pier_runtimes::load(&opened, options).map_err(|e| LoadError::Runtime {
         artifact: artifact.clone(),
         reason: e.to_string(),
@@ -260,6 +265,20 @@ pub(crate) fn load(
         reason,
     })?;
     Ok(model)
+}
+
+/// The load error of a store error: [`LoadError::StoreUnavailable`] (503) when the store
+/// cannot be reached, [`LoadError::Store`] (the version is missing or damaged) otherwise.
+pub(crate) fn store_load_error(
+    artifact: &ArtifactRef,
+    e: &pier_model_store::StoreError,
+) -> LoadError {
+    let (artifact, reason) = (artifact.clone(), e.to_string());
+    if e.is_unavailable() {
+        LoadError::StoreUnavailable { artifact, reason }
+    } else {
+        LoadError::Store { artifact, reason }
+    }
 }
 
 /// Runs one request of zeros (batch 1) through the model, so a version that cannot predict

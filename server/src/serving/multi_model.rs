@@ -28,7 +28,7 @@ use pier_runtimes::{LoadOptions, Model, Signature, Tensor};
 use sha2::Digest;
 use tokio::sync::OnceCell;
 
-use super::models::{LoadError, LoadedModel};
+use super::models::{LoadError, LoadedModel, store_load_error};
 use crate::error::ServeError;
 use crate::metrics::{self as pier_metrics, ModelLabels};
 use crate::records::ArtifactRef;
@@ -359,8 +359,14 @@ impl DataPlane {
         let name = artifact.name.clone();
         let versions = tokio::task::spawn_blocking(move || store.list_versions(&name))
             .await
-            .map_err(|e| ServeError::Internal(e.to_string()))?
-            .unwrap_or_default();
+            .map_err(|e| ServeError::Internal(e.to_string()))?;
+        let versions = match versions {
+            Ok(v) => v,
+            Err(e) if e.is_unavailable() => {
+                return Err(ServeError::Load(store_load_error(&artifact, &e)));
+            }
+            Err(_) => Vec::new(),
+        };
         let artifact = match (&set.source, versions.last().copied()) {
             (MultiModelSource::Store, _) if versions.contains(&artifact.version) => artifact,
             (MultiModelSource::Store, Some(latest)) if artifact.version == 0 => ArtifactRef {
@@ -385,12 +391,7 @@ impl DataPlane {
             let opened = data
                 .store
                 .open_version(&a.name, VersionSelector::Exact(a.version))
-                .map_err(|e| {
-                    ServeError::Load(LoadError::Store {
-                        artifact: a.clone(),
-                        reason: e.to_string(),
-                    })
-                })?;
+                .map_err(|e| ServeError::Load(store_load_error(&a, &e)))?;
             let manifest = opened.manifest();
             if manifest.runtime != image {
                 return Err(ServeError::Validation(format!(

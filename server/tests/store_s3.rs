@@ -1,0 +1,157 @@
+//! `pier serve` with its model store on S3 (`s3s-fs`, started by the test on a free loopback
+//! port): CreateModel imports into the bucket, an endpoint serves from the local cache; with
+//! S3 stopped, invocations keep succeeding while CreateModel answers 503 ServiceUnavailable
+//! naming the store; with S3 started again on the same port and folder, CreateModel succeeds
+//! with no restart. And S3 unreachable at start: the server does not start, naming the store.
+
+mod common;
+#[path = "../../model-store/tests/common/s3s.rs"]
+mod s3s;
+
+use common::TestServer;
+use pier_model_store::{StoreConfig, StoreLocation};
+use s3s::S3Server;
+use serde_json::json;
+
+const BUCKET: &str = "pier-models";
+const IRIS_CSV: &str = "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3";
+
+fn store(s3: &S3Server, data: &std::path::Path) -> StoreConfig {
+    StoreConfig {
+        location: StoreLocation::parse(&format!("s3://{BUCKET}/prod")).unwrap(),
+        cache_dir: data.join("store-cache"),
+        cache_bytes: 1 << 30,
+        s3: s3.config(),
+    }
+}
+
+fn model_body(name: &str, fixture: &str) -> serde_json::Value {
+    json!({"ModelName": name, "PrimaryContainer": {"Image": "onnx",
+        "ModelDataUrl": format!("file://{}", common::fixture(fixture).display())}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_survives_s3_loss_and_control_calls_answer_503_until_it_is_back() {
+    let mut s3 = S3Server::start(BUCKET);
+    let data = tempfile::tempdir().unwrap();
+    let mut config = common::config(data.path());
+    config.store = store(&s3, data.path());
+    let server = TestServer::start_with(config).await;
+
+    server.create_model("first", "iris-logreg").await;
+    // Imported into the bucket, in the store's layout.
+    let in_bucket = s3.root.path().join(BUCKET).join("prod/first/1");
+    assert!(in_bucket.join("manifest.json").is_file());
+    assert!(in_bucket.join("model.onnx").is_file());
+    assert!(
+        !data.path().join("store/first").exists(),
+        "nothing in the local store"
+    );
+    server.create_model("second", "iris-mlp").await;
+    server.create_config("one", &[("a", "first", 1.0)]).await;
+    server.create_config("two", &[("b", "second", 1.0)]).await;
+    server.create_endpoint("ep", "one").await;
+    let r = server.invoke("ep", "text/csv", IRIS_CSV, &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answer = r.body.clone();
+
+    s3.stop();
+    for _ in 0..20 {
+        let r = server.invoke("ep", "text/csv", IRIS_CSV, &[]).await;
+        assert_eq!((r.status, &r.body), (200, &answer));
+    }
+    let (status, body) = server
+        .api("CreateModel", model_body("third", "iris-svm"))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["__type"], "ServiceUnavailable", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("s3://{BUCKET}/prod")),
+        "{message}"
+    );
+    // A reference into the store needs it too.
+    let (status, body) = server
+        .api(
+            "CreateModel",
+            json!({"ModelName": "again", "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": "pier://first/1"}}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    // The control plane's own state is still there.
+    server
+        .ok("DescribeEndpoint", json!({"EndpointName": "ep"}))
+        .await;
+    // Loading a new version needs the store (even one in the cache: the store says whether
+    // it still exists): the update fails, naming it, and the old variant keeps serving.
+    let (status, body) = server
+        .api(
+            "UpdateEndpoint",
+            json!({"EndpointName": "ep", "EndpointConfigName": "two"}),
+        )
+        .await;
+    // As SageMaker's, UpdateEndpoint is asynchronous: accepted, then rolled back.
+    assert_eq!(status, 200, "{body}");
+    let d = server.wait_endpoint("ep").await;
+    assert_eq!(d["EndpointStatus"], "InService", "{d}");
+    assert_eq!(d["EndpointConfigName"], "one", "{d}");
+    let reason = d["FailureReason"].as_str().unwrap();
+    assert!(
+        reason.contains("second/1")
+            && reason.contains(&format!("s3://{BUCKET}/prod is unavailable")),
+        "{reason}"
+    );
+    let r = server.invoke("ep", "text/csv", IRIS_CSV, &[]).await;
+    assert_eq!(
+        (r.status, r.variant.as_deref()),
+        (200, Some("a")),
+        "{}",
+        r.body
+    );
+
+    s3.restart();
+    server.create_model("third", "iris-svm").await;
+    server
+        .ok(
+            "UpdateEndpoint",
+            json!({"EndpointName": "ep", "EndpointConfigName": "two"}),
+        )
+        .await;
+    let d = server.wait_endpoint("ep").await;
+    assert_eq!(d["EndpointStatus"], "InService", "{d}");
+    let r = server.invoke("ep", "text/csv", IRIS_CSV, &[]).await;
+    assert_eq!(
+        (r.status, r.variant.as_deref()),
+        (200, Some("b")),
+        "{}",
+        r.body
+    );
+    assert!(
+        s3.root
+            .path()
+            .join(BUCKET)
+            .join("prod/third/1/manifest.json")
+            .is_file()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn s3_unreachable_at_start_is_an_error_naming_the_store() {
+    let mut s3 = S3Server::start(BUCKET);
+    let data = tempfile::tempdir().unwrap();
+    let mut config = common::config(data.path());
+    config.store = store(&s3, data.path());
+    s3.stop();
+    let err = pier_server::start(config)
+        .await
+        .err()
+        .expect("no store, no server");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!(
+            "the model store s3://{BUCKET}/prod is unavailable"
+        )),
+        "{text}"
+    );
+}
