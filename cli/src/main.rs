@@ -5,6 +5,7 @@ mod commands;
 mod compare;
 mod jobs;
 mod loadtest;
+mod model_dir;
 mod train;
 mod transform;
 mod tuning;
@@ -181,6 +182,8 @@ struct ServeArgs {
     /// name and versions. A model Pier cannot serve is refused alone, with the reason logged.
     #[arg(long, value_name = "DIR")]
     model_repository: Option<PathBuf>,
+    #[command(flatten)]
+    model_dir: model_dir::ModelDirArgs,
     /// PEM certificate chain: every listener (HTTP, admin, gRPC) then speaks TLS.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,

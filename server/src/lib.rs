@@ -23,6 +23,7 @@ mod layers;
 mod listener;
 mod metrics;
 mod records;
+pub mod model_dir;
 pub mod repository;
 pub mod routers;
 mod sagemaker;
