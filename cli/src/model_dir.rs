@@ -7,9 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use tokio::task::JoinHandle;
 use pier_server::ServerConfig;
 use pier_server::model_dir::ModelDir;
+use tokio::task::JoinHandle;
 
 /// `PIER_*` variables of the process that become the Model's `Environment` (its backend and
 /// batching options, as CreateModel takes them).
@@ -42,12 +42,22 @@ pub struct ModelDirArgs {
     pub model_dir: Option<PathBuf>,
     /// The name the --model-dir model serves under (KServe: the InferenceService's name,
     /// `{{.Name}}`): /v2/models/NAME/infer, gRPC ModelInfer model_name NAME.
-    #[arg(long, env = "PIER_MODEL_NAME", value_name = "NAME", requires = "model_dir")]
+    #[arg(
+        long,
+        env = "PIER_MODEL_NAME",
+        value_name = "NAME",
+        requires = "model_dir"
+    )]
     pub model_name: Option<String>,
     /// The format of the --model-dir model (KServe's modelFormat name): onnx, xgboost,
     /// lightgbm, or a built-in algorithm's (linear-learner, kmeans, pca,
     /// factorization-machines). Default: read from the file's name and first bytes.
-    #[arg(long, env = "PIER_RUNTIME", value_name = "RUNTIME", requires = "model_dir")]
+    #[arg(
+        long,
+        env = "PIER_RUNTIME",
+        value_name = "RUNTIME",
+        requires = "model_dir"
+    )]
     pub runtime: Option<String>,
 }
 

@@ -273,7 +273,10 @@ async fn call(control: &axum::Router, action: &str, body: Value) -> Result<Value
         let message = answer["message"]
             .as_str()
             .or(answer["Message"].as_str())
-            .map_or_else(|| String::from_utf8_lossy(&bytes).into_owned(), str::to_owned);
+            .map_or_else(
+                || String::from_utf8_lossy(&bytes).into_owned(),
+                str::to_owned,
+            );
         return Err(format!("{action}: {message}"));
     }
     Ok(answer)
@@ -327,7 +330,10 @@ mod tests {
         // Named: the runtime decides which names count.
         let dir = folder(&[("model.bst", b"anything"), ("notes.onnx", b"x")]);
         let (r, path) = find(dir.path(), Some("lightgbm")).unwrap();
-        assert_eq!((r.as_str(), path), ("lightgbm", dir.path().join("model.bst")));
+        assert_eq!(
+            (r.as_str(), path),
+            ("lightgbm", dir.path().join("model.bst"))
+        );
     }
 
     #[test]
@@ -344,7 +350,10 @@ mod tests {
             e.contains("several model files") && e.contains("a.onnx (onnx)"),
             "{e}"
         );
-        assert!(e.contains("b.json (xgboost)") && e.contains("--runtime"), "{e}");
+        assert!(
+            e.contains("b.json (xgboost)") && e.contains("--runtime"),
+            "{e}"
+        );
         let e = find(dir.path(), Some("tensorflow")).unwrap_err();
         assert!(e.contains("unknown runtime \"tensorflow\""), "{e}");
         let e = find(&dir.path().join("absent"), None).unwrap_err();
