@@ -34,7 +34,6 @@ pub struct ModelDirArgs {
     /// temporary folder (no --data-dir) and no training jobs run.
     #[arg(
         long,
-        env = "PIER_MODEL_DIR",
         value_name = "DIR",
         requires = "model_name",
         conflicts_with_all = ["data_dir", "demo"]
@@ -42,22 +41,12 @@ pub struct ModelDirArgs {
     pub model_dir: Option<PathBuf>,
     /// The name the --model-dir model serves under (KServe: the InferenceService's name,
     /// `{{.Name}}`): /v2/models/NAME/infer, gRPC ModelInfer model_name NAME.
-    #[arg(
-        long,
-        env = "PIER_MODEL_NAME",
-        value_name = "NAME",
-        requires = "model_dir"
-    )]
+    #[arg(long, value_name = "NAME", requires = "model_dir")]
     pub model_name: Option<String>,
     /// The format of the --model-dir model (KServe's modelFormat name): onnx, xgboost,
     /// lightgbm, or a built-in algorithm's (linear-learner, kmeans, pca,
     /// factorization-machines). Default: read from the file's name and first bytes.
-    #[arg(
-        long,
-        env = "PIER_RUNTIME",
-        value_name = "RUNTIME",
-        requires = "model_dir"
-    )]
+    #[arg(long, value_name = "RUNTIME", requires = "model_dir")]
     pub runtime: Option<String>,
 }
 
