@@ -65,6 +65,9 @@ def main():
             "outputs": {o.name: result.as_numpy(o.name).tolist() for o in response.outputs},
         }
         seen["liveness"].append(get(live["port"], live["path"]))
+        metrics = spec["metrics"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics['port']}{metrics['path']}", timeout=5) as r:
+            seen["metrics"] = r.read().decode()
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:

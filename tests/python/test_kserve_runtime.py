@@ -98,7 +98,7 @@ def flag(args, name):
     raise AssertionError(f"{name} is not in the runtime's args {args}")
 
 
-def run_pod(container, model_files, tmp_path, check, model_name):
+def run_pod(container, model_files, tmp_path, check, model_name, annotations):
     """Runs the container with `model_files` at /mnt/models; returns what kserve_pod.py saw."""
     models = tmp_path / "models"
     models.mkdir()
@@ -125,6 +125,9 @@ def run_pod(container, model_files, tmp_path, check, model_name):
         "model_name": model_name,
         "check": check,
         "log": str(tmp_path / "pier.log"),
+        # Where KServe tells Prometheus to scrape (the runtime's annotations).
+        "metrics": {"port": int(annotations["prometheus.kserve.io/port"]),
+                    "path": annotations["prometheus.kserve.io/path"]},
     }
     script = (
         'set -e; ip link set lo up; mount -t tmpfs tmpfs /mnt; mkdir /mnt/models; '
@@ -193,7 +196,7 @@ def test_onnx_inference_service_over_rest_and_grpc(rt, tmp_path):
     assert f"--model-name={name}" in container["args"]
     x, expected = iris_case()
     seen = run_pod(container, {"model.onnx": ROOT / "fixtures/onnx/iris-logreg/model.onnx"},
-                   tmp_path, {"input": x}, name)
+                   tmp_path, {"input": x}, name, rt["spec"]["annotations"])
     assert seen["readiness"][-1] == 200, seen
     assert set(seen["liveness"]) <= {200, "refused"} and seen["liveness"][-1] == 200, seen
     rest = {o["name"]: o["data"] for o in seen["rest"]["outputs"]}
@@ -204,6 +207,9 @@ def test_onnx_inference_service_over_rest_and_grpc(rt, tmp_path):
     assert seen["grpc"]["model_name"] == name
     assert seen["grpc"]["outputs"]["label"] == expected["label"]["data"]
     assert close(seen["grpc"]["outputs"]["probabilities"], expected["probabilities"]["data"])
+    # Both inferences are counted where KServe's annotations point Prometheus.
+    ok = re.search(r'pier_requests_total\{[^}]*endpoint="iris-onnx"[^}]*outcome="ok"[^}]*\} (\d+)', seen["metrics"])
+    assert ok and int(ok.group(1)) >= 2, seen["metrics"][:2000]
     assert seen["exit_code"] == 0, seen["log"]
 
 
@@ -219,7 +225,7 @@ def test_xgboost_inference_service_with_grpc_ports(rt, tmp_path):
         "model-settings.json": b'{"name": "xgboost-iris", "implementation": "mlserver_xgboost.XGBoostModel"}',
     }
     name = isvc["metadata"]["name"]
-    seen = run_pod(container, files, tmp_path, {"input": x}, name)
+    seen = run_pod(container, files, tmp_path, {"input": x}, name, rt["spec"]["annotations"])
     assert seen["readiness"][-1] == 200, seen
     assert seen["liveness"][-1] == 200
     assert close([o["data"] for o in seen["rest"]["outputs"] if o["name"] == "score"][0], expected)
@@ -233,7 +239,8 @@ def test_a_folder_pier_cannot_serve_stops_the_container_with_the_reason(rt, tmp_
     files = {"model.onnx": ROOT / "fixtures/onnx/iris-logreg/model.onnx",
              "other.onnx": ROOT / "fixtures/onnx/iris-mlp/model.onnx"}
     x, _ = iris_case()
-    seen = run_pod(container, files, tmp_path, {"input": x}, isvc["metadata"]["name"])
+    seen = run_pod(container, files, tmp_path, {"input": x}, isvc["metadata"]["name"],
+                   rt["spec"]["annotations"])
     assert 200 not in seen["readiness"], seen
     assert seen["exit_code"] not in (0, None), seen
     assert "several model files" in seen["log"] and "other.onnx" in seen["log"], seen["log"]
