@@ -77,6 +77,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     config.import.roots = args.import_roots;
+    if let Some(m) = &model_dir {
+        m.configure(&mut config);
+    }
     if args.multi_model_memory == 0 {
         bail!("--multi-model-memory must be at least 1 byte");
     }
@@ -87,9 +90,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         bail!("--model-repository {}: not a folder", dir.display());
     }
     config.model_repository = args.model_repository;
-    if let Some(m) = &model_dir {
-        m.configure(&mut config);
-    }
     // Training channels on local paths go through the same import roots as CreateModel.
     config.jobs.import_policy = config
         .import

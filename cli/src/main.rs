@@ -85,6 +85,8 @@ struct ServeArgs {
     /// then print ready-to-paste curl and boto3 commands.
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    model_dir: model_dir::ModelDirArgs,
     /// Threads that run model code (default: number of cores).
     #[arg(long)]
     compute_threads: Option<usize>,
@@ -182,8 +184,6 @@ struct ServeArgs {
     /// name and versions. A model Pier cannot serve is refused alone, with the reason logged.
     #[arg(long, value_name = "DIR")]
     model_repository: Option<PathBuf>,
-    #[command(flatten)]
-    model_dir: model_dir::ModelDirArgs,
     /// PEM certificate chain: every listener (HTTP, admin, gRPC) then speaks TLS.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
