@@ -12,8 +12,13 @@ use serde_json::json;
 use crate::{EndpointsCommand, ModelsCommand, ServeArgs, api};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = ServerConfig::new(&args.data_dir);
-    config.store = args.store.config(&args.data_dir)?;
+    // `--model-dir`: one model from a folder (KServe), state in a scratch folder.
+    let model_dir = args.model_dir.prepare()?;
+    let data_dir = model_dir
+        .as_ref()
+        .map_or_else(|| args.data_dir.clone(), |m| m.data_dir());
+    let mut config = ServerConfig::new(&data_dir);
+    config.store = args.store.config(&data_dir)?;
     config.http_addr = args.http;
     config.admin_addr = args.admin;
     config.grpc_addr = Some(args.grpc);
@@ -73,6 +78,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     config.import.roots = args.import_roots;
+    if let Some(m) = &model_dir {
+        m.configure(&mut config);
+    }
     if args.multi_model_memory == 0 {
         bail!("--multi-model-memory must be at least 1 byte");
     }
@@ -140,7 +148,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         print_demo_help(&server);
     }
-    shutdown_signal().await;
+    let install = model_dir.as_ref().map(|m| m.install(&server.state));
+    let dir = args.model_dir.model_dir.unwrap_or_default();
+    tokio::select! {
+        () = shutdown_signal() => {}
+        reason = crate::model_dir::failure(install, dir.display().to_string()) => {
+            tracing::error!(%reason, "the model could not be served; stopping");
+            server.shutdown().await;
+            bail!(reason);
+        }
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     server.shutdown().await;
     Ok(())

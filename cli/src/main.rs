@@ -5,6 +5,7 @@ mod commands;
 mod compare;
 mod jobs;
 mod loadtest;
+mod model_dir;
 mod store;
 mod train;
 mod transform;
@@ -87,6 +88,8 @@ struct ServeArgs {
     /// then print ready-to-paste curl and boto3 commands.
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    model_dir: model_dir::ModelDirArgs,
     /// Threads that run model code (default: number of cores).
     #[arg(long)]
     compute_threads: Option<usize>,

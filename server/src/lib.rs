@@ -22,6 +22,7 @@ mod error;
 mod layers;
 mod listener;
 mod metrics;
+pub mod model_dir;
 mod records;
 pub mod repository;
 pub mod routers;
