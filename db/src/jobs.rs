@@ -4,8 +4,9 @@
 //! coordinate on are real columns (`status`, `owner`, `lease_expires_at`, `heartbeat_at`,
 //! `attempts`, `created_at`), the rest of the record is the JSON `body`. A queued job is
 //! `InProgress` with no owner. A runner takes one with [`Db::claim_job`], a single
-//! `UPDATE … WHERE owner IS NULL … RETURNING` statement, so two runners (threads or
-//! processes sharing the database) never get the same job. While it runs, the runner renews
+//! `UPDATE … WHERE owner IS NULL … RETURNING` statement (its subquery `FOR UPDATE SKIP
+//! LOCKED` on PostgreSQL), so two runners (threads, or processes on any hosts sharing the
+//! database) never get the same job. While it runs, the runner renews
 //! its lease ([`Db::heartbeat`]), which also tells it whether StopTrainingJob asked it to stop
 //! (`Stopping`). Every later write by the runner is guarded by `owner = me`, so a runner that
 //! lost its lease (it stalled and another reconciled the job) can no longer change the job.
@@ -21,38 +22,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Db, DbError, DbOp, decode_named, encode_named};
-
-/// The statements that create the job tables (portable SQL).
-pub(crate) const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS jobs (
-        kind TEXT NOT NULL,
-        name TEXT NOT NULL,
-        status TEXT NOT NULL,
-        owner TEXT,
-        lease_expires_at DOUBLE PRECISION,
-        heartbeat_at DOUBLE PRECISION,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created_at DOUBLE PRECISION NOT NULL,
-        body TEXT NOT NULL,
-        PRIMARY KEY (kind, name))",
-    "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (kind, status, owner, created_at)",
-    "CREATE TABLE IF NOT EXISTS job_logs (
-        kind TEXT NOT NULL,
-        job TEXT NOT NULL,
-        seq BIGINT NOT NULL,
-        at_ms BIGINT NOT NULL,
-        message TEXT NOT NULL,
-        PRIMARY KEY (kind, job, seq))",
-    "CREATE TABLE IF NOT EXISTS job_metrics (
-        kind TEXT NOT NULL,
-        job TEXT NOT NULL,
-        name TEXT NOT NULL,
-        step BIGINT NOT NULL,
-        at DOUBLE PRECISION NOT NULL,
-        value DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (kind, job, name, step))",
-];
+use crate::{Backend, Db, DbError, DbOp, decode_named, encode_named, on_pool};
 
 const JOBS: &str = "jobs";
 const LOGS: &str = "job_logs";
@@ -262,7 +232,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         self.injected_fault_named(DbOp::Insert, JOBS, name)?;
         let body = encode_named(JOBS, body)?;
-        let done = sqlx::query(
+        let done = on_pool!(self, p => sqlx::query(
             "INSERT INTO jobs (kind, name, status, attempts, created_at, body)
              VALUES ($1, $2, 'InProgress', 0, $3, $4) ON CONFLICT (kind, name) DO NOTHING",
         )
@@ -270,10 +240,11 @@ impl Db {
         .bind(name)
         .bind(created_at)
         .bind(body)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Insert, JOBS, Some(name)))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// Reads one job.
@@ -282,13 +253,13 @@ impl Db {
         kind: JobKind,
         name: &str,
     ) -> Result<Option<JobRow<T>>, DbError> {
-        let r: Option<Row> = sqlx::query_as(&format!(
+        let r: Option<Row> = on_pool!(self, p => sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE kind = $1 AND name = $2"
         ))
         .bind(kind.as_str())
         .bind(name)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(p)
+        .await)
         .map_err(err(DbOp::Get, JOBS, Some(name)))?;
         r.map(row).transpose()
     }
@@ -298,12 +269,12 @@ impl Db {
         &self,
         kind: JobKind,
     ) -> Result<Vec<JobRow<T>>, DbError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM jobs WHERE kind = $1 ORDER BY created_at, name"
         ))
         .bind(kind.as_str())
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(p)
+        .await)
         .map_err(err(DbOp::List, JOBS, None))?;
         rows.into_iter().map(row).collect()
     }
@@ -318,21 +289,29 @@ impl Db {
         lease: f64,
     ) -> Result<Option<ClaimedJob<T>>, DbError> {
         self.injected_fault_named(DbOp::Update, JOBS, owner)?;
-        let r: Option<Row> = sqlx::query_as(&format!(
+        // SQLite runs one writer at a time, so the statement alone is atomic. PostgreSQL runs
+        // claimers side by side: the subquery locks the row it picks and skips rows another
+        // claimer has locked, so concurrent claimers take different jobs (without it the
+        // second would wait for the first, then find its pick taken and claim nothing).
+        let lock = match self.backend() {
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let r: Option<Row> = on_pool!(self, p => sqlx::query_as(&format!(
             "UPDATE jobs SET owner = $2, heartbeat_at = $3, lease_expires_at = $4,
                  attempts = attempts + 1
              WHERE kind = $1 AND status = 'InProgress' AND owner IS NULL AND name = (
                  SELECT name FROM jobs
                  WHERE kind = $1 AND status = 'InProgress' AND owner IS NULL
-                 ORDER BY created_at, name LIMIT 1)
+                 ORDER BY created_at, name LIMIT 1 {lock})
              RETURNING {COLUMNS}"
         ))
         .bind(kind.as_str())
         .bind(owner)
         .bind(now)
         .bind(now + lease)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(p)
+        .await)
         .map_err(err(DbOp::Update, JOBS, None))?;
         r.map(row).transpose()
     }
@@ -347,7 +326,7 @@ impl Db {
         now: f64,
         lease: f64,
     ) -> Result<Option<JobStatus>, DbError> {
-        let status: Option<(String,)> = sqlx::query_as(
+        let status: Option<(String,)> = on_pool!(self, p => sqlx::query_as(
             "UPDATE jobs SET heartbeat_at = $4, lease_expires_at = $5
              WHERE kind = $1 AND name = $2 AND owner = $3
                AND status IN ('InProgress', 'Stopping')
@@ -358,8 +337,8 @@ impl Db {
         .bind(owner)
         .bind(now)
         .bind(now + lease)
-        .fetch_optional(&self.pool)
-        .await
+        .fetch_optional(p)
+        .await)
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
         Ok(status.and_then(|(s,)| JobStatus::parse(&s)))
     }
@@ -374,7 +353,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         self.injected_fault_named(DbOp::Update, JOBS, name)?;
         let body = encode_named(JOBS, body)?;
-        let done = sqlx::query(
+        let done = on_pool!(self, p => sqlx::query(
             "UPDATE jobs SET body = $4
              WHERE kind = $1 AND name = $2 AND owner = $3
                AND status IN ('InProgress', 'Stopping')",
@@ -383,10 +362,11 @@ impl Db {
         .bind(name)
         .bind(owner)
         .bind(body)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// Ends a running job with a terminal `status` and its final body, if `owner` still
@@ -401,7 +381,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         self.injected_fault_named(DbOp::Update, JOBS, name)?;
         let body = encode_named(JOBS, body)?;
-        let done = sqlx::query(
+        let done = on_pool!(self, p => sqlx::query(
             "UPDATE jobs SET status = $4, body = $5, lease_expires_at = NULL
              WHERE kind = $1 AND name = $2 AND owner = $3
                AND status IN ('InProgress', 'Stopping')",
@@ -411,10 +391,11 @@ impl Db {
         .bind(owner)
         .bind(status.as_str())
         .bind(body)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// Asks a job to stop. A held job becomes `Stopping` (its runner ends it); a queued one
@@ -426,16 +407,17 @@ impl Db {
         stopped_body: impl FnOnce(T) -> T,
     ) -> Result<StopOutcome, DbError> {
         self.injected_fault_named(DbOp::Update, JOBS, name)?;
-        let held = sqlx::query(
+        let held = on_pool!(self, p => sqlx::query(
             "UPDATE jobs SET status = 'Stopping'
              WHERE kind = $1 AND name = $2 AND status = 'InProgress' AND owner IS NOT NULL",
         )
         .bind(kind.as_str())
         .bind(name)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
-        if held.rows_affected() == 1 {
+        if held == 1 {
             return Ok(StopOutcome::Stopping);
         }
         let Some(job) = self.get_job::<T>(kind, name).await? else {
@@ -446,17 +428,18 @@ impl Db {
             return self.stop_held(kind, name).await;
         }
         let body = encode_named(JOBS, &stopped_body(job.body))?;
-        let queued = sqlx::query(
+        let queued = on_pool!(self, p => sqlx::query(
             "UPDATE jobs SET status = 'Stopped', body = $3
              WHERE kind = $1 AND name = $2 AND status = 'InProgress' AND owner IS NULL",
         )
         .bind(kind.as_str())
         .bind(name)
         .bind(body)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
-        if queued.rows_affected() == 1 {
+        if queued == 1 {
             return Ok(StopOutcome::Stopped);
         }
         // Claimed between the read and the write.
@@ -464,16 +447,17 @@ impl Db {
     }
 
     async fn stop_held(&self, kind: JobKind, name: &str) -> Result<StopOutcome, DbError> {
-        let held = sqlx::query(
+        let held = on_pool!(self, p => sqlx::query(
             "UPDATE jobs SET status = 'Stopping'
              WHERE kind = $1 AND name = $2 AND status = 'InProgress' AND owner IS NOT NULL",
         )
         .bind(kind.as_str())
         .bind(name)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
-        Ok(if held.rows_affected() == 1 {
+        Ok(if held == 1 {
             StopOutcome::Stopping
         } else {
             StopOutcome::NotInProgress
@@ -491,7 +475,7 @@ impl Db {
         body: &T,
     ) -> Result<bool, DbError> {
         let body = encode_named(JOBS, body)?;
-        let done = sqlx::query(
+        let done = on_pool!(self, p => sqlx::query(
             "UPDATE jobs SET owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL,
                  attempts = attempts - 1, body = $4
              WHERE kind = $1 AND name = $2 AND owner = $3 AND status = 'InProgress'",
@@ -500,10 +484,11 @@ impl Db {
         .bind(name)
         .bind(owner)
         .bind(body)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// Running jobs of `kind` whose holder's lease ended before `now` (their runner died
@@ -513,7 +498,7 @@ impl Db {
         kind: JobKind,
         now: f64,
     ) -> Result<Vec<JobRow<T>>, DbError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!(
+        let rows: Vec<Row> = on_pool!(self, p => sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM jobs
              WHERE kind = $1 AND status IN ('InProgress', 'Stopping')
                AND owner IS NOT NULL AND lease_expires_at < $2
@@ -521,8 +506,8 @@ impl Db {
         ))
         .bind(kind.as_str())
         .bind(now)
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(p)
+        .await)
         .map_err(err(DbOp::List, JOBS, None))?;
         rows.into_iter().map(row).collect()
     }
@@ -541,7 +526,7 @@ impl Db {
     ) -> Result<bool, DbError> {
         self.injected_fault_named(DbOp::Update, JOBS, name)?;
         let body = encode_named(JOBS, body)?;
-        let done = sqlx::query(
+        let done = on_pool!(self, p => sqlx::query(
             "UPDATE jobs SET owner = NULL, lease_expires_at = NULL, heartbeat_at = NULL,
                  status = $5, body = $6
              WHERE kind = $1 AND name = $2 AND owner = $3 AND lease_expires_at < $4
@@ -553,10 +538,11 @@ impl Db {
         .bind(now)
         .bind(status.as_str())
         .bind(body)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Update, JOBS, Some(name)))?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     /// Records an intermediate metric point of a job: `name` (SageMaker's, `validation:auc`)
@@ -570,7 +556,7 @@ impl Db {
         point: &MetricPoint,
     ) -> Result<(), DbError> {
         let step = i64::try_from(point.step).unwrap_or(i64::MAX);
-        sqlx::query(
+        on_pool!(self, p => sqlx::query(
             "INSERT INTO job_metrics (kind, job, name, step, at, value)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (kind, job, name, step) DO UPDATE SET at = $5, value = $6",
@@ -581,8 +567,9 @@ impl Db {
         .bind(step)
         .bind(point.at)
         .bind(point.value)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
         Ok(())
     }
@@ -600,17 +587,16 @@ impl Db {
             "SELECT name, step, at, value FROM job_metrics
              WHERE kind = $1 AND job = $2 {filter} ORDER BY name, step"
         );
-        let mut query = sqlx::query_as::<_, (String, i64, f64, f64)>(&sql)
-            .bind(kind.as_str())
-            .bind(job);
-        if let Some(name) = name {
-            query = query.bind(name);
-        }
-        let rows =
-            query
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err(DbOp::List, METRICS, Some(job)))?;
+        let rows = on_pool!(self, p => {
+            let mut query = sqlx::query_as::<_, (String, i64, f64, f64)>(&sql)
+                .bind(kind.as_str())
+                .bind(job);
+            if let Some(name) = name {
+                query = query.bind(name);
+            }
+            query.fetch_all(p).await
+        })
+        .map_err(err(DbOp::List, METRICS, Some(job)))?;
         Ok(rows
             .into_iter()
             .map(|(name, step, at, value)| MetricPoint {
@@ -634,29 +620,27 @@ impl Db {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(err(DbOp::Insert, LOGS, Some(job)))?;
-        for (at_ms, message) in lines {
-            sqlx::query(
-                "INSERT INTO job_logs (kind, job, seq, at_ms, message)
-                 VALUES ($1, $2,
-                     (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_logs WHERE kind = $1 AND job = $2),
-                     $3, $4)",
-            )
-            .bind(kind.as_str())
-            .bind(job)
-            .bind(*at_ms)
-            .bind(message)
-            .execute(&mut *tx)
-            .await
-            .map_err(err(DbOp::Insert, LOGS, Some(job)))?;
+        on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            for (at_ms, message) in lines {
+                sqlx::query(
+                    "INSERT INTO job_logs (kind, job, seq, at_ms, message)
+                     VALUES ($1, $2,
+                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_logs
+                          WHERE kind = $1 AND job = $2),
+                         $3, $4)",
+                )
+                .bind(kind.as_str())
+                .bind(job)
+                .bind(*at_ms)
+                .bind(message)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
         }
-        tx.commit()
-            .await
-            .map_err(err(DbOp::Insert, LOGS, Some(job)))?;
+        .await)
+        .map_err(err(DbOp::Insert, LOGS, Some(job)))?;
         Ok(())
     }
 
@@ -670,31 +654,28 @@ impl Db {
         if points.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
-        for point in points {
-            let step = i64::try_from(point.step).unwrap_or(i64::MAX);
-            sqlx::query(
-                "INSERT INTO job_metrics (kind, job, name, step, at, value)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (kind, job, name, step) DO UPDATE SET at = $5, value = $6",
-            )
-            .bind(kind.as_str())
-            .bind(job)
-            .bind(&point.name)
-            .bind(step)
-            .bind(point.at)
-            .bind(point.value)
-            .execute(&mut *tx)
-            .await
-            .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
+        on_pool!(self, p => async {
+            let mut tx = p.begin().await?;
+            for point in points {
+                let step = i64::try_from(point.step).unwrap_or(i64::MAX);
+                sqlx::query(
+                    "INSERT INTO job_metrics (kind, job, name, step, at, value)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (kind, job, name, step) DO UPDATE SET at = $5, value = $6",
+                )
+                .bind(kind.as_str())
+                .bind(job)
+                .bind(&point.name)
+                .bind(step)
+                .bind(point.at)
+                .bind(point.value)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
         }
-        tx.commit()
-            .await
-            .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
+        .await)
+        .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
         Ok(())
     }
 
@@ -706,7 +687,7 @@ impl Db {
         at_ms: i64,
         message: &str,
     ) -> Result<(), DbError> {
-        sqlx::query(
+        on_pool!(self, p => sqlx::query(
             "INSERT INTO job_logs (kind, job, seq, at_ms, message)
              VALUES ($1, $2,
                  (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_logs WHERE kind = $1 AND job = $2),
@@ -716,8 +697,9 @@ impl Db {
         .bind(job)
         .bind(at_ms)
         .bind(message)
-        .execute(&self.pool)
+        .execute(p)
         .await
+        .map(|r| r.rows_affected()))
         .map_err(err(DbOp::Insert, LOGS, Some(job)))?;
         Ok(())
     }
@@ -730,7 +712,7 @@ impl Db {
         q: &LogQuery,
     ) -> Result<Vec<JobLogEvent>, DbError> {
         let order = if q.from_head { "ASC" } else { "DESC" };
-        let rows: Vec<(i64, i64, String)> = sqlx::query_as(&format!(
+        let rows: Vec<(i64, i64, String)> = on_pool!(self, p => sqlx::query_as(&format!(
             "SELECT seq, at_ms, message FROM job_logs
              WHERE kind = $1 AND job = $2 AND seq > $3 AND seq < $4 AND at_ms >= $5 AND at_ms < $6
              ORDER BY seq {order} LIMIT $7"
@@ -742,8 +724,8 @@ impl Db {
         .bind(q.start_ms.unwrap_or(i64::MIN))
         .bind(q.end_ms.unwrap_or(i64::MAX))
         .bind(i64::from(q.limit))
-        .fetch_all(&self.pool)
-        .await
+        .fetch_all(p)
+        .await)
         .map_err(err(DbOp::List, LOGS, Some(job)))?;
         let mut events: Vec<JobLogEvent> = rows
             .into_iter()
@@ -766,13 +748,13 @@ impl Db {
         kind: JobKind,
         job: &str,
     ) -> Result<Option<(i64, i64, i64)>, DbError> {
-        let r: (Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(
+        let r: (Option<i64>, Option<i64>, Option<i64>) = on_pool!(self, p => sqlx::query_as(
             "SELECT MIN(at_ms), MAX(at_ms), MAX(seq) FROM job_logs WHERE kind = $1 AND job = $2",
         )
         .bind(kind.as_str())
         .bind(job)
-        .fetch_one(&self.pool)
-        .await
+        .fetch_one(p)
+        .await)
         .map_err(err(DbOp::Get, LOGS, Some(job)))?;
         Ok(match r {
             (Some(a), Some(b), Some(c)) => Some((a, b, c)),

@@ -1,31 +1,46 @@
-//! Pier's control-plane and job persistence in an embedded SQLite file through `sqlx`, shared
-//! by the server (`pier serve`) and the job runner (`pier worker`), neither of which this crate
-//! knows.
+//! Pier's control-plane and job persistence through `sqlx`, on an embedded SQLite file (the
+//! default, `<data-dir>/pier.db`) or a PostgreSQL database (`postgres://…`) that any number
+//! of `pier serve` replicas and `pier worker` processes share. This crate knows neither.
 //!
-//! Records (models, endpoint configs, endpoints, tags) are one row `(name, body)` with the
-//! record as JSON, one table per kind (tags are keyed by the resource's ARN). Jobs ([`jobs`])
+//! Records (models, endpoint configs, endpoints, tags, scaling) are one row `(name, body)` with
+//! the record as JSON, one table per kind (tags are keyed by the resource's ARN). Jobs ([`jobs`])
 //! are rows with real columns for what the runner coordinates on (status, owner, lease expiry,
-//! heartbeat, attempts) beside the JSON body, so claiming a job is one atomic statement. The SQL
-//! is kept portable (no SQLite-only syntax, `$n` placeholders, `RETURNING`) so a PostgreSQL
-//! pool can follow with the same statements. Writes are single statements, so a crash leaves
-//! either the old or the new row.
+//! heartbeat, attempts) beside the JSON body, so claiming a job is one atomic statement.
+//! Replicas ([`replicas`]) beat into a table of their own, and every record write tells the
+//! other replicas what changed (PostgreSQL `NOTIFY`, [`Db::subscribe_changes`]).
 //!
-//! Errors are a typed [`DbError`] naming the operation and the table; the server turns them
-//! into its API's 500 in one place. `pier serve` opens the database with
-//! [`Db::open_exclusive`], which holds an exclusive lock on `pier.lock` next to `pier.db` for
-//! the server's life, so a second server on the same folder is refused. Tests can make the
+//! One schema serves both backends: the migrations in `db/migrations` (`sqlx::migrate!`,
+//! embedded at build time) are portable SQL, applied when the database is opened, and every
+//! statement is written once with `$n` placeholders. The pool is an enum of the two native
+//! pools ([`on_pool!`] runs a statement on whichever it is) rather than `sqlx`'s `Any`
+//! driver: SQLite keeps its own connection settings (write-ahead log, full sync, busy
+//! timeout, which `Any` can only take from a URL), PostgreSQL its listener for `NOTIFY`, and
+//! both their native types; the few statements that differ (claims lock rows with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, the database clock) ask [`Db::backend`].
+//! Writes are single statements or transactions, so a crash leaves the old or the new row.
+//!
+//! Errors are a typed [`DbError`] naming the operation and the table (or the database, with
+//! its password redacted); [`DbError::is_unavailable`] tells an unreachable database from a
+//! failed statement, which the server answers with 503 while it keeps serving. `pier serve`
+//! on SQLite opens the database with [`Db::connect_serving`], which holds an exclusive lock on
+//! `pier.lock` next to `pier.db` for the server's life, so a second server on the same folder
+//! is refused; on PostgreSQL several servers share the database by design. Tests can make the
 //! next writes fail ([`Db::fail_next_writes`]) as a full disk would.
 
 pub mod jobs;
+pub mod replicas;
+mod url;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -33,9 +48,24 @@ use sqlx::sqlite::{
 /// The lock file next to `pier.db` that one `pier serve` holds for its life.
 pub const LOCK_FILE: &str = "pier.lock";
 
+/// The PostgreSQL channel record writes are announced on (`NOTIFY pier_changes,
+/// '<table>:<name>'`).
+pub const CHANGES_CHANNEL: &str = "pier_changes";
+
+/// How long a statement waits for a connection before the database counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long opening a PostgreSQL database waits for its server to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub use jobs::{
     ClaimedJob, JobKind, JobLogEvent, JobRow, JobStatus, LogQuery, MetricPoint, StopOutcome,
 };
+pub use replicas::{Change, ReplicaBeat, ReplicaRow};
+pub use url::redact as redact_url;
+
+/// The schema, the same for both backends (`db/migrations`, embedded at build time).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A record as it was stored when read ([`Db::get_versioned`]), for a conditional write.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +94,7 @@ pub enum DbError {
         #[source]
         source: std::io::Error,
     },
-    /// The database could not be opened or its tables created.
+    /// The SQLite database could not be opened.
     #[error("cannot open {}: {source}", path.display())]
     Open {
         /// The database file.
@@ -72,6 +102,32 @@ pub enum DbError {
         /// The error.
         #[source]
         source: sqlx::Error,
+    },
+    /// A `--database-url` that names no database Pier can use.
+    #[error("invalid database URL {url}: {reason}")]
+    Url {
+        /// The URL, password redacted.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The database server could not be reached (or refused us) at start.
+    #[error("cannot connect to the database {url}: {source}")]
+    Connect {
+        /// The URL, password redacted.
+        url: String,
+        /// The error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the database {url} to Pier's schema: {source}")]
+    Migrate {
+        /// The URL, password redacted.
+        url: String,
+        /// The error.
+        #[source]
+        source: sqlx::migrate::MigrateError,
     },
     /// A statement failed.
     #[error("database {op} of {table} failed: {source}")]
@@ -106,6 +162,54 @@ pub enum DbError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+impl DbError {
+    /// Whether the database could not be reached (connection refused, reset or closed, no
+    /// connection within the pool's timeout, the server shutting down), as opposed to a
+    /// statement that failed on a working database. The pool reconnects by itself, so such
+    /// an error passes once the database is back; the server answers it with 503.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Connect { .. } => true,
+            DbError::Query { source, .. } | DbError::Open { source, .. } => unavailable(source),
+            DbError::Migrate { source, .. } => match source {
+                sqlx::migrate::MigrateError::Execute(e) => unavailable(e),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// Whether a `sqlx` error means the database is out of reach.
+fn unavailable(e: &sqlx::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => matches!(
+            io.kind(),
+            K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::BrokenPipe
+                | K::UnexpectedEof
+                | K::TimedOut
+                | K::HostUnreachable
+                | K::NetworkUnreachable
+                | K::AddrNotAvailable
+        ),
+        // PostgreSQL's connection exceptions (08…), and the server shutting down or starting
+        // (57P01-57P03), or full of connections (53300).
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+            c.starts_with("08") || matches!(&*c, "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
 }
 
 /// A database operation, for messages.
@@ -155,7 +259,8 @@ pub enum Table {
 }
 
 impl Table {
-    fn name(self) -> &'static str {
+    /// The table's SQL name, as [`Change::table`] names it.
+    pub fn name(self) -> &'static str {
         match self {
             Table::Models => "models",
             Table::EndpointConfigs => "endpoint_configs",
@@ -168,80 +273,202 @@ impl Table {
     }
 }
 
+/// Which database a [`Db`] is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The two native pools.
+#[derive(Clone, Debug)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the native pool, whichever backend it is: the same tokens
+/// compile once per backend, so a statement is written once for both.
+macro_rules! on_pool {
+    ($db:expr, $p:ident => $body:expr) => {
+        match &$db.pool {
+            $crate::Pool::Sqlite($p) => $body,
+            $crate::Pool::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
 /// A handle to the control-plane database. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: SqlitePool,
+    pub(crate) pool: Pool,
+    /// The URL it was opened with, password redacted (for messages).
+    url: Arc<str>,
     /// The serve lock, when this handle holds it; released by [`Db::close`].
     lock: Arc<Mutex<Option<File>>>,
     /// Writes left to fail (fault injection for tests).
     failing_writes: Arc<AtomicU32>,
+    /// Record changes, fed by the PostgreSQL listener ([`Db::subscribe_changes`]).
+    pub(crate) changes: Arc<replicas::Changes>,
 }
 
 impl Db {
     /// Opens (creating if needed) `<dir>/pier.db`, shared: other processes may open it too.
     pub async fn open(dir: &Path) -> Result<Self, DbError> {
-        let path = dir.join("pier.db");
-        let open_err = |source| DbError::Open {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
-        let url = format!("sqlite://{}", path.display());
-        let options = SqliteConnectOptions::from_str(&url)
-            .map_err(open_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
-        for table in [
-            Table::Models,
-            Table::EndpointConfigs,
-            Table::Endpoints,
-            Table::Tags,
-            Table::ScalableTargets,
-            Table::ScalingPolicies,
-            Table::ScalingActivities,
-        ] {
-            sqlx::query(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (name TEXT PRIMARY KEY, body TEXT NOT NULL)",
-                table.name()
-            ))
-            .execute(&pool)
-            .await
-            .map_err(open_err)?;
-        }
-        for statement in jobs::SCHEMA {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .map_err(open_err)?;
-        }
-        Ok(Self {
-            pool,
-            lock: Arc::default(),
-            failing_writes: Arc::default(),
-        })
+        Self::open_sqlite(&dir.join("pier.db")).await
     }
 
-    /// Opens the database for `pier serve`: first takes an exclusive lock on
-    /// `<dir>/pier.lock`, held until [`Db::close`], so a second server on the same data folder
-    /// is refused with [`DbError::InUse`] (other processes that share the folder by design,
-    /// such as `pier models push` and `pier train`, take no such lock).
+    /// Opens the database a `--database-url` names: `sqlite://PATH` (the file, created if
+    /// needed) or `postgres://USER:PASSWORD@HOST:PORT/DB` (also `postgresql://`, with
+    /// libpq's parameters such as `?host=/socket/dir` or `?sslmode=require`), and brings its
+    /// schema up to date. A PostgreSQL server that cannot be reached is
+    /// [`DbError::Connect`] naming the URL with its password redacted.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        match parse_url(url)? {
+            Target::Sqlite(path) => Self::open_sqlite(&path).await,
+            Target::Postgres(options) => Self::open_postgres(url, options).await,
+        }
+    }
+
+    /// Opens the database for `pier serve`. On SQLite it first takes an exclusive lock on
+    /// `pier.lock` in the database file's folder, held until [`Db::close`], so a second server
+    /// on the same data folder is refused with [`DbError::InUse`] (other processes that share
+    /// the folder by design, such as `pier models push` and `pier worker`, take no such lock).
+    /// On PostgreSQL several servers share the database: no lock.
+    pub async fn connect_serving(url: &str) -> Result<Self, DbError> {
+        match parse_url(url)? {
+            Target::Sqlite(path) => {
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => PathBuf::from("."),
+                };
+                Self::open_locked(&dir, &path).await
+            }
+            Target::Postgres(options) => Self::open_postgres(url, options).await,
+        }
+    }
+
+    /// [`Db::connect_serving`] on `<dir>/pier.db`.
     pub async fn open_exclusive(dir: &Path) -> Result<Self, DbError> {
+        Self::open_locked(dir, &dir.join("pier.db")).await
+    }
+
+    /// The URL of SQLite's default database in a data folder, `sqlite://<dir>/pier.db`.
+    pub fn default_url(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("pier.db").display())
+    }
+
+    async fn open_locked(dir: &Path, path: &Path) -> Result<Self, DbError> {
         std::fs::create_dir_all(dir).map_err(|source| DbError::Lock {
             path: dir.join(LOCK_FILE),
             source,
         })?;
         let lock = lock_data_dir(dir)?;
-        let db = Self::open(dir).await?;
+        let db = Self::open_sqlite(path).await?;
         *db.lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
         Ok(db)
+    }
+
+    async fn open_sqlite(path: &Path) -> Result<Self, DbError> {
+        let open_err = |source| DbError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(open_err)?;
+        let url = format!("sqlite://{}", path.display());
+        let db = Self::with_pool(Pool::Sqlite(pool), url);
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    async fn open_postgres(url: &str, options: PgConnectOptions) -> Result<Self, DbError> {
+        let shown = url::redact(url);
+        let connect_err = |source| DbError::Connect {
+            url: shown.clone(),
+            source,
+        };
+        // One connection first, so an unreachable server is its own error ("connection
+        // refused", "password authentication failed") rather than the pool's timeout.
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                connect_err(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                )))
+            })?
+            .map_err(connect_err)?;
+        let _ = first.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        let db = Self::with_pool(Pool::Postgres(pool), shown);
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    fn with_pool(pool: Pool, url: String) -> Self {
+        Self {
+            pool,
+            url: url.into(),
+            lock: Arc::default(),
+            failing_writes: Arc::default(),
+            changes: Arc::default(),
+        }
+    }
+
+    /// Applies the migrations not yet applied. Several processes may open a fresh database
+    /// at once: PostgreSQL serialises them with an advisory lock; on SQLite the loser of the
+    /// race finds the migration recorded when it retries.
+    async fn migrate(&self) -> Result<(), DbError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let done = on_pool!(self, p => MIGRATOR.run(p).await);
+            match done {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 3 && matches!(e, sqlx::migrate::MigrateError::Execute(_)) => {
+                    tracing::debug!(error = %e, "migration raced another opener; retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                Err(source) => {
+                    return Err(DbError::Migrate {
+                        url: self.url.to_string(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The URL the database was opened with, its password redacted.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Fault injection for tests: the next `n` writes (insert, update, delete) fail as a full
@@ -288,6 +515,48 @@ impl Db {
         }
     }
 
+    /// Runs one write of a record (`sql` binding `$1` name and, when given, `$2` body) and
+    /// returns the rows it changed. On PostgreSQL a write that changed a row also does
+    /// `NOTIFY pier_changes, '<table>:<name>'` in the same transaction, so other replicas hear
+    /// of exactly the committed writes.
+    async fn write_record(
+        &self,
+        op: DbOp,
+        table: Table,
+        name: &str,
+        sql: &str,
+        body: Option<String>,
+    ) -> Result<u64, DbError> {
+        let fail = || Self::query_err(op, table, Some(name));
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                let mut q = sqlx::query(sql).bind(name);
+                if let Some(body) = body {
+                    q = q.bind(body);
+                }
+                Ok(q.execute(p).await.map_err(fail())?.rows_affected())
+            }
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await.map_err(fail())?;
+                let mut q = sqlx::query(sql).bind(name);
+                if let Some(body) = body {
+                    q = q.bind(body);
+                }
+                let n = q.execute(&mut *tx).await.map_err(fail())?.rows_affected();
+                if n > 0 {
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(CHANGES_CHANNEL)
+                        .bind(format!("{}:{name}", table.name()))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(fail())?;
+                }
+                tx.commit().await.map_err(fail())?;
+                Ok(n)
+            }
+        }
+    }
+
     /// Inserts a new record; `Ok(false)` if the name is taken.
     pub async fn insert<T: Serialize>(
         &self,
@@ -301,13 +570,10 @@ impl Db {
             "INSERT INTO {} (name, body) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
             table.name()
         );
-        let done = sqlx::query(&sql)
-            .bind(name)
-            .bind(body)
-            .execute(&self.pool)
-            .await
-            .map_err(Self::query_err(DbOp::Insert, table, Some(name)))?;
-        Ok(done.rows_affected() == 1)
+        let n = self
+            .write_record(DbOp::Insert, table, name, &sql, Some(body))
+            .await?;
+        Ok(n == 1)
     }
 
     /// Replaces an existing record.
@@ -320,12 +586,8 @@ impl Db {
         self.injected_fault(DbOp::Update, table, name)?;
         let body = encode(table, record)?;
         let sql = format!("UPDATE {} SET body = $2 WHERE name = $1", table.name());
-        sqlx::query(&sql)
-            .bind(name)
-            .bind(body)
-            .execute(&self.pool)
-            .await
-            .map_err(Self::query_err(DbOp::Update, table, Some(name)))?;
+        self.write_record(DbOp::Update, table, name, &sql, Some(body))
+            .await?;
         Ok(())
     }
 
@@ -336,11 +598,11 @@ impl Db {
         name: &str,
     ) -> Result<Option<T>, DbError> {
         let sql = format!("SELECT body FROM {} WHERE name = $1", table.name());
-        let row: Option<(String,)> = sqlx::query_as(&sql)
+        let row: Option<(String,)> = on_pool!(self, p => sqlx::query_as(&sql)
             .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Self::query_err(DbOp::Get, table, Some(name)))?;
+            .fetch_optional(p)
+            .await)
+        .map_err(Self::query_err(DbOp::Get, table, Some(name)))?;
         row.map(|(body,)| decode(table, name, &body)).transpose()
     }
 
@@ -389,10 +651,9 @@ impl Db {
     /// Reads every record of a table, by name.
     pub async fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<T>, DbError> {
         let sql = format!("SELECT name, body FROM {} ORDER BY name", table.name());
-        let rows: Vec<(String, String)> = sqlx::query_as(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(Self::query_err(DbOp::List, table, None))?;
+        let rows: Vec<(String, String)> =
+            on_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await)
+                .map_err(Self::query_err(DbOp::List, table, None))?;
         rows.into_iter()
             .map(|(name, body)| decode(table, &name, &body))
             .collect()
@@ -402,19 +663,53 @@ impl Db {
     pub async fn delete(&self, table: Table, name: &str) -> Result<bool, DbError> {
         self.injected_fault(DbOp::Delete, table, name)?;
         let sql = format!("DELETE FROM {} WHERE name = $1", table.name());
-        let done = sqlx::query(&sql)
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(Self::query_err(DbOp::Delete, table, Some(name)))?;
-        Ok(done.rows_affected() == 1)
+        let n = self
+            .write_record(DbOp::Delete, table, name, &sql, None)
+            .await?;
+        Ok(n == 1)
     }
 
-    /// Closes the pool, flushing the write-ahead log, and releases the serve lock.
+    /// Closes the pool (on SQLite flushing the write-ahead log), stops the change listener
+    /// and releases the serve lock.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.changes.stop();
+        on_pool!(self, p => p.close().await);
         self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
+}
+
+/// What a database URL names.
+enum Target {
+    Sqlite(PathBuf),
+    Postgres(PgConnectOptions),
+}
+
+fn parse_url(url: &str) -> Result<Target, DbError> {
+    let bad = |reason: &str| DbError::Url {
+        url: url::redact(url),
+        reason: reason.to_owned(),
+    };
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.contains('?') {
+            return Err(bad("SQLite URLs take no parameters (sqlite://PATH)"));
+        }
+        if path.is_empty() || path == ":memory:" {
+            return Err(bad(
+                "name the database file (sqlite://PATH); an in-memory database would not be shared",
+            ));
+        }
+        return Ok(Target::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return url
+            .parse::<PgConnectOptions>()
+            .map(Target::Postgres)
+            .map_err(|e| bad(&e.to_string()));
+    }
+    Err(bad(
+        "expected sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+    ))
 }
 
 fn encode<T: Serialize>(table: Table, record: &T) -> Result<String, DbError> {

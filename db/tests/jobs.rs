@@ -1,18 +1,30 @@
 //! The job queue of `pier-db`: claims are exclusive under concurrent claimers, only the
-//! holder writes, expired leases are reclaimed once, stop requests, and job logs.
+//! holder writes, expired leases are reclaimed once, stop requests, and job logs; each on
+//! SQLite and on PostgreSQL.
 
+mod common;
+
+use common::{Fixture, Kind};
 use pier_db::{Db, JobKind, JobStatus, LogQuery, MetricPoint, StopOutcome};
 use serde_json::{Value, json};
 
-async fn db() -> (tempfile::TempDir, Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).await.unwrap();
-    (dir, db)
+async fn db(kind: Kind) -> (Fixture, Db) {
+    let f = Fixture::new(kind);
+    let db = f.open().await;
+    (f, db)
 }
 
-#[tokio::test]
-async fn claims_are_exclusive_and_oldest_first() {
-    let (_dir, db) = db().await;
+both!(
+    claims_are_exclusive_and_oldest_first,
+    only_the_holder_writes_and_expired_leases_are_reclaimed_once,
+    stop_marks_held_jobs_stopping_and_ends_queued_ones,
+    logs_read_in_order_from_either_end,
+    metric_points_read_back_by_name_and_step_and_survive_reopen,
+    logs_and_metric_points_append_in_batches_in_order,
+);
+
+async fn claims_are_exclusive_and_oldest_first(kind: Kind) {
+    let (_f, db) = db(kind).await;
     for (i, name) in ["b", "a", "c"].iter().enumerate() {
         assert!(
             db.insert_job(JobKind::Training, name, i as f64, &json!({"n": name}))
@@ -64,9 +76,8 @@ async fn claims_are_exclusive_and_oldest_first() {
     );
 }
 
-#[tokio::test]
-async fn only_the_holder_writes_and_expired_leases_are_reclaimed_once() {
-    let (_dir, db) = db().await;
+async fn only_the_holder_writes_and_expired_leases_are_reclaimed_once(kind: Kind) {
+    let (_f, db) = db(kind).await;
     db.insert_job(JobKind::Training, "j", 1.0, &json!({"v": 0}))
         .await
         .unwrap();
@@ -174,9 +185,8 @@ async fn only_the_holder_writes_and_expired_leases_are_reclaimed_once() {
     );
 }
 
-#[tokio::test]
-async fn stop_marks_held_jobs_stopping_and_ends_queued_ones() {
-    let (_dir, db) = db().await;
+async fn stop_marks_held_jobs_stopping_and_ends_queued_ones(kind: Kind) {
+    let (_f, db) = db(kind).await;
     db.insert_job(JobKind::Training, "q", 1.0, &json!({"s": "queued"}))
         .await
         .unwrap();
@@ -232,9 +242,8 @@ async fn stop_marks_held_jobs_stopping_and_ends_queued_ones() {
     );
 }
 
-#[tokio::test]
-async fn logs_read_in_order_from_either_end() {
-    let (_dir, db) = db().await;
+async fn logs_read_in_order_from_either_end(kind: Kind) {
+    let (_f, db) = db(kind).await;
     assert_eq!(db.log_span(JobKind::Training, "j").await.unwrap(), None);
     for i in 0..5 {
         db.append_log(JobKind::Training, "j", 1000 + i, &format!("line {i}"))
@@ -292,10 +301,9 @@ async fn logs_read_in_order_from_either_end() {
     );
 }
 
-#[tokio::test]
-async fn metric_points_read_back_by_name_and_step_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).await.unwrap();
+async fn metric_points_read_back_by_name_and_step_and_survive_reopen(kind: Kind) {
+    let f = Fixture::new(kind);
+    let db = f.open().await;
     let point = |name: &str, step: u64, value: f64| MetricPoint {
         name: name.into(),
         step,
@@ -332,7 +340,7 @@ async fn metric_points_read_back_by_name_and_step_and_survive_reopen() {
         ]
     );
     db.close().await;
-    let db = Db::open(dir.path()).await.unwrap();
+    let db = f.open().await;
     let all = db.read_metrics(JobKind::Training, "j", None).await.unwrap();
     let names: Vec<(&str, u64)> = all.iter().map(|p| (p.name.as_str(), p.step)).collect();
     assert_eq!(
@@ -345,9 +353,8 @@ async fn metric_points_read_back_by_name_and_step_and_survive_reopen() {
     );
 }
 
-#[tokio::test]
-async fn logs_and_metric_points_append_in_batches_in_order() {
-    let (_dir, db) = db().await;
+async fn logs_and_metric_points_append_in_batches_in_order(kind: Kind) {
+    let (_f, db) = db(kind).await;
     db.append_log(JobKind::Training, "j", 1, "first")
         .await
         .unwrap();

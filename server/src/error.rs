@@ -249,6 +249,8 @@ pub enum ApiCode {
     RequestTimeout,
     /// A server-side failure (500).
     InternalFailure,
+    /// A dependency (the database) cannot be reached right now; retry later (503).
+    ServiceUnavailable,
     /// More instances than the server allows (`--max-instances`), or a quota of Application
     /// Auto Scaling (400).
     ResourceLimitExceeded,
@@ -275,6 +277,7 @@ impl ApiCode {
             Self::ThrottlingException => "ThrottlingException",
             Self::RequestTimeout => "RequestTimeout",
             Self::InternalFailure => "InternalFailure",
+            Self::ServiceUnavailable => "ServiceUnavailable",
             Self::ResourceLimitExceeded => "ResourceLimitExceeded",
             Self::ObjectNotFoundException => "ObjectNotFoundException",
             Self::LimitExceededException => "LimitExceededException",
@@ -450,11 +453,27 @@ fn io_cause(e: &std::io::Error) -> String {
     })
 }
 
-/// Database failures: 500 InternalFailure naming the operation and the cause (SQLite's own
-/// words, such as "database or disk is full"), never SQL or file paths.
+/// Database failures: an unreachable database (refused, lost, no connection in time) is 503
+/// ServiceUnavailable naming the database (its URL, password redacted) and the cause, which
+/// a client retries, while the server keeps serving what it has loaded; other failures are 500
+/// InternalFailure naming the operation and the cause (the database's own words, such as
+/// "database or disk is full"), never SQL or file paths.
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         use crate::db::DbError;
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            let cause = match &e {
+                DbError::Query { source, .. }
+                | DbError::Open { source, .. }
+                | DbError::Connect { source, .. } => unavailable_cause(source),
+                _ => "it cannot be reached".to_owned(),
+            };
+            return Self {
+                code: ApiCode::ServiceUnavailable,
+                message: format!("the database is unavailable ({cause}); retry later"),
+            };
+        }
         tracing::error!(error = %e, "database error");
         let cause = |source: &sqlx::Error| match source {
             sqlx::Error::Database(d) => d.message().to_owned(),
@@ -483,6 +502,18 @@ impl From<crate::db::DbError> for ApiError {
             )),
             _ => Self::internal(e),
         }
+    }
+}
+
+/// Why the database cannot be reached, in a client's words.
+fn unavailable_cause(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::PoolTimedOut => "no connection to it within the pool's timeout".into(),
+        sqlx::Error::PoolClosed => "the server is stopping".into(),
+        sqlx::Error::Io(io) => io_cause(io),
+        sqlx::Error::Database(d) => d.message().to_owned(),
+        sqlx::Error::Tls(_) => "its TLS connection failed".into(),
+        _ => "the connection to it failed".into(),
     }
 }
 
