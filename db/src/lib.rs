@@ -525,22 +525,22 @@ impl Db {
         table: Table,
         name: &str,
         sql: &str,
-        body: Option<String>,
+        binds: &[&str],
     ) -> Result<u64, DbError> {
         let fail = || Self::query_err(op, table, Some(name));
         match &self.pool {
             Pool::Sqlite(p) => {
                 let mut q = sqlx::query(sql).bind(name);
-                if let Some(body) = body {
-                    q = q.bind(body);
+                for b in binds {
+                    q = q.bind(*b);
                 }
                 Ok(q.execute(p).await.map_err(fail())?.rows_affected())
             }
             Pool::Postgres(p) => {
                 let mut tx = p.begin().await.map_err(fail())?;
                 let mut q = sqlx::query(sql).bind(name);
-                if let Some(body) = body {
-                    q = q.bind(body);
+                for b in binds {
+                    q = q.bind(*b);
                 }
                 let n = q.execute(&mut *tx).await.map_err(fail())?.rows_affected();
                 if n > 0 {
@@ -571,7 +571,7 @@ impl Db {
             table.name()
         );
         let n = self
-            .write_record(DbOp::Insert, table, name, &sql, Some(body))
+            .write_record(DbOp::Insert, table, name, &sql, &[&body])
             .await?;
         Ok(n == 1)
     }
@@ -586,7 +586,7 @@ impl Db {
         self.injected_fault(DbOp::Update, table, name)?;
         let body = encode(table, record)?;
         let sql = format!("UPDATE {} SET body = $2 WHERE name = $1", table.name());
-        self.write_record(DbOp::Update, table, name, &sql, Some(body))
+        self.write_record(DbOp::Update, table, name, &sql, &[&body])
             .await?;
         Ok(())
     }
@@ -613,11 +613,9 @@ impl Db {
         name: &str,
     ) -> Result<Option<(T, Stored)>, DbError> {
         let sql = format!("SELECT body FROM {} WHERE name = $1", table.name());
-        let row: Option<(String,)> = sqlx::query_as(&sql)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(Self::query_err(DbOp::Get, table, Some(name)))?;
+        let row: Option<(String,)> =
+            on_pool!(self, p => sqlx::query_as(&sql).bind(name).fetch_optional(p).await)
+                .map_err(Self::query_err(DbOp::Get, table, Some(name)))?;
         row.map(|(body,)| Ok((decode(table, name, &body)?, Stored(body))))
             .transpose()
     }
@@ -638,14 +636,10 @@ impl Db {
             "UPDATE {} SET body = $2 WHERE name = $1 AND body = $3",
             table.name()
         );
-        let done = sqlx::query(&sql)
-            .bind(name)
-            .bind(body)
-            .bind(&seen.0)
-            .execute(&self.pool)
-            .await
-            .map_err(Self::query_err(DbOp::Update, table, Some(name)))?;
-        Ok(done.rows_affected() == 1)
+        let done = self
+            .write_record(DbOp::Update, table, name, &sql, &[&body, &seen.0])
+            .await?;
+        Ok(done == 1)
     }
 
     /// Reads every record of a table, by name.
@@ -664,7 +658,7 @@ impl Db {
         self.injected_fault(DbOp::Delete, table, name)?;
         let sql = format!("DELETE FROM {} WHERE name = $1", table.name());
         let n = self
-            .write_record(DbOp::Delete, table, name, &sql, None)
+            .write_record(DbOp::Delete, table, name, &sql, &[])
             .await?;
         Ok(n == 1)
     }

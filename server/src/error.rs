@@ -249,7 +249,8 @@ pub enum ApiCode {
     RequestTimeout,
     /// A server-side failure (500).
     InternalFailure,
-    /// A dependency (the database) cannot be reached right now; retry later (503).
+    /// A dependency (the database, the model store on S3) cannot be reached right now;
+    /// retry later (503).
     ServiceUnavailable,
     /// More instances than the server allows (`--max-instances`), or a quota of Application
     /// Auto Scaling (400).
@@ -260,8 +261,6 @@ pub enum ApiCode {
     LimitExceededException,
     /// Application Auto Scaling: a `NextToken` it did not hand out (400).
     InvalidNextTokenException,
-    /// A dependency (the model store on S3) cannot be reached now; retry later (503).
-    ServiceUnavailable,
 }
 
 impl ApiCode {
@@ -282,7 +281,6 @@ impl ApiCode {
             Self::ObjectNotFoundException => "ObjectNotFoundException",
             Self::LimitExceededException => "LimitExceededException",
             Self::InvalidNextTokenException => "InvalidNextTokenException",
-            Self::ServiceUnavailable => "ServiceUnavailable",
         }
     }
 
