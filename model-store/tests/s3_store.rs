@@ -320,7 +320,6 @@ fn unreachable_store_at_open_is_an_error_naming_its_url() {
 
     // A bucket that does not exist is named the same way.
     let server = S3Server::start(BUCKET);
-    let mut config = config;
     config.s3 = server.config();
     config.location = StoreLocation::parse("s3://no-such-bucket/x").unwrap();
     let err = ModelStore::open_with(&config).unwrap_err();

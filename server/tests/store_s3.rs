@@ -143,10 +143,9 @@ async fn s3_unreachable_at_start_is_an_error_naming_the_store() {
     let mut config = common::config(data.path());
     config.store = store(&s3, data.path());
     s3.stop();
-    let err = pier_server::start(config)
-        .await
-        .err()
-        .expect("no store, no server");
+    let Err(err) = pier_server::start(config).await else {
+        panic!("the server started without its store");
+    };
     let text = err.to_string();
     assert!(
         text.contains(&format!(
