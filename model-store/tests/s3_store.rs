@@ -132,6 +132,31 @@ fn same_layout_round_trip_and_delete() {
 }
 
 #[test]
+fn a_number_someone_else_claimed_is_skipped() {
+    let server = S3Server::start(BUCKET);
+    let cache = tempfile::tempdir().unwrap();
+    let store = open(&server, cache.path(), 1 << 30);
+    assert_eq!(publish(&store, "m", b"one"), 1);
+    // Another publisher's claim on 2, as if it were uploading right now (s3s-fs keeps an
+    // object as a file).
+    let claim = object_file(&server, "m/_claims/2/other-publisher");
+    std::fs::create_dir_all(claim.parent().unwrap()).unwrap();
+    std::fs::write(&claim, b"{}").unwrap();
+    assert_eq!(publish(&store, "m", b"three"), 3);
+    assert_eq!(
+        store.list_versions("m").unwrap(),
+        [1, 3],
+        "2 is not visible without a manifest"
+    );
+    // A version folder with files but no manifest (a publish that died) is invisible too,
+    // and its number is not reused.
+    std::fs::create_dir_all(object_file(&server, "m/4")).unwrap();
+    std::fs::write(object_file(&server, "m/4/model.bin"), b"half").unwrap();
+    assert_eq!(store.list_versions("m").unwrap(), [1, 3]);
+    assert_eq!(publish(&store, "m", b"five"), 5);
+}
+
+#[test]
 fn concurrent_publishers_never_share_a_version() {
     const PUBLISHERS: usize = 3;
     const EACH: usize = 6;

@@ -217,22 +217,27 @@ impl Remote {
     pub(crate) fn open_version(&self, name: &str, selector: VersionSelector) -> Result<Artifact> {
         validate_model_name(name)?;
         let (manifest, manifest_bytes) = self.io.block_on(async {
-            let live = self.entries(name).await?.live();
-            let version = match selector {
-                VersionSelector::Latest => live.last().copied(),
-                VersionSelector::Exact(v) => live.contains(&v).then_some(v),
+            let not_found = |version| StoreError::NotFound {
+                name: name.to_owned(),
+                version,
             };
-            let Some(version) = version else {
-                return Err(StoreError::NotFound {
-                    name: name.to_owned(),
-                    version: match selector {
-                        VersionSelector::Latest => None,
-                        VersionSelector::Exact(v) => Some(v),
-                    },
-                });
+            // An exact version needs no listing: its manifest and tombstone, asked at once.
+            let version = match selector {
+                VersionSelector::Latest => {
+                    let live = self.entries(name).await?.live();
+                    *live.last().ok_or_else(|| not_found(None))?
+                }
+                VersionSelector::Exact(v) => v,
             };
             let key = self.key(&[name, &version.to_string(), MANIFEST_FILE]);
-            let bytes = match self.client.get(&key).await {
+            let tomb = self.key(&[name, &format!("{version}{TOMBSTONE_SUFFIX}")]);
+            let (got, tombstone) = futures::join!(self.client.get(&key), self.client.head(&tomb));
+            match tombstone {
+                Ok(_) => return Err(not_found(Some(version))),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.unavailable(e)),
+            }
+            let bytes = match got {
                 Ok(got) if got.meta.size > MAX_MANIFEST_BYTES as u64 => {
                     return Err(StoreError::ManifestInvalid {
                         path: self.uri(&key),
@@ -240,12 +245,9 @@ impl Remote {
                     });
                 }
                 Ok(got) => got.bytes().await.map_err(|e| self.unavailable(e))?,
-                // Deleted between the listing and now.
+                // Never published, or deleted since the listing.
                 Err(object_store::Error::NotFound { .. }) => {
-                    return Err(StoreError::NotFound {
-                        name: name.to_owned(),
-                        version: Some(version),
-                    });
+                    return Err(not_found(Some(version)));
                 }
                 Err(e) => return Err(self.unavailable(e)),
             };
