@@ -196,6 +196,18 @@ fn concurrent_publishers_never_share_a_version() {
         before,
         "a version was given to two publishers: {versions:?}"
     );
+    // Numbers that more than one publisher claimed (each then tried the next): the races
+    // the election decided.
+    let contested = std::fs::read_dir(object_file(&server, "shared/_claims"))
+        .unwrap()
+        .filter(|d| {
+            std::fs::read_dir(d.as_ref().unwrap().path())
+                .unwrap()
+                .count()
+                > 1
+        })
+        .count();
+    eprintln!("{contested} version numbers were claimed by more than one publisher");
     let cache = tempfile::tempdir().unwrap();
     let reader = open(&server, cache.path(), 1 << 30);
     assert_eq!(reader.list_versions("shared").unwrap(), versions);

@@ -146,10 +146,16 @@ impl Remote {
             .fold(self.prefix.clone(), |p, part| p.child(*part))
     }
 
-    /// The `s3://` URI of a key, for messages.
+    /// The `s3://` URI of a key (the store URL's scheme and bucket, then the key), for
+    /// messages.
     fn uri(&self, key: &ObjectPath) -> PathBuf {
-        let bucket_end = self.url[5..].find('/').map_or(self.url.len(), |i| i + 5);
-        PathBuf::from(format!("{}/{key}", &self.url[..bucket_end]))
+        let bucket = match self.url.split_once("://") {
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
+            }
+            None => self.url.clone(),
+        };
+        PathBuf::from(format!("{bucket}/{key}"))
     }
 
     async fn entries(&self, name: &str) -> Result<Entries> {
