@@ -85,6 +85,26 @@ async fn serving_survives_s3_loss_and_control_calls_answer_503_until_it_is_back(
     server
         .ok("DescribeEndpoint", json!({"EndpointName": "ep"}))
         .await;
+    // A v2 request naming a Model not loaded yet loads it on demand: 503 while the store is
+    // away.
+    let v2 = |model: &str| {
+        server
+            .client
+            .post(format!("http://{}/v2/models/{model}/infer", server.http))
+            .json(
+                &json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
+                "data": [5.1, 3.5, 1.4, 0.2]}]}),
+            )
+            .send()
+    };
+    let r = v2("second").await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains(&format!("s3://{BUCKET}/prod is unavailable")),
+        "{text}"
+    );
     // Loading a new version needs the store (even one in the cache: the store says whether
     // it still exists): the update fails, naming it, and the old variant keeps serving.
     let (status, body) = server
@@ -114,6 +134,8 @@ async fn serving_survives_s3_loss_and_control_calls_answer_503_until_it_is_back(
     );
 
     s3.restart();
+    let r = v2("second").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     server.create_model("third", "iris-svm").await;
     server
         .ok(
