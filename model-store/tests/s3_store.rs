@@ -543,3 +543,37 @@ fn s3s_fs_honours_create_only_puts_sequentially() {
         assert_eq!(&got[..], b"first");
     });
 }
+
+#[test]
+fn concurrent_loads_of_one_version_download_it_once() {
+    let server = S3Server::start(BUCKET);
+    let cache = tempfile::tempdir().unwrap();
+    let publisher = open(&server, cache.path(), 1 << 30);
+    publish(&publisher, "m", &[7; 100_000]);
+    // Room for exactly one copy: two downloads at once would not both fit.
+    let small = tempfile::tempdir().unwrap();
+    let reader = open(&server, small.path(), 100_000);
+    let barrier = Barrier::new(4);
+    let dirs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    reader.open_version("m", 1).unwrap().dir().to_path_buf()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(dirs.iter().all(|d| *d == dirs[0]), "{dirs:?}");
+    assert_eq!(
+        reader.cache_usage().unwrap(),
+        (100_000, vec![("m".to_string(), 1)])
+    );
+    assert_eq!(
+        std::fs::read_dir(small.path().join(".staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+}

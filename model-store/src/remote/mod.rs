@@ -31,16 +31,17 @@
 //! the cached paths; a cached version is verified again at each open.
 //!
 //! Concurrency: every request runs on the store's own I/O runtime ([`io::Io`]); the store's
-//! methods block. A store that cannot be reached answers [`StoreError::Unavailable`] naming
+//! methods block. Concurrent loads of one version wait for a single download (a gate per
+//! version). A store that cannot be reached answers [`StoreError::Unavailable`] naming
 //! its URL; nothing is cached about that, so the next call after S3 is back succeeds.
 
 mod cache;
 mod io;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,6 +75,9 @@ pub(crate) struct Remote {
     client: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     cache: cache::Cache,
+    /// A gate per version being downloaded, so concurrent loads of one version download it
+    /// once.
+    downloads: Mutex<HashMap<(String, u64), Arc<Mutex<()>>>>,
     io: io::Io,
 }
 
@@ -111,6 +115,7 @@ impl Remote {
         })?;
         let remote = Self {
             cache: cache::Cache::open(cache_dir, cache_bytes)?,
+            downloads: Mutex::default(),
             io: io::Io::new().at(cache_dir)?,
             url,
             client,
@@ -269,6 +274,19 @@ impl Remote {
             }
             Ok((manifest, bytes))
         })?;
+        if let Some((dir, pin)) = self.cache.lookup(&manifest, &manifest_bytes) {
+            return Ok(Artifact::cached(dir, manifest, pin));
+        }
+        // One download of a version at a time: the others wait for it, then find it cached.
+        let gate = {
+            let mut downloads = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
+            downloads.retain(|_, g| Arc::strong_count(g) > 1);
+            downloads
+                .entry((name.to_owned(), manifest.version))
+                .or_default()
+                .clone()
+        };
+        let _one = gate.lock().unwrap_or_else(|e| e.into_inner());
         let (dir, pin) = match self.cache.lookup(&manifest, &manifest_bytes) {
             Some(hit) => hit,
             None => self.download(&manifest, &manifest_bytes)?,
