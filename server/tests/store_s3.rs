@@ -180,3 +180,49 @@ async fn s3_unreachable_at_start_is_an_error_naming_the_store() {
         "{text}"
     );
 }
+
+/// Two replicas (each its own data folder and database) on one store, importing a model of
+/// the same name at once: each import gets its own version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_store_never_share_a_version() {
+    let s3 = S3Server::start(BUCKET);
+    let (a_data, b_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = common::config(a_data.path());
+    a.store = store(&s3, a_data.path());
+    let mut b = common::config(b_data.path());
+    b.store = store(&s3, b_data.path());
+    let (a, b) = (
+        TestServer::start_with(a).await,
+        TestServer::start_with(b).await,
+    );
+    let (ra, rb) = tokio::join!(
+        a.api("CreateModel", model_body("same", "iris-logreg")),
+        b.api("CreateModel", model_body("same", "iris-mlp"))
+    );
+    assert_eq!((ra.0, rb.0), (200, 200), "{ra:?} {rb:?}");
+    let versions = s3.root.path().join(BUCKET).join("prod/same");
+    let mut sizes: Vec<u64> = [1, 2]
+        .iter()
+        .map(|v| {
+            let dir = versions.join(v.to_string());
+            assert!(dir.join("manifest.json").is_file(), "version {v}");
+            std::fs::metadata(dir.join("model.onnx")).unwrap().len()
+        })
+        .collect();
+    sizes.sort_unstable();
+    let mut expected: Vec<u64> = ["iris-logreg", "iris-mlp"]
+        .iter()
+        .map(|f| std::fs::metadata(common::fixture(f)).unwrap().len())
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(sizes, expected, "one version each, neither overwritten");
+    // Each replica serves its own import.
+    for (server, variant) in [(&a, "a"), (&b, "b")] {
+        server.create_config("c", &[(variant, "same", 1.0)]).await;
+        server.create_endpoint("ep", "c").await;
+        let r = server.invoke("ep", "text/csv", IRIS_CSV, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    a.stop().await;
+    b.stop().await;
+}
