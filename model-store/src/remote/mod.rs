@@ -68,6 +68,9 @@ const PART_BYTES: usize = 16 << 20;
 /// Largest manifest read from the store.
 const MAX_MANIFEST_BYTES: usize = 16 << 20;
 
+/// Held while one version downloads.
+type Gate = Arc<Mutex<()>>;
+
 /// An object-storage store; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Remote {
@@ -77,7 +80,7 @@ pub(crate) struct Remote {
     cache: cache::Cache,
     /// A gate per version being downloaded, so concurrent loads of one version download it
     /// once.
-    downloads: Mutex<HashMap<(String, u64), Arc<Mutex<()>>>>,
+    downloads: Mutex<HashMap<(String, u64), Gate>>,
     io: io::Io,
 }
 
