@@ -21,7 +21,8 @@
 //! claim, B put after A listed, hence B listed after A put and saw A's claim. This relies only
 //! on S3's strong read-after-write consistency of PUT and LIST (AWS since 2020, MinIO, Ceph,
 //! s3s-fs), not on conditional writes, which s3s-fs 0.14.1 checks and writes in two steps
-//! (a race between concurrent writers) and some S3-compatible stores lack. A claim is never
+//! (`exists()`, then a temporary file renamed over the key: concurrent creates can both
+//! succeed) and some S3-compatible stores lack. A claim is never
 //! removed, so a number is never given out twice even when its publish failed (numbers
 //! may have gaps, as after a delete). The `If-None-Match: *` on the manifest is a second
 //! guard, never the first.
