@@ -132,6 +132,31 @@ fn same_layout_round_trip_and_delete() {
 }
 
 #[test]
+fn a_number_someone_else_claimed_is_skipped() {
+    let server = S3Server::start(BUCKET);
+    let cache = tempfile::tempdir().unwrap();
+    let store = open(&server, cache.path(), 1 << 30);
+    assert_eq!(publish(&store, "m", b"one"), 1);
+    // Another publisher's claim on 2, as if it were uploading right now (s3s-fs keeps an
+    // object as a file).
+    let claim = object_file(&server, "m/_claims/2/other-publisher");
+    std::fs::create_dir_all(claim.parent().unwrap()).unwrap();
+    std::fs::write(&claim, b"{}").unwrap();
+    assert_eq!(publish(&store, "m", b"three"), 3);
+    assert_eq!(
+        store.list_versions("m").unwrap(),
+        [1, 3],
+        "2 is not visible without a manifest"
+    );
+    // A version folder with files but no manifest (a publish that died) is invisible too,
+    // and its number is not reused.
+    std::fs::create_dir_all(object_file(&server, "m/4")).unwrap();
+    std::fs::write(object_file(&server, "m/4/model.bin"), b"half").unwrap();
+    assert_eq!(store.list_versions("m").unwrap(), [1, 3]);
+    assert_eq!(publish(&store, "m", b"five"), 5);
+}
+
+#[test]
 fn concurrent_publishers_never_share_a_version() {
     const PUBLISHERS: usize = 3;
     const EACH: usize = 6;
@@ -171,6 +196,18 @@ fn concurrent_publishers_never_share_a_version() {
         before,
         "a version was given to two publishers: {versions:?}"
     );
+    // Numbers that more than one publisher claimed (each then tried the next): the races
+    // the election decided.
+    let contested = std::fs::read_dir(object_file(&server, "shared/_claims"))
+        .unwrap()
+        .filter(|d| {
+            std::fs::read_dir(d.as_ref().unwrap().path())
+                .unwrap()
+                .count()
+                > 1
+        })
+        .count();
+    eprintln!("{contested} version numbers were claimed by more than one publisher");
     let cache = tempfile::tempdir().unwrap();
     let reader = open(&server, cache.path(), 1 << 30);
     assert_eq!(reader.list_versions("shared").unwrap(), versions);
@@ -320,7 +357,6 @@ fn unreachable_store_at_open_is_an_error_naming_its_url() {
 
     // A bucket that does not exist is named the same way.
     let server = S3Server::start(BUCKET);
-    let mut config = config;
     config.s3 = server.config();
     config.location = StoreLocation::parse("s3://no-such-bucket/x").unwrap();
     let err = ModelStore::open_with(&config).unwrap_err();
@@ -506,4 +542,38 @@ fn s3s_fs_honours_create_only_puts_sequentially() {
         let got = client.get(&key).await.unwrap().bytes().await.unwrap();
         assert_eq!(&got[..], b"first");
     });
+}
+
+#[test]
+fn concurrent_loads_of_one_version_download_it_once() {
+    let server = S3Server::start(BUCKET);
+    let cache = tempfile::tempdir().unwrap();
+    let publisher = open(&server, cache.path(), 1 << 30);
+    publish(&publisher, "m", &[7; 100_000]);
+    // Room for exactly one copy: two downloads at once would not both fit.
+    let small = tempfile::tempdir().unwrap();
+    let reader = open(&server, small.path(), 100_000);
+    let barrier = Barrier::new(4);
+    let dirs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    reader.open_version("m", 1).unwrap().dir().to_path_buf()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(dirs.iter().all(|d| *d == dirs[0]), "{dirs:?}");
+    assert_eq!(
+        reader.cache_usage().unwrap(),
+        (100_000, vec![("m".to_string(), 1)])
+    );
+    assert_eq!(
+        std::fs::read_dir(small.path().join(".staging"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

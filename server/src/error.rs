@@ -415,11 +415,14 @@ impl ApiError {
     pub fn from_store(context: &str, e: pier_model_store::StoreError) -> Self {
         use pier_model_store::StoreError;
         match &e {
-            StoreError::Unavailable { .. } => {
+            // The client reads which store; the cause (endpoint, socket error) is logged.
+            StoreError::Unavailable { store, .. } => {
                 tracing::warn!(error = %e, "model store unavailable");
                 Self {
                     code: ApiCode::ServiceUnavailable,
-                    message: format!("{context}: {e}"),
+                    message: format!(
+                        "{context}: the model store {store} is unavailable; retry later"
+                    ),
                 }
             }
             StoreError::CacheFull { .. } => Self::internal_failure(format!("{context}: {e}")),

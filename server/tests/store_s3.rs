@@ -67,9 +67,12 @@ async fn serving_survives_s3_loss_and_control_calls_answer_503_until_it_is_back(
     assert_eq!(body["__type"], "ServiceUnavailable", "{body}");
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains(&format!("s3://{BUCKET}/prod")),
+        message.contains(&format!(
+            "the model store s3://{BUCKET}/prod is unavailable"
+        )),
         "{message}"
     );
+    assert!(!message.contains("127.0.0.1"), "no internals: {message}");
     // A reference into the store needs it too.
     let (status, body) = server
         .api(
@@ -82,6 +85,26 @@ async fn serving_survives_s3_loss_and_control_calls_answer_503_until_it_is_back(
     server
         .ok("DescribeEndpoint", json!({"EndpointName": "ep"}))
         .await;
+    // A v2 request naming a Model not loaded yet loads it on demand: 503 while the store is
+    // away.
+    let v2 = |model: &str| {
+        server
+            .client
+            .post(format!("http://{}/v2/models/{model}/infer", server.http))
+            .json(
+                &json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
+                "data": [5.1, 3.5, 1.4, 0.2]}]}),
+            )
+            .send()
+    };
+    let r = v2("second").await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains(&format!("s3://{BUCKET}/prod is unavailable")),
+        "{text}"
+    );
     // Loading a new version needs the store (even one in the cache: the store says whether
     // it still exists): the update fails, naming it, and the old variant keeps serving.
     let (status, body) = server
@@ -98,7 +121,8 @@ async fn serving_survives_s3_loss_and_control_calls_answer_503_until_it_is_back(
     let reason = d["FailureReason"].as_str().unwrap();
     assert!(
         reason.contains("second/1")
-            && reason.contains(&format!("s3://{BUCKET}/prod is unavailable")),
+            && reason.contains(&format!("s3://{BUCKET}/prod is unavailable"))
+            && !reason.contains("127.0.0.1"),
         "{reason}"
     );
     let r = server.invoke("ep", "text/csv", IRIS_CSV, &[]).await;
@@ -110,6 +134,8 @@ async fn serving_survives_s3_loss_and_control_calls_answer_503_until_it_is_back(
     );
 
     s3.restart();
+    let r = v2("second").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     server.create_model("third", "iris-svm").await;
     server
         .ok(
@@ -143,10 +169,9 @@ async fn s3_unreachable_at_start_is_an_error_naming_the_store() {
     let mut config = common::config(data.path());
     config.store = store(&s3, data.path());
     s3.stop();
-    let err = pier_server::start(config)
-        .await
-        .err()
-        .expect("no store, no server");
+    let Err(err) = pier_server::start(config).await else {
+        panic!("the server started without its store");
+    };
     let text = err.to_string();
     assert!(
         text.contains(&format!(
@@ -154,4 +179,50 @@ async fn s3_unreachable_at_start_is_an_error_naming_the_store() {
         )),
         "{text}"
     );
+}
+
+/// Two replicas (each its own data folder and database) on one store, importing a model of
+/// the same name at once: each import gets its own version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_store_never_share_a_version() {
+    let s3 = S3Server::start(BUCKET);
+    let (a_data, b_data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = common::config(a_data.path());
+    a.store = store(&s3, a_data.path());
+    let mut b = common::config(b_data.path());
+    b.store = store(&s3, b_data.path());
+    let (a, b) = (
+        TestServer::start_with(a).await,
+        TestServer::start_with(b).await,
+    );
+    let (ra, rb) = tokio::join!(
+        a.api("CreateModel", model_body("same", "iris-logreg")),
+        b.api("CreateModel", model_body("same", "iris-mlp"))
+    );
+    assert_eq!((ra.0, rb.0), (200, 200), "{ra:?} {rb:?}");
+    let versions = s3.root.path().join(BUCKET).join("prod/same");
+    let mut sizes: Vec<u64> = [1, 2]
+        .iter()
+        .map(|v| {
+            let dir = versions.join(v.to_string());
+            assert!(dir.join("manifest.json").is_file(), "version {v}");
+            std::fs::metadata(dir.join("model.onnx")).unwrap().len()
+        })
+        .collect();
+    sizes.sort_unstable();
+    let mut expected: Vec<u64> = ["iris-logreg", "iris-mlp"]
+        .iter()
+        .map(|f| std::fs::metadata(common::fixture(f)).unwrap().len())
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(sizes, expected, "one version each, neither overwritten");
+    // Each replica serves its own import.
+    for (server, variant) in [(&a, "a"), (&b, "b")] {
+        server.create_config("c", &[(variant, "same", 1.0)]).await;
+        server.create_endpoint("ep", "c").await;
+        let r = server.invoke("ep", "text/csv", IRIS_CSV, &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    a.stop().await;
+    b.stop().await;
 }

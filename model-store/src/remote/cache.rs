@@ -181,9 +181,19 @@ impl Cache {
     ) -> Option<(PathBuf, Arc<Pin>)> {
         let key = (manifest.name.clone(), manifest.version);
         let dir = self.version_dir(&key.0, key.1);
-        if !self.lock().entries.contains_key(&key) {
-            return None;
-        }
+        // Pinned before it is verified, so no eviction takes it between the check and the
+        // caller's load.
+        let pin = {
+            let mut index = self.lock();
+            let tick = index.next_tick();
+            let entry = index.entries.get_mut(&key)?;
+            entry.last_used = tick;
+            entry.pin.upgrade().unwrap_or_else(|| {
+                let pin = Arc::new(Pin);
+                entry.pin = Arc::downgrade(&pin);
+                pin
+            })
+        };
         let same_manifest = fs::read(dir.join(MANIFEST_FILE)).is_ok_and(|b| b == manifest_bytes);
         let verified = same_manifest
             && manifest
@@ -195,6 +205,7 @@ impl Cache {
                 )
                 .is_ok();
         if !verified {
+            drop(pin);
             self.remove(&key, true);
             return None;
         }
@@ -205,15 +216,6 @@ impl Cache {
         {
             let _ = f.set_modified(std::time::SystemTime::now());
         }
-        let mut index = self.lock();
-        let tick = index.next_tick();
-        let entry = index.entries.get_mut(&key)?;
-        entry.last_used = tick;
-        let pin = entry.pin.upgrade().unwrap_or_else(|| {
-            let pin = Arc::new(Pin);
-            entry.pin = Arc::downgrade(&pin);
-            pin
-        });
         Some((dir, pin))
     }
 

@@ -21,7 +21,8 @@
 //! claim, B put after A listed, hence B listed after A put and saw A's claim. This relies only
 //! on S3's strong read-after-write consistency of PUT and LIST (AWS since 2020, MinIO, Ceph,
 //! s3s-fs), not on conditional writes, which s3s-fs 0.14.1 checks and writes in two steps
-//! (a race between concurrent writers) and some S3-compatible stores lack. A claim is never
+//! (`exists()`, then a temporary file renamed over the key: concurrent creates can both
+//! succeed) and some S3-compatible stores lack. A claim is never
 //! removed, so a number is never given out twice even when its publish failed (numbers
 //! may have gaps, as after a delete). The `If-None-Match: *` on the manifest is a second
 //! guard, never the first.
@@ -31,16 +32,17 @@
 //! the cached paths; a cached version is verified again at each open.
 //!
 //! Concurrency: every request runs on the store's own I/O runtime ([`io::Io`]); the store's
-//! methods block. A store that cannot be reached answers [`StoreError::Unavailable`] naming
+//! methods block. Concurrent loads of one version wait for a single download (a gate per
+//! version). A store that cannot be reached answers [`StoreError::Unavailable`] naming
 //! its URL; nothing is cached about that, so the next call after S3 is back succeeds.
 
 mod cache;
 mod io;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -67,6 +69,9 @@ const PART_BYTES: usize = 16 << 20;
 /// Largest manifest read from the store.
 const MAX_MANIFEST_BYTES: usize = 16 << 20;
 
+/// Held while one version downloads.
+type Gate = Arc<Mutex<()>>;
+
 /// An object-storage store; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Remote {
@@ -74,6 +79,9 @@ pub(crate) struct Remote {
     client: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
     cache: cache::Cache,
+    /// A gate per version being downloaded, so concurrent loads of one version download it
+    /// once.
+    downloads: Mutex<HashMap<(String, u64), Gate>>,
     io: io::Io,
 }
 
@@ -111,6 +119,7 @@ impl Remote {
         })?;
         let remote = Self {
             cache: cache::Cache::open(cache_dir, cache_bytes)?,
+            downloads: Mutex::default(),
             io: io::Io::new().at(cache_dir)?,
             url,
             client,
@@ -146,10 +155,16 @@ impl Remote {
             .fold(self.prefix.clone(), |p, part| p.child(*part))
     }
 
-    /// The `s3://` URI of a key, for messages.
+    /// The `s3://` URI of a key (the store URL's scheme and bucket, then the key), for
+    /// messages.
     fn uri(&self, key: &ObjectPath) -> PathBuf {
-        let bucket_end = self.url[5..].find('/').map_or(self.url.len(), |i| i + 5);
-        PathBuf::from(format!("{}/{key}", &self.url[..bucket_end]))
+        let bucket = match self.url.split_once("://") {
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())
+            }
+            None => self.url.clone(),
+        };
+        PathBuf::from(format!("{bucket}/{key}"))
     }
 
     async fn entries(&self, name: &str) -> Result<Entries> {
@@ -217,22 +232,27 @@ impl Remote {
     pub(crate) fn open_version(&self, name: &str, selector: VersionSelector) -> Result<Artifact> {
         validate_model_name(name)?;
         let (manifest, manifest_bytes) = self.io.block_on(async {
-            let live = self.entries(name).await?.live();
-            let version = match selector {
-                VersionSelector::Latest => live.last().copied(),
-                VersionSelector::Exact(v) => live.contains(&v).then_some(v),
+            let not_found = |version| StoreError::NotFound {
+                name: name.to_owned(),
+                version,
             };
-            let Some(version) = version else {
-                return Err(StoreError::NotFound {
-                    name: name.to_owned(),
-                    version: match selector {
-                        VersionSelector::Latest => None,
-                        VersionSelector::Exact(v) => Some(v),
-                    },
-                });
+            // An exact version needs no listing: its manifest and tombstone, asked at once.
+            let version = match selector {
+                VersionSelector::Latest => {
+                    let live = self.entries(name).await?.live();
+                    *live.last().ok_or_else(|| not_found(None))?
+                }
+                VersionSelector::Exact(v) => v,
             };
             let key = self.key(&[name, &version.to_string(), MANIFEST_FILE]);
-            let bytes = match self.client.get(&key).await {
+            let tomb = self.key(&[name, &format!("{version}{TOMBSTONE_SUFFIX}")]);
+            let (got, tombstone) = futures::join!(self.client.get(&key), self.client.head(&tomb));
+            match tombstone {
+                Ok(_) => return Err(not_found(Some(version))),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.unavailable(e)),
+            }
+            let bytes = match got {
                 Ok(got) if got.meta.size > MAX_MANIFEST_BYTES as u64 => {
                     return Err(StoreError::ManifestInvalid {
                         path: self.uri(&key),
@@ -240,12 +260,9 @@ impl Remote {
                     });
                 }
                 Ok(got) => got.bytes().await.map_err(|e| self.unavailable(e))?,
-                // Deleted between the listing and now.
+                // Never published, or deleted since the listing.
                 Err(object_store::Error::NotFound { .. }) => {
-                    return Err(StoreError::NotFound {
-                        name: name.to_owned(),
-                        version: Some(version),
-                    });
+                    return Err(not_found(Some(version)));
                 }
                 Err(e) => return Err(self.unavailable(e)),
             };
@@ -261,6 +278,19 @@ impl Remote {
             }
             Ok((manifest, bytes))
         })?;
+        if let Some((dir, pin)) = self.cache.lookup(&manifest, &manifest_bytes) {
+            return Ok(Artifact::cached(dir, manifest, pin));
+        }
+        // One download of a version at a time: the others wait for it, then find it cached.
+        let gate = {
+            let mut downloads = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
+            downloads.retain(|_, g| Arc::strong_count(g) > 1);
+            downloads
+                .entry((name.to_owned(), manifest.version))
+                .or_default()
+                .clone()
+        };
+        let _one = gate.lock().unwrap_or_else(|e| e.into_inner());
         let (dir, pin) = match self.cache.lookup(&manifest, &manifest_bytes) {
             Some(hit) => hit,
             None => self.download(&manifest, &manifest_bytes)?,

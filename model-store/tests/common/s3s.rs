@@ -113,6 +113,11 @@ impl S3Server {
         }
     }
 
+    /// The server's process id (0 when stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Stops the server (S3 lost); its folder stays.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -273,11 +273,20 @@ pub(crate) fn store_load_error(
     artifact: &ArtifactRef,
     e: &pier_model_store::StoreError,
 ) -> LoadError {
-    let (artifact, reason) = (artifact.clone(), e.to_string());
-    if e.is_unavailable() {
-        LoadError::StoreUnavailable { artifact, reason }
-    } else {
-        LoadError::Store { artifact, reason }
+    let artifact = artifact.clone();
+    match e {
+        // The client reads which store; the cause (endpoint, socket error) is logged.
+        pier_model_store::StoreError::Unavailable { store, .. } => {
+            tracing::warn!(error = %e, "model store unavailable");
+            LoadError::StoreUnavailable {
+                artifact,
+                reason: format!("the model store {store} is unavailable; retry later"),
+            }
+        }
+        _ => LoadError::Store {
+            artifact,
+            reason: e.to_string(),
+        },
     }
 }
 
