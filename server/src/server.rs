@@ -132,9 +132,25 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     };
     let state = AppState::new(config, store, db);
     crate::control::publish_models(&state).await?;
-    let restored = crate::control::restore_endpoints(&state).await?;
-    if restored > 0 {
-        tracing::info!(restored, "endpoints restored");
+    // A replica joining live replicas brings their endpoints into service without rewriting
+    // their records; the first one up (or a lone server) restores and finishes interrupted
+    // changes.
+    let others = match state.config.replication.reconcile_every {
+        Some(_) => crate::control::replicas::others_live(&state).await?,
+        None => 0,
+    };
+    if others > 0 {
+        let built = crate::control::replicas::sync_now(&state).await?;
+        tracing::info!(
+            others,
+            built,
+            "joined live replicas; their endpoints are in service here"
+        );
+    } else {
+        let restored = crate::control::restore_endpoints(&state).await?;
+        if restored > 0 {
+            tracing::info!(restored, "endpoints restored");
+        }
     }
     if let Some(dir) = state.config.model_repository.clone() {
         let loaded = crate::repository::load(&state.data(), &dir)
@@ -213,7 +229,13 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
         tasks.push(tokio::spawn(crate::control::replicas::run(
             state.clone(),
             every,
-            None,
+            Some(state.db.subscribe_changes()),
+            rx.clone(),
+        )));
+        let addresses = serde_json::json!({"Http": http_addr, "Admin": admin_addr});
+        tasks.push(tokio::spawn(crate::control::replicas::beat(
+            state.clone(),
+            addresses,
             rx.clone(),
         )));
     }

@@ -168,10 +168,29 @@ pub(super) struct ByName {
     endpoint_name: String,
 }
 
-pub(super) async fn describe(app: &AppState, req: ByName) -> Result<EndpointRecord, ApiError> {
+/// DescribeEndpoint's answer: the record, and with replicas, what each serves.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct Described {
+    #[serde(flatten)]
+    record: EndpointRecord,
+    /// Every live replica on this database, the config it serves and whether it is the
+    /// recorded one (a Pier extension field; only when replicas follow each other).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pier_replicas: Option<Vec<serde_json::Value>>,
+}
+
+pub(super) async fn describe(app: &AppState, req: ByName) -> Result<Described, ApiError> {
     let mut record = endpoint(app, &req.endpoint_name).await?;
+    let pier_replicas = match app.config.replication.reconcile_every {
+        Some(_) => Some(super::replicas::describe(app, &record).await?),
+        None => None,
+    };
     record.pier_deployed = None; // stored for restarts, not described
-    Ok(record)
+    Ok(Described {
+        record,
+        pier_replicas,
+    })
 }
 
 #[derive(Serialize)]

@@ -29,16 +29,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use super::deploy;
-use crate::db::Table;
-
-/// A database change notice (until pier-db announces them).
-#[derive(Clone, Debug)]
-pub struct Change {
-    /// The table.
-    pub table: String,
-    /// The record.
-    pub name: String,
-}
+use crate::db::{Change, ReplicaBeat, Table};
 use crate::error::ApiError;
 use crate::records::{EndpointRecord, EndpointStatus};
 use crate::serving::WeightedChoice;
@@ -323,6 +314,13 @@ async fn build_and_swap(app: &AppState, record: EndpointRecord, want: Want) {
     }
 }
 
+/// How many other replicas are live on this database.
+pub async fn others_live(app: &AppState) -> Result<usize, ApiError> {
+    let me = &app.config.replication.replica_id;
+    let rows = app.db.live_replicas(live_for(app)).await?;
+    Ok(rows.iter().filter(|r| &r.id != me).count())
+}
+
 /// Brings every recorded endpoint into service here and waits for the builds (a replica
 /// joining replicas already serving: it does not rewrite their records).
 pub async fn sync_now(app: &AppState) -> Result<usize, ApiError> {
@@ -384,7 +382,7 @@ async fn recv(changes: &mut Option<tokio::sync::broadcast::Receiver<Change>>) ->
     match rx.recv().await {
         Ok(change) => Some(change),
         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(Change {
-            table: "*".into(),
+            table: Change::ALL.into(),
             name: String::new(),
         }),
         Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
@@ -393,5 +391,108 @@ async fn recv(changes: &mut Option<tokio::sync::broadcast::Receiver<Change>>) ->
 
 /// Whether `change` may have changed the Models (a reconnect's `*` may have changed anything).
 fn touches_models(change: &Change) -> bool {
-    change.table == "models" || change.table == "*"
+    change.table == "models" || change.is_all()
+}
+
+/// How long a replica's last heartbeat counts it as live.
+pub fn live_for(app: &AppState) -> Duration {
+    app.config.replication.heartbeat_every * 3 + Duration::from_secs(1)
+}
+
+/// What this replica serves, as its heartbeat records it: per endpoint, the config and the
+/// digest of the record it serves.
+fn serving_now(app: &AppState) -> serde_json::Value {
+    let snapshot = app.serving.snapshot();
+    let served = app.replicas.served();
+    let endpoints: serde_json::Map<String, serde_json::Value> = snapshot
+        .endpoints
+        .iter()
+        .map(|(name, serving)| {
+            (
+                name.clone(),
+                serde_json::json!({
+                    "EndpointConfigName": serving.config_name,
+                    "Want": served.get(name).map(Want::label),
+                }),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(endpoints)
+}
+
+/// Records this replica's heartbeat every `--heartbeat` until `stop`, then removes it.
+pub async fn beat(
+    app: AppState,
+    addresses: serde_json::Value,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let id = app.config.replication.replica_id.clone();
+    let started_at = crate::records::now();
+    let mut tick = tokio::time::interval(app.config.replication.heartbeat_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            break;
+        }
+        let beat = ReplicaBeat {
+            id: id.clone(),
+            started_at,
+            addresses: addresses.clone(),
+            serving: serving_now(&app),
+        };
+        if let Err(e) = app.db.beat_replica(&beat).await {
+            tracing::warn!(error = %e, "cannot record this replica's heartbeat; serving continues");
+        }
+    }
+    if let Err(e) = app.db.remove_replica(&id).await {
+        tracing::warn!(error = %e, "cannot remove this replica's heartbeat; it expires");
+    }
+    Ok(())
+}
+
+/// `PierReplicas` of DescribeEndpoint: every live replica, the config it serves for `record`
+/// and whether that is what the record asks for.
+pub(super) async fn describe(
+    app: &AppState,
+    record: &EndpointRecord,
+) -> Result<Vec<serde_json::Value>, ApiError> {
+    let want = Want::of(record).map(|w| w.label());
+    let rows = app.db.live_replicas(live_for(app)).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let here = row.serving.get(&record.endpoint_name);
+            let config = here.and_then(|h| h.get("EndpointConfigName")).cloned();
+            let served = here.and_then(|h| h.get("Want")).and_then(|w| w.as_str());
+            serde_json::json!({
+                "ReplicaId": row.id,
+                "Addresses": row.addresses,
+                "EndpointConfigName": config,
+                "InSync": want.is_some() && served == want.as_deref(),
+                "StartTime": row.started_at,
+                "LastHeartbeatTime": row.at,
+            })
+        })
+        .collect())
+}
+
+/// Whether this replica runs the cluster-wide duties (the autoscaler): always when it is
+/// alone; among replicas, the live one with the smallest id.
+pub async fn leads(app: &AppState) -> bool {
+    if app.config.replication.reconcile_every.is_none() {
+        return true;
+    }
+    let me = &app.config.replication.replica_id;
+    match app.db.live_replicas(live_for(app)).await {
+        Ok(rows) => rows
+            .iter()
+            .map(|r| &r.id)
+            .min()
+            .is_none_or(|first| first >= me),
+        Err(_) => false,
+    }
 }

@@ -56,6 +56,11 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) -> std::io::Res
         if *stop.borrow() {
             return Ok(());
         }
+        // Among replicas, one decides for all (its decisions are records every replica follows).
+        if !super::replicas::leads(&app).await {
+            memory.clear();
+            continue;
+        }
         if let Err(e) = evaluate(&app, &mut memory).await {
             tracing::warn!(error = %e, "autoscaler evaluation failed; trying again next interval");
         }
