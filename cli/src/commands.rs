@@ -13,6 +13,7 @@ use crate::{EndpointsCommand, ModelsCommand, ServeArgs, api};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(&args.data_dir);
+    config.database_url = args.database.database_url;
     config.http_addr = args.http;
     config.admin_addr = args.admin;
     config.grpc_addr = Some(args.grpc);

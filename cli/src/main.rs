@@ -3,6 +3,7 @@
 mod api;
 mod commands;
 mod compare;
+mod database;
 mod jobs;
 mod loadtest;
 mod train;
@@ -67,6 +68,8 @@ struct ServeArgs {
     /// Data folder: control-plane database (pier.db) and model store (store/).
     #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    database: database::DatabaseArgs,
     /// Data-plane address: /endpoints/{name}/invocations, /invocations, /ping.
     #[arg(long, env = "PIER_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,

@@ -29,6 +29,8 @@ pub struct TransformArgs {
     /// Data folder whose control plane holds the Model (pier.db and store/).
     #[arg(long, env = "PIER_DATA_DIR", default_value = "./pier-data")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    database: crate::database::DatabaseArgs,
     /// ModelName: a Model created with CreateModel on this data folder.
     #[arg(long)]
     model: String,
@@ -167,9 +169,7 @@ pub async fn transform(args: TransformArgs) -> anyhow::Result<()> {
     } else {
         pier_model_store::ImportPolicy::under_roots(&args.import_roots).context("--import-root")?
     };
-    let db = pier_db::Db::open(&args.data_dir)
-        .await
-        .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
+    let db = args.database.open(&args.data_dir).await?;
     let store = pier_model_store::ModelStore::open(args.data_dir.join("store"))?;
     let models = pier_server::control::ControlPlaneModels::standalone(db.clone(), store);
     let model = models

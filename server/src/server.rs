@@ -25,11 +25,11 @@ pub enum StartError {
     /// The artifact store could not be opened.
     #[error("cannot open the model store: {0}")]
     Store(#[from] pier_model_store::StoreError),
-    /// The control-plane database could not be opened.
-    #[error("cannot open the database in {dir}: {source}")]
+    /// The control-plane database could not be opened (or reached); the error names it.
+    #[error("{source}")]
     Db {
-        /// Data folder.
-        dir: String,
+        /// The database's URL, password redacted.
+        url: String,
         /// The error.
         #[source]
         source: crate::db::DbError,
@@ -118,10 +118,11 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
         .spawn_sweeper(STAGING_SWEEP_EVERY)
         .map_err(|e| tracing::warn!(error = %e, "cannot start the staging sweeper"))
         .ok();
-    let db = Db::open_exclusive(&config.data_dir)
+    let database_url = config.database_url();
+    let db = Db::connect_serving(&database_url)
         .await
         .map_err(|source| StartError::Db {
-            dir: config.data_dir.display().to_string(),
+            url: crate::db::redact_url(&database_url),
             source,
         })?;
     let http = bind(config.http_addr).await?;
