@@ -25,15 +25,10 @@ pub enum StartError {
     /// The artifact store could not be opened.
     #[error("cannot open the model store: {0}")]
     Store(#[from] pier_model_store::StoreError),
-    /// The control-plane database could not be opened (or reached); the error names it.
-    #[error("{source}")]
-    Db {
-        /// The database's URL, password redacted.
-        url: String,
-        /// The error.
-        #[source]
-        source: crate::db::DbError,
-    },
+    /// The control-plane database could not be opened (or reached); the error names it (its
+    /// URL with the password redacted, or its file).
+    #[error(transparent)]
+    Db(crate::db::DbError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -121,10 +116,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let database_url = config.database_url();
     let db = Db::connect_serving(&database_url)
         .await
-        .map_err(|source| StartError::Db {
-            url: crate::db::redact_url(&database_url),
-            source,
-        })?;
+        .map_err(StartError::Db)?;
     let http = bind(config.http_addr).await?;
     let admin = bind(config.admin_addr).await?;
     let grpc = match config.grpc_addr {
