@@ -19,6 +19,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map_or_else(|| args.data_dir.clone(), |m| m.data_dir());
     let mut config = ServerConfig::new(&data_dir);
     config.store = args.store.config(&data_dir)?;
+    config.database_url = args.database.database_url;
     config.http_addr = args.http;
     config.admin_addr = args.admin;
     config.grpc_addr = Some(args.grpc);
@@ -97,7 +98,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Some(s) if s == 0.0 => None,
         Some(s) => Some(Duration::from_secs_f64(s)),
-        None => None,
+        // Replicas share a PostgreSQL database; SQLite has one server per database.
+        None => config
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("postgres"))
+            .then(|| Duration::from_secs(1)),
     };
     if let Some(id) = args.replica_id {
         if id.is_empty() || id.len() > 128 {

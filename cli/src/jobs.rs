@@ -22,6 +22,8 @@ pub struct WorkerArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     store: crate::store::StoreArgs,
+    #[command(flatten)]
+    database: crate::database::DatabaseArgs,
     /// Jobs run at once.
     #[arg(long, default_value_t = 1)]
     job_slots: usize,
@@ -172,9 +174,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     }
     args.scripts.apply(&mut config.script, false)?;
     config.script.work_dir = args.data_dir.join("jobs");
-    let db = pier_db::Db::open(&args.data_dir)
-        .await
-        .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
+    let db = args.database.open(&args.data_dir).await?;
     let store = args.store.open(&args.data_dir)?;
     let runner = pier_jobs::Runner::new(db.clone(), store.clone(), config)?;
     runner.set_model_source(std::sync::Arc::new(pier_server::control::Models(

@@ -3,6 +3,7 @@
 mod api;
 mod commands;
 mod compare;
+mod database;
 mod jobs;
 mod loadtest;
 mod model_dir;
@@ -71,6 +72,8 @@ struct ServeArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     store: store::StoreArgs,
+    #[command(flatten)]
+    database: database::DatabaseArgs,
     /// Data-plane address: /endpoints/{name}/invocations, /invocations, /ping.
     #[arg(long, env = "PIER_HTTP", default_value = "127.0.0.1:8080")]
     http: SocketAddr,

@@ -31,6 +31,8 @@ pub struct TransformArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     store: crate::store::StoreArgs,
+    #[command(flatten)]
+    database: crate::database::DatabaseArgs,
     /// ModelName: a Model created with CreateModel on this data folder.
     #[arg(long)]
     model: String,
@@ -169,9 +171,7 @@ pub async fn transform(args: TransformArgs) -> anyhow::Result<()> {
     } else {
         pier_model_store::ImportPolicy::under_roots(&args.import_roots).context("--import-root")?
     };
-    let db = pier_db::Db::open(&args.data_dir)
-        .await
-        .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
+    let db = args.database.open(&args.data_dir).await?;
     let store = args.store.open(&args.data_dir)?;
     let models = pier_server::control::ControlPlaneModels::standalone(db.clone(), store);
     let model = models

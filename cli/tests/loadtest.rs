@@ -409,7 +409,10 @@ fn several_urls_spread_connections_over_replicas() {
         let after = (ok_requests(&a.http), ok_requests(&b.http));
         let (da, db) = (after.0 - before.0, after.1 - before.1);
         // Two of the four connections go to each server; each served a real share.
-        assert!(da >= 20.0 && db >= 20.0, "{protocol}: a served {da}, b {db}");
+        assert!(
+            da >= 20.0 && db >= 20.0,
+            "{protocol}: a served {da}, b {db}"
+        );
         assert!(da + db >= 200.0, "{protocol}: a served {da}, b {db}");
     }
 }

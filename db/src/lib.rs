@@ -173,10 +173,10 @@ impl DbError {
         match self {
             DbError::Connect { .. } => true,
             DbError::Query { source, .. } | DbError::Open { source, .. } => unavailable(source),
-            DbError::Migrate { source, .. } => match source {
-                sqlx::migrate::MigrateError::Execute(e) => unavailable(e),
-                _ => false,
-            },
+            DbError::Migrate {
+                source: sqlx::migrate::MigrateError::Execute(e),
+                ..
+            } => unavailable(e),
             _ => false,
         }
     }
@@ -329,7 +329,7 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         match parse_url(url)? {
             Target::Sqlite(path) => Self::open_sqlite(&path).await,
-            Target::Postgres(options) => Self::open_postgres(url, options).await,
+            Target::Postgres(options) => Self::open_postgres(url, *options).await,
         }
     }
 
@@ -347,7 +347,7 @@ impl Db {
                 };
                 Self::open_locked(&dir, &path).await
             }
-            Target::Postgres(options) => Self::open_postgres(url, options).await,
+            Target::Postgres(options) => Self::open_postgres(url, *options).await,
         }
     }
 
@@ -675,7 +675,7 @@ impl Db {
 /// What a database URL names.
 enum Target {
     Sqlite(PathBuf),
-    Postgres(PgConnectOptions),
+    Postgres(Box<PgConnectOptions>),
 }
 
 fn parse_url(url: &str) -> Result<Target, DbError> {
@@ -698,7 +698,7 @@ fn parse_url(url: &str) -> Result<Target, DbError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return url
             .parse::<PgConnectOptions>()
-            .map(Target::Postgres)
+            .map(|o| Target::Postgres(Box::new(o)))
             .map_err(|e| bad(&e.to_string()));
     }
     Err(bad(

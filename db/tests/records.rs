@@ -30,11 +30,21 @@ async fn of_two_writers_that_read_the_same_record_one_wins() {
     assert_eq!(seen_a, seen_b);
     assert_eq!(stored_a, stored_b);
     let won_a = a
-        .update_if(Table::Endpoints, "e", &stored_a, &json!({"status": "Updating", "by": "a"}))
+        .update_if(
+            Table::Endpoints,
+            "e",
+            &stored_a,
+            &json!({"status": "Updating", "by": "a"}),
+        )
         .await
         .unwrap();
     let won_b = b
-        .update_if(Table::Endpoints, "e", &stored_b, &json!({"status": "Updating", "by": "b"}))
+        .update_if(
+            Table::Endpoints,
+            "e",
+            &stored_b,
+            &json!({"status": "Updating", "by": "b"}),
+        )
         .await
         .unwrap();
     assert!(won_a && !won_b, "exactly the first writer wins");
@@ -47,9 +57,14 @@ async fn of_two_writers_that_read_the_same_record_one_wins() {
         .unwrap()
         .unwrap();
     assert!(
-        b.update_if(Table::Endpoints, "e", &stored, &json!({"status": "InService"}))
-            .await
-            .unwrap()
+        b.update_if(
+            Table::Endpoints,
+            "e",
+            &stored,
+            &json!({"status": "InService"})
+        )
+        .await
+        .unwrap()
     );
     assert!(a.delete(Table::Endpoints, "e").await.unwrap());
     assert!(

@@ -279,7 +279,9 @@ mod tests {
         ok().validate().unwrap();
         assert!(err(|c| c.url = "127.0.0.1:8080".into()).contains("--url"));
         assert!(err(|c| c.url = "https://x:1".into()).contains("TLS"));
-        assert!(err(|c| c.replicas = vec!["http://a:1".into(), "b:2".into()]).contains("--url b:2"));
+        assert!(
+            err(|c| c.replicas = vec!["http://a:1".into(), "b:2".into()]).contains("--url b:2")
+        );
         assert!(err(|c| c.rows = 0).contains("--rows"));
         assert!(err(|c| c.load = LoadShape::Closed { concurrency: 0 }).contains("--concurrency"));
         let open = |rate, connections, max_outstanding| LoadShape::Open {

@@ -12,6 +12,10 @@ pub struct ServerConfig {
     /// The model store: `<data_dir>/store` by default, or `s3://bucket/prefix` with its
     /// local cache (`--store`, `--cache-dir`, `--cache-bytes`).
     pub store: pier_model_store::StoreConfig,
+    /// The control-plane database (`sqlite://PATH` or `postgres://…`); `None` is SQLite in
+    /// the data folder (`pier.db`), locked to this server. On PostgreSQL several servers share
+    /// the database.
+    pub database_url: Option<String>,
     /// Data-plane address (SageMaker runtime API, `/ping`, `/invocations`).
     pub http_addr: SocketAddr,
     /// Control-plane address (SageMaker API). Keep it on loopback unless protected.
@@ -100,6 +104,7 @@ impl ServerConfig {
         Self {
             store,
             data_dir,
+            database_url: None,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 8082)),
             grpc_addr: None,
@@ -123,6 +128,13 @@ impl ServerConfig {
     /// Whether script jobs may run: the admin port on loopback, or `allow_scripts`.
     pub fn scripts_allowed(&self) -> bool {
         self.allow_scripts || self.admin_addr.ip().is_loopback()
+    }
+
+    /// The database URL to open: [`ServerConfig::database_url`], or SQLite in the data folder.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| pier_db::Db::default_url(&self.data_dir))
     }
 
     /// The default (local) artifact store folder.

@@ -25,15 +25,10 @@ pub enum StartError {
     /// The artifact store could not be opened.
     #[error("cannot open the model store: {0}")]
     Store(#[from] pier_model_store::StoreError),
-    /// The control-plane database could not be opened.
-    #[error("cannot open the database in {dir}: {source}")]
-    Db {
-        /// Data folder.
-        dir: String,
-        /// The error.
-        #[source]
-        source: crate::db::DbError,
-    },
+    /// The control-plane database could not be opened (or reached); the error names it (its
+    /// URL with the password redacted, or its file).
+    #[error(transparent)]
+    Db(crate::db::DbError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -118,12 +113,10 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
         .spawn_sweeper(STAGING_SWEEP_EVERY)
         .map_err(|e| tracing::warn!(error = %e, "cannot start the staging sweeper"))
         .ok();
-    let db = Db::open_exclusive(&config.data_dir)
+    let database_url = config.database_url();
+    let db = Db::connect_serving(&database_url)
         .await
-        .map_err(|source| StartError::Db {
-            dir: config.data_dir.display().to_string(),
-            source,
-        })?;
+        .map_err(StartError::Db)?;
     let http = bind(config.http_addr).await?;
     let admin = bind(config.admin_addr).await?;
     let grpc = match config.grpc_addr {
