@@ -30,7 +30,7 @@ VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
 ADMIN_PORT = 8082
 # Flags other branches are adding (PostgreSQL control plane, object-store model store); the
 # manifests already use them.
-PENDING_FLAGS = {"--database-url"}
+PENDING_FLAGS = set()
 
 
 def kubectl():
