@@ -14,6 +14,7 @@ the declared readiness and liveness paths and sends a v2 REST and a v2 gRPC infe
 import copy
 import json
 import math
+import os
 import pathlib
 import re
 import shutil
@@ -133,8 +134,11 @@ def run_pod(container, model_files, tmp_path, check, model_name, annotations):
         'set -e; ip link set lo up; mount -t tmpfs tmpfs /mnt; mkdir /mnt/models; '
         'mount --bind "$0" /mnt/models; exec "$@"'
     )
+    # As root, plain namespaces; otherwise a user namespace mapping us to root in it (what an
+    # unprivileged CI runner allows where user namespaces are on).
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     out = subprocess.run(
-        ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c", script,
+        ["unshare", *user, "--mount", "--net", "--propagation", "private", "sh", "-c", script,
          str(models), sys.executable, str(POD), json.dumps(spec)],
         capture_output=True, text=True, timeout=180,
     )
