@@ -68,8 +68,7 @@ async fn main() {
     let megabytes: usize = args.get(1).map_or(200, |a| a.parse().expect("MEGABYTES"));
     let rounds: usize = args.get(2).map_or(2, |a| a.parse().expect("ROUNDS"));
 
-    let server = common::S3Server::start();
-    server.create_bucket(common::BUCKET);
+    let server = common::S3Server::start(common::BUCKET);
     // The file goes up with one PUT through the S3 API (so the server keeps its ETag, as S3
     // does, instead of hashing the object on every GET); s3s-fs stores it as a plain file
     // under its root, and the local read takes that same file.

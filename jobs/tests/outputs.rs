@@ -95,8 +95,7 @@ async fn local_output_is_renamed_into_place() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_output_round_trips_through_create_model() {
-    let server = S3Server::start();
-    server.create_bucket(BUCKET);
+    let server = S3Server::start(BUCKET);
     let s3 = server.config();
     let src = tempfile::tempdir().unwrap();
     let files = model_files(src.path());
@@ -201,8 +200,7 @@ async fn s3_output_round_trips_through_create_model() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_outputs_go_up_in_parts() {
-    let server = S3Server::start();
-    server.create_bucket(BUCKET);
+    let server = S3Server::start(BUCKET);
     let src = tempfile::tempdir().unwrap();
     let big = noise(20 << 20);
     std::fs::write(src.path().join("big"), &big).unwrap();
@@ -227,8 +225,7 @@ async fn large_outputs_go_up_in_parts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_archives_are_refused_by_the_store_rules() {
-    let server = S3Server::start();
-    server.create_bucket(BUCKET);
+    let server = S3Server::start(BUCKET);
     // A tar entry named `../evil`, written by hand (the tar crate refuses to make one).
     let mut header = tar::Header::new_old();
     header.as_old_mut().name[..7].copy_from_slice(b"../evil");

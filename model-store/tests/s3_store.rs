@@ -4,7 +4,7 @@
 //! with the object named, the cache's LRU eviction within its bound, a publish whose upload
 //! fails leaving nothing visible, S3 unreachable at open and lost then back.
 
-#[path = "common/s3s.rs"]
+#[path = "../../tests/support/s3s.rs"]
 mod s3s;
 
 use std::path::Path;

@@ -11,7 +11,7 @@
 //! `MODEL_DIR` holds `model.onnx` and `signature.json` (default `fixtures/onnx/iris-logreg`);
 //! `benches/store_model.py` writes a large one (a 64 MiB MatMul).
 
-#[path = "../../model-store/tests/common/s3s.rs"]
+#[path = "../../tests/support/s3s.rs"]
 mod s3s;
 
 use std::path::{Path, PathBuf};

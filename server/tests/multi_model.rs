@@ -307,8 +307,7 @@ async fn refusals(s: &TestServer, root: &Path, models: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_s3_prefix_serves_its_archives() {
-    let s3 = s3::S3Server::start();
-    s3.create_bucket(s3::BUCKET);
+    let s3 = s3::S3Server::start(s3::BUCKET);
     let prefix = s3.root.path().join(s3::BUCKET).join("mme/v1");
     write_models(&prefix, 3);
     let dir = tempfile::tempdir().unwrap();

@@ -5,7 +5,7 @@
 //! with no restart. And S3 unreachable at start: the server does not start, naming the store.
 
 mod common;
-#[path = "../../model-store/tests/common/s3s.rs"]
+#[path = "../../tests/support/s3s.rs"]
 mod s3s;
 
 use common::TestServer;

@@ -103,8 +103,7 @@ async fn put(server: &S3Server, key: &str, bytes: Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_channels_train_write_model_tar_gz_and_deploy_through_create_model() {
-    let s3 = S3Server::start();
-    s3.create_bucket(BUCKET);
+    let s3 = S3Server::start(BUCKET);
     let csv = std::fs::read_to_string(builtin("breast_cancer_train.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     // Two objects under the prefix: read in key order as one data set.
@@ -237,8 +236,7 @@ async fn s3_channels_train_write_model_tar_gz_and_deploy_through_create_model() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_s3_input_fails_naming_channel_and_location_and_publishes_nothing() {
-    let s3 = S3Server::start();
-    s3.create_bucket(BUCKET);
+    let s3 = S3Server::start(BUCKET);
     put(&s3, "other/x.csv", b"1,2,3\n".to_vec()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config(&dir.path().join("data"));

@@ -83,8 +83,7 @@ fn rows(n: usize, seed: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_prefix_and_manifest_outputs_match_the_endpoint() {
-    let s3 = S3Server::start();
-    s3.create_bucket(BUCKET);
+    let s3 = S3Server::start(BUCKET);
     let dir = tempfile::tempdir().unwrap();
     let mut config = common::config(&dir.path().join("data"));
     config.jobs.s3 = s3.config();

@@ -1,12 +1,16 @@
 //! A real S3-compatible server for tests: `s3s-fs` over a temporary folder on a free loopback
 //! port, which a test may stop and start again on the same port and folder (S3 lost while
-//! serving, then back). The jobs tests' `common` module starts it the same way.
+//! serving, then back). Included by any crate's tests with
+//! `#[path = "…/tests/support/s3s.rs"] mod s3s;` (model-store, jobs and server tests share it).
 #![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use object_store::ObjectStore;
 
 use pier_model_store::S3Config;
 
@@ -145,6 +149,16 @@ impl S3Server {
         S3Config::default()
             .with_endpoint(&self.endpoint)
             .with_credentials(ACCESS_KEY, SECRET_KEY)
+    }
+
+    /// Creates another bucket (a folder under the root, as s3s-fs keeps buckets).
+    pub fn create_bucket(&self, bucket: &str) {
+        std::fs::create_dir_all(self.root.path().join(bucket)).expect("create bucket folder");
+    }
+
+    /// A client for `bucket`.
+    pub fn client(&self, bucket: &str) -> Arc<dyn ObjectStore> {
+        self.config().client(bucket).expect("S3 client")
     }
 }
 
