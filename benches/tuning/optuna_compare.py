@@ -1,12 +1,14 @@
 """Optuna's TPE (its default sampler) and random search on the functions of Pier's
 `jobs/examples/tuning_bench.rs` (Branin, Hartmann-6, the mixed integer/categorical/log
-function), 10 seeds, budgets 20 and 50, sequential and 4 in parallel (ask four trials, then
-tell four), printing the same table of median simple regret. Not run in CI:
+function), 10 seeds (or --seeds N from --first-seed S), budgets 20 and 50, sequential and 4
+in parallel (ask four trials, then tell four), printing the same table of median simple regret.
+Not run in CI:
 
     pip install optuna        # into the venv; not in tests/python/requirements.txt
-    .venv/bin/python benches/tuning/optuna_compare.py
+    .venv/bin/python benches/tuning/optuna_compare.py [--seeds 20] [--first-seed 0] [--per-seed]
 """
 
+import argparse
 import math
 import statistics
 import time
@@ -15,7 +17,6 @@ import optuna
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SEEDS = 10
 BUDGET = 50
 
 
@@ -64,18 +65,36 @@ def run(f, sampler, batch):
 
 
 def main():
+    ap = argparse.ArgumentParser(description="Optuna's samplers on tuning_bench's functions")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=0)
+    ap.add_argument("--per-seed", action="store_true",
+                    help="each seed's regret at 20 and 50 and the quartiles")
+    ap.add_argument("function", nargs="?", choices=[p[0] for p in PROBLEMS])
+    args = ap.parse_args()
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     started, cpu = time.time(), time.process_time()
-    print(f"median simple regret over {SEEDS} seeds (Optuna {optuna.__version__})")
+    print(f"median simple regret over {args.seeds} seeds ({seeds[0]}..={seeds[-1]}; "
+          f"Optuna {optuna.__version__})")
     print(f"{'function':<10} {'mode':<9} {'strategy':<10} {'budget 20':>12} {'budget 50':>12}")
     for name, f, optimum in PROBLEMS:
+        if args.function and name != args.function:
+            continue
         for mode, batch in (("seq", 1), ("par4", 4)):
             for label, make in (("random", lambda s: optuna.samplers.RandomSampler(seed=s)),
                                 ("tpe", lambda s: optuna.samplers.TPESampler(seed=s))):
                 t0 = time.time()
-                runs = [run(f, make(seed), batch) for seed in range(SEEDS)]
+                runs = [run(f, make(seed), batch) for seed in seeds]
                 at = lambda n: statistics.median(r[n - 1] - optimum for r in runs)
                 print(f"{name:<10} {mode:<9} {label:<10} {at(20):>12.5f} {at(50):>12.5f}"
                       f"   ({time.time() - t0:.1f} s)")
+                if args.per_seed:
+                    for n in (20, 50):
+                        r = [run_[n - 1] - optimum for run_ in runs]
+                        q = sorted(r)
+                        at_q = lambda frac: q[round((len(q) - 1) * frac)]
+                        print(f"    @{n}: quartiles {at_q(0.25):.4f} / {statistics.median(r):.4f} / "
+                              f"{at_q(0.75):.4f}; per seed {' '.join(f'{v:.4f}' for v in r)}")
     print(f"wall {time.time() - started:.1f} s, cpu {time.process_time() - cpu:.1f} s")
 
 

@@ -42,13 +42,15 @@ pub struct TransformArgs {
     /// S3DataType: S3Prefix (every object under the prefix) or ManifestFile.
     #[arg(long, default_value = "S3Prefix")]
     data_type: String,
-    /// ContentType of the input: text/csv, application/json or application/jsonlines.
+    /// ContentType of the input: text/csv, application/json, application/jsonlines or
+    /// application/x-recordio-protobuf (with --split-type RecordIO).
     #[arg(long, default_value = "text/csv")]
     content_type: String,
     /// CompressionType: None or Gzip.
     #[arg(long, default_value = "None")]
     compression_type: String,
-    /// SplitType: Line (a record a line) or None (each object is one request).
+    /// SplitType: Line (a record a line), RecordIO (a record a RecordIO frame) or None (each
+    /// object is one request).
     #[arg(long, default_value = "Line")]
     split_type: String,
     /// BatchStrategy: MultiRecord (as many records as fit --max-payload-mb per request) or
@@ -64,7 +66,7 @@ pub struct TransformArgs {
     /// S3OutputPath: where `<input key>.out` objects go (s3://…, file:///… or a folder).
     #[arg(long)]
     output: String,
-    /// Accept: the output's content type (default: the input's).
+    /// Accept: the output's content type (default: the input's; JSON for recordio-protobuf).
     #[arg(long)]
     accept: Option<String>,
     /// AssembleWith: None (responses concatenated) or Line (each response ends a line).

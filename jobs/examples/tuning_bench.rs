@@ -1,13 +1,15 @@
 //! Search quality of Pier's tuning strategies through the same proposal API the runner uses
 //! ([`pier_jobs::tuning::strategy::propose`]): Branin, Hartmann-6 and a mixed
-//! integer/categorical/log-scaled function, 10 seeds, budgets 20 and 50, sequential (one
+//! integer/categorical/log-scaled function, 10 seeds (or `--seeds N` from `--first-seed S`),
+//! budgets 20 and 50, sequential (one
 //! proposal at a time) and 4 in parallel (batches of four, the pending ones known to the
 //! strategy). Prints the median simple regret (best value found minus the optimum) per cell.
 //! `benches/tuning/optuna_compare.py` prints the same table for Optuna's TPE and random
 //! samplers. Not run in CI:
 //!
 //! ```text
-//! cargo run --release --example tuning_bench [branin|hartmann6|mixed]
+//! cargo run --release --example tuning_bench -- [--seeds 20] [--first-seed 0] [--per-seed] \
+//!     [--trace] [branin|hartmann6|mixed]
 //! ```
 
 use std::time::Instant;
@@ -112,7 +114,14 @@ fn problems() -> Vec<Problem> {
 }
 
 /// The best value after each evaluation of one run of `budget` evaluations.
-fn run(problem: &Problem, kind: Kind, seed: u64, budget: usize, batch: usize) -> Vec<f64> {
+fn run(
+    problem: &Problem,
+    kind: Kind,
+    seed: u64,
+    budget: usize,
+    batch: usize,
+    trace: bool,
+) -> Vec<f64> {
     let mut history: Vec<Observation> = Vec::new();
     let mut best = Vec::with_capacity(budget);
     let mut so_far = f64::INFINITY;
@@ -129,6 +138,15 @@ fn run(problem: &Problem, kind: Kind, seed: u64, budget: usize, batch: usize) ->
         assert!(!points.is_empty(), "{} ran out of points", problem.name);
         for p in points {
             let v = (problem.f)(&p);
+            if trace {
+                println!(
+                    "    seed {seed} trial {:>2} {:?} -> {v:.4}",
+                    history.len(),
+                    p.iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                );
+            }
             so_far = so_far.min(v);
             best.push(so_far);
             history.push(Observation {
@@ -162,36 +180,108 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The command line: `[--seeds N] [--first-seed S] [--per-seed] [--trace] [FUNCTION]`.
+struct Args {
+    seeds: u64,
+    first: u64,
+    per_seed: bool,
+    trace: bool,
+    only: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        seeds: 10,
+        first: 0,
+        per_seed: false,
+        trace: false,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut number = |flag: &str| -> u64 {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{flag} takes a number"))
+        };
+        match arg.as_str() {
+            "--seeds" => a.seeds = number("--seeds").max(1),
+            "--first-seed" => a.first = number("--first-seed"),
+            "--per-seed" => a.per_seed = true,
+            "--trace" => a.trace = true,
+            "-h" | "--help" => {
+                println!(
+                    "tuning_bench [--seeds N (10)] [--first-seed S (0)] [--per-seed] [--trace] \
+                     [branin|hartmann6|mixed]\n  --per-seed: each seed's regret at 20 and 50 \
+                     and the quartiles\n  --trace: every proposed point (Bayesian only)"
+                );
+                std::process::exit(0);
+            }
+            name => a.only = Some(name.to_owned()),
+        }
+    }
+    a
+}
+
 fn main() {
-    let seeds: u64 = 10;
+    let args = args();
+    let seeds = args.first..args.first + args.seeds;
     let wall = Instant::now();
-    println!("median simple regret over {seeds} seeds (Pier strategies)");
+    println!(
+        "median simple regret over {} seeds ({}..={}; Pier strategies)",
+        args.seeds,
+        seeds.start,
+        seeds.end - 1
+    );
     println!(
         "{:<10} {:<9} {:<10} {:>12} {:>12}",
         "function", "mode", "strategy", "budget 20", "budget 50"
     );
-    let only = std::env::args().nth(1);
     for problem in problems() {
-        if only.as_deref().is_some_and(|o| o != problem.name) {
+        if args.only.as_deref().is_some_and(|o| o != problem.name) {
             continue;
         }
         for (mode, batch) in [("seq", 1), ("par4", 4)] {
             for (label, kind) in [("random", Kind::Random), ("bayesian", Kind::Bayesian)] {
                 let started = Instant::now();
-                let runs: Vec<Vec<f64>> = (0..seeds)
-                    .map(|seed| run(&problem, kind, seed, 50, batch))
+                let trace = args.trace && kind == Kind::Bayesian;
+                if trace {
+                    println!("  {} {mode} {label}:", problem.name);
+                }
+                let runs: Vec<Vec<f64>> = seeds
+                    .clone()
+                    .map(|seed| run(&problem, kind, seed, 50, batch, trace))
                     .collect();
-                let at =
-                    |n: usize| median(runs.iter().map(|r| r[n - 1] - problem.optimum).collect());
+                let regrets = |n: usize| -> Vec<f64> {
+                    runs.iter().map(|r| r[n - 1] - problem.optimum).collect()
+                };
                 println!(
                     "{:<10} {:<9} {:<10} {:>12.5} {:>12.5}   ({:.1} s)",
                     problem.name,
                     mode,
                     label,
-                    at(20),
-                    at(50),
+                    median(regrets(20)),
+                    median(regrets(50)),
                     started.elapsed().as_secs_f64()
                 );
+                if args.per_seed {
+                    for n in [20, 50] {
+                        let r = regrets(n);
+                        let mut sorted = r.clone();
+                        sorted.sort_by(f64::total_cmp);
+                        let q = |f: f64| sorted[((sorted.len() - 1) as f64 * f).round() as usize];
+                        println!(
+                            "    @{n}: quartiles {:.4} / {:.4} / {:.4}; per seed {}",
+                            q(0.25),
+                            median(r.clone()),
+                            q(0.75),
+                            r.iter()
+                                .map(|v| format!("{v:.4}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        );
+                    }
+                }
             }
         }
     }

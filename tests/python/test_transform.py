@@ -248,3 +248,62 @@ def test_pier_transform_cli_shards_and_pier_jobs(tmp_path):
             (tmp_path / "served" / f"{name}.out").read_bytes(), name
     bad = subprocess.run([*base, "--shard", "2/2"], capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode != 0 and "index must be below the count" in bad.stderr, bad.stderr
+
+
+def test_recordio_protobuf_split_by_recordio_matches_invocations(tmp_path):
+    """The SDK's recordio-protobuf (`write_numpy_to_dense_tensor`, what `record_set()` uploads)
+    in SplitType RecordIO: the `.out` equals the endpoint's CSV answer for the same rows; a
+    frame cut short fails the job naming the object and the record."""
+    import io
+
+    import numpy as np
+    from sagemaker.amazon.common import write_numpy_to_dense_tensor
+
+    proc, addrs = start_pier(tmp_path / "data")
+    try:
+        sm, rt = clients(addrs)
+        deploy_gbc(sm)
+        _, features = rows()
+        x = np.array([[float(v) for v in line.split(",")] for line in features], dtype=np.float32)
+        buf = io.BytesIO()
+        write_numpy_to_dense_tensor(buf, x, np.zeros(len(x), dtype=np.float32))
+        (tmp_path / "in").mkdir()
+        (tmp_path / "in" / "rows.pbr").write_bytes(buf.getvalue())
+        (tmp_path / "bad").mkdir()
+        (tmp_path / "bad" / "cut.pbr").write_bytes(buf.getvalue()[:-7])
+        base = dict(
+            ModelName="gbc", BatchStrategy="MultiRecord", MaxPayloadInMB=1,
+            TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+        source = lambda d: {"DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"file://{tmp_path / d}"}},
+            "ContentType": "application/x-recordio-protobuf", "SplitType": "RecordIO"}
+        sm.create_transform_job(
+            TransformJobName="rio", **base, TransformInput=source("in"),
+            TransformOutput={"S3OutputPath": f"file://{tmp_path / 'out'}", "Accept": "text/csv",
+                             "AssembleWith": "Line"})
+        d = wait(sm, "rio")
+        assert d["TransformJobStatus"] == "Completed", d
+        assert d["TransformInput"]["SplitType"] == "RecordIO"
+        got = (tmp_path / "out" / "rows.pbr.out").read_text()
+        want = invoke(rt, [",".join(f"{v:.9g}" for v in r) for r in x])
+        assert got.splitlines() == want.splitlines()
+        assert len(got.splitlines()) == len(x)
+
+        sm.create_transform_job(
+            TransformJobName="rio-bad", **base, TransformInput=source("bad"),
+            TransformOutput={"S3OutputPath": f"file://{tmp_path / 'bad-out'}", "Accept": "text/csv"})
+        with pytest.raises(botocore.exceptions.WaiterError):
+            wait(sm, "rio-bad")
+        d = sm.describe_transform_job(TransformJobName="rio-bad")
+        assert d["TransformJobStatus"] == "Failed"
+        assert f"cut.pbr: record {len(x)}: the input ends inside" in d["FailureReason"], d["FailureReason"]
+        assert not (tmp_path / "bad-out" / "cut.pbr.out").exists()
+
+        with pytest.raises(botocore.exceptions.ClientError) as e:
+            sm.create_transform_job(
+                TransformJobName="rio-line", **base,
+                TransformInput={**source("in"), "SplitType": "Line"},
+                TransformOutput={"S3OutputPath": f"file://{tmp_path / 'x'}"})
+        assert "split by RecordIO, not Line" in e.value.response["Error"]["Message"]
+    finally:
+        stop_pier(proc)

@@ -67,6 +67,17 @@ impl Predictor {
     pub fn predict(&self, format: Format, body: &[u8]) -> Result<Vec<Tensor>, String> {
         let features =
             codec::decode_features(format, body, self.features).map_err(|e| codec_reason(&e))?;
+        self.predict_features(features)
+    }
+
+    /// Predicts decoded features (a rows × features matrix): the input policy, then the
+    /// model; returns the outputs in signature order.
+    pub fn predict_features(&self, features: Tensor) -> Result<Vec<Tensor>, String> {
+        if let (Some(want), Some(&got)) = (self.features, features.shape().get(1))
+            && want != got
+        {
+            return Err(format!("{got} features where the model takes {want}"));
+        }
         if !matches!(self.dtype, DataType::Fp32 | DataType::Fp64) {
             values::check_values(&self.input, &features, false).map_err(|e| e.to_string())?;
         }
@@ -130,7 +141,9 @@ fn codec_reason(e: &CodecError) -> String {
 pub enum ObjectError {
     /// A record the codec or the model refused.
     Record {
-        /// 1-based line (1 for a whole-object request).
+        /// What `line` counts: `line`, or `record` (RecordIO).
+        unit: &'static str,
+        /// 1-based line or record (1 for a whole-object request).
         line: u64,
         /// Why.
         reason: String,
@@ -157,7 +170,7 @@ pub enum ObjectError {
 impl std::fmt::Display for ObjectError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ObjectError::Record { line, reason } => write!(f, "line {line}: {reason}"),
+            ObjectError::Record { unit, line, reason } => write!(f, "{unit} {line}: {reason}"),
             ObjectError::TooLarge {
                 whole: true, limit, ..
             } => write!(
@@ -362,6 +375,9 @@ fn split(
         })?;
         return Ok(1);
     }
+    if plan.split == Split::RecordIo {
+        return split_recordio(plan, input, emit);
+    }
     let single = plan.strategy == Strategy::SingleRecord;
     let capacity = if single {
         4096
@@ -443,6 +459,85 @@ fn split(
     Ok(records)
 }
 
+/// [`split`] for `SplitType RecordIO`: each frame's payload is a record (a text record gets a
+/// line end, so the text codecs read it as a line); requests as for lines.
+fn split_recordio(
+    plan: &Plan,
+    input: &mut (dyn Read + Send),
+    mut emit: impl FnMut(Batch) -> Result<(), ObjectError>,
+) -> Result<u64, ObjectError> {
+    let limit = plan.max_payload;
+    let single = plan.strategy == Strategy::SingleRecord;
+    let capacity = if single {
+        4096
+    } else {
+        limit.min(READ_BUF * 8)
+    };
+    let mut reader = BufReader::with_capacity(READ_BUF, input);
+    let fresh = |seq| Batch {
+        seq,
+        bytes: Vec::with_capacity(capacity),
+        records: Vec::new(),
+    };
+    let (mut batch, mut records, mut seq) = (fresh(0), 0u64, 0u64);
+    loop {
+        let start = batch.bytes.len();
+        let more = super::recordio::read_record(&mut reader, &mut batch.bytes, limit).map_err(
+            |reason| ObjectError::Record {
+                unit: "record",
+                line: records + 1,
+                reason,
+            },
+        )?;
+        if !more {
+            break;
+        }
+        records += 1;
+        let end = batch.bytes.len();
+        if !plan.protobuf && batch.bytes[start..end].iter().all(u8::is_ascii_whitespace) {
+            batch.bytes.truncate(start);
+            records -= 1;
+            continue;
+        }
+        if !plan.protobuf {
+            batch.bytes.push(b'\n');
+        }
+        if batch.bytes.len() > limit && !batch.records.is_empty() {
+            // This record goes first in the next request.
+            let mut next = fresh(seq + 1);
+            next.bytes.extend_from_slice(&batch.bytes[start..]);
+            batch.bytes.truncate(start);
+            emit(std::mem::replace(&mut batch, next))?;
+            seq += 1;
+            batch.records.push((0, end - start, records));
+        } else {
+            batch.records.push((start, end, records));
+        }
+        if single || batch.bytes.len() >= limit {
+            emit(std::mem::replace(&mut batch, fresh(seq + 1)))?;
+            seq += 1;
+        }
+    }
+    if !batch.records.is_empty() {
+        emit(batch)?;
+    }
+    Ok(records)
+}
+
+/// The features of recordio-protobuf records (`records` of `batch`) as one matrix.
+fn protobuf_features(batch: &Batch, records: &[(usize, usize, u64)]) -> Result<Tensor, String> {
+    let (values, width) =
+        super::recordio::protobuf_rows(records.iter().map(|&(s, e, _)| &batch.bytes[s..e]))
+            .map_err(|(at, reason)| {
+                if records.len() > 1 {
+                    format!("record {at} of the request: {reason}")
+                } else {
+                    reason
+                }
+            })?;
+    Tensor::from_f32_rows(records.len(), width, values).map_err(|e| e.to_string())
+}
+
 /// Decodes, predicts and encodes one request; on failure, record by record.
 fn process(predictor: &Predictor, plan: &Plan, batch: &Batch) -> Result<Done, ObjectError> {
     match respond(predictor, plan, batch, &batch.records) {
@@ -466,12 +561,14 @@ fn process(predictor: &Predictor, plan: &Plan, batch: &Batch) -> Result<Done, Ob
                         done.records += 1;
                     }
                     Err(reason) if plan.skip_bad => {
-                        done.errors
-                            .extend_from_slice(format!("line {}: {reason}\n", record.2).as_bytes());
+                        done.errors.extend_from_slice(
+                            format!("{} {}: {reason}\n", plan.unit(), record.2).as_bytes(),
+                        );
                         done.failed += 1;
                     }
                     Err(reason) => {
                         return Err(ObjectError::Record {
+                            unit: plan.unit(),
                             line: record.2,
                             reason,
                         });
@@ -481,6 +578,7 @@ fn process(predictor: &Predictor, plan: &Plan, batch: &Batch) -> Result<Done, Ob
             Ok(done)
         }
         Err(reason) => Err(ObjectError::Record {
+            unit: plan.unit(),
             line: batch.records.first().map_or(1, |r| r.2),
             reason,
         }),
@@ -494,6 +592,15 @@ fn respond(
     batch: &Batch,
     records: &[(usize, usize, u64)],
 ) -> Result<Vec<u8>, String> {
+    if plan.protobuf {
+        // No filters or joins (they need SplitType Line): predict and encode.
+        let outputs = predictor.predict_features(protobuf_features(batch, records)?)?;
+        let mut out = predictor.encode(plan.accept, &outputs)?;
+        if plan.assemble_line && out.last() != Some(&b'\n') {
+            out.push(b'\n');
+        }
+        return Ok(out);
+    }
     let whole = records.len() == batch.records.len();
     let filtered;
     let body: &[u8] = match &plan.input_filter {
@@ -704,13 +811,14 @@ mod tests {
         assert_eq!(
             run(&p, input).unwrap_err(),
             ObjectError::Record {
+                unit: "line",
                 line: 3,
                 reason: "column 2: \"x\" is not a number".into()
             }
         );
         let e = run(&p, b"1,2\n13,1\n").unwrap_err();
         assert!(
-            matches!(&e, ObjectError::Record { line: 2, reason } if reason.contains("unlucky")),
+            matches!(&e, ObjectError::Record { line: 2, reason, .. } if reason.contains("unlucky")),
             "{e:?}"
         );
         let skip = plan(|j| {
@@ -724,6 +832,146 @@ mod tests {
             "line 2: model failed: 13 is unlucky\nline 3: column 2: \"x\" is not a number\n"
         );
         assert_eq!((stats.records, stats.failed), (2, 2));
+    }
+
+    /// A dense recordio-protobuf `Record` of float32 features, as the SageMaker SDK writes one.
+    fn protobuf_record(features: &[f32]) -> Vec<u8> {
+        let mut values = vec![0x0a, (features.len() * 4) as u8];
+        for f in features {
+            values.extend_from_slice(&f.to_le_bytes());
+        }
+        let mut value = vec![0x12, values.len() as u8];
+        value.extend(values);
+        let mut entry = vec![0x0a, 6];
+        entry.extend_from_slice(b"values");
+        entry.push(0x12);
+        entry.push(value.len() as u8);
+        entry.extend(value);
+        let mut record = vec![0x0a, entry.len() as u8];
+        record.extend(entry);
+        record
+    }
+
+    fn recordio(records: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in records {
+            crate::channels::recordio::write_frame(&mut out, r);
+        }
+        out
+    }
+
+    #[test]
+    fn recordio_protobuf_records_are_predicted_in_order_and_named_by_record() {
+        let protobuf = |f: &dyn Fn(&mut TransformJob)| {
+            plan(|j| {
+                j.transform_input.content_type = Some("application/x-recordio-protobuf".into());
+                j.transform_input.split_type = Some("RecordIO".into());
+                j.transform_output.accept = Some("text/csv".into());
+                f(j);
+            })
+        };
+        // 50,000 records over 1 MB payloads and 3 workers, then one record per request.
+        let records: Vec<Vec<u8>> = (0..50_000)
+            .map(|i| protobuf_record(&[2.0 * i as f32, 0.5]))
+            .collect();
+        let want: String = (0..50_000)
+            .map(|i| format!("{}\n", 2.0 * i as f32 + 0.5))
+            .collect();
+        let p = protobuf(&|j| {
+            j.max_payload_in_mb = Some(1);
+            j.max_concurrent_transforms = Some(3);
+        });
+        let (out, errors, stats) = run(&p, &recordio(&records)).unwrap();
+        assert_eq!(stats.records, 50_000);
+        assert!(out == want && errors.is_empty(), "{}", &out[..80]);
+        let single = protobuf(&|j| j.batch_strategy = Some("SingleRecord".into()));
+        assert_eq!(
+            run(&single, &recordio(&records[..100])).unwrap().0,
+            want.lines()
+                .take(100)
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        );
+        // SplitType None: the object is still RecordIO frames.
+        let none = protobuf(&|j| j.transform_input.split_type = Some("None".into()));
+        assert_eq!(none.split, Split::RecordIo);
+        assert_eq!(
+            run(&none, &recordio(&records[..2])).unwrap().0,
+            "0.5\n2.5\n"
+        );
+        // The model's refusal, a wrong feature count and a broken frame name the record.
+        let bad = recordio(&[protobuf_record(&[1.0, 2.0]), protobuf_record(&[13.0, 1.0])]);
+        let e = run(&single, &bad).unwrap_err();
+        assert!(
+            matches!(&e, ObjectError::Record { unit: "record", line: 2, reason } if reason.contains("unlucky")),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("record 2: "), "{e}");
+        let wide = recordio(&[
+            protobuf_record(&[1.0, 2.0]),
+            protobuf_record(&[1.0, 2.0, 3.0]),
+        ]);
+        let e = run(&p, &wide).unwrap_err();
+        assert!(
+            matches!(&e, ObjectError::Record { line: 2, reason, .. } if reason.contains("3 features")),
+            "{e:?}"
+        );
+        let mut cut = recordio(&records[..3]);
+        cut.truncate(cut.len() - 5);
+        let e = run(&p, &cut).unwrap_err();
+        assert!(
+            matches!(&e, ObjectError::Record { line: 3, reason, .. } if reason.contains("ends inside")),
+            "{e:?}"
+        );
+        let skip = protobuf(&|j| {
+            j.environment
+                .insert("PIER_SKIP_BAD_RECORDS".into(), "true".into());
+        });
+        let (out, errors, _) = run(&skip, &bad).unwrap();
+        assert_eq!(
+            (out.as_str(), errors.as_str()),
+            ("3\n", "record 2: model failed: 13 is unlucky\n")
+        );
+        // CSV records in RecordIO frames.
+        let csv = plan(|j| j.transform_input.split_type = Some("RecordIO".into()));
+        let framed = recordio(&[b"1,2".to_vec(), b"3,4\n".to_vec()]);
+        assert_eq!(run(&csv, &framed).unwrap().0, "3\n7\n");
+    }
+
+    #[test]
+    fn recordio_protobuf_is_checked_at_create() {
+        let err = |f: &dyn Fn(&mut TransformJob)| {
+            let mut job = TransformJob {
+                model_name: "m".into(),
+                ..Default::default()
+            };
+            job.transform_input.data_source.s3_data_source = TransformS3DataSource {
+                s3_data_type: "S3Prefix".into(),
+                s3_uri: "/in".into(),
+            };
+            job.transform_output.s3_output_path = "/out".into();
+            job.transform_resources.instance_count = 1;
+            job.transform_input.content_type = Some("application/x-recordio-protobuf".into());
+            f(&mut job);
+            crate::transform::check(&job).map(|p| p.accept)
+        };
+        assert_eq!(err(&|_| {}).unwrap(), Format::Json, "JSON by default");
+        let line = err(&|j| j.transform_input.split_type = Some("Line".into()));
+        assert!(
+            line.unwrap_err()
+                .to_string()
+                .contains("split by RecordIO, not Line")
+        );
+        let accept =
+            err(&|j| j.transform_output.accept = Some("application/x-recordio-protobuf".into()));
+        assert!(
+            accept
+                .unwrap_err()
+                .to_string()
+                .contains("TransformOutput.Accept")
+        );
+        let tf = err(&|j| j.transform_input.split_type = Some("TFRecord".into()));
+        assert!(tf.unwrap_err().to_string().contains("TFRecord"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod engine;
 pub mod filter;
 pub(crate) mod job;
 pub mod record;
+pub mod recordio;
 pub mod run;
 
 use std::sync::Arc;
@@ -73,6 +74,8 @@ pub enum Split {
     None,
     /// Each line is a record.
     Line,
+    /// Each RecordIO frame (or run of continued frames) is a record.
+    RecordIo,
 }
 
 /// `BatchStrategy`.
@@ -123,12 +126,24 @@ pub struct Plan {
     pub skip_bad: bool,
     /// `InstanceCount`: objects transformed at once.
     pub instances: usize,
+    /// `ContentType application/x-recordio-protobuf`: records are protobuf `Record`s
+    /// ([`recordio`]), not `format`'s text.
+    pub protobuf: bool,
 }
 
 impl Plan {
     /// Whether outputs are written a record per line (filters or a join apply per record).
     pub fn per_record(&self) -> bool {
         self.join || self.output_filter.is_some()
+    }
+
+    /// What a failure's position counts: lines, or RecordIO records.
+    pub fn unit(&self) -> &'static str {
+        if self.split == Split::RecordIo {
+            "record"
+        } else {
+            "line"
+        }
     }
 }
 
@@ -161,15 +176,17 @@ pub fn check(job: &TransformJob) -> Result<Plan> {
         ))
     })?;
     let content = input.content_type.as_deref().unwrap_or("text/csv");
-    if content.split(';').next().is_some_and(|m| {
+    let protobuf = content.split(';').next().is_some_and(|m| {
         m.trim()
             .eq_ignore_ascii_case("application/x-recordio-protobuf")
-    }) {
-        return Err(invalid(
-            "TransformInput.ContentType application/x-recordio-protobuf is not supported by Pier's transform yet; use text/csv, application/json or application/jsonlines".into(),
-        ));
-    }
-    let mut format = parse_format("TransformInput.ContentType", content)?;
+    });
+    // recordio-protobuf records are decoded by `recordio`; `format` is then only the default
+    // Accept (JSON, as SageMaker's built-ins answer).
+    let mut format = if protobuf {
+        Format::Json
+    } else {
+        parse_format("TransformInput.ContentType", content)?
+    };
     let gzip = match input.compression_type.as_deref().unwrap_or("None") {
         "None" => false,
         "Gzip" => true,
@@ -182,17 +199,27 @@ pub fn check(job: &TransformJob) -> Result<Plan> {
     let split = match input.split_type.as_deref().unwrap_or("None") {
         "None" => Split::None,
         "Line" => Split::Line,
-        "RecordIO" | "TFRecord" => {
-            return Err(invalid(format!(
-                "TransformInput.SplitType {:?} is not supported by Pier yet; use None or Line",
-                input.split_type.as_deref().unwrap_or_default()
-            )));
+        "RecordIO" => Split::RecordIo,
+        "TFRecord" => {
+            return Err(invalid(
+                "TransformInput.SplitType \"TFRecord\" is not supported by Pier yet; use None, Line or RecordIO".into(),
+            ));
         }
         other => {
             return Err(invalid(format!(
-                "TransformInput.SplitType {other:?} is not supported; use None or Line"
+                "TransformInput.SplitType {other:?} is not supported; use None, Line or RecordIO"
             )));
         }
+    };
+    let split = match (protobuf, split) {
+        (true, Split::Line) => {
+            return Err(invalid(
+                "TransformInput.ContentType application/x-recordio-protobuf is split by RecordIO, not Line".into(),
+            ));
+        }
+        // The object is RecordIO frames either way; its records are batched by MaxPayloadInMB.
+        (true, _) => Split::RecordIo,
+        (false, split) => split,
     };
     if split == Split::Line && format == Format::Json {
         // A line of a JSON object is a JSON Lines record.
@@ -322,5 +349,6 @@ pub fn check(job: &TransformJob) -> Result<Plan> {
         join,
         skip_bad: job.skip_bad_records(),
         instances: resources.instance_count as usize,
+        protobuf,
     })
 }

@@ -5,14 +5,16 @@
 //!   point of the space (integers rounded, one category) before it is scored, so the
 //!   surrogate never scores a point that cannot run.
 //! - Kernel: Matérn 5/2 with a length scale per feature (ARD) and a noise term, chosen by
-//!   the marginal likelihood over a log grid (isotropic first, then a coordinate pass), the
+//!   the marginal likelihood times a Gamma(3, 6) prior on the numeric features' length
+//!   scales ([`log_prior`]) over a log grid (isotropic first, then a coordinate pass), the
 //!   amplitude in closed form. Losses are standardised; a failed trial counts as the worst
 //!   loss seen, so the search moves away from where jobs fail.
 //! - Acquisition: expected improvement, maximised over random points, perturbations of the
 //!   best trials and a local refinement of the best candidates.
 //! - Parallel proposals (MaxParallelTrainingJobs > 1) and running trials: the kriging
-//!   believer; a pending point counts as observed at the surrogate's mean, so the next
-//!   proposal looks elsewhere. No point already tried, running or proposed is proposed again.
+//!   believer; a pending point counts as observed at the surrogate's mean (and that value as
+//!   a candidate for the incumbent), so the next proposal looks elsewhere. No point already
+//!   tried, running or proposed is proposed again.
 //! - The first `d / 2 + 2` points (d = number of ranges; 3 to 10), running ones included, are a
 //!   Latin hypercube drawn from the seed; one length scale per feature (ARD) once there are
 //!   `2·d + 3` trials, a single one before.
@@ -135,10 +137,21 @@ fn next_point(
         .max(1e-12);
     let xs: Vec<Vec<f64>> = fit.iter().map(|(x, _)| x.clone()).collect();
     let ys: Vec<f64> = ys.iter().map(|y| (y - mean) / sd).collect();
-    let hyper = fit_hyper(&xs, &ys, space.feature_len(), 2 * space.ranges.len() + 3);
+    let numeric: Vec<bool> = space
+        .ranges
+        .iter()
+        .flat_map(|r| match &r.domain {
+            super::Domain::Categorical(v) => vec![false; v.len()],
+            _ => vec![true],
+        })
+        .collect();
+    let hyper = fit_hyper(&xs, &ys, &numeric, 2 * space.ranges.len() + 3);
     let gp = Gp::new(&xs, &ys, &hyper)?;
-    let best = ys.iter().copied().fold(f64::INFINITY, f64::min);
-    // Kriging believer: pending points join at the surrogate's mean.
+    let mut best = ys.iter().copied().fold(f64::INFINITY, f64::min);
+    // Kriging believer: pending points join at the surrogate's mean, and count as trials
+    // (the incumbent is the best of the observed and the believed values). Were a believed
+    // value below the incumbent left out, the point beside it would keep that improvement
+    // with next to no uncertainty, and a batch would stack near-copies of one point.
     let gp = if pending.is_empty() {
         gp
     } else {
@@ -148,6 +161,7 @@ fn next_point(
             let (mu, _) = gp.predict(f);
             xs.push(f.clone());
             ys.push(mu);
+            best = best.min(mu);
         }
         Gp::new(&xs, &ys, &hyper)?
     };
@@ -341,16 +355,32 @@ impl Gp {
 }
 
 /// The concentrated log marginal likelihood (amplitude profiled out).
-fn log_likelihood(xs: &[Vec<f64>], ys: &[f64], hyper: &Hyper) -> f64 {
+fn log_likelihood(xs: &[Vec<f64>], ys: &[f64], hyper: &Hyper, numeric: &[bool]) -> f64 {
     let Some(gp) = Gp::new(xs, ys, hyper) else {
         return f64::NEG_INFINITY;
     };
     let n = xs.len();
     let log_det: f64 = (0..n).map(|i| gp.chol[i * n + i].ln()).sum::<f64>() * 2.0;
-    -0.5 * n as f64 * gp.amp.ln() - 0.5 * log_det
+    -0.5 * n as f64 * gp.amp.ln() - 0.5 * log_det + log_prior(hyper, numeric)
 }
 
-fn fit_hyper(xs: &[Vec<f64>], ys: &[f64], dims: usize, ard_from: usize) -> Hyper {
+/// The log density (up to a constant) of the length scales' prior: Gamma(3, 6) on each numeric
+/// feature's scale (its mode a third of the unit interval, little mass below 0.05 or above 2;
+/// BoTorch's long-standing default for inputs scaled to the unit cube), none on one-hot
+/// features (how much categories share is left to the data). Without it, a handful of trials
+/// fit the shortest scale of the grid: every trial its own island and the surrogate flat
+/// between them, so expected improvement hugs the best trial.
+fn log_prior(h: &Hyper, numeric: &[bool]) -> f64 {
+    h.scales
+        .iter()
+        .zip(numeric)
+        .filter(|(_, numeric)| **numeric)
+        .map(|(l, _)| 2.0 * l.ln() - 6.0 * l)
+        .sum()
+}
+
+fn fit_hyper(xs: &[Vec<f64>], ys: &[f64], numeric: &[bool], ard_from: usize) -> Hyper {
+    let dims = numeric.len();
     let mut best = Hyper {
         scales: vec![0.3; dims],
         noise: 1e-4,
@@ -362,7 +392,7 @@ fn fit_hyper(xs: &[Vec<f64>], ys: &[f64], dims: usize, ard_from: usize) -> Hyper
                 scales: vec![l; dims],
                 noise,
             };
-            let ll = log_likelihood(xs, ys, &h);
+            let ll = log_likelihood(xs, ys, &h, numeric);
             if ll > best_ll {
                 (best, best_ll) = (h, ll);
             }
@@ -374,7 +404,7 @@ fn fit_hyper(xs: &[Vec<f64>], ys: &[f64], dims: usize, ard_from: usize) -> Hyper
             for &l in &SCALES {
                 let mut h = best.clone();
                 h.scales[d] = l;
-                let ll = log_likelihood(xs, ys, &h);
+                let ll = log_likelihood(xs, ys, &h, numeric);
                 if ll > best_ll + 1e-9 {
                     (best, best_ll) = (h, ll);
                 }
@@ -514,6 +544,108 @@ mod tests {
         for o in &history {
             assert!(!keys.contains(&key(&space, &o.point)));
         }
+    }
+
+    /// Integers a ∈ [-10, 10], b ∈ [0, 20], a categorical, a log-scaled rate (the benchmark's
+    /// mixed function), minimum 0 at a = 3, b = 12, "relu", rate = 10^-2.5.
+    fn mixed_space() -> Space {
+        Space::new(vec![
+            Range::integer("a", "-10", "10", None).unwrap(),
+            Range::integer("b", "0", "20", None).unwrap(),
+            Range::categorical(
+                "act",
+                &["relu", "tanh", "sigmoid", "linear"].map(String::from),
+            )
+            .unwrap(),
+            Range::continuous("rate", "0.0001", "1", Some("Logarithmic")).unwrap(),
+        ])
+        .unwrap()
+    }
+
+    fn mixed(p: &Point) -> f64 {
+        let g = |k: &str| p[k].parse::<f64>().unwrap();
+        let offset = ["relu", "tanh", "sigmoid", "linear"]
+            .iter()
+            .position(|c| *c == p["act"])
+            .unwrap() as f64
+            / 2.0;
+        (g("a") - 3.0).powi(2) / 10.0
+            + (g("b") - 12.0).powi(2) / 20.0
+            + offset
+            + (g("rate").log10() + 2.5).powi(2)
+    }
+
+    #[test]
+    fn a_parallel_batch_spreads_out_instead_of_stacking_near_duplicates() {
+        // Batches of four: the kriging believer's fantasies lower the incumbent, so the second
+        // point of a batch is not a hair's breadth from the first (the same integers and
+        // category, a rate equal to five digits), which is what it proposed before.
+        let space = mixed_space();
+        for seed in 0..6 {
+            let mut history: Vec<Observation> = Vec::new();
+            while history.len() < 20 {
+                let batch = propose_any(
+                    Kind::Bayesian,
+                    &space,
+                    Direction::Minimize,
+                    &history,
+                    4,
+                    seed,
+                );
+                assert_eq!(batch.len(), 4);
+                let units: Vec<Vec<f64>> =
+                    batch.iter().map(|p| space.to_unit(p).unwrap()).collect();
+                for i in 0..units.len() {
+                    for j in 0..i {
+                        let d = units[i]
+                            .iter()
+                            .zip(&units[j])
+                            .map(|(x, y)| (x - y).powi(2))
+                            .sum::<f64>()
+                            .sqrt();
+                        assert!(
+                            d > 0.01,
+                            "seed {seed}, trial {}: {:?} and {:?} are {d:.5} apart",
+                            history.len(),
+                            batch[i],
+                            batch[j]
+                        );
+                    }
+                }
+                for p in batch {
+                    let v = mixed(&p);
+                    history.push(Observation {
+                        point: p,
+                        outcome: Outcome::Value(v),
+                    });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_few_trials_do_not_fit_the_shortest_length_scale() {
+        // Four spread-out points of a smooth bowl: maximum likelihood alone picks the shortest
+        // length scale of the grid (every point its own island, the surrogate flat between
+        // them); the prior on numeric length scales keeps a smooth fit.
+        let xs: Vec<Vec<f64>> = vec![
+            vec![0.1, 0.6],
+            vec![0.4, 0.1],
+            vec![0.6, 0.9],
+            vec![0.9, 0.35],
+        ];
+        let raw: Vec<f64> = xs
+            .iter()
+            .map(|x| (x[0] - 0.5).powi(2) + (x[1] - 0.5).powi(2))
+            .collect();
+        let mean = raw.iter().sum::<f64>() / 4.0;
+        let sd = (raw.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
+        let ys: Vec<f64> = raw.iter().map(|y| (y - mean) / sd).collect();
+        let h = fit_hyper(&xs, &ys, &[true, true], 7);
+        assert!(h.scales.iter().all(|&l| l >= 0.15), "{h:?}");
+        // The prior is on numeric features only: a category's one-hot scale is the data's.
+        assert!(log_prior(&h, &[false, false]) == 0.0);
+        assert!(log_prior(&h, &[true, true]) < 0.0);
     }
 
     #[test]
