@@ -66,7 +66,7 @@ def loadtest(pier, urls, clients, seconds):
     cmd = [pier, "loadtest", *sum((["--url", f"http://{u}"] for u in urls), []), "--model", "iris",
            "--features", "4", "--concurrency", str(clients), "--warmup", "1", "--duration", str(seconds),
            "--json", out, "--quiet"]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PIER_LOG": "warn"})
     report = json.loads(pathlib.Path(out).read_text())
     os.unlink(out)
     return report

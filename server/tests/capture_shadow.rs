@@ -35,10 +35,17 @@ fn files(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     (jsonl, other)
 }
 
-/// Every captured line under `dir`, parsed.
+/// Every captured line under `dir`, parsed; once the capture is complete, only whole
+/// `.jsonl` files may be there (a writer's temporary file is a file still being written).
 fn lines(dir: &Path) -> Vec<(PathBuf, Value)> {
-    let (jsonl, other) = files(dir);
+    let (got, other) = lines_so_far(dir);
     assert!(other.is_empty(), "only complete .jsonl files: {other:?}");
+    got
+}
+
+/// The lines of the complete files under `dir`, and the other files found.
+fn lines_so_far(dir: &Path) -> (Vec<(PathBuf, Value)>, Vec<PathBuf>) {
+    let (jsonl, other) = files(dir);
     let mut out = Vec::new();
     for f in jsonl {
         let text = std::fs::read_to_string(&f).unwrap();
@@ -47,15 +54,15 @@ fn lines(dir: &Path) -> Vec<(PathBuf, Value)> {
             out.push((f.clone(), serde_json::from_str(l).unwrap()));
         }
     }
-    out
+    (out, other)
 }
 
 async fn wait_lines(dir: &Path, n: usize) -> Vec<(PathBuf, Value)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = lines(dir);
+        let (got, _) = lines_so_far(dir);
         if got.len() >= n {
-            return got;
+            return lines(dir);
         }
         assert!(
             Instant::now() < deadline,

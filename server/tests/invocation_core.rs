@@ -168,7 +168,15 @@ async fn v2_models_resolve_from_the_snapshot_with_the_database_closed() {
     let state = &server.server.as_ref().unwrap().state;
     state.db.close().await;
     let (status, answer) = server.api("DescribeModel", json!({"ModelName": "m"})).await;
-    assert_eq!(status, 500, "the database is closed: {answer}");
+    assert_eq!(status, 503, "the database is closed: {answer}");
+    assert_eq!(answer["__type"], "ServiceUnavailable", "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("the database is unavailable"),
+        "{answer}"
+    );
 
     let (status, answer) = v2_infer(&server, "m", &v2_body(2, "FP32")).await;
     assert_eq!(status, 200, "{answer}");
