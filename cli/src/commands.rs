@@ -96,7 +96,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(s) if !(s >= 0.0 && s.is_finite()) => {
             bail!("--reconcile-every must be a number of seconds, 0 or more")
         }
-        Some(s) if s == 0.0 => None,
+        Some(0.0) => None,
         Some(s) => Some(Duration::from_secs_f64(s)),
         // Replicas share a PostgreSQL database; SQLite has one server per database.
         None => config

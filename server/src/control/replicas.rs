@@ -358,10 +358,10 @@ pub async fn run(
             return Ok(());
         }
         passes += 1;
-        if models_changed || passes % 10 == 0 {
-            if let Err(e) = deploy::publish_models(&app).await {
-                tracing::warn!(error = %e, "cannot republish the Models; serving continues from the loaded snapshot");
-            }
+        if (models_changed || passes.is_multiple_of(10))
+            && let Err(e) = deploy::publish_models(&app).await
+        {
+            tracing::warn!(error = %e, "cannot republish the Models; serving continues from the loaded snapshot");
         }
         match reconcile(&app).await {
             Ok(builds) if builds.is_empty() => {}
