@@ -211,7 +211,11 @@ fn row<T: DeserializeOwned>(r: Row) -> Result<JobRow<T>, DbError> {
     })
 }
 
-fn err(op: DbOp, table: &'static str, name: Option<&str>) -> impl FnOnce(sqlx::Error) -> DbError {
+pub(crate) fn err(
+    op: DbOp,
+    table: &'static str,
+    name: Option<&str>,
+) -> impl FnOnce(sqlx::Error) -> DbError {
     let name = name.map(str::to_owned);
     move |source| DbError::Query {
         op,
@@ -555,23 +559,8 @@ impl Db {
         job: &str,
         point: &MetricPoint,
     ) -> Result<(), DbError> {
-        let step = i64::try_from(point.step).unwrap_or(i64::MAX);
-        on_pool!(self, p => sqlx::query(
-            "INSERT INTO job_metrics (kind, job, name, step, at, value)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (kind, job, name, step) DO UPDATE SET at = $5, value = $6",
-        )
-        .bind(kind.as_str())
-        .bind(job)
-        .bind(&point.name)
-        .bind(step)
-        .bind(point.at)
-        .bind(point.value)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))
-        .map_err(err(DbOp::Insert, METRICS, Some(job)))?;
-        Ok(())
+        self.record_metrics(kind, job, std::slice::from_ref(point))
+            .await
     }
 
     /// A job's intermediate metric points, by name then step; only `name`'s when given.

@@ -142,15 +142,8 @@ impl Db {
     /// by).
     pub async fn clock(&self) -> Result<f64, DbError> {
         let sql = format!("SELECT {}", self.now_sql());
-        let (now,): (f64,) =
-            on_pool!(self, p => sqlx::query_as(&sql).fetch_one(p).await).map_err(|source| {
-                DbError::Query {
-                    op: DbOp::Get,
-                    table: "clock",
-                    name: None,
-                    source,
-                }
-            })?;
+        let (now,): (f64,) = on_pool!(self, p => sqlx::query_as(&sql).fetch_one(p).await)
+            .map_err(crate::jobs::err(DbOp::Get, "clock", None))?;
         Ok(now)
     }
 
@@ -174,12 +167,7 @@ impl Db {
             .execute(p)
             .await
             .map(|r| r.rows_affected()))
-        .map_err(|source| DbError::Query {
-            op: DbOp::Update,
-            table: REPLICAS,
-            name: Some(beat.id.clone()),
-            source,
-        })?;
+        .map_err(crate::jobs::err(DbOp::Update, REPLICAS, Some(&beat.id)))?;
         Ok(())
     }
 
@@ -194,12 +182,7 @@ impl Db {
             .bind(max_age.as_secs_f64())
             .fetch_all(p)
             .await)
-        .map_err(|source| DbError::Query {
-            op: DbOp::List,
-            table: REPLICAS,
-            name: None,
-            source,
-        })?;
+        .map_err(crate::jobs::err(DbOp::List, REPLICAS, None))?;
         rows.into_iter()
             .map(|(id, started_at, at, addresses, serving)| {
                 Ok(ReplicaRow {
@@ -220,12 +203,7 @@ impl Db {
             .execute(p)
             .await
             .map(|r| r.rows_affected()))
-        .map_err(|source| DbError::Query {
-            op: DbOp::Delete,
-            table: REPLICAS,
-            name: Some(id.to_owned()),
-            source,
-        })?;
+        .map_err(crate::jobs::err(DbOp::Delete, REPLICAS, Some(id)))?;
         Ok(done == 1)
     }
 
@@ -238,12 +216,7 @@ impl Db {
             .execute(p)
             .await
             .map(|r| r.rows_affected()))
-        .map_err(|source| DbError::Query {
-            op: DbOp::Delete,
-            table: REPLICAS,
-            name: None,
-            source,
-        })?;
+        .map_err(crate::jobs::err(DbOp::Delete, REPLICAS, None))?;
         Ok(done)
     }
 

@@ -379,11 +379,7 @@ fn split(
         return split_recordio(plan, input, emit);
     }
     let single = plan.strategy == Strategy::SingleRecord;
-    let capacity = if single {
-        4096
-    } else {
-        limit.min(READ_BUF * 8)
-    };
+    let capacity = batch_capacity(plan);
     let mut reader = BufReader::with_capacity(READ_BUF, input);
     let mut batch = Batch {
         seq: 0,
@@ -459,6 +455,16 @@ fn split(
     Ok(records)
 }
 
+/// The starting buffer of a request batch: one record's worth for SingleRecord, else up to
+/// the payload limit (at most eight read buffers).
+fn batch_capacity(plan: &Plan) -> usize {
+    if plan.strategy == Strategy::SingleRecord {
+        4096
+    } else {
+        plan.max_payload.min(READ_BUF * 8)
+    }
+}
+
 /// [`split`] for `SplitType RecordIO`: each frame's payload is a record (a text record gets a
 /// line end, so the text codecs read it as a line); requests as for lines.
 fn split_recordio(
@@ -468,11 +474,7 @@ fn split_recordio(
 ) -> Result<u64, ObjectError> {
     let limit = plan.max_payload;
     let single = plan.strategy == Strategy::SingleRecord;
-    let capacity = if single {
-        4096
-    } else {
-        limit.min(READ_BUF * 8)
-    };
+    let capacity = batch_capacity(plan);
     let mut reader = BufReader::with_capacity(READ_BUF, input);
     let fresh = |seq| Batch {
         seq,

@@ -43,8 +43,8 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(10);
 pub struct Want {
     /// Digest of the recorded deployment (config and models).
     pub deployed: u64,
-    /// Digest of the variants' current weights and instance counts.
-    pub tuning: u64,
+    /// Digest of the variants' current weights.
+    pub weights: u64,
 }
 
 impl Want {
@@ -57,16 +57,10 @@ impl Want {
             return None;
         }
         let deployed = record.pier_deployed.as_ref()?;
-        let tuning: Vec<(&str, u64, u32)> = record
+        let weights: Vec<(&str, u64)> = record
             .production_variants
             .iter()
-            .map(|v| {
-                (
-                    v.variant_name.as_str(),
-                    v.current_weight.to_bits(),
-                    v.current_instance_count,
-                )
-            })
+            .map(|v| (v.variant_name.as_str(), v.current_weight.to_bits()))
             .collect();
         let counts: Vec<(&str, u32)> = record
             .production_variants
@@ -76,13 +70,13 @@ impl Want {
         // Instance counts change what is loaded: they count as the deployment.
         Some(Self {
             deployed: digest(&(deployed, counts)),
-            tuning: digest(&tuning),
+            weights: digest(&weights),
         })
     }
 
     /// The digest as the replica's heartbeat shows it.
     pub fn label(&self) -> String {
-        format!("{:016x}.{:016x}", self.deployed, self.tuning)
+        format!("{:016x}.{:016x}", self.deployed, self.weights)
     }
 }
 
@@ -105,7 +99,7 @@ pub struct ReplicaState {
 }
 
 impl ReplicaState {
-    /// What this replica serves for endpoint `name`, as a heartbeat reports it.
+    /// Per endpoint, the `Want` this replica serves (what its heartbeat reports).
     pub fn served(&self) -> HashMap<String, Want> {
         lock(&self.served).clone()
     }
