@@ -176,6 +176,39 @@ fn many_threads_predict_at_once() {
     }
 }
 
+/// A thread reuses its tract run state from one predict to the next: answers across
+/// changing batch sizes, and after a failed run, equal what a freshly loaded model answers.
+#[test]
+fn a_reused_run_state_answers_as_a_fresh_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ModelStore::open(tmp.path()).unwrap();
+    for name in ["mlp", "iris-mlp", "cancer-gbc100"] {
+        let artifact = publish(&store, name);
+        let model = load(&artifact, &LoadOptions::default()).unwrap();
+        let full = inputs_for(model.as_ref(), &case(name)).remove(0);
+        let rows_of = |rows: usize| {
+            full.split_rows(&[rows, full.rows() - rows])
+                .unwrap()
+                .remove(0)
+        };
+        let fresh = |rows: usize| {
+            load(&artifact, &LoadOptions::default())
+                .unwrap()
+                .predict(vec![rows_of(rows)])
+                .unwrap()
+        };
+        let wrong = Tensor::new(vec![1, 1], TensorData::Fp32(vec![0.5])).unwrap();
+        for rows in [full.rows(), 1, 2, full.rows(), 1] {
+            assert_eq!(
+                model.predict(vec![rows_of(rows)]).unwrap(),
+                fresh(rows),
+                "{name} with {rows} rows"
+            );
+            assert!(model.predict(vec![wrong.clone()]).is_err(), "{name}");
+        }
+    }
+}
+
 #[test]
 fn unsupported_operators_fail_at_load_naming_them() {
     let tmp = tempfile::tempdir().unwrap();

@@ -4,11 +4,17 @@
 //! symbolic batch dimension) from the manifest signature — scikit-learn exports leave the
 //! batch dimension unnamed — then optimise into one immutable plan.
 //!
-//! Concurrency: the plan is shared (`Arc<SimplePlan>`); every `predict` spawns its own cheap
-//! `SimpleState`, so any number of threads can predict at once without locks.
+//! Concurrency: the plan is shared (`Arc<SimplePlan>`); each thread that predicts keeps its
+//! own `SimpleState` (its value slots and op states, allocated once and reused run after
+//! run), so any number of threads can predict at once without locks. A plan with stateful
+//! ops (state carried from one run to the next) gets a fresh state per run instead, and a
+//! state whose run failed is dropped.
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
+
+use thread_local::ThreadLocal;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::unimpl::UnimplementedOp;
@@ -26,6 +32,11 @@ const KNOWN_UNSUPPORTED: &[&str] = &["ZipMap", "TreeEnsembleRegressor"];
 /// An ONNX model run by tract.
 pub struct TractModel {
     plan: Arc<TypedSimplePlan>,
+    /// Each predicting thread's reusable run state (`None` after a failed run; rebuilt on
+    /// the next). Unused when `stateless` is false.
+    states: ThreadLocal<RefCell<Option<TypedSimpleState>>>,
+    /// No op of the plan keeps state between runs, so a run state may be reused.
+    stateless: bool,
     signature: Signature,
     /// Set for tree-ensemble classifiers: tract's two-class labels are wrong, so labels are
     /// re-derived from the probabilities (`label output index`, `probabilities index`, labels).
@@ -112,6 +123,9 @@ impl TractModel {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| load_err(format!("tract cannot plan the model: {e:#}")))?;
+        let stateless = TypedSimpleState::new(&plan)
+            .map(|state| state.op_states.iter().all(Option::is_none))
+            .map_err(|e| load_err(format!("tract cannot start the model: {e:#}")))?;
         let label_fix = graph.tree_classifier_labels().and_then(|labels| {
             let label = signature
                 .outputs
@@ -124,6 +138,8 @@ impl TractModel {
         });
         Ok(Self {
             plan,
+            states: ThreadLocal::new(),
+            stateless,
             signature,
             label_fix,
             accepts_missing,
@@ -254,6 +270,31 @@ impl TractModel {
     }
 }
 
+impl TractModel {
+    /// Runs the plan on this thread's reusable state (see the module's concurrency note).
+    fn run(&self, values: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        if !self.stateless {
+            return self.plan.run(values);
+        }
+        let cell = self.states.get_or(|| RefCell::new(None));
+        // Never borrowed twice (a run does not call back into this model), but a fresh
+        // state is always correct.
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return self.plan.run(values);
+        };
+        let state = match slot.as_mut() {
+            Some(state) => state,
+            None => slot.insert(TypedSimpleState::new(&self.plan)?),
+        };
+        let outputs = state.run(values);
+        if outputs.is_err() {
+            // A failed run can leave values and resolved symbols behind.
+            *slot = None;
+        }
+        outputs
+    }
+}
+
 impl Model for TractModel {
     fn signature(&self) -> &Signature {
         &self.signature
@@ -266,7 +307,6 @@ impl Model for TractModel {
             .collect::<TractResult<_>>()
             .map_err(|e| RuntimeError::InvalidInput(format!("{e:#}")))?;
         let outputs = self
-            .plan
             .run(values)
             .map_err(|e| RuntimeError::Predict(format!("{e:#}")))?;
         let mut outputs: Vec<PierTensor> = outputs
