@@ -121,7 +121,10 @@ pub fn protect(
         config.metrics_auth,
         max_body_bytes,
     ));
-    router.layer(AuthLayer::new(auth))
+    // Around the whole router rather than each route (`Router::layer`): the inner service
+    // is then the router itself, whose clone (needed while a signed body is read) is an
+    // `Arc` clone, not a boxed route's.
+    axum::Router::new().fallback_service(tower::Layer::layer(&AuthLayer::new(auth), router))
 }
 
 /// The token of an `Authorization: Bearer <token>` value (empty when the value is only

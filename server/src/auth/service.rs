@@ -5,8 +5,8 @@
 //! read before the signature can be checked, takes a boxed future and the ready inner
 //! service with it (the usual `mem::replace` with a clone).
 //!
-//! Concurrency: a service per route, cloned per connection by axum; the [`Authenticator`]
-//! is shared through an `Arc`.
+//! Concurrency: one service around each plane's router, cloned per connection by axum; the
+//! [`Authenticator`] is shared through an `Arc`.
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -182,25 +182,26 @@ pub fn verify<'c>(
     // The sent signature as bytes (compared in binary: no hex per candidate).
     let (sent, sent_is_hex) = unhex32(&sig.signature);
     // The string to sign starts the same for every candidate: its HMAC state is kept.
-    let mut to_sign = signer(principal, &sig);
+    let mut to_sign = Gather::new(signer(principal, &sig));
     for piece in [ALGORITHM, "\n", &sig.amz_date, "\n", sig.scope(), "\n"] {
-        to_sign.update(piece.as_bytes());
+        to_sign.put(piece.as_bytes());
     }
+    let to_sign = to_sign.into_digest();
     for path in std::iter::once(path.as_ref()).chain(as_sent.as_deref()) {
-        // Hashed piece by piece: no canonical-request string is built.
-        let mut canonical = Sha256::new();
+        // Gathered into one buffer and hashed: no canonical-request string is built.
+        let mut canonical = Gather::new(Sha256::new());
         for piece in [request.method, "\n", path, "\n", &query, "\n"] {
-            canonical.update(piece.as_bytes());
+            canonical.put(piece.as_bytes());
         }
         hash_canonical_headers(&mut canonical, request, &sig.signed_headers);
         for piece in ["\n", &sig.signed_headers, "\n"] {
-            canonical.update(piece.as_bytes());
+            canonical.put(piece.as_bytes());
         }
         for payload in payloads {
             let mut canonical = canonical.clone();
-            canonical.update(payload.as_bytes());
+            canonical.put(payload.as_bytes());
             let mut mac = to_sign.clone();
-            mac.update(&hex64(&canonical.finalize().into()));
+            mac.update(&hex64(&canonical.into_digest().finalize().into()));
             let expected: [u8; 32] = mac.finalize().into_bytes().into();
             if bool::from(expected.ct_eq(&sent) & sent_is_hex) {
                 return Ok(principal);
@@ -387,26 +388,75 @@ fn hex64(digest: &[u8; 32]) -> [u8; 64] {
 }
 
 /// 64 lowercase hex digits as 32 bytes, and whether `hex` was exactly that (when not, the
-/// bytes are meaningless and the signature cannot match). Branch-free over the digits.
+/// bytes are meaningless and the signature cannot match). The sent signature is not a
+/// secret, so this may branch and look up; only the comparison with the expected signature
+/// must take constant time, and it does (`ct_eq`).
 fn unhex32(hex: &str) -> ([u8; 32], subtle::Choice) {
-    let digit = |c: u8| -> (u8, u8) {
-        let num = c.wrapping_sub(b'0');
-        let alpha = c.wrapping_sub(b'a');
-        let is_num = u8::from(num < 10);
-        let is_alpha = u8::from(alpha < 6);
-        (
-            (num & is_num.wrapping_neg()) | (alpha.wrapping_add(10) & is_alpha.wrapping_neg()),
-            is_num | is_alpha,
-        )
+    /// A byte's value as a lowercase hex digit, or 16 when it is none.
+    const DIGIT: [u8; 256] = {
+        let mut table = [16u8; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
     };
     let mut out = [0u8; 32];
-    let mut valid = u8::from(hex.len() == 64);
-    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        let ((hi, hi_ok), (lo, lo_ok)) = (digit(pair[0]), digit(pair[1]));
-        *byte = (hi << 4) | lo;
-        valid &= hi_ok & lo_ok;
+    let mut invalid = 0u8;
+    if hex.len() != 64 {
+        return (out, subtle::Choice::from(0));
     }
-    (out, subtle::Choice::from(valid))
+    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        let (hi, lo) = (DIGIT[usize::from(pair[0])], DIGIT[usize::from(pair[1])]);
+        invalid |= (hi | lo) & 16;
+        *byte = (hi << 4) | (lo & 15);
+    }
+    (out, subtle::Choice::from(u8::from(invalid == 0)))
+}
+
+/// Bytes gathered in a stack buffer and fed to a digest in a few large updates: the
+/// canonical request and the string to sign come in dozens of small pieces, and each
+/// `update` of the digest crates does its own block buffering.
+#[derive(Clone)]
+struct Gather<D> {
+    digest: D,
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl<D: sha2::digest::Update> Gather<D> {
+    fn new(digest: D) -> Self {
+        Self {
+            digest,
+            buf: [0; 512],
+            len: 0,
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        if self.len + bytes.len() > self.buf.len() {
+            self.digest.update(&self.buf[..self.len]);
+            self.len = 0;
+            if bytes.len() > self.buf.len() {
+                self.digest.update(bytes);
+                return;
+            }
+        }
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// The digest with every gathered byte fed to it.
+    fn into_digest(mut self) -> D {
+        self.digest.update(&self.buf[..self.len]);
+        self.digest
+    }
 }
 
 /// The HMAC keyed with the signing key of `sig`'s scope, from the principal's cache when
@@ -444,23 +494,23 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 
 /// Feeds the canonical headers (`name:value\n` for each signed name; repeated headers
 /// joined by `,`) into `hasher` without building them.
-fn hash_canonical_headers(hasher: &mut Sha256, request: &Request<'_>, signed: &str) {
+fn hash_canonical_headers(hasher: &mut Gather<Sha256>, request: &Request<'_>, signed: &str) {
     for name in signed.split(';') {
-        hasher.update(name.as_bytes());
-        hasher.update(b":");
+        hasher.put(name.as_bytes());
+        hasher.put(b":");
         let mut first = true;
         for value in request.headers.get_all(name) {
             if !first {
-                hasher.update(b",");
+                hasher.put(b",");
             }
             first = false;
             let bytes = value.as_bytes();
             if bytes.iter().all(|b| b.is_ascii_graphic()) {
                 // No whitespace to trim or collapse (the usual value).
-                hasher.update(bytes);
+                hasher.put(bytes);
             } else {
                 collapse(&String::from_utf8_lossy(bytes), |piece| {
-                    hasher.update(piece.as_bytes());
+                    hasher.put(piece.as_bytes());
                 });
             }
         }
@@ -468,9 +518,9 @@ fn hash_canonical_headers(hasher: &mut Sha256, request: &Request<'_>, signed: &s
             && name == "host"
             && let Some(authority) = request.authority
         {
-            collapse(authority, |piece| hasher.update(piece.as_bytes()));
+            collapse(authority, |piece| hasher.put(piece.as_bytes()));
         }
-        hasher.update(b"\n");
+        hasher.put(b"\n");
     }
 }
 
