@@ -144,6 +144,8 @@ pub(crate) struct Columns {
     data: Vec<f32>,
     n_rows: usize,
     slots: usize,
+    /// Scratch of the SIMD regrouping: one group's rows, every feature, feature-major.
+    scratch: Vec<f32>,
 }
 
 impl Columns {
@@ -157,6 +159,16 @@ impl Columns {
         self.data.clear();
         self.data
             .resize(n_rows.div_ceil(ROWS) * 2 * slots * ROWS, 0.0);
+        if super::simd::fill(
+            &mut self.data,
+            &mut self.scratch,
+            block,
+            nf,
+            n_rows,
+            features,
+        ) {
+            return;
+        }
         for (gi, dst) in self.data.chunks_exact_mut(2 * slots * ROWS).enumerate() {
             for k in 0..ROWS {
                 let r = (gi * ROWS + k).min(n_rows - 1);
@@ -229,6 +241,12 @@ impl Columns {
     /// Rows in the block (the last group may hold fewer than [`ROWS`]).
     pub(crate) fn n_rows(&self) -> usize {
         self.n_rows
+    }
+
+    /// The regrouped values (for tests comparing the regrouping paths).
+    #[cfg(test)]
+    pub(crate) fn data(&self) -> &[f32] {
+        &self.data
     }
 }
 

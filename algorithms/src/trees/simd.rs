@@ -69,6 +69,38 @@ pub(crate) fn walk<A: Accum, const D: u32, const N: usize>(
     false
 }
 
+/// Regroups `block` (`n_rows` rows of `nf` features) into `data` as [`Columns::fill`]
+/// does, the same bits; false (nothing written) without AVX2 or where the used
+/// `features` are a small part of the row (the portable loop then reads only those).
+#[inline]
+pub(crate) fn fill(
+    data: &mut [f32],
+    scratch: &mut Vec<f32>,
+    block: &[f32],
+    nf: usize,
+    n_rows: usize,
+    features: &[u32],
+) -> bool {
+    #[cfg(test)]
+    if PORTABLE_ONLY.with(std::cell::Cell::get) {
+        return false;
+    }
+    // The transposition reads every feature of a row; worth it while most are used.
+    if features.is_empty() || nf > 4 * features.len() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, the only requirement of `avx2::fill`.
+            unsafe { avx2::fill(data, scratch, block, nf, n_rows, features) };
+            return true;
+        }
+    }
+    let _ = (data, scratch, block, nf, n_rows);
+    false
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -209,6 +241,113 @@ mod avx2 {
             None => _mm256_setzero_ps(),
         });
         [t, c]
+    }
+
+    /// Stores eight `f32` into a fixed-size array.
+    #[inline(always)]
+    fn store(x: &mut [f32; 8], v: __m256) {
+        // SAFETY: writes exactly the 32 bytes of `x`; `storeu` has no alignment requirement.
+        unsafe { _mm256_storeu_ps(x.as_mut_ptr(), v) }
+    }
+
+    /// Transposes eight registers of eight: lane `k` of output `i` is lane `i` of input `k`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose(r: [__m256; 8]) -> [__m256; 8] {
+        let t = [
+            _mm256_unpacklo_ps(r[0], r[1]),
+            _mm256_unpackhi_ps(r[0], r[1]),
+            _mm256_unpacklo_ps(r[2], r[3]),
+            _mm256_unpackhi_ps(r[2], r[3]),
+            _mm256_unpacklo_ps(r[4], r[5]),
+            _mm256_unpackhi_ps(r[4], r[5]),
+            _mm256_unpacklo_ps(r[6], r[7]),
+            _mm256_unpackhi_ps(r[6], r[7]),
+        ];
+        // Lanes i and i + 4 of rows 0-3 (first four) and of rows 4-7 (last four).
+        let u = [
+            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+        ];
+        [
+            _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
+            _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
+            _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
+            _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
+            _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
+            _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
+            _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
+            _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
+        ]
+    }
+
+    /// See [`super::fill`]: per group of eight rows, every feature transposed eight by
+    /// eight into `scratch` (`[feature][row]`), then each used feature copied twice with
+    /// NaN replaced by -inf and +inf (a compare and two blends per eight values).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2. (Every read and write is through bounds-checked slices.)
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn fill(
+        data: &mut [f32],
+        scratch: &mut Vec<f32>,
+        block: &[f32],
+        nf: usize,
+        n_rows: usize,
+        features: &[u32],
+    ) {
+        let slots = features.len();
+        scratch.clear();
+        scratch.resize(nf * ROWS, 0.0);
+        let whole = nf - nf % ROWS;
+        let (neg, pos) = (
+            _mm256_set1_ps(f32::NEG_INFINITY),
+            _mm256_set1_ps(f32::INFINITY),
+        );
+        for (gi, dst) in data.chunks_exact_mut(2 * slots * ROWS).enumerate() {
+            // A short last group repeats its last row, as the portable loop does.
+            let rows: [&[f32]; ROWS] = std::array::from_fn(|k| {
+                let r = (gi * ROWS + k).min(n_rows - 1);
+                &block[r * nf..(r + 1) * nf]
+            });
+            for c in (0..whole).step_by(ROWS) {
+                let v = rows.map(|row| load(row[c..c + ROWS].try_into().expect("eight values")));
+                for (i, t) in transpose(v).into_iter().enumerate() {
+                    let at = (c + i) * ROWS;
+                    store(
+                        (&mut scratch[at..at + ROWS])
+                            .try_into()
+                            .expect("eight values"),
+                        t,
+                    );
+                }
+            }
+            for f in whole..nf {
+                for (k, row) in rows.iter().enumerate() {
+                    scratch[f * ROWS + k] = row[f];
+                }
+            }
+            for (pair, &f) in dst.chunks_exact_mut(2 * ROWS).zip(features) {
+                let at = f as usize * ROWS;
+                let x = load((&scratch[at..at + ROWS]).try_into().expect("eight values"));
+                let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
+                let (lo, hi) = pair.split_at_mut(ROWS);
+                store(
+                    lo.try_into().expect("eight values"),
+                    _mm256_blendv_ps(x, neg, nan),
+                );
+                store(
+                    hi.try_into().expect("eight values"),
+                    _mm256_blendv_ps(x, pos, nan),
+                );
+            }
+        }
     }
 
     /// Eight `u32` from a fixed-size array.
