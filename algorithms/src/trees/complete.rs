@@ -156,7 +156,7 @@ impl Columns {
         let slots = features.len();
         self.n_rows = n_rows;
         self.slots = slots;
-        self.data.clear();
+        // Every value is written below, so what a previous block left is not cleared.
         self.data
             .resize(n_rows.div_ceil(ROWS) * 2 * slots * ROWS, 0.0);
         if super::simd::fill(
@@ -235,7 +235,17 @@ pub(crate) fn walk<A: Accum>(
 impl Columns {
     /// The groups of [`ROWS`] rows, each `2 * slots * ROWS` values.
     pub(crate) fn groups(&self) -> std::slice::ChunksExact<'_, f32> {
-        self.data.chunks_exact(2 * ROWS * self.slots.max(1))
+        self.data.chunks_exact(self.group_len())
+    }
+
+    /// Values in one group.
+    pub(crate) fn group_len(&self) -> usize {
+        2 * ROWS * self.slots.max(1)
+    }
+
+    /// The regrouped values, group after group.
+    pub(crate) fn values(&self) -> &[f32] {
+        &self.data
     }
 
     /// Rows in the block (the last group may hold fewer than [`ROWS`]).

@@ -267,7 +267,7 @@ fn random_rows(rng: &mut Rng, n: usize, nan_rate: u64) -> Vec<f32> {
 }
 
 /// Every kernel (SIMD and portable complete-tree, explicit block, per-row general), at
-/// every batch size (a single row, a partial group, whole and partial blocks, many
+/// every batch size (a single row, a partial group, whole and partial blocks and chunks, many
 /// blocks), equals the per-row walk bit for bit: random trees of depth 1 to 12, one or
 /// three output groups, `f32` and `f64` sums, inputs with NaN, infinities and values on
 /// thresholds, thresholds of +-inf now and then.
@@ -305,7 +305,7 @@ fn every_kernel_matches_the_per_row_walk_bit_for_bit() {
         let layout = lower(&trees, nf as usize, groups, &|t| format!("trees[{t}]")).unwrap();
         complete_trees += layout.trees.iter().filter(|t| t.complete.is_some()).count();
         let base = &[0.5, -0.25, 1e-3][..groups];
-        for n_rows in [1, 7, 64, 65, 1000] {
+        for n_rows in [1, 7, 60, 64, 65, 203, 1000] {
             let rows = random_rows(&mut rng, n_rows * nf as usize, 10);
             for portable in [false, true] {
                 super::simd::PORTABLE_ONLY.with(|p| p.set(portable));

@@ -13,9 +13,16 @@
 //! - deeper levels gather nodes and inputs.
 //!
 //! The eight groups of a 64-row block advance level by level together, so their gathers
-//! overlap instead of each waiting on the one before. With one output group and `f32`
+//! overlap instead of each waiting on the one before; a whole chunk of eight groups is
+//! walked by a fixed-size copy of the loop that the compiler unrolls (no per-group loop
+//! or slice bookkeeping), a short rest one group at a time. With one output group and `f32`
 //! sums (XGBoost binary and regression models) the eight rows' leaves are gathered from an
 //! `f32` copy of the leaf values and added with one instruction.
+//!
+//! [`fill`] regroups a block for these kernels (see [`Columns`]): per group, the rows are
+//! transposed eight features at a time (contiguous loads and shuffles, no gathers), then
+//! each used feature is written twice with NaN replaced by -inf and +inf (a compare and two
+//! blends). Same bits as the portable loop, at about a sixth of its instructions.
 //!
 //! Results are bit-identical to the portable kernel and the per-row walk: the same
 //! comparison (`x < t` on `f32`, false for NaN; NaN never reaches it, see the `complete`
@@ -26,7 +33,8 @@
 //! without it; the caller then runs the portable kernel.
 //!
 //! This module is the crate's only `unsafe` code: calling the `avx2` functions once the
-//! CPU is known to have AVX2; unaligned loads and stores of fixed-size arrays; loads and
+//! CPU is known to have AVX2; unaligned loads and stores of fixed-size arrays (all of
+//! [`fill`]'s reads and writes are through those); loads and
 //! gathers of a group's inputs, after `walk` has checked once per call that every column
 //! of the tree plus eight lies inside a group; and node and leaf gathers whose indices are
 //! clamped into their slices first ([`gather_ps`]). No input, however malformed, reads out
@@ -303,7 +311,7 @@ mod avx2 {
         features: &[u32],
     ) {
         let slots = features.len();
-        scratch.clear();
+        // Every value is written for each group before it is read.
         scratch.resize(nf * ROWS, 0.0);
         let whole = nf - nf % ROWS;
         let (neg, pos) = (
@@ -312,12 +320,16 @@ mod avx2 {
         );
         for (gi, dst) in data.chunks_exact_mut(2 * slots * ROWS).enumerate() {
             // A short last group repeats its last row, as the portable loop does.
-            let rows: [&[f32]; ROWS] = std::array::from_fn(|k| {
+            let mut rows: [&[f32]; ROWS] = [&[]; ROWS];
+            for (k, row) in rows.iter_mut().enumerate() {
                 let r = (gi * ROWS + k).min(n_rows - 1);
-                &block[r * nf..(r + 1) * nf]
-            });
+                *row = &block[r * nf..(r + 1) * nf];
+            }
             for c in (0..whole).step_by(ROWS) {
-                let v = rows.map(|row| load(row[c..c + ROWS].try_into().expect("eight values")));
+                let mut v = [_mm256_setzero_ps(); ROWS];
+                for (v, row) in v.iter_mut().zip(&rows) {
+                    *v = load(row[c..c + ROWS].try_into().expect("eight values"));
+                }
                 for (i, t) in transpose(v).into_iter().enumerate() {
                     let at = (c + i) * ROWS;
                     store(
@@ -398,7 +410,7 @@ mod avx2 {
             leaves,
             leaves_f32,
         } = tree;
-        let group_len = cols.groups().next().map_or(0, <[f32]>::len);
+        let group_len = cols.group_len();
         // Every read of a group below is at a tree column plus at most seven.
         let max_column = columns.iter().fold(0, |m, &c| m.max(c));
         assert!(
@@ -406,80 +418,56 @@ mod avx2 {
             "complete-tree columns are built for the block's layout"
         );
         let [t_tab, c_tab] = level_tables(thresholds, columns);
-        let groups_of = cols.groups();
-        let n_groups = groups_of.len();
-        let mut all: [&[f32]; GROUPS] = [&[]; GROUPS];
+        let values = cols.values();
+        let n_groups = values.len() / group_len;
+        let n_rows = cols.n_rows();
         let mut pos = [_mm256_setzero_si256(); GROUPS];
-        for first in (0..n_groups).step_by(GROUPS) {
+        let mut first = 0;
+        while first < n_groups {
             let ng = (n_groups - first).min(GROUPS);
-            for (k, group) in cols.groups().skip(first).take(ng).enumerate() {
-                all[k] = group;
-            }
-            let (all, pos) = (&all[..ng], &mut pos[..ng]);
-            // Level 0: every lane at the root.
-            let t = _mm256_set1_ps(thresholds[0]);
-            for (p, group) in pos.iter_mut().zip(all) {
-                // SAFETY (each `load_at`, `compare_all` and `gather_at` here): every group
-                // is `group_len` long and every column of the tree was checked above.
-                let x = unsafe { load_at(group, columns[0]) };
-                *p = step(_mm256_setzero_si256(), less(x, t));
-            }
-            if D >= 2 {
-                // Level 1: both children with contiguous loads, each lane keeps its own.
-                let (tl, tr) = (
-                    _mm256_set1_ps(thresholds[1]),
-                    _mm256_set1_ps(thresholds[2 % N]),
-                );
-                for (p, group) in pos.iter_mut().zip(all) {
-                    let l = less(unsafe { load_at(group, columns[1]) }, tl);
-                    let r = less(unsafe { load_at(group, columns[2 % N]) }, tr);
-                    let at_left = _mm256_castsi256_ps(_mm256_cmpeq_epi32(*p, _mm256_set1_epi32(1)));
-                    *p = step(*p, _mm256_blendv_ps(r, l, at_left));
+            if ng == GROUPS {
+                // A whole chunk (fixed-size, so the compiler unrolls it).
+                let mut all: [&[f32]; GROUPS] = [&[]; GROUPS];
+                for (k, group) in all.iter_mut().enumerate() {
+                    *group = &values[(first + k) * group_len..(first + k + 1) * group_len];
                 }
-            }
-            for level in 2..D {
-                if level <= LAST_COMPARE_ALL_LEVEL {
-                    let first = (1usize << level) - 1;
-                    for (p, group) in pos.iter_mut().zip(all) {
-                        let j = _mm256_sub_epi32(*p, _mm256_set1_epi32(first as i32));
-                        let left = match level {
-                            2 => unsafe { compare_all::<4>(group, thresholds, columns, first, j) },
-                            _ => unsafe { compare_all::<8>(group, thresholds, columns, first, j) },
-                        };
-                        *p = step(*p, left);
-                    }
-                    continue;
-                }
-                for (p, group) in pos.iter_mut().zip(all) {
-                    let (t, c) = if level <= LAST_TABLE_LEVEL {
-                        let j = _mm256_sub_epi32(*p, _mm256_set1_epi32((1 << level) - 1));
-                        let tables = if level == 4 { 0..2 } else { 2..6 };
-                        (
-                            lookup(&t_tab[tables.clone()], j),
-                            _mm256_castps_si256(lookup(&c_tab[tables], j)),
-                        )
-                    } else {
-                        (gather_ps(thresholds, *p), gather_u32(columns, *p))
+                // SAFETY: every group is `group_len` long and every column of the tree
+                // was checked above.
+                pos =
+                    unsafe { positions::<D, N, GROUPS>(thresholds, columns, &t_tab, &c_tab, &all) };
+            } else {
+                // The rest one group at a time.
+                for (k, p) in pos[..ng].iter_mut().enumerate() {
+                    let group = &values[(first + k) * group_len..(first + k + 1) * group_len];
+                    // SAFETY: as above.
+                    [*p] = unsafe {
+                        positions::<D, N, 1>(thresholds, columns, &t_tab, &c_tab, &[group])
                     };
-                    let x = unsafe { gather_at(group, c) };
-                    *p = step(*p, less(x, t));
                 }
             }
-            for (k, p) in pos.iter().enumerate() {
+            // Whole groups with one output group and `f32` sums (XGBoost binary and
+            // regression): the eight rows' accumulators are contiguous, add their leaves
+            // at once.
+            let whole = if groups == 1 {
+                (n_rows / ROWS).saturating_sub(first).min(ng)
+            } else {
+                0
+            };
+            let mut done = 0;
+            if whole > 0
+                && let Some(sums) = A::as_f32(&mut acc[first * ROWS..(first + whole) * ROWS])
+            {
+                for (p, sums) in pos.iter().zip(sums.chunks_exact_mut(ROWS)) {
+                    let leaf = _mm256_sub_epi32(*p, _mm256_set1_epi32(N as i32 - 1));
+                    let sums: &mut [f32; ROWS] = sums.try_into().expect("eight rows");
+                    store(sums, _mm256_add_ps(load(sums), gather_ps(leaves_f32, leaf)));
+                }
+                done = whole;
+            }
+            for (k, p) in pos[..ng].iter().enumerate().skip(done) {
                 let gi = first + k;
                 let leaf = _mm256_sub_epi32(*p, _mm256_set1_epi32(N as i32 - 1));
-                let rows = (cols.n_rows() - gi * ROWS).min(ROWS);
-                // One output group and `f32` sums (XGBoost binary and regression): the
-                // eight rows' accumulators are contiguous, add their leaves at once.
-                if let (1, ROWS, Some(acc)) = (groups, rows, A::as_f32(acc)) {
-                    let sums: &mut [f32; ROWS] = (&mut acc[gi * ROWS..gi * ROWS + ROWS])
-                        .try_into()
-                        .expect("eight rows");
-                    let sum = _mm256_add_ps(load(sums), gather_ps(leaves_f32, leaf));
-                    // SAFETY: writes exactly the 32 bytes of `sums`.
-                    unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), sum) };
-                    continue;
-                }
+                let rows = (n_rows - gi * ROWS).min(ROWS);
                 let mut leaf_at = [0u32; ROWS];
                 // SAFETY: writes exactly the 32 bytes of `leaf_at`.
                 unsafe { _mm256_storeu_si256(leaf_at.as_mut_ptr().cast(), leaf) };
@@ -491,6 +479,74 @@ mod avx2 {
                     a[g] += A::from_f64(leaves[l as usize & (N - 1)]);
                 }
             }
+            first += ng;
         }
+    }
+
+    /// The final heap positions of the rows of `K` groups walked together, level by
+    /// level.
+    ///
+    /// # Safety
+    /// As for [`load_at`], for every group and every column of the tree.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn positions<const D: u32, const N: usize, const K: usize>(
+        thresholds: &[f32; N],
+        columns: &[u32; N],
+        t_tab: &[__m256; 6],
+        c_tab: &[__m256; 6],
+        all: &[&[f32]; K],
+    ) -> [__m256i; K] {
+        let mut pos = [_mm256_setzero_si256(); K];
+        // Level 0: every lane at the root.
+        let t = _mm256_set1_ps(thresholds[0]);
+        for (p, group) in pos.iter_mut().zip(all) {
+            // SAFETY (each `load_at`, `compare_all` and `gather_at` here): the
+            // caller's contract.
+            let x = unsafe { load_at(group, columns[0]) };
+            *p = step(_mm256_setzero_si256(), less(x, t));
+        }
+        if D >= 2 {
+            // Level 1: both children with contiguous loads, each lane keeps its own.
+            let (tl, tr) = (
+                _mm256_set1_ps(thresholds[1]),
+                _mm256_set1_ps(thresholds[2 % N]),
+            );
+            for (p, group) in pos.iter_mut().zip(all) {
+                let l = less(unsafe { load_at(group, columns[1]) }, tl);
+                let r = less(unsafe { load_at(group, columns[2 % N]) }, tr);
+                let at_left = _mm256_castsi256_ps(_mm256_cmpeq_epi32(*p, _mm256_set1_epi32(1)));
+                *p = step(*p, _mm256_blendv_ps(r, l, at_left));
+            }
+        }
+        for level in 2..D {
+            if level <= LAST_COMPARE_ALL_LEVEL {
+                let first = (1usize << level) - 1;
+                for (p, group) in pos.iter_mut().zip(all) {
+                    let j = _mm256_sub_epi32(*p, _mm256_set1_epi32(first as i32));
+                    let left = match level {
+                        2 => unsafe { compare_all::<4>(group, thresholds, columns, first, j) },
+                        _ => unsafe { compare_all::<8>(group, thresholds, columns, first, j) },
+                    };
+                    *p = step(*p, left);
+                }
+                continue;
+            }
+            for (p, group) in pos.iter_mut().zip(all) {
+                let (t, c) = if level <= LAST_TABLE_LEVEL {
+                    let j = _mm256_sub_epi32(*p, _mm256_set1_epi32((1 << level) - 1));
+                    let tables = if level == 4 { 0..2 } else { 2..6 };
+                    (
+                        lookup(&t_tab[tables.clone()], j),
+                        _mm256_castps_si256(lookup(&c_tab[tables], j)),
+                    )
+                } else {
+                    (gather_ps(thresholds, *p), gather_u32(columns, *p))
+                };
+                let x = unsafe { gather_at(group, c) };
+                *p = step(*p, less(x, t));
+            }
+        }
+        pos
     }
 }
