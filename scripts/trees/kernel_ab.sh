@@ -18,6 +18,7 @@ trap 'git checkout -q HEAD -- algorithms; rm -f "$before_bin"' EXIT
 git checkout -q "$before_rev" -- algorithms
 cargo build --quiet --release --workspace --example tree_bench
 cp "$target/release/examples/tree_bench" "$before_bin"
+chmod 755 "$before_bin"
 git checkout -q HEAD -- algorithms
 for args in "--rows 100000 --runs 5" "--rows 100000 --runs 5 --missing 0.1" \
     "--rows 64 --runs 3000" "--rows 64 --runs 3000 --missing 0.1"; do
