@@ -144,6 +144,8 @@ pub(crate) struct Columns {
     data: Vec<f32>,
     n_rows: usize,
     slots: usize,
+    /// Scratch of the SIMD regrouping: one group's rows, every feature, feature-major.
+    scratch: Vec<f32>,
 }
 
 impl Columns {
@@ -154,9 +156,19 @@ impl Columns {
         let slots = features.len();
         self.n_rows = n_rows;
         self.slots = slots;
-        self.data.clear();
+        // Every value is written below, so what a previous block left is not cleared.
         self.data
             .resize(n_rows.div_ceil(ROWS) * 2 * slots * ROWS, 0.0);
+        if super::simd::fill(
+            &mut self.data,
+            &mut self.scratch,
+            block,
+            nf,
+            n_rows,
+            features,
+        ) {
+            return;
+        }
         for (gi, dst) in self.data.chunks_exact_mut(2 * slots * ROWS).enumerate() {
             for k in 0..ROWS {
                 let r = (gi * ROWS + k).min(n_rows - 1);
@@ -223,12 +235,28 @@ pub(crate) fn walk<A: Accum>(
 impl Columns {
     /// The groups of [`ROWS`] rows, each `2 * slots * ROWS` values.
     pub(crate) fn groups(&self) -> std::slice::ChunksExact<'_, f32> {
-        self.data.chunks_exact(2 * ROWS * self.slots.max(1))
+        self.data.chunks_exact(self.group_len())
+    }
+
+    /// Values in one group.
+    pub(crate) fn group_len(&self) -> usize {
+        2 * ROWS * self.slots.max(1)
+    }
+
+    /// The regrouped values, group after group.
+    pub(crate) fn values(&self) -> &[f32] {
+        &self.data
     }
 
     /// Rows in the block (the last group may hold fewer than [`ROWS`]).
     pub(crate) fn n_rows(&self) -> usize {
         self.n_rows
+    }
+
+    /// The regrouped values (for tests comparing the regrouping paths).
+    #[cfg(test)]
+    pub(crate) fn data(&self) -> &[f32] {
+        &self.data
     }
 }
 

@@ -267,7 +267,7 @@ fn random_rows(rng: &mut Rng, n: usize, nan_rate: u64) -> Vec<f32> {
 }
 
 /// Every kernel (SIMD and portable complete-tree, explicit block, per-row general), at
-/// every batch size (a single row, a partial group, whole and partial blocks, many
+/// every batch size (a single row, a partial group, whole and partial blocks and chunks, many
 /// blocks), equals the per-row walk bit for bit: random trees of depth 1 to 12, one or
 /// three output groups, `f32` and `f64` sums, inputs with NaN, infinities and values on
 /// thresholds, thresholds of +-inf now and then.
@@ -305,7 +305,7 @@ fn every_kernel_matches_the_per_row_walk_bit_for_bit() {
         let layout = lower(&trees, nf as usize, groups, &|t| format!("trees[{t}]")).unwrap();
         complete_trees += layout.trees.iter().filter(|t| t.complete.is_some()).count();
         let base = &[0.5, -0.25, 1e-3][..groups];
-        for n_rows in [1, 7, 64, 65, 1000] {
+        for n_rows in [1, 7, 60, 64, 65, 203, 1000] {
             let rows = random_rows(&mut rng, n_rows * nf as usize, 10);
             for portable in [false, true] {
                 super::simd::PORTABLE_ONLY.with(|p| p.set(portable));
@@ -333,4 +333,40 @@ fn every_kernel_matches_the_per_row_walk_bit_for_bit() {
         complete_trees > 100,
         "too few trees took the complete kernels"
     );
+}
+
+/// The SIMD regrouping of a block (a transposition eight by eight) writes the same bits as
+/// the portable loop: any row count (partial groups), feature counts around multiples of
+/// eight, used features in any order, repeated or not, NaNs of any payload, infinities and
+/// signed zeros.
+#[test]
+fn simd_regrouping_matches_the_portable_loop() {
+    use super::complete::Columns;
+    let mut rng = Rng(0x5eed_f111);
+    for case in 0..200u32 {
+        let nf = 1 + rng.below(70) as usize;
+        let n_rows = 1 + rng.below(40) as usize;
+        // Between a quarter of the features (the SIMD path's limit) and all of them.
+        let used = (nf.div_ceil(4) + rng.below(nf as u64) as usize).min(nf);
+        let mut features: Vec<u32> = (0..nf as u32).collect();
+        for i in (1..nf).rev() {
+            features.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        features.truncate(used);
+        let block = random_rows(&mut rng, n_rows * nf, 10);
+        let mut got = Columns::default();
+        let mut want = Columns::default();
+        super::simd::PORTABLE_ONLY.with(|p| p.set(true));
+        want.fill(&block, nf, &features);
+        super::simd::PORTABLE_ONLY.with(|p| p.set(false));
+        got.fill(&block, nf, &features);
+        got.fill(&block, nf, &features); // a reused scratch changes nothing
+        let bits = |c: &Columns| c.data().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&got),
+            bits(&want),
+            "case {case}: {n_rows} rows, {nf} features, {used} used"
+        );
+        assert!(want.data().iter().all(|x| !x.is_nan()), "NaNs are replaced");
+    }
 }
