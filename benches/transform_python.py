@@ -19,7 +19,8 @@ def main():
     chunk = int(sys.argv[3]) if len(sys.argv) > 3 else 30000
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    out_path = csv + ".python.out"
+    # Beside the input folder, not in it: the Rust bench transforms everything in that folder.
+    out_path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(csv))), "python.out")
     t0, c0 = time.perf_counter(), os.times()
     rows = 0
     with open(out_path, "w") as out:

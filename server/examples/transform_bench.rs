@@ -47,6 +47,16 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// A `/proc/self/status` figure in MB (`VmRSS`, `VmHWM`).
+fn status_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 struct Phase {
     wall: f64,
     cpu: f64,
@@ -228,10 +238,15 @@ async fn main() {
             progress: Arc::new(Progress::default()),
             cancel: Arc::new(AtomicBool::new(false)),
         };
+        // Peak RSS of the transform phase: the high-water mark is reset first (Linux's
+        // clear_refs 5), so VmHWM afterwards is the peak while the job ran.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let rss_before = status_mb("VmRSS");
         let (w, c) = (Instant::now(), cpu_seconds());
         let summary = run_local(&job, model.clone(), options, &|_, _| {})
             .await
             .unwrap();
+        let rss_peak = status_mb("VmHWM");
         let transform = Phase {
             wall: w.elapsed().as_secs_f64(),
             cpu: cpu_seconds() - c,
@@ -250,14 +265,17 @@ async fn main() {
                 })
                 .collect::<Vec<Tensor>>()
         });
-        let batches = Arc::new(batches);
+        // Each thread's inputs are copied beforehand, so the timed loop is `predict` alone.
+        let mut inputs: Vec<Vec<Tensor>> = (0..threads)
+            .map(|t| batches.iter().skip(t).step_by(threads).cloned().collect())
+            .collect();
         let ((), tight) = measure(|| {
             std::thread::scope(|s| {
-                for t in 0..threads {
-                    let (batches, model) = (batches.clone(), model.clone());
+                for mine in inputs.drain(..) {
+                    let model = model.clone();
                     s.spawn(move || {
-                        for b in batches.iter().skip(t).step_by(threads) {
-                            model.predict(vec![b.clone()]).unwrap();
+                        for b in mine {
+                            model.predict(vec![b]).unwrap();
                         }
                     });
                 }
@@ -327,6 +345,11 @@ async fn main() {
             wall: w.elapsed().as_secs_f64(),
             cpu: cpu_seconds() - c,
         };
+        println!(
+            "| {name} | transform peak RSS {rss_peak:.0} MB, {:.0} MB over the {rss_before:.0} MB before it (bound: {threads} × {mb} MB × 4 = {} MB plus the model) | | | | |",
+            rss_peak - rss_before,
+            threads * mb * 4
+        );
         for (path, p) in [
             ("transform job (run_local)", &transform),
             ("Model::predict tight loop", &tight),

@@ -79,33 +79,142 @@ impl Rows {
     }
 }
 
+/// CSV records into `rows`, in one pass over each line's bytes: a plain decimal field
+/// (`[+-]digits[.digits]`, ending at `,` or the line's end) is parsed on the spot by
+/// [`plain_decimal`]; any other field (spaces, quotes, exponents, `inf`, long mantissas ...)
+/// goes through the general path, which trims, unquotes and uses `str::parse::<f32>`. Both
+/// give the same `f32`, bit for bit.
 fn decode_csv(text: &str, rows: &mut Rows) -> Result<(), CodecError> {
+    let mut reserved = false;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let start = rows.values.len();
-        for (j, field) in line.split(',').enumerate() {
-            let field = field.trim();
-            let field = field
-                .strip_prefix('"')
-                .and_then(|f| f.strip_suffix('"'))
-                .unwrap_or(field)
-                .trim();
-            let value = if field.is_empty() {
-                f32::NAN
-            } else {
-                field.parse::<f32>().map_err(|_| CodecError::Csv {
-                    line: i + 1,
-                    column: j + 1,
-                    message: format!("{field:?} is not a number"),
-                })?
+        let bytes = line.as_bytes();
+        let (mut at, mut column) = (0usize, 0usize);
+        loop {
+            column += 1;
+            let (value, next) = match plain_decimal(bytes, at) {
+                Some(parsed) => parsed,
+                None => general_field(line, at, i + 1, column)?,
             };
             rows.values.push(value);
+            match next {
+                Some(comma) => at = comma + 1,
+                None => break,
+            }
         }
         rows.end_record(start).map_err(|e| at_line(e, i + 1))?;
+        if !reserved {
+            // The whole body's worth of values, estimated from the first record, at once.
+            reserved = true;
+            let records = text.len() / (line.len() + 1) + 1;
+            rows.values
+                .reserve(records.saturating_mul(rows.values.len() - start));
+        }
     }
     Ok(())
+}
+
+/// Exact powers of ten in `f32` (10^10 = 2^10 * 5^10, and 5^10 < 2^24).
+const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+
+/// Parses the field of `line` starting at `at` when it is empty (NaN) or a plain decimal
+/// `[+-]digits[.digits]` (at least one digit) followed by `,` or the line's end, whose value
+/// is exact in one `f32` division: an integer of at most 19 digits (one correctly rounded
+/// conversion), or a mantissa of at most 2^24 over at most 10 fraction digits (two exact
+/// `f32`s, one correctly rounded division). `str::parse::<f32>` is correctly rounded too, so
+/// the results are the same bits. Returns the value and the position of the `,` after the
+/// field, if any; `None` sends the field to [`general_field`].
+#[inline]
+fn plain_decimal(line: &[u8], at: usize) -> Option<(f32, Option<usize>)> {
+    let mut i = at;
+    let end = |i: usize| -> Option<Option<usize>> {
+        match line.get(i) {
+            None => Some(None),
+            Some(b',') => Some(Some(i)),
+            Some(_) => None,
+        }
+    };
+    if let Some(next) = end(i) {
+        return Some((f32::NAN, next));
+    }
+    let negative = match line[i] {
+        b'-' => {
+            i += 1;
+            true
+        }
+        b'+' => {
+            i += 1;
+            false
+        }
+        _ => false,
+    };
+    let (mut mantissa, mut digits, mut fraction) = (0u64, 0usize, 0usize);
+    while let Some(&b) = line.get(i) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        digits += 1;
+        i += 1;
+    }
+    if line.get(i) == Some(&b'.') {
+        i += 1;
+        while let Some(&b) = line.get(i) {
+            if !b.is_ascii_digit() {
+                break;
+            }
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+            digits += 1;
+            fraction += 1;
+            i += 1;
+        }
+    }
+    let next = end(i)?;
+    if digits == 0 || digits > 19 {
+        return None;
+    }
+    let value = if fraction == 0 {
+        mantissa as f32
+    } else if fraction < POW10.len() && mantissa <= 1 << 24 {
+        mantissa as f32 / POW10[fraction]
+    } else {
+        return None;
+    };
+    Some((if negative { -value } else { value }, next))
+}
+
+/// Any CSV field (from `at` to the next `,`): trimmed, unquoted, trimmed again; empty is NaN,
+/// else `str::parse::<f32>`. Returns the value and the position of the `,` after it, if any.
+#[cold]
+fn general_field(
+    line: &str,
+    at: usize,
+    line_no: usize,
+    column: usize,
+) -> Result<(f32, Option<usize>), CodecError> {
+    let rest = &line[at..];
+    let (field, next) = match rest.find(',') {
+        Some(k) => (&rest[..k], Some(at + k)),
+        None => (rest, None),
+    };
+    let field = field.trim();
+    let field = field
+        .strip_prefix('"')
+        .and_then(|f| f.strip_suffix('"'))
+        .unwrap_or(field)
+        .trim();
+    if field.is_empty() {
+        return Ok((f32::NAN, next));
+    }
+    let value = field.parse::<f32>().map_err(|_| CodecError::Csv {
+        line: line_no,
+        column,
+        message: format!("{field:?} is not a number"),
+    })?;
+    Ok((value, next))
 }
 
 /// Rewords a record-count error to name the line (CSV and JSON Lines number by line).
@@ -340,6 +449,99 @@ mod tests {
         assert_eq!(f32s(&t), vec![1.0, 2.0, 3.0, 4.0]);
         let err = decode_features(Format::JsonLines, b"[1,2]\n[3,true]\n", None).unwrap_err();
         assert!(err.to_string().starts_with("JSON Lines line 2"), "{err}");
+    }
+
+    /// The old decoder, field by field: what the fast one must give, bit for bit.
+    fn reference(line: &str) -> Vec<Result<u32, ()>> {
+        line.split(',')
+            .map(|field| {
+                let field = field.trim();
+                let field = field
+                    .strip_prefix('"')
+                    .and_then(|f| f.strip_suffix('"'))
+                    .unwrap_or(field)
+                    .trim();
+                if field.is_empty() {
+                    Ok(f32::NAN.to_bits())
+                } else {
+                    field.parse::<f32>().map(f32::to_bits).map_err(|_| ())
+                }
+            })
+            .collect()
+    }
+
+    fn check_line(line: &str) {
+        let want = reference(line);
+        let got = decode_features(Format::Csv, line.as_bytes(), None);
+        match (want.iter().all(Result::is_ok), got) {
+            (true, Ok(t)) => {
+                let got: Vec<u32> = f32s(&t).into_iter().map(f32::to_bits).collect();
+                let want: Vec<u32> = want.into_iter().map(Result::unwrap).collect();
+                assert_eq!(got, want, "{line:?}");
+            }
+            (false, Err(CodecError::Csv { column, .. })) => {
+                let first_bad = want.iter().position(Result::is_err).unwrap() + 1;
+                assert_eq!(column, first_bad, "{line:?}");
+            }
+            (ok, got) => panic!("{line:?}: reference ok {ok}, fast {got:?}"),
+        }
+    }
+
+    #[test]
+    fn csv_fields_parse_as_str_parse_does() {
+        for line in [
+            "0,-0,+0,-0.0,0.,.5,-.5,5.,1.0000001,16777216,16777217,0.16777217,1677721.7",
+            "123456789012345678,1234567890123456789,12345678901234567890,99999999999999999999",
+            "3.4028235e38,3.5e38,1e-45,1e-46,0.0000000001,0.00000000001,1.17549435e-38",
+            " 1 , \"2\" ,\" 3 \",,\"\",inf,-inf,NaN,1E5,1e+5",
+            "0.1,0.2,0.3,99.999,12.345,-98.765,0.0000001,1234567.8,16777.216,7.0000005",
+            "-,+,.,-.,1..2,1.2.3,--1,1-,x,1x,0x10,1_0",
+            "1,2,",
+            ",",
+            "\t4\t,5\r",
+        ] {
+            check_line(line);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn csv_decimals_are_bit_identical(
+            fields in proptest::collection::vec(
+                (proptest::bool::ANY, 0u64..100_000_000_000, 0usize..14, proptest::bool::ANY),
+                1..8,
+            )
+        ) {
+            let line: Vec<String> = fields
+                .iter()
+                .map(|&(neg, m, frac, dot)| {
+                    let digits = m.to_string();
+                    let sign = if neg { "-" } else { "" };
+                    if !dot || frac == 0 {
+                        format!("{sign}{digits}")
+                    } else if frac >= digits.len() {
+                        format!("{sign}0.{}{digits}", "0".repeat(frac - digits.len()))
+                    } else {
+                        let (a, b) = digits.split_at(digits.len() - frac);
+                        format!("{sign}{a}.{b}")
+                    }
+                })
+                .collect();
+            check_line(&line.join(","));
+        }
+
+        #[test]
+        fn csv_any_ascii_fields_agree(line in "[-+0-9.,eE x\"]{0,40}") {
+            if !line.trim().is_empty() {
+                check_line(&line);
+            }
+        }
+
+        #[test]
+        fn csv_random_floats_round_trip(bits in proptest::collection::vec(proptest::num::u32::ANY, 1..8)) {
+            let line: Vec<String> = bits.iter().map(|&b| f32::from_bits(b).to_string()).collect();
+            check_line(&line.join(","));
+        }
     }
 
     #[test]
