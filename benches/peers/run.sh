@@ -555,7 +555,12 @@ RESULT="$HERE/results-$DATE.md"
     echo "\`benches/peers/run.sh\`: PEERS_MODELS=\"$MODELS\" PEERS_SERVERS=\"$SERVERS\" PEERS_GENERATORS=\"$GENERATORS\" PEERS_CONCURRENCY=\"$CONCURRENCY\" PEERS_SECONDS=$SECS (per wrk / pier loadtest cell, after 1 s of warm-up; perf_analyzer 3 x ${PA_WINDOW_MS} ms windows)."
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average (1, 5, 15 min) before the run $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg); finished $(date -u '+%H:%M UTC')."
     echo "The load generator runs on the same cores as the server it drives."
-    echo "Pier at $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)'): default build $PIER; ort build ${PIER_ORT:-not run} (ONNX Runtime $(basename "${ORT_DYLIB_PATH:-none}")); batching PIER_MAX_BATCH_SIZE=$PIER_BATCH, PIER_MAX_QUEUE_DELAY_US=0; compute threads = cores."
+    if [ -n "$PIER_ORT" ] && cmp -s "$PIER" "$PIER_ORT"; then
+        same=" (one binary, built with the ort feature: the \"Pier\" rows run it with PIER_BACKEND unset, i.e. the default build's tract + native-tree path)"
+    else
+        same=""
+    fi
+    echo "Pier at $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes)'): default build $PIER; ort build ${PIER_ORT:-not run} (ONNX Runtime $(basename "${ORT_DYLIB_PATH:-none}"))$same; batching PIER_MAX_BATCH_SIZE=$PIER_BATCH, PIER_MAX_QUEUE_DELAY_US=0; compute threads = cores."
     echo "Triton $TRITON_VERSION (nvidia-pytriton 0.7.0 wheel, Python backend + onnxruntime, 2 instances, dynamic batching, delay 0);"
     echo "MLServer with mlserver-sklearn, 2 parallel workers; FastAPI under uvicorn, 2 workers; limits: http_limit (hyper-util) and grpc_limit (tonic) answering Pier's captured answers."
     echo "$("$VENV/bin/pip" list --disable-pip-version-check 2>/dev/null | awk '$1 ~ /^(mlserver|mlserver-sklearn|fastapi|uvicorn|onnxruntime|scikit-learn|nvidia-pytriton)$/ {printf "%s %s; ", $1, $2}')"
