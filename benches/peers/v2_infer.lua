@@ -1,8 +1,15 @@
--- wrk script: POST one v2 REST JSON inference request (one row of the iris model) per call.
+-- wrk script: POST one v2 REST JSON inference request per call, the body read from the file
+-- named by the environment variable PEERS_BODY (run.sh: out/<model>/request.json, one row).
 -- The body is the same for every server; wrk reports latency percentiles with --latency.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}'
+local path = os.getenv("PEERS_BODY")
+if path == nil then
+  error("PEERS_BODY must name the request body file")
+end
+local f = assert(io.open(path, "rb"))
+wrk.body = f:read("*a")
+f:close()
 
 -- Count non-2xx answers so a failing server cannot look fast.
 done = function(summary, latency, requests)

@@ -10,11 +10,12 @@
 //! global allocator. The request body is
 //! read whole before the answer (as any server must), then dropped.
 //!
-//! usage: `http_limit ADDR BODY_BYTES [CONTENT_TYPE]` — prints `listening on ADDR` (the bound
-//! address; port 0 picks one) and serves until killed. The answer is BODY_BYTES bytes of
-//! `0.5,` repeated and cut to size (the size of Pier's answer to the same request), with the
-//! headers Pier sends (`content-type`, `x-amzn-requestid`, `x-amzn-invoked-production-variant`,
-//! `x-pier-model`) as fixed values.
+//! usage: `http_limit ADDR BODY_BYTES|@FILE [CONTENT_TYPE]` — prints `listening on ADDR` (the
+//! bound address; port 0 picks one) and serves until killed. The answer is BODY_BYTES bytes of
+//! `0.5,` repeated and cut to size (the size of Pier's answer to the same request), or the
+//! bytes of FILE (`benches/peers/run.sh` saves Pier's own answer), with the headers Pier sends
+//! (`content-type`, `x-amzn-requestid`, `x-amzn-invoked-production-variant`, `x-pier-model`)
+//! as fixed values.
 //!
 //! Concurrency: tokio's worker threads; no shared state but the immutable body.
 
@@ -36,15 +37,25 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:0".into());
-    let size: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(16);
+    let body_arg = args.next().unwrap_or_else(|| "16".into());
     let content_type = args.next().unwrap_or_else(|| "text/csv".into());
-    let body: Bytes = b"0.5,"
-        .iter()
-        .copied()
-        .cycle()
-        .take(size)
-        .collect::<Vec<u8>>()
-        .into();
+    let body: Bytes = match body_arg.strip_prefix('@') {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}")))?
+            .into(),
+        None => {
+            let size: usize = body_arg.parse().map_err(|_| {
+                std::io::Error::other(format!("BODY_BYTES {body_arg:?} is not a size"))
+            })?;
+            b"0.5,"
+                .iter()
+                .copied()
+                .cycle()
+                .take(size)
+                .collect::<Vec<u8>>()
+                .into()
+        }
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
