@@ -33,8 +33,9 @@ const KNOWN_UNSUPPORTED: &[&str] = &["ZipMap", "TreeEnsembleRegressor"];
 pub struct TractModel {
     plan: Arc<TypedSimplePlan>,
     /// Each predicting thread's reusable run state (`None` after a failed run; rebuilt on
-    /// the next). Unused when `stateless` is false.
-    states: ThreadLocal<RefCell<Option<TypedSimpleState>>>,
+    /// the next). Unused when `stateless` is false. Boxed: a `ThreadLocal` is large, and
+    /// models are moved about by value.
+    states: Box<ThreadLocal<RefCell<Option<TypedSimpleState>>>>,
     /// No op of the plan keeps state between runs, so a run state may be reused.
     stateless: bool,
     signature: Signature,
@@ -138,7 +139,7 @@ impl TractModel {
         });
         Ok(Self {
             plan,
-            states: ThreadLocal::new(),
+            states: Box::default(),
             stateless,
             signature,
             label_fix,
