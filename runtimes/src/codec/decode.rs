@@ -151,26 +151,23 @@ fn plain_decimal(line: &[u8], at: usize) -> Option<(f32, Option<usize>)> {
         }
         _ => false,
     };
-    let (mut mantissa, mut digits, mut fraction) = (0u64, 0usize, 0usize);
-    while let Some(&b) = line.get(i) {
-        if !b.is_ascii_digit() {
-            break;
-        }
-        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-        digits += 1;
-        i += 1;
-    }
-    if line.get(i) == Some(&b'.') {
-        i += 1;
-        while let Some(&b) = line.get(i) {
-            if !b.is_ascii_digit() {
-                break;
-            }
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-            digits += 1;
-            fraction += 1;
+    // Accumulates the run of digits from `i` into `mantissa`; the index after it.
+    let run = |mut i: usize, mantissa: &mut u64| {
+        while let Some(&b) = line.get(i).filter(|b| b.is_ascii_digit()) {
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
             i += 1;
         }
+        i
+    };
+    let mut mantissa = 0u64;
+    let after = run(i, &mut mantissa);
+    let (mut digits, mut fraction) = (after - i, 0usize);
+    i = after;
+    if line.get(i) == Some(&b'.') {
+        let after = run(i + 1, &mut mantissa);
+        fraction = after - (i + 1);
+        digits += fraction;
+        i = after;
     }
     let next = end(i)?;
     if digits == 0 || digits > 19 {
