@@ -7,12 +7,17 @@
 #
 # Usage (repository root, work tree clean in algorithms/):
 #   scripts/trees/kernel_ab.sh [BEFORE_REV] [ROUNDS]
-# Needs /work/venv-trees (xgboost 3.2) or PYTHON=... with numpy and xgboost.
+# Needs python3 with numpy and xgboost (3.2 measured), or PYTHON=... pointing at one.
 set -euo pipefail
 before_rev=${1:-435b2eb}
 rounds=${2:-4}
-python=${PYTHON:-/work/venv-trees/bin/python}
+python=${PYTHON:-python3}
 target=${CARGO_TARGET_DIR:-target}
+# The "before" build checks out algorithms/ at BEFORE_REV and back: refuse to run over edits.
+if ! git diff --quiet HEAD -- algorithms; then
+    echo "kernel_ab.sh: algorithms/ has uncommitted changes; commit or stash them first" >&2
+    exit 2
+fi
 before_bin=$(mktemp /tmp/tree_bench_before.XXXXXX)
 trap 'git checkout -q HEAD -- algorithms; rm -f "$before_bin"' EXIT
 git checkout -q "$before_rev" -- algorithms
