@@ -252,12 +252,6 @@ impl Columns {
     pub(crate) fn n_rows(&self) -> usize {
         self.n_rows
     }
-
-    /// The regrouped values (for tests comparing the regrouping paths).
-    #[cfg(test)]
-    pub(crate) fn data(&self) -> &[f32] {
-        &self.data
-    }
 }
 
 /// The portable kernel: see [`walk_group`].

@@ -361,12 +361,15 @@ fn simd_regrouping_matches_the_portable_loop() {
         super::simd::PORTABLE_ONLY.with(|p| p.set(false));
         got.fill(&block, nf, &features);
         got.fill(&block, nf, &features); // a reused scratch changes nothing
-        let bits = |c: &Columns| c.data().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let bits = |c: &Columns| c.values().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(
             bits(&got),
             bits(&want),
             "case {case}: {n_rows} rows, {nf} features, {used} used"
         );
-        assert!(want.data().iter().all(|x| !x.is_nan()), "NaNs are replaced");
+        assert!(
+            want.values().iter().all(|x| !x.is_nan()),
+            "NaNs are replaced"
+        );
     }
 }

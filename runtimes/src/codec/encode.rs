@@ -146,16 +146,16 @@ fn halfway(v: f32, digits: &[u8], point: i32) -> Option<bool> {
     } else {
         (fraction | 1 << 23, field as i32 - 150)
     };
-    let d = digits.iter().try_fold(0u128, |d, &b| {
-        d.checked_mul(10)?.checked_add(u128::from(b - b'0'))
-    })?;
     // The candidate is d × 10^k; halfway means 2|v| = (2d ± 1) × 10^k.
     let k = point - digits.len() as i32;
     // 2|v| / 10^k = m × 2^(e + 1 - k) / 5^k is an odd integer only if its power of two is 0:
-    // the cheap test that settles almost every value.
+    // the cheap test that settles almost every value, before the digits are read.
     if e + 1 - k + m.trailing_zeros() as i32 != 0 {
         return Some(false);
     }
+    let d = digits.iter().try_fold(0u128, |d, &b| {
+        d.checked_mul(10)?.checked_add(u128::from(b - b'0'))
+    })?;
     let pow2 = |n: i32| 1u128.checked_shl(n.max(0) as u32);
     let pow10 = |n: i32| 10u128.checked_pow(n.max(0) as u32);
     let left = (2 * m).checked_mul(pow2(e)?)?.checked_mul(pow10(-k)?)?;
