@@ -1,5 +1,9 @@
 //! The v2 REST and gRPC paths emit the same request metrics as SageMaker invocations.
+//!
+//! A test binary of its own, not a module of `it`: it counts the process-wide metrics
+//! recorder's series for the demo endpoint, which other tests' servers would add to.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::TestServer;
