@@ -9,7 +9,12 @@
 # which the other work on a shared machine disturbs less than throughput; the last lines are
 # the means per mode and their ratios to no credentials.
 #
-# usage: benches/auth_overhead.sh [PIER_BINARY] [ROUNDS]   (default target/release/pier, 2)
+# MODES (default "none sigv4 bearer") may add `unchecked`: the SigV4 run's exact requests
+# (same Authorization and X-Amz-Date headers) sent to a server without credentials, which
+# ignores them. It separates what the two extra headers cost on the wire and in HTTP parsing
+# from what checking them costs.
+#
+# usage: [MODES=...] benches/auth_overhead.sh [PIER_BINARY] [ROUNDS]   (default target/release/pier, 2)
 # needs: python3 with botocore (the tests' .venv has it; or PYTHON=...).
 # Build first: cargo build --release --workspace
 set -euo pipefail
@@ -24,7 +29,7 @@ printf '[bench]\naws_access_key_id = AKIABENCH\naws_secret_access_key = bench-se
 
 run() {
     local mode=$1 round=$2 extra=() headers=()
-    [ "$mode" != none ] && extra=(--credentials "$WORK/credentials")
+    case $mode in none | unchecked) ;; *) extra=(--credentials "$WORK/credentials") ;; esac
     rm -rf "$WORK/data"
     "$PIER" serve --demo --data-dir "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
         --grpc 127.0.0.1:0 "${extra[@]}" > "$WORK/serve.out" 2>/dev/null &
@@ -33,7 +38,7 @@ run() {
     local http
     http=$(grep -o "http=[^ ]*" "$WORK/serve.out" | head -1 | cut -d= -f2)
     [ -n "$http" ] || { echo "$mode round $round: the server did not start in 60 s" >&2; exit 1; }
-    if [ "$mode" = sigv4 ]; then
+    if [ "$mode" = sigv4 ] || [ "$mode" = unchecked ]; then
         mapfile -t signed < <("$PY" - "http://$http/endpoints/demo/invocations" "$WORK/body.csv" <<'PYEOF'
 import sys
 from botocore.auth import SigV4Auth
@@ -69,7 +74,7 @@ PYEOF
     local us
     us=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$ok" -v hz="$(getconf CLK_TCK)" \
         'BEGIN { printf "%.1f", (b - a) / hz * 1e6 / n }')
-    printf '%-6s round %s: %s req/s, server %s CPU-us/request %s\n' "$mode" "$round" "$rps" "$us" \
+    printf '%-9s round %s: %s req/s, server %s CPU-us/request %s\n' "$mode" "$round" "$rps" "$us" \
         "$(awk '/requests/ {print $3, $4, $5, $6}' <<<"$out")"
     echo "$mode $rps $us" >> "$WORK/rows"
 }
@@ -77,12 +82,12 @@ PYEOF
 server_cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 for round in $(seq 1 "$ROUNDS"); do
-    for mode in none sigv4 bearer; do run "$mode" "$round"; done
+    for mode in ${MODES:-none sigv4 bearer}; do run "$mode" "$round"; done
 done
 awk '{ n[$1]++; rps[$1] += $2; us[$1] += $3 }
      END { for (m in n) { r[m] = rps[m] / n[m]; u[m] = us[m] / n[m] }
            if (!("none" in r)) exit
-           for (i = 1; i <= 3; i++) { m = (i == 1 ? "none" : i == 2 ? "sigv4" : "bearer")
+           for (i = 1; i <= 4; i++) { m = (i == 1 ? "none" : i == 2 ? "unchecked" : i == 3 ? "sigv4" : "bearer")
              if (!(m in r)) continue
-             printf "mean   %-6s %8.0f req/s (%.3fx)   server %6.1f CPU-us/request (%+.1f)\n",
+             printf "mean   %-9s %8.0f req/s (%.3fx)   server %6.1f CPU-us/request (%+.1f)\n",
                     m, r[m], r[m] / r["none"], u[m], u[m] - u["none"] } }' "$WORK/rows"
