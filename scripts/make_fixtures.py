@@ -114,6 +114,43 @@ def mlp():
     write("mlp", model, {"input": x}, "4-16-3 MLP, ReLU, softmax; dynamic batch named 'batch'")
 
 
+def mlp_wide():
+    """A 20-96-64-8 network of Gemm (transB, alpha, beta), LeakyRelu, Tanh, MatMul + Add and
+    Sigmoid: wide enough (8,576 multiply-adds a row) that Pier's default backend runs small
+    calls natively and large ones on tract."""
+    rng = np.random.default_rng(1)
+    w1 = rng.normal(0, 0.3, (96, 20)).astype(np.float32)  # stored transposed (transB)
+    c1 = rng.normal(0, 0.1, 96).astype(np.float32)
+    w2 = rng.normal(0, 0.2, (96, 64)).astype(np.float32)
+    c2 = rng.normal(0, 0.1, 64).astype(np.float32)
+    w3 = rng.normal(0, 0.3, (64, 8)).astype(np.float32)
+    b3 = rng.normal(0, 0.1, 8).astype(np.float32)
+    init = [
+        helper.make_tensor(n, TensorProto.FLOAT, a.shape, a.ravel())
+        for n, a in [("w1", w1), ("c1", c1), ("w2", w2), ("c2", c2), ("w3", w3), ("b3", b3)]
+    ]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "c1"], ["g1"], transB=1, alpha=0.5, beta=2.0),
+        helper.make_node("LeakyRelu", ["g1"], ["a1"], alpha=0.1),
+        helper.make_node("Gemm", ["a1", "w2", "c2"], ["g2"]),
+        helper.make_node("Tanh", ["g2"], ["a2"]),
+        helper.make_node("MatMul", ["a2", "w3"], ["m3"]),
+        helper.make_node("Add", ["b3", "m3"], ["l3"]),
+        helper.make_node("Sigmoid", ["l3"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp_wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 20])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 8])],
+        init,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="pier-fixtures")
+    model.ir_version = 8
+    x = rng.normal(0, 1, (12, 20)).astype(np.float32)
+    write("mlp-wide", model, {"x": x}, "20-96-64-8 Gemm/LeakyRelu/Gemm/Tanh/MatMul+Add/Sigmoid; dynamic batch")
+
+
 def sklearn_model(estimator, x, **options):
     return to_onnx(estimator, x[:1], target_opset=OPSETS, options={id(estimator): options} if options else None)
 
@@ -182,6 +219,7 @@ def bench_gradient_boosting():
 
 FIXTURES = {
     "mlp": mlp,
+    "mlp-wide": mlp_wide,
     "iris-logreg": logistic_regression,
     "iris-mlp": mlp_classifier,
     "cancer-forest": random_forest,

@@ -1,8 +1,10 @@
 //! ONNX models: reading the graph (operators, declared inputs and outputs, classifier
 //! labels) independently of the backend that runs it; the default backend ([`load_default`]:
-//! tract, with `ai.onnx.ml` tree ensembles and the operators around them run natively by
-//! [`hybrid`]) and (feature `ort`) the ONNX Runtime backend.
+//! tract, with small dense networks run natively by [`dense`] and `ai.onnx.ml` tree
+//! ensembles and the operators around them by [`hybrid`]) and (feature `ort`) the ONNX
+//! Runtime backend.
 
+pub mod dense;
 pub mod hybrid;
 #[cfg(feature = "ort")]
 pub mod onnxruntime;
@@ -21,8 +23,9 @@ use crate::model::Model;
 use crate::signature::{Signature, TensorSpec};
 use crate::tensor::DataType;
 
-/// Loads `path` on the default backend: a graph with a tree ensemble (or a `ZipMap`) the
-/// [`hybrid::HybridModel`] plan fits runs natively around tract, anything else on tract.
+/// Loads `path` on the default backend: a small dense network ([`dense::DenseModel`]) runs
+/// natively; a graph with a tree ensemble (or a `ZipMap`) the [`hybrid::HybridModel`] plan
+/// fits runs natively around tract; anything else on tract.
 /// `signature`, if it has inputs, overrides what the file declares.
 pub fn load_default(
     path: &Path,
@@ -40,6 +43,9 @@ pub fn load_default(
         }
         _ => declared,
     };
+    if let Some(model) = dense::DenseModel::plan(&graph, &signature, model_name)? {
+        return Ok(Arc::new(model));
+    }
     if let Some(model) = hybrid::HybridModel::plan(&graph, &signature, model_name)? {
         return Ok(Arc::new(model));
     }
