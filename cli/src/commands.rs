@@ -44,6 +44,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.compute.threads = threads;
     }
     config.compute.queue = args.compute_queue;
+    config.compute.inline = Duration::from_micros(args.inline_predict_us);
     config.jobs.slots = args.job_slots;
     // pier serve allows scripts on loopback itself (ServerConfig::scripts_allowed).
     args.scripts.apply(&mut config.jobs.script, true)?;

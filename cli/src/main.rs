@@ -99,6 +99,12 @@ struct ServeArgs {
     /// Requests that may wait for a compute thread before new ones get 503.
     #[arg(long, default_value_t = 1024)]
     compute_queue: usize,
+    /// Microseconds: an unbatched call that the model's measured cost a row says takes at
+    /// most this long runs on the request's own thread, skipping the hand-off to a compute
+    /// thread and back (which costs more than a small network's prediction). 0: every call
+    /// runs on a compute thread.
+    #[arg(long, default_value_t = 20)]
+    inline_predict_us: u64,
     /// Largest request body in bytes (SageMaker: 6 MB); also the v2 gRPC message limit.
     #[arg(long, default_value_t = 6 * 1024 * 1024)]
     max_body_bytes: usize,

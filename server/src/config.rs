@@ -204,6 +204,11 @@ impl Default for InstancesConfig {
     }
 }
 
+/// Default [`ComputeConfig::inline`]: short enough that a tokio worker is never held long
+/// (tokio's guidance is tens of microseconds between awaits), long enough for small
+/// networks, linear models and one-row tree ensembles.
+pub const DEFAULT_INLINE_PREDICT: Duration = Duration::from_micros(20);
+
 /// The dedicated threads that run model code.
 #[derive(Clone, Debug)]
 pub struct ComputeConfig {
@@ -211,6 +216,9 @@ pub struct ComputeConfig {
     pub threads: usize,
     /// Jobs that may wait for a thread; more are answered 503 at once.
     pub queue: usize,
+    /// An unbatched call whose model's measured cost puts it at or under this runs on the
+    /// request's own thread instead of a compute thread (zero: every call hops).
+    pub inline: Duration,
 }
 
 impl Default for ComputeConfig {
@@ -219,6 +227,7 @@ impl Default for ComputeConfig {
         Self {
             threads,
             queue: 1024,
+            inline: DEFAULT_INLINE_PREDICT,
         }
     }
 }

@@ -13,13 +13,20 @@
 //! model the decode job hands the validated request to the batcher, whose batch then runs as
 //! a job of its own shared by every request in it.
 //!
+//! A call to an unbatched model whose measured cost a row ([`super::models::PredictCost`])
+//! puts it under `--inline-predict-us` (20 µs) predicts on the request's task: for a small
+//! network the two thread hand-offs cost more than the prediction. The first call of a
+//! model, and any call expected to take longer, runs on the compute pool.
+//!
 //! Concurrency: one snapshot load per request; the on-demand map's mutex is held for map
-//! operations only; model code runs on the compute pool, never on tokio's workers. The
+//! operations only; model code runs on the compute pool, or for at most about the inline
+//! budget on a tokio worker (a panic there is caught as on the pool). The
 //! deadline (the timeout layer's, which also covers reading the body and a Model's first
 //! load) bounds decoding, queueing and predicting here, so a request that runs out of time
 //! is answered and counted as a `Timeout`; its future is dropped, which withdraws it from
 //! the batch queue and the pool's queue.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -406,6 +413,18 @@ impl DataPlane {
         if let Some(batcher) = &loaded.batcher {
             return batcher.infer(inputs).await;
         }
+        let rows = inputs.first().map_or(0, Tensor::rows);
+        if loaded.cost.within(rows, self.config.compute.inline) {
+            // Expected to take less than the hop to a compute thread and back would.
+            crate::metrics::record_queue(&loaded.labels, std::time::Duration::ZERO);
+            return catch_unwind(AssertUnwindSafe(|| predict_here(loaded, inputs))).unwrap_or_else(
+                |_| {
+                    Err(ServeError::Model(
+                        "the model panicked while predicting".into(),
+                    ))
+                },
+            );
+        }
         let model = loaded.clone();
         let queued = Instant::now();
         self.serving
@@ -418,12 +437,16 @@ impl DataPlane {
     }
 }
 
-/// Runs the model on this (compute) thread, recording batch size and compute time.
+/// Runs the model on this thread (a compute thread, or the request's for a call its
+/// measured cost says is short), recording batch size and compute time.
 fn predict_here(model: &LoadedModel, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServeError> {
-    crate::metrics::record_batch(&model.labels, inputs.first().map_or(0, Tensor::rows));
+    let rows = inputs.first().map_or(0, Tensor::rows);
+    crate::metrics::record_batch(&model.labels, rows);
     let started = Instant::now();
     let out = model.model.predict(inputs).map_err(ServeError::from);
-    crate::metrics::record_compute(&model.labels, started.elapsed());
+    let took = started.elapsed();
+    crate::metrics::record_compute(&model.labels, took);
+    model.cost.record(rows, took);
     out
 }
 

@@ -6,7 +6,9 @@
 //! metric labels and, when batching is on, its own [`Batcher`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use pier_model_store::{ModelStore, VersionSelector};
 use pier_runtimes::{DataType, LoadOptions, Model, Tensor, TensorData};
@@ -36,6 +38,45 @@ pub struct LoadedModel {
     /// (held, never read).
     #[allow(dead_code)]
     parts: Vec<Arc<LoadedModel>>,
+    /// What a row has cost to predict, shared by every copy of the same model: decides
+    /// whether a call is cheap enough to run on the request's own thread.
+    pub cost: Arc<PredictCost>,
+}
+
+/// A model's smoothed cost a row to predict, measured on every unbatched call, so the data plane can run a call it expects to be short where the request is,
+/// without the hand-off to a compute thread and back (which costs more than a small
+/// network's whole prediction).
+///
+/// Concurrency: one atomic, read and written with relaxed ordering: a lost update only
+/// delays the estimate by a call.
+#[derive(Debug, Default)]
+pub struct PredictCost {
+    /// Nanoseconds a row, smoothed over calls (1/8 weight to the newest); 0 until measured.
+    ns_per_row: AtomicU64,
+}
+
+impl PredictCost {
+    /// Adds one call of `rows` rows that took `took`.
+    pub fn record(&self, rows: usize, took: Duration) {
+        let rows = u64::try_from(rows.max(1)).unwrap_or(u64::MAX);
+        let sample = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX) / rows;
+        let old = self.ns_per_row.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old.saturating_mul(7).saturating_add(sample)) / 8
+        };
+        self.ns_per_row.store(new.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether a call of `rows` rows is expected to take at most `budget` (never before the
+    /// first call was measured).
+    pub fn within(&self, rows: usize, budget: Duration) -> bool {
+        let per_row = self.ns_per_row.load(Ordering::Relaxed);
+        let rows = u64::try_from(rows.max(1)).unwrap_or(u64::MAX);
+        per_row != 0
+            && per_row.saturating_mul(rows) <= u64::try_from(budget.as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 impl LoadedModel {
@@ -58,6 +99,7 @@ impl LoadedModel {
             max_rows: None,
             base: None,
             parts,
+            cost: Arc::default(),
         })
     }
 
@@ -71,6 +113,7 @@ impl LoadedModel {
             max_rows: None,
             base: None,
             parts: Vec::new(),
+            cost: Arc::default(),
         }
     }
 
@@ -85,6 +128,7 @@ impl LoadedModel {
             max_rows: self.max_rows,
             base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
             parts: Vec::new(),
+            cost: self.cost.clone(),
         })
     }
 
@@ -128,6 +172,7 @@ impl LoadedModel {
             max_rows: self.max_rows,
             base: Some(self.base.clone().unwrap_or_else(|| self.clone())),
             parts: Vec::new(),
+            cost: self.cost.clone(),
         })
     }
 }
@@ -230,6 +275,7 @@ impl ModelCache {
             max_rows: None,
             base: None,
             parts: Vec::new(),
+            cost: Arc::default(),
         });
         let mut map = self.loaded.lock().expect("cache lock");
         map.retain(|_, w| w.strong_count() > 0);

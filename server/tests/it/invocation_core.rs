@@ -125,8 +125,9 @@ async fn every_facade_has_one_row_limit_and_one_datatype_policy() {
 
 #[tokio::test]
 async fn a_large_body_hops_to_the_compute_pool_once() {
-    let (_dir, server, mut grpc) = demo(|_| {}).await;
-    // The demo's variants are unbatched: one pool job per request, whatever the body size.
+    // No call inline: the demo's variants are unbatched, so one pool job per request,
+    // whatever the body size.
+    let (_dir, server, mut grpc) = demo(|c| c.compute.inline = Duration::ZERO).await;
     for rows in [2, 1000] {
         let body = csv(rows);
         let before = pool_jobs(&server);
@@ -157,6 +158,42 @@ async fn a_large_body_hops_to_the_compute_pool_once() {
     let answer = grpc.model_infer(request).await.unwrap();
     assert_eq!(answer.into_inner().raw_output_contents.len(), 2);
     assert_eq!(pool_jobs(&server) - before, 1, "v2 gRPC");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn cheap_calls_predict_inline_once_their_cost_is_measured() {
+    // A budget every demo call fits even in a debug build (the default, 20 µs, is for
+    // release builds). The first call of each demo variant is measured on the pool; once
+    // every variant has been measured (the split is random: 40 requests reach both of a
+    // 70/30 pair but for a chance of 0.7^40), small calls run on the request's thread.
+    let (_dir, server, _grpc) = demo(|c| c.compute.inline = Duration::from_secs(1)).await;
+    for _ in 0..40 {
+        let r = server.invoke("demo", "text/csv", csv(2), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let before = pool_jobs(&server);
+    for rows in [1, 2, 16] {
+        let r = server.invoke("demo", "text/csv", csv(rows), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body.lines().count(), rows, "{}", r.body);
+    }
+    assert_eq!(pool_jobs(&server) - before, 0, "small calls ran inline");
+    // A large body still decodes and predicts on the pool, in one job.
+    let before = pool_jobs(&server);
+    let r = server.invoke("demo", "text/csv", csv(1000), &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(pool_jobs(&server) - before, 1);
+    server.stop().await;
+
+    // A budget no call fits: every call hops, however often the model has run.
+    let (_dir, server, _grpc) = demo(|c| c.compute.inline = Duration::from_nanos(1)).await;
+    for _ in 0..10 {
+        let before = pool_jobs(&server);
+        let r = server.invoke("demo", "text/csv", csv(1), &[]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(pool_jobs(&server) - before, 1);
+    }
     server.stop().await;
 }
 
