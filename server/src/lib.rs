@@ -11,8 +11,8 @@
 //! `ArcSwap` load; the control plane changes it one writer at a time, building the next
 //! snapshot on the side (outside its lock) and storing it whole. Model code runs on a
 //! dedicated compute pool, except calls whose measured cost is under the inline budget
-//! (`--inline-predict-us`), which run on the request's task. Errors become wire statuses in `error`
-//! alone.
+//! (`--inline-predict-us`), which run on the request's task. Errors become wire statuses in
+//! `error` alone.
 
 pub mod auth;
 pub mod capture;

@@ -43,9 +43,11 @@ pub struct LoadedModel {
     pub cost: Arc<PredictCost>,
 }
 
-/// A model's smoothed cost a row to predict, measured on every unbatched call, so the data plane can run a call it expects to be short where the request is,
-/// without the hand-off to a compute thread and back (which costs more than a small
-/// network's whole prediction).
+/// A model's smoothed cost a row to predict, measured on every unbatched call, so the data
+/// plane can run a call it expects to be short where the request is, without the hand-off
+/// to a compute thread and back (which costs more than a small network's whole prediction).
+/// A large call lowers the estimate a row for a small one (its fixed cost is spread over
+/// more rows); a call that turns out slow raises it again at once by an eighth of its cost.
 ///
 /// Concurrency: one atomic, read and written with relaxed ordering: a lost update only
 /// delays the estimate by a call.
