@@ -23,8 +23,9 @@ use std::collections::HashMap;
 
 use tract_onnx::pb;
 
-use super::OnnxGraph;
 use super::tract::TractModel;
+use super::trees::attr;
+use super::{OnnxGraph, f32_data, first_argmax};
 use crate::error::{Result, RuntimeError};
 use crate::model::Model;
 use crate::signature::Signature;
@@ -81,10 +82,7 @@ enum Output {
 #[derive(Debug)]
 pub struct DenseModel {
     signature: Signature,
-    layers: Vec<Layer>,
-    softmax: bool,
-    classes: Vec<i64>,
-    outputs: Vec<Output>,
+    plan: Plan,
     macs_per_row: usize,
     /// Large calls of a wide network (see [`NATIVE_MAX_MACS`]); none for a narrow one.
     tract: Option<TractModel>,
@@ -120,28 +118,27 @@ impl DenseModel {
         };
         Ok(Some(Self {
             signature: signature.clone(),
-            layers: plan.layers,
-            softmax: plan.softmax,
-            classes: plan.classes,
-            outputs: plan.outputs,
+            plan,
             macs_per_row,
             tract,
         }))
     }
 
-    /// The network on `rows` rows of `x`: the last layer's values.
+    /// The network on `rows` rows of `x`: the last layer's values (a plan has a layer).
     fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut current: Vec<f32> = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            let input = if i == 0 { x } else { &current };
-            let next = layer.apply(input, rows);
-            current = next;
+        let (first, rest) = self.plan.layers.split_first().expect("a plan has a layer");
+        let mut values = first.apply(x, rows);
+        for layer in rest {
+            values = layer.apply(&values, rows);
         }
-        if self.softmax {
-            let width = self.layers.last().map_or(1, |l| l.outputs);
-            current.chunks_exact_mut(width).for_each(softmax);
+        if self.plan.softmax {
+            values.chunks_exact_mut(self.out_width()).for_each(softmax);
         }
-        current
+        values
+    }
+
+    fn out_width(&self) -> usize {
+        self.plan.layers.last().map_or(0, |l| l.outputs)
     }
 }
 
@@ -191,11 +188,9 @@ fn softmax(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v /= sum);
 }
 
-/// The index of the first largest value (`ArgMax` without `select_last_index`).
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+/// `slot`'s vector, taken on its `last` use, else copied.
+fn take_or_copy<T: Clone>(slot: &mut Option<Vec<T>>, last: bool) -> Vec<T> {
+    if last { slot.take() } else { slot.clone() }.unwrap_or_default()
 }
 
 impl Model for DenseModel {
@@ -204,7 +199,7 @@ impl Model for DenseModel {
     }
 
     fn predict(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let width = self.layers.first().map_or(0, |l| l.inputs);
+        let width = self.plan.layers.first().map_or(0, |l| l.inputs);
         let rows = match inputs.as_slice() {
             [x] if x.dtype() == DataType::Fp32 && x.shape().len() == 2 && x.row_len() == width => {
                 x.rows()
@@ -221,21 +216,32 @@ impl Model for DenseModel {
             return tract.predict(inputs);
         }
         let x = inputs[0].as_f32().unwrap_or_default();
+        let width = self.out_width();
         let values = self.forward(x, rows);
-        let out_width = self.layers.last().map_or(0, |l| l.outputs);
-        self.outputs
-            .iter()
-            .map(|output| match output {
-                Output::Values => Tensor::from_f32_rows(rows, out_width, values.clone()),
-                Output::Label => {
-                    let labels = values
-                        .chunks_exact(out_width)
-                        .map(|row| self.classes[argmax(row)])
-                        .collect();
-                    Tensor::new(vec![rows], TensorData::Int64(labels))
+        let labels = self.plan.outputs.contains(&Output::Label).then(|| {
+            values
+                .chunks_exact(width)
+                .map(|row| self.plan.classes[first_argmax(row)])
+                .collect::<Vec<i64>>()
+        });
+        // Each result moves into its last output and is copied into any earlier one.
+        let (mut values, mut labels) = (Some(values), labels);
+        let last = |kind| self.plan.outputs.iter().rposition(|o| *o == kind);
+        let (last_values, last_label) = (last(Output::Values), last(Output::Label));
+        let mut answer = Vec::with_capacity(self.plan.outputs.len());
+        for (i, output) in self.plan.outputs.iter().enumerate() {
+            answer.push(match output {
+                Output::Values => {
+                    let v = take_or_copy(&mut values, Some(i) == last_values);
+                    Tensor::from_f32_rows(rows, width, v)?
                 }
-            })
-            .collect()
+                Output::Label => {
+                    let l = take_or_copy(&mut labels, Some(i) == last_label);
+                    Tensor::new(vec![rows], TensorData::Int64(l))?
+                }
+            });
+        }
+        Ok(answer)
     }
 
     fn backend(&self) -> &'static str {
@@ -244,6 +250,7 @@ impl Model for DenseModel {
 }
 
 /// The layers and outputs read from a graph.
+#[derive(Debug)]
 struct Plan {
     layers: Vec<Layer>,
     softmax: bool,
@@ -263,10 +270,6 @@ enum Value {
     Label,
 }
 
-fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
-    node.attribute.iter().find(|a| a.name == name)
-}
-
 fn attr_int(node: &pb::NodeProto, name: &str, default: i64) -> i64 {
     attr(node, name).map_or(default, |a| a.i)
 }
@@ -280,24 +283,15 @@ fn floats(t: &pb::TensorProto) -> std::result::Result<(Vec<i64>, Vec<f32>), NotD
     if t.data_type != ONNX_FLOAT {
         return Err(format!("initializer {} is not float", t.name));
     }
-    let values: Vec<f32> = if !t.float_data.is_empty() {
-        t.float_data.clone()
-    } else {
-        t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    };
+    let wrong = || format!("initializer {} holds the wrong number of values", t.name);
+    let values = f32_data(t).ok_or_else(wrong)?;
     if t.dims.iter().any(|&d| d <= 0) {
         // An empty or negative dimension: no layer to run (and no zero-width loops).
         return Err(format!("initializer {} has a dimension under 1", t.name));
     }
     let count = t.dims.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d));
     if count != i64::try_from(values.len()).ok() {
-        return Err(format!(
-            "initializer {} holds the wrong number of values",
-            t.name
-        ));
+        return Err(wrong());
     }
     Ok((t.dims.clone(), values))
 }
@@ -331,14 +325,13 @@ impl Plan {
         let [input] = signature.inputs.as_slice() else {
             return Err("not one input".into());
         };
-        let width = match input.shape.as_slice() {
+        let mut width = match input.shape.as_slice() {
             [_, w] if input.dtype == DataType::Fp32 && *w > 0 => *w as usize,
             _ => return Err("the input is not FP32 [rows, features]".into()),
         };
         let mut values: HashMap<&str, Value> = HashMap::from([(input.name.as_str(), Value::Main)]);
         // The name of the last main value: only it may be extended.
         let mut last = input.name.as_str();
-        let mut width = width;
         let mut layers: Vec<Layer> = Vec::new();
         let mut softmax = false;
         let mut classes: Vec<i64> = Vec::new();
@@ -669,16 +662,16 @@ mod tests {
     #[test]
     fn labels_are_the_first_largest_class() {
         let (model, _) = dense("iris-mlp");
-        assert_eq!(model.outputs, [Output::Label, Output::Values]);
+        assert_eq!(model.plan.outputs, [Output::Label, Output::Values]);
         let out = model.predict(vec![rows(50, 4, 3)]).unwrap();
         let (TensorData::Int64(labels), Some(probs)) = (out[0].data(), out[1].as_f32()) else {
             panic!("label and probabilities");
         };
         for (label, row) in labels.iter().zip(probs.chunks_exact(3)) {
-            assert_eq!(*label, model.classes[argmax(row)]);
+            assert_eq!(*label, model.plan.classes[first_argmax(row)]);
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
         }
-        assert_eq!(argmax(&[0.2, 0.4, 0.4]), 1, "ties go to the first");
+        assert_eq!(first_argmax(&[0.2, 0.4, 0.4]), 1, "ties go to the first");
     }
 
     #[test]

@@ -56,6 +56,31 @@ pub fn load_default(
     )?))
 }
 
+/// The values of a `FLOAT` tensor proto, from `float_data` or little-endian `raw_data`;
+/// `None` when `raw_data` is not a whole number of floats. The caller checks `data_type`.
+pub(crate) fn f32_data(t: &pb::TensorProto) -> Option<Vec<f32>> {
+    if !t.float_data.is_empty() {
+        return Some(t.float_data.clone());
+    }
+    if !t.raw_data.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(
+        t.raw_data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
+}
+
+/// The index of a row's first largest value, as ONNX's `ArgMax` (and onnxruntime's
+/// classifiers) pick a label.
+pub(crate) fn first_argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > row[best] { i } else { best })
+}
+
 /// What Pier reads from an ONNX file before handing it to a backend.
 #[derive(Clone, Debug)]
 pub struct OnnxGraph {

@@ -354,13 +354,7 @@ fn fix_labels(
     }
     let fixed: Vec<i64> = p
         .chunks_exact(k)
-        .map(|row| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold(0, |best, (i, &x)| if x > row[best] { i } else { best });
-            labels[best]
-        })
+        .map(|row| labels[super::first_argmax(row)])
         .collect();
     outputs[label] = PierTensor::new(vec![rows], TensorData::Int64(fixed))?;
     Ok(())

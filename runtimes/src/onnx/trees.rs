@@ -41,7 +41,8 @@ pub struct CompiledTrees {
     pub labels: Option<ClassLabels>,
 }
 
-fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
+/// The attribute `name` of `node`.
+pub(super) fn attr<'a>(node: &'a pb::NodeProto, name: &str) -> Option<&'a pb::AttributeProto> {
     node.attribute.iter().find(|a| a.name == name)
 }
 
@@ -178,16 +179,7 @@ mod v5 {
                 t.data_type
             ));
         }
-        if !t.float_data.is_empty() {
-            return Ok(t.float_data.clone());
-        }
-        if t.raw_data.len() % 4 != 0 {
-            return Err(format!("{name} has {} raw bytes", t.raw_data.len()));
-        }
-        Ok(t.raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        crate::onnx::f32_data(t).ok_or_else(|| format!("{name} has {} raw bytes", t.raw_data.len()))
     }
 
     fn tensor_u8(node: &pb::NodeProto, name: &str) -> Result<Vec<u8>, String> {

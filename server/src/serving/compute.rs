@@ -16,6 +16,16 @@ use crate::error::ServeError;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
+/// Runs model code `f` on this thread, a panic caught and answered as a model error (on the
+/// pool's threads, and where a short call runs on the request's task).
+pub fn run_caught<R>(f: impl FnOnce() -> Result<R, ServeError>) -> Result<R, ServeError> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(ServeError::Model(
+            "the model panicked while predicting".into(),
+        ))
+    })
+}
+
 /// A fixed set of compute threads behind a bounded queue; clones share the same threads.
 #[derive(Clone, Debug)]
 pub struct ComputePool {
@@ -76,12 +86,7 @@ impl ComputePool {
             if tx.is_closed() {
                 return; // nobody waits for it any more
             }
-            let result = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-                Err(ServeError::Model(
-                    "the model panicked while predicting".into(),
-                ))
-            });
-            let _ = tx.send(result);
+            let _ = tx.send(run_caught(f));
         });
         self.tx.try_send(job).map_err(|e| match e {
             crossbeam_channel::TrySendError::Full(_) => {

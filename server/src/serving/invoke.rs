@@ -26,7 +26,6 @@
 //! is answered and counted as a `Timeout`; its future is dropped, which withdraws it from
 //! the batch queue and the pool's queue.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -417,13 +416,7 @@ impl DataPlane {
         if loaded.cost.within(rows, self.config.compute.inline) {
             // Expected to take less than the hop to a compute thread and back would.
             crate::metrics::record_queue(&loaded.labels, std::time::Duration::ZERO);
-            return catch_unwind(AssertUnwindSafe(|| predict_here(loaded, inputs))).unwrap_or_else(
-                |_| {
-                    Err(ServeError::Model(
-                        "the model panicked while predicting".into(),
-                    ))
-                },
-            );
+            return super::compute::run_caught(|| predict_here(loaded, inputs));
         }
         let model = loaded.clone();
         let queued = Instant::now();
