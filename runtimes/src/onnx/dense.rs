@@ -330,8 +330,10 @@ impl Plan {
             _ => return Err("the input is not FP32 [rows, features]".into()),
         };
         let mut values: HashMap<&str, Value> = HashMap::from([(input.name.as_str(), Value::Main)]);
-        // The name of the last main value: only it may be extended.
+        // The name of the last main value: only it may be extended, and only until a softmax
+        // or the label branch (whose labels are read from the final values).
         let mut last = input.name.as_str();
+        let mut ended = false;
         let mut layers: Vec<Layer> = Vec::new();
         let mut softmax = false;
         let mut classes: Vec<i64> = Vec::new();
@@ -348,8 +350,7 @@ impl Plan {
                     node.output.len()
                 ));
             };
-            // After a softmax the chain ends: only an `ArgMax` or `Identity` may follow.
-            let extends_main = |name: &str| name == last && !softmax;
+            let extends_main = |name: &str| name == last && !softmax && !ended;
             let value = match (node.op_type.as_str(), ins.as_slice()) {
                 ("Identity", [x]) if *x == last || !is(&values, x, Value::Main) => {
                     *values.get(x).ok_or("Identity of an unknown value")?
@@ -430,6 +431,7 @@ impl Plan {
                     {
                         return Err("an ArgMax other than the first largest of a row".into());
                     }
+                    ended = true;
                     Value::ArgMax
                 }
                 ("ArrayFeatureExtractor", [c, i]) if is(&values, i, Value::ArgMax) => {
@@ -777,6 +779,29 @@ mod tests {
             let err = Plan::of(&graph, &signature).err().unwrap_or_default();
             assert!(err.contains(why), "{dims:?}: {err:?}");
         }
+    }
+
+    #[test]
+    fn no_layer_may_follow_the_label_branch() {
+        // MatMul + Add, ArgMax of it, then another MatMul of the values: the labels would be
+        // of the first layer's values, so the graph is not a chain this module runs.
+        let (mut graph, signature) = hand_made(&[4, 4], vec![0.5; 16], vec![1.0; 4]);
+        let g = graph.proto.graph.as_mut().unwrap();
+        let node = |op: &str, ins: &[&str], out: &str| pb::NodeProto {
+            op_type: op.into(),
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.into()],
+            attribute: vec![pb::AttributeProto {
+                name: "axis".into(),
+                i: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        g.node.push(node("ArgMax", &["y"], "best"));
+        g.node.push(node("MatMul", &["y", "w"], "z"));
+        let err = Plan::of(&graph, &signature).err().unwrap_or_default();
+        assert!(err.contains("operator MatMul in this position"), "{err:?}");
     }
 
     #[test]
