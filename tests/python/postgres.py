@@ -44,6 +44,10 @@ class Postgres:
         self._run([_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "pier"])
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/pier"
 
+    def connection(self):
+        """psql's arguments for the `pier` database."""
+        return ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "pier"]
+
     def _run(self, cmd):
         if self.as_root:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
@@ -56,6 +60,37 @@ class Postgres:
             self._run([_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "-w", "stop"])
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RowLock:
+    """Holds a row of a table locked (`SELECT ... FOR UPDATE` in an open transaction of its
+    own `psql`) until `release()`: writers of that row wait meanwhile, and readers do not, so
+    several servers can be made to read a record and then all write it at once."""
+
+    def __init__(self, pg, table, name):
+        self.pg = pg
+        self.proc = subprocess.Popen(
+            [_bin("psql"), *pg.connection(), "-q", "-v", "ON_ERROR_STOP=1"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc.stdin.write(f"BEGIN;\nSELECT name FROM {table} WHERE name = '{name}' FOR UPDATE;\n"
+                              "\\echo locked\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.strip() == "locked":
+                return
+        raise RuntimeError(f"psql could not lock {table}/{name}: {self.proc.stderr.read()}")
+
+    def waiting_writers(self, statement_prefix):
+        """How many sessions wait on a lock in a statement that starts with the prefix."""
+        done = subprocess.run(
+            [_bin("psql"), *self.pg.connection(), "-At", "-c",
+             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+             f"AND query LIKE '{statement_prefix}%'"],
+            capture_output=True, text=True, timeout=30, check=True)
+        return int(done.stdout.strip())
+
+    def release(self):
+        self.proc.communicate("COMMIT;\n", timeout=30)
 
 
 def wait_for(predicate, timeout, what):

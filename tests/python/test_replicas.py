@@ -2,6 +2,7 @@
 store serve the same endpoints. A change made through one replica's control API is in
 service on every replica, with `pier loadtest` hitting all three and no request failing."""
 
+import concurrent.futures
 import json
 import subprocess
 import time
@@ -12,7 +13,7 @@ import botocore.exceptions
 import pytest
 
 from conftest import FIXTURES, pier_binary, start_pier, stop_pier
-from postgres import Postgres, wait_for
+from postgres import Postgres, RowLock, wait_for
 
 CSV = b"5.1,3.5,1.4,0.2\n"
 COMMON = dict(region_name="us-east-1", aws_access_key_id="any", aws_secret_access_key="any")
@@ -117,7 +118,7 @@ def test_a_change_through_one_replica_is_served_by_all_without_a_failed_request(
 
 
 def test_two_replicas_racing_the_same_update_one_wins_and_both_converge(replicas):
-    _, addrs = replicas
+    pg, addrs = replicas
     sms = [control(a) for a in addrs]
     sms[0].create_model(ModelName="logreg", ExecutionRoleArn="arn:aws:iam::000000000000:role/x",
                         PrimaryContainer={"Image": "onnx", "ModelDataUrl": f"file://{FIXTURES / 'iris-logreg' / 'model.onnx'}"})
@@ -128,10 +129,17 @@ def test_two_replicas_racing_the_same_update_one_wins_and_both_converge(replicas
     sms[0].create_endpoint(EndpointName="iris", EndpointConfigName="blue")
     sms[0].get_waiter("endpoint_in_service").wait(EndpointName="iris", WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
 
-    import concurrent.futures
+    # Both replicas read the endpoint, then both write it at once: the row is held locked
+    # until both writes wait on it, so which one wins is decided by the database's
+    # compare-and-swap, not by which request the machine happened to run first.
+    lock = RowLock(pg, "endpoints", "iris")
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        outcomes = list(pool.map(
-            lambda args: _try_update(*args), [(sms[1], "green"), (sms[2], "red")]))
+        racing = pool.map(lambda args: _try_update(*args), [(sms[1], "green"), (sms[2], "red")])
+        try:
+            wait_for(lambda: lock.waiting_writers("UPDATE endpoints") == 2, 30, "both updates waiting to write")
+        finally:
+            lock.release()
+        outcomes = list(racing)
     won = [target for target, error in outcomes if error is None]
     lost = [error for _, error in outcomes if error is not None]
     assert len(won) == 1, outcomes
