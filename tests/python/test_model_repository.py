@@ -114,7 +114,7 @@ def test_perf_analyzer_runs_unchanged(repository_server, protocol):
     exe, env = perf_analyzer_env()
     cmd = [exe, "-m", "iris_onnx", "-u", repository_server[protocol], "-i", protocol, "-b", "4",
            "--concurrency-range", "4", "--measurement-interval", "1000",
-           "--max-trials", "6", "--stability-percentage", "50"]
+           "--max-trials", "12", "--stability-percentage", "100"]  # a busy machine is not a failure
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     out = run.stdout + run.stderr
     print(f"\n$ {' '.join(cmd)}\n{out}")

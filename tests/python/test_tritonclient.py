@@ -195,7 +195,9 @@ def test_perf_analyzer(pier_v2_server, protocol):
     exe, env = perf_analyzer_env()
     cmd = [exe, "-m", "demo", "-u", pier_v2_server[protocol], "-i", protocol,
            "--concurrency-range", "4", "--measurement-interval", "1500",
-           "--max-trials", "6", "--stability-percentage", "50"]
+           # What is checked is the protocol, not the machine's steadiness: a busy CI machine
+           # gets trials enough and a wide band before perf_analyzer calls a run unstable.
+           "--max-trials", "12", "--stability-percentage", "100"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     out = run.stdout + run.stderr
     print(f"\n$ {' '.join(cmd)}\n{out}")

@@ -62,7 +62,7 @@ def test_perf_analyzer_streaming(pier_v2_server):
     exe, env = perf_analyzer_env()
     cmd = [exe, "-m", "demo", "-u", pier_v2_server["grpc"], "-i", "grpc", "--streaming",
            "--concurrency-range", "4", "--measurement-interval", "1500",
-           "--max-trials", "6", "--stability-percentage", "50"]
+           "--max-trials", "12", "--stability-percentage", "100"]  # a busy machine is not a failure
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
