@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use axum::http::HeaderValue;
+
 use pier_model_store::{ModelStore, VersionSelector};
 use pier_runtimes::{DataType, LoadOptions, Model, Tensor, TensorData};
 
@@ -23,6 +25,9 @@ use crate::records::ArtifactRef;
 pub struct LoadedModel {
     /// Which artifact.
     pub artifact: ArtifactRef,
+    /// The artifact as `name/version`, made once: every answer names it (SageMaker's
+    /// `X-Pier-Model` header, v2's `pier_artifact` parameter).
+    pub artifact_id: HeaderValue,
     /// The runnable model.
     pub model: Arc<dyn Model>,
     /// Metric labels (endpoint and variant empty for the shared cached copy).
@@ -81,6 +86,12 @@ impl PredictCost {
     }
 }
 
+/// `name/version` as a header value (names and versions are visible ASCII; anything else
+/// is left out of the header, as it could not be sent).
+fn artifact_id(artifact: &ArtifactRef) -> HeaderValue {
+    HeaderValue::try_from(artifact.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 impl LoadedModel {
     /// A model composed of loaded `parts` (a serial pipeline), named by `artifact` (its
     /// first part's) in metrics and answers. Not cached: each variant composes its own.
@@ -95,6 +106,7 @@ impl LoadedModel {
                 version: artifact.version.to_string(),
                 ..ModelLabels::default()
             },
+            artifact_id: artifact_id(&artifact),
             artifact,
             model,
             batcher: None,
@@ -108,6 +120,7 @@ impl LoadedModel {
     /// A loaded model of its own (no shared cache entry, no batching).
     pub fn new(artifact: ArtifactRef, model: Arc<dyn Model>, labels: ModelLabels) -> Self {
         Self {
+            artifact_id: artifact_id(&artifact),
             artifact,
             model,
             labels,
@@ -124,6 +137,7 @@ impl LoadedModel {
     pub fn with_labels(self: &Arc<Self>, labels: ModelLabels) -> Arc<Self> {
         Arc::new(Self {
             artifact: self.artifact.clone(),
+            artifact_id: self.artifact_id.clone(),
             model: self.model.clone(),
             labels,
             batcher: None,
@@ -168,6 +182,7 @@ impl LoadedModel {
         });
         Arc::new(Self {
             artifact: self.artifact.clone(),
+            artifact_id: self.artifact_id.clone(),
             model: self.model.clone(),
             labels,
             batcher,
@@ -267,6 +282,7 @@ impl ModelCache {
         let model = loaded?;
         let loaded = Arc::new(LoadedModel {
             artifact: artifact.clone(),
+            artifact_id: artifact_id(artifact),
             model,
             labels: ModelLabels {
                 model: artifact.name.clone(),

@@ -168,7 +168,13 @@ impl Service {
         let done = self.v2.invoke(target, deadline.0, Ok(call)).await?;
         let mut parameters = std::collections::HashMap::from([(
             "pier_artifact".to_owned(),
-            string_param(done.loaded.artifact.to_string()),
+            string_param(
+                done.loaded
+                    .artifact_id
+                    .to_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
         )]);
         if let Some(v) = &done.variant {
             parameters.insert("pier_variant".to_owned(), string_param(v.clone()));

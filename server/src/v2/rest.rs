@@ -439,13 +439,13 @@ async fn infer_inner(
         .iter()
         .filter_map(|o| o.parameters.as_ref().map(|p| p.binary_data_size))
         .sum();
-    let artifact = done.loaded.artifact.to_string();
+    let artifact = done.loaded.artifact_id.to_str().unwrap_or_default();
     let response = InferResponse {
         model_name: name,
         model_version: &done.version,
         id: id.as_deref(),
         parameters: ResponseParameters {
-            pier_artifact: &artifact,
+            pier_artifact: artifact,
             pier_variant: done.variant.as_deref(),
         },
         outputs: &outputs,
