@@ -112,15 +112,11 @@ async fn write_if_unchanged(
         .get::<EndpointRecord>(Table::Endpoints, &record.endpoint_name)
         .await?
     {
-        Some(now) if now.endpoint_status == EndpointStatus::Failed => Err(not_updatable(&now)),
-        // Every other change to an endpoint (an update, new weights, a new instance count)
-        // is a change in progress while it runs, and it ran while this call was deciding:
-        // the answer is the one SageMaker gives a call that overlaps an update, whether or
-        // not the other change has finished by the time this one looks again.
-        Some(_) => Err(ApiError::validation(format!(
-            "Cannot update in-progress endpoint \"{}\".",
-            record.endpoint_arn
-        ))),
+        // Every change to an endpoint (an update, new weights, a new instance count) is a
+        // change in progress while it runs, and it ran while this call was deciding: the
+        // answer is the one SageMaker gives a call that overlaps an update, whether or not
+        // the other change has finished by the time this one looks again.
+        Some(now) => Err(not_updatable(&now)),
         None => Err(not_found(&record.endpoint_name)),
     }
 }
