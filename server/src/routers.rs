@@ -4,15 +4,19 @@
 //! authentication, then decompression (signatures cover the body as sent) and the routes.
 //! The gRPC listener composes the same layers in `crate::server`.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
-use tower::ServiceBuilder;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{Route, get};
+use tower::util::MapResponseLayer;
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::AuthLayer;
 use crate::error::ServeError;
 use crate::layers::{
     BodyLimitLayer, LoadShedLayer, Plane, RequestIdLayer, RequestSpan, TimeoutLayer,
@@ -47,18 +51,23 @@ pub fn data_plane(data: DataPlane) -> Router {
                 ))
             };
             error.response_for(path)
-        })
-        .layer(DefaultBodyLimit::max(limit))
-        // gzip / deflate bodies are decoded here; the body limit above bounds the decoded
-        // bytes, so a compression bomb is a 413.
-        .layer(RequestDecompressionLayer::new().gzip(true).deflate(true));
-    let routes = crate::auth::protect(routes, &config.auth, crate::auth::Plane::Invoke, limit);
+        });
+    let auth = crate::auth::layer(&config.auth, crate::auth::Plane::Invoke, limit);
     stack(
         routes,
         Plane::Data,
         config.limits.request_timeout,
         config.limits.max_in_flight,
         limit,
+        auth,
+        ServiceBuilder::new()
+            // Back to axum's response type for the layers outside.
+            .layer(MapResponseLayer::new(IntoResponse::into_response))
+            // gzip / deflate bodies are decoded here, after authentication (signatures cover
+            // the body as sent); the body limit below bounds the decoded bytes, so a
+            // compression bomb is a 413.
+            .layer(RequestDecompressionLayer::new().gzip(true).deflate(true))
+            .layer(DefaultBodyLimit::max(limit)),
     )
 }
 
@@ -68,27 +77,49 @@ pub fn control_plane(app: AppState) -> Router {
     let config = &app.config;
     let limit = config.limits.max_body_bytes;
     let timeout = config.import.timeout + config.limits.request_timeout;
-    let (auth, in_flight) = (config.auth.clone(), config.limits.max_in_flight);
-    let routes = crate::control::routes(app.clone()).layer(DefaultBodyLimit::max(limit));
-    let routes = crate::auth::protect(routes, &auth, crate::auth::Plane::Admin, limit);
-    stack(routes, Plane::Admin, timeout, in_flight, limit)
+    let auth = crate::auth::layer(&config.auth, crate::auth::Plane::Admin, limit);
+    let in_flight = config.limits.max_in_flight;
+    let routes = crate::control::routes(app.clone());
+    stack(
+        routes,
+        Plane::Admin,
+        timeout,
+        in_flight,
+        limit,
+        auth,
+        DefaultBodyLimit::max(limit),
+    )
 }
 
-/// `routes` behind request id → trace → timeout → load shed → body limit, answering
-/// refusals in `plane`'s shape.
-fn stack(
+/// `routes` behind request id → trace → timeout → load shed → body limit → authentication
+/// (when `auth`) → `inner`, answering refusals in `plane`'s shape.
+///
+/// One `Router::layer` call for the whole stack: axum boxes every route once per call (a
+/// boxed service and a boxed future per request), so the layers are composed first and
+/// applied together.
+fn stack<L>(
     routes: Router,
     plane: Plane,
     timeout: Duration,
     max_requests: usize,
     max_body_bytes: usize,
-) -> Router {
+    auth: Option<AuthLayer>,
+    inner: L,
+) -> Router
+where
+    L: Layer<Route> + Clone + Send + Sync + 'static,
+    L::Service:
+        Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
+{
     routes.layer(
         ServiceBuilder::new()
             .layer(RequestIdLayer)
             .layer(TraceLayer::new_for_http().make_span_with(RequestSpan))
             .layer(TimeoutLayer::new(timeout, plane))
             .layer(LoadShedLayer::new(max_requests, plane))
-            .layer(BodyLimitLayer::new(max_body_bytes, plane)),
+            .layer(BodyLimitLayer::new(max_body_bytes, plane))
+            .option_layer(auth)
+            .layer(inner),
     )
 }

@@ -2,11 +2,17 @@
 //! computed frame by frame as the body arrives, so the bytes are walked once, and a body
 //! that arrives in one frame (any small request) is kept without a copy.
 //!
+//! The reader is a poll function ([`HashedRead::poll`]) rather than an `async fn`, so the
+//! layer's own future drives it: no boxed future per signed request.
+//!
 //! Concurrency: one call per request, on the request's task.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
+use http_body::Body as _;
 use sha2::{Digest, Sha256};
 
 /// Why a body could not be read whole.
@@ -18,37 +24,74 @@ pub(super) enum ReadError {
     Read(axum::Error),
 }
 
+/// A body being read whole (at most `limit` bytes) and hashed frame by frame; polled by
+/// the authentication layer's future, so reading a signed body costs no boxed future.
+#[derive(Debug)]
+pub(super) struct HashedRead {
+    hasher: Sha256,
+    /// The first frame, kept as it is until a second one arrives.
+    single: Option<Bytes>,
+    joined: BytesMut,
+    len: usize,
+    limit: usize,
+}
+
+impl HashedRead {
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            hasher: Sha256::new(),
+            single: None,
+            joined: BytesMut::new(),
+            len: 0,
+            limit,
+        }
+    }
+
+    /// Reads `body` until it ends: the whole body and its SHA-256.
+    pub(super) fn poll(
+        &mut self,
+        mut body: Pin<&mut Body>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(Bytes, [u8; 32]), ReadError>> {
+        loop {
+            let Some(frame) = ready!(body.as_mut().poll_frame(cx)) else {
+                let bytes = match self.single.take() {
+                    Some(single) => single,
+                    None => std::mem::take(&mut self.joined).freeze(),
+                };
+                let digest = std::mem::take(&mut self.hasher).finalize();
+                return Poll::Ready(Ok((bytes, digest.into())));
+            };
+            let Ok(data) = frame.map_err(ReadError::Read)?.into_data() else {
+                continue; // trailers: not part of the payload
+            };
+            self.len = self
+                .len
+                .checked_add(data.len())
+                .filter(|n| *n <= self.limit)
+                .ok_or(ReadError::TooLarge)?;
+            self.hasher.update(&data);
+            match self.single.take() {
+                None if self.joined.is_empty() => self.single = Some(data),
+                Some(first) => {
+                    self.joined.reserve(first.len() + data.len());
+                    self.joined.extend_from_slice(&first);
+                    self.joined.extend_from_slice(&data);
+                }
+                None => self.joined.extend_from_slice(&data),
+            }
+        }
+    }
+}
+
 /// The whole body (at most `limit` bytes) and its SHA-256.
+#[cfg(test)]
 pub(super) async fn read_hashed(
     mut body: Body,
     limit: usize,
 ) -> Result<(Bytes, [u8; 32]), ReadError> {
-    let mut hasher = Sha256::new();
-    // The first frame, kept as it is until a second one arrives.
-    let mut single: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame.map_err(ReadError::Read)?.into_data() else {
-            continue; // trailers: not part of the payload
-        };
-        len = len
-            .checked_add(data.len())
-            .filter(|n| *n <= limit)
-            .ok_or(ReadError::TooLarge)?;
-        hasher.update(&data);
-        match single.take() {
-            None if joined.is_empty() => single = Some(data),
-            Some(first) => {
-                joined.reserve(first.len() + data.len());
-                joined.extend_from_slice(&first);
-                joined.extend_from_slice(&data);
-            }
-            None => joined.extend_from_slice(&data),
-        }
-    }
-    let bytes = single.unwrap_or_else(|| joined.freeze());
-    Ok((bytes, hasher.finalize().into()))
+    let mut read = HashedRead::new(limit);
+    std::future::poll_fn(|cx| read.poll(Pin::new(&mut body), cx)).await
 }
 
 #[cfg(test)]

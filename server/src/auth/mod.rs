@@ -1,13 +1,13 @@
 //! Authentication of every listener (with `--credentials`): AWS SigV4 signatures as boto3,
 //! the AWS CLI and the SageMaker SDK send them, or `Authorization: Bearer <pier_token>`.
 //!
-//! One tower layer per plane ([`AuthLayer`], put on a router by [`protect`]) runs after the
-//! early body-length check and before decompression. It decides from the request's head:
-//! an open path or a valid bearer token goes straight to the inner service (no body read,
-//! no allocation, no clone of the service); a SigV4-signed request's body is read whole
-//! (bounded by the body limit, so signing never buffers an unbounded body) and hashed as
-//! its frames arrive, its signature checked against the bytes as sent, and the request
-//! passed on with those bytes. Health and
+//! One tower layer per plane ([`AuthLayer`], made by [`layer`] for `crate::routers`'
+//! stack) runs after the early body-length check and before decompression. It decides
+//! from the request's head: an open path or a valid bearer token goes straight to the
+//! inner service (no body read, no allocation, no clone of the service); a SigV4-signed
+//! request's body is read whole (bounded by the body limit, so signing never buffers an
+//! unbounded body) and hashed as its frames arrive, its signature checked against the
+//! bytes as sent, and the request passed on with those bytes. Health and
 //! scraping stay open (`/ping`, `/v2/health/*`, `/metrics` unless `--metrics-auth`). gRPC
 //! takes bearer tokens in its `authorization` metadata ([`grpc_check`]); `ServerLive` and
 //! `ServerReady` stay open.
@@ -89,49 +89,41 @@ impl Authenticator {
         }
     }
 
-    /// The bearer token's principal, when the request carries one.
-    fn bearer(&self, request: &Request) -> Option<Result<&Principal, AuthError>> {
-        let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
-        let token = bearer_token(value)?;
+    /// The principal of a bearer token (empty: none sent), if allowed on this plane.
+    fn bearer(&self, token: &str) -> Result<&Principal, AuthError> {
         if token.is_empty() {
-            return Some(Err(AuthError::Missing));
+            return Err(AuthError::Missing);
         }
-        Some(
-            self.credentials
-                .token(token)
-                .ok_or(AuthError::UnknownKey)
-                .and_then(|p| self.allow(p)),
-        )
+        self.credentials
+            .token(token)
+            .ok_or(AuthError::UnknownKey)
+            .and_then(|p| self.allow(p))
     }
 }
 
-/// `router` behind the check of `plane` when credentials are configured, else unchanged.
-pub fn protect(
-    router: axum::Router,
+/// The check of `plane` when credentials are configured (none without): a layer for the
+/// plane's stack, inside the body limit and outside decompression (see `crate::routers`).
+pub fn layer(
     config: &crate::config::AuthConfig,
     plane: Plane,
     max_body_bytes: usize,
-) -> axum::Router {
-    let Some(credentials) = &config.credentials else {
-        return router;
-    };
-    let auth = Arc::new(Authenticator::new(
+) -> Option<AuthLayer> {
+    let credentials = config.credentials.as_ref()?;
+    Some(AuthLayer::new(Arc::new(Authenticator::new(
         credentials.clone(),
         plane,
         config.metrics_auth,
         max_body_bytes,
-    ));
-    // Around the whole router rather than each route (`Router::layer`): the inner service
-    // is then the router itself, whose clone (needed while a signed body is read) is an
-    // `Arc` clone, not a boxed route's.
-    axum::Router::new().fallback_service(tower::Layer::layer(&AuthLayer::new(auth), router))
+    ))))
 }
 
 /// The token of an `Authorization: Bearer <token>` value (empty when the value is only
 /// the scheme).
 fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    // Byte checks rather than a split: a SigV4 header (~200 bytes) is told apart at once.
+    let (scheme, token) = (value.get(..6)?, &value[6..]);
+    (scheme.eq_ignore_ascii_case("bearer") && (token.is_empty() || token.starts_with(' ')))
+        .then(|| token.trim())
 }
 
 fn now() -> u64 {
@@ -155,14 +147,17 @@ impl Authenticator {
         if self.is_open(request.uri().path()) {
             return Decision::Pass;
         }
-        match self.bearer(request) {
-            Some(Ok(_)) => Decision::Pass,
-            Some(Err(e)) => Decision::Refuse(e),
-            None if request.headers().contains_key(AUTHORIZATION)
-                || sigv4::is_presigned(request.uri().query().unwrap_or("")) =>
-            {
-                Decision::Verify
-            }
+        // One lookup of the header: a bearer token is checked here, anything else in it
+        // is a signature to verify.
+        match request.headers().get(AUTHORIZATION) {
+            Some(value) => match value.to_str().ok().and_then(bearer_token) {
+                Some(token) => match self.bearer(token) {
+                    Ok(_) => Decision::Pass,
+                    Err(e) => Decision::Refuse(e),
+                },
+                None => Decision::Verify,
+            },
+            None if sigv4::is_presigned(request.uri().query().unwrap_or("")) => Decision::Verify,
             None => Decision::Refuse(AuthError::Missing),
         }
     }
@@ -173,12 +168,17 @@ impl Authenticator {
         e.response(self.error_plane(), path)
     }
 
-    /// Reads a signed request's body (hashing it as it arrives) and checks its signature:
-    /// the request with its body on success, else the answer.
-    async fn verify(&self, request: Request) -> Result<Request, Response> {
-        let (parts, body) = request.into_parts();
+    /// Checks a signed request's signature against its body as read (whole, hashed as it
+    /// arrived): the request with its body on success, else the answer.
+    // A request is as large as a response: boxing the refusal would save no moves.
+    #[allow(clippy::result_large_err)]
+    fn check_signed(
+        &self,
+        parts: axum::http::request::Parts,
+        read: Result<(bytes::Bytes, [u8; 32]), body::ReadError>,
+    ) -> Result<Request, Response> {
         let path = parts.uri.path();
-        let (bytes, body_sha256) = match body::read_hashed(body, self.max_body_bytes).await {
+        let (bytes, body_sha256) = match read {
             Ok(read) => read,
             Err(e) => return Err(self.body_error(path, e)),
         };

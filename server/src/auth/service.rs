@@ -1,22 +1,27 @@
-//! The authentication layer as a hand-written tower service, so that what needs no body
-//! costs next to nothing: an open path, a bearer token or a refusal is decided from the
-//! request's head and the inner service is called in place (no boxed future, no clone of
-//! the inner service, no request rebuilt). Only a SigV4-signed request, whose body must be
-//! read before the signature can be checked, takes a boxed future and the ready inner
-//! service with it (the usual `mem::replace` with a clone).
+//! The authentication layer as a hand-written tower service and future, so that what needs
+//! no body costs next to nothing and what does costs no box: an open path, a bearer token or
+//! a refusal is decided from the request's head and the inner service is called in place
+//! (no clone of the inner service, no request rebuilt). A SigV4-signed request, whose body
+//! must be read before the signature can be checked, takes the ready inner service into its
+//! future (the usual `mem::replace` with a clone), which reads the body, checks it and then
+//! becomes the inner service's future, all in place.
 //!
-//! Concurrency: one service around each plane's router, cloned per connection by axum; the
+//! Concurrency: one service around each route of a plane, cloned per request by axum; the
 //! [`Authenticator`] is shared through an `Arc`.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
+use axum::body::Body;
 use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::response::Response;
-use futures::future::{BoxFuture, Either, Ready, ready};
 use tower::{Layer, Service};
 
+use super::body::HashedRead;
 use super::{Authenticator, Decision};
 
 /// The [`AuthService`] of one plane around each route.
@@ -51,16 +56,13 @@ pub struct AuthService<S> {
     inner: S,
 }
 
-type Answer = Result<Response, Infallible>;
-
 impl<S> Service<Request> for AuthService<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Request, Response = Response, Error = Infallible> + Clone,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Either<S::Future, Either<Ready<Answer>, BoxFuture<'static, Answer>>>;
+    type Future = AuthFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -68,23 +70,90 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         match self.auth.decide(&request) {
-            Decision::Pass => Either::Left(self.inner.call(request)),
-            Decision::Refuse(e) => {
-                let answer = self.auth.refuse(&e, request.uri().path());
-                Either::Right(Either::Left(ready(Ok(answer))))
-            }
+            Decision::Pass => AuthFuture::Inner {
+                future: self.inner.call(request),
+            },
+            Decision::Refuse(e) => AuthFuture::Answer {
+                answer: Some(self.auth.refuse(&e, request.uri().path())),
+            },
             Decision::Verify => {
                 // The ready service goes with the future; its clone waits for poll_ready.
                 let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                let auth = self.auth.clone();
-                Either::Right(Either::Right(Box::pin(async move {
-                    match auth.verify(request).await {
-                        Ok(request) => inner.call(request).await,
-                        Err(answer) => Ok(answer),
-                    }
-                })))
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let (parts, body) = request.into_parts();
+                AuthFuture::Reading {
+                    auth: self.auth.clone(),
+                    inner: Some(inner),
+                    parts: Some(parts),
+                    body,
+                    read: HashedRead::new(self.auth.max_body_bytes),
+                }
             }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`AuthService`]'s answer: the inner service's future, a refusal, or a signed
+    /// request's body being read before its check.
+    #[project = Step]
+    pub enum AuthFuture<S>
+    where
+        S: Service<Request>,
+    {
+        /// Passed on (or checked and passed on).
+        Inner { #[pin] future: S::Future },
+        /// Refused; taken when polled.
+        Answer { answer: Option<Response> },
+        /// A SigV4-signed request: its body is read and hashed, then checked.
+        Reading {
+            auth: Arc<Authenticator>,
+            inner: Option<S>,
+            parts: Option<Parts>,
+            body: Body,
+            read: HashedRead,
+        },
+    }
+}
+
+impl<S> Future for AuthFuture<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            let next = match self.as_mut().project() {
+                Step::Inner { future } => return future.poll(cx),
+                Step::Answer { answer } => {
+                    return Poll::Ready(Ok(answer
+                        .take()
+                        .expect("AuthFuture polled after it ended")));
+                }
+                Step::Reading {
+                    auth,
+                    inner,
+                    parts,
+                    body,
+                    read,
+                } => {
+                    let read = ready!(read.poll(Pin::new(body), cx));
+                    let parts = parts.take().expect("AuthFuture polled after it ended");
+                    match auth.check_signed(parts, read) {
+                        Ok(request) => AuthFuture::Inner {
+                            future: inner
+                                .take()
+                                .expect("AuthFuture polled after it ended")
+                                .call(request),
+                        },
+                        Err(answer) => AuthFuture::Answer {
+                            answer: Some(answer),
+                        },
+                    }
+                }
+            };
+            self.set(next);
         }
     }
 }

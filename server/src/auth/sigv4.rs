@@ -7,8 +7,8 @@
 //! dot segments removed), the query decoded and re-encoded strictly, sorted; the signed
 //! headers with their values trimmed and inner whitespace collapsed; and the payload hash
 //! of the body, which the caller hashes as it arrives (a sent `x-amz-content-sha256` must
-//! equal it). The canonical request is fed to SHA-256 piece by piece, never built, and the
-//! signing key of a scope is derived once per principal and day (see `signer`). The date must be
+//! equal it). The canonical request is written into a stack buffer and hashed in one call,
+//! and the signing key of a scope is derived once per principal and day (see `signer`). The date must be
 //! within 15 minutes of now (a presigned URL: within its `X-Amz-Expires`). Signatures are
 //! compared in constant time. Pure functions: the caller passes the clock.
 
@@ -56,9 +56,10 @@ pub fn sha256(body: &[u8]) -> [u8; 32] {
 
 /// Whether the request carries a SigV4 signature in its query (a presigned URL).
 pub fn is_presigned(query: &str) -> bool {
-    query
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some("X-Amz-Signature"))
+    !query.is_empty()
+        && query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some("X-Amz-Signature"))
 }
 
 /// The parsed signature fields, from the header (borrowed) or the query (decoded).
@@ -98,8 +99,8 @@ impl Signature<'_> {
 ///
 /// Allocation-free for a header-signed request with a plain path and no query (what the
 /// AWS SDKs send to SageMaker): the fields are borrowed from the header, the canonical
-/// request is hashed piece by piece as it is produced, and the signing key comes from the
-/// principal's cache.
+/// request is written into a stack buffer and hashed in one call, the signing key comes
+/// from the principal's cache, and the signature is compared as the hex it was sent in.
 pub fn verify<'c>(
     credentials: &'c Credentials,
     request: &Request<'_>,
@@ -179,31 +180,32 @@ pub fn verify<'c>(
         let as_sent = remove_dot_segments(request.path).filter(|p| *p != normalized);
         (normalized.into(), as_sent)
     };
-    // The sent signature as bytes (compared in binary: no hex per candidate).
-    let (sent, sent_is_hex) = unhex32(&sig.signature);
     // The string to sign starts the same for every candidate: its HMAC state is kept.
-    let mut to_sign = Gather::new(signer(principal, &sig));
+    let mut to_sign = signer(principal, &sig);
+    let mut prefix = Text::new();
     for piece in [ALGORITHM, "\n", &sig.amz_date, "\n", sig.scope(), "\n"] {
-        to_sign.put(piece.as_bytes());
+        prefix.put(piece.as_bytes());
     }
-    let to_sign = to_sign.into_digest();
+    to_sign.update(prefix.as_bytes());
     for path in std::iter::once(path.as_ref()).chain(as_sent.as_deref()) {
-        // Gathered into one buffer and hashed: no canonical-request string is built.
-        let mut canonical = Gather::new(Sha256::new());
+        // Written into one stack buffer and hashed in one call: the canonical request comes
+        // in dozens of small pieces, and each `update` of a digest does its own buffering.
+        let mut canonical = Text::new();
         for piece in [request.method, "\n", path, "\n", &query, "\n"] {
             canonical.put(piece.as_bytes());
         }
-        hash_canonical_headers(&mut canonical, request, &sig.signed_headers);
+        write_canonical_headers(&mut canonical, request, &sig.signed_headers);
         for piece in ["\n", &sig.signed_headers, "\n"] {
             canonical.put(piece.as_bytes());
         }
+        let before_payload = canonical.len();
         for payload in payloads {
-            let mut canonical = canonical.clone();
+            canonical.truncate(before_payload);
             canonical.put(payload.as_bytes());
             let mut mac = to_sign.clone();
-            mac.update(&hex64(&canonical.into_digest().finalize().into()));
-            let expected: [u8; 32] = mac.finalize().into_bytes().into();
-            if bool::from(expected.ct_eq(&sent) & sent_is_hex) {
+            mac.update(&hex64(&Sha256::digest(canonical.as_bytes()).into()));
+            let expected = hex64(&mac.finalize().into_bytes().into());
+            if hex_eq(&expected, sig.signature.as_bytes()) {
                 return Ok(principal);
             }
         }
@@ -253,12 +255,20 @@ fn parse_header<'a>(header: &'a str, amz_date: &'a str) -> Result<Signature<'a>,
             ))
         })?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
-    for part in rest.split(',') {
-        let part = part.trim();
-        match part.split_once('=') {
-            Some(("Credential", v)) => credential = Some(v),
-            Some(("SignedHeaders", v)) => signed = Some(v),
-            Some(("Signature", v)) => signature = Some(v),
+    // Split by bytes: `str::split` with a char pattern costs a searcher per piece, and this
+    // runs on every signed request.
+    let mut rest = rest;
+    while !rest.is_empty() {
+        let (part, next) = split_at_byte(rest, b',');
+        rest = next;
+        let part = part.trim_ascii();
+        let Some(eq) = part.bytes().position(|b| b == b'=') else {
+            continue;
+        };
+        match (&part[..eq], &part[eq + 1..]) {
+            ("Credential", v) => credential = Some(v),
+            ("SignedHeaders", v) => signed = Some(v),
+            ("Signature", v) => signature = Some(v),
             _ => {}
         }
     }
@@ -376,86 +386,95 @@ fn lowercase_names(signed: Cow<'_, str>) -> Cow<'_, str> {
     names.join(";").into()
 }
 
-/// A SHA-256 digest in lowercase hex, without allocating.
+/// A SHA-256 digest in lowercase hex, without allocating: one table lookup a byte.
 fn hex64(digest: &[u8; 32]) -> [u8; 64] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    const PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut table = [[0u8; 2]; 256];
+        let mut b = 0;
+        while b < 256 {
+            table[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+            b += 1;
+        }
+        table
+    };
     let mut out = [0u8; 64];
     for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+        pair.copy_from_slice(&PAIRS[usize::from(*b)]);
     }
     out
 }
 
-/// 64 lowercase hex digits as 32 bytes, and whether `hex` was exactly that (when not, the
-/// bytes are meaningless and the signature cannot match). The sent signature is not a
-/// secret, so this may branch and look up; only the comparison with the expected signature
-/// must take constant time, and it does (`ct_eq`).
-fn unhex32(hex: &str) -> ([u8; 32], subtle::Choice) {
-    /// A byte's value as a lowercase hex digit, or 16 when it is none.
-    const DIGIT: [u8; 256] = {
-        let mut table = [16u8; 256];
-        let mut i = 0;
-        while i < 10 {
-            table[b'0' as usize + i] = i as u8;
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 6 {
-            table[b'a' as usize + i] = 10 + i as u8;
-            i += 1;
-        }
-        table
-    };
-    let mut out = [0u8; 32];
-    let mut invalid = 0u8;
-    if hex.len() != 64 {
-        return (out, subtle::Choice::from(0));
+/// Whether the sent signature is exactly `expected` (64 lowercase hex digits), compared in
+/// constant time: eight 64-bit words, each through `subtle`. Only the length may end the
+/// comparison early, and the length is no secret.
+fn hex_eq(expected: &[u8; 64], sent: &[u8]) -> bool {
+    if sent.len() != expected.len() {
+        return false;
     }
-    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
-        let (hi, lo) = (DIGIT[usize::from(pair[0])], DIGIT[usize::from(pair[1])]);
-        invalid |= (hi | lo) & 16;
-        *byte = (hi << 4) | (lo & 15);
+    let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+    let mut equal = subtle::Choice::from(1);
+    for (a, b) in expected.chunks_exact(8).zip(sent.chunks_exact(8)) {
+        equal &= word(a).ct_eq(&word(b));
     }
-    (out, subtle::Choice::from(u8::from(invalid == 0)))
+    bool::from(equal)
 }
 
-/// Bytes gathered in a stack buffer and fed to a digest in a few large updates: the
-/// canonical request and the string to sign come in dozens of small pieces, and each
-/// `update` of the digest crates does its own block buffering.
-#[derive(Clone)]
-struct Gather<D> {
-    digest: D,
-    buf: [u8; 512],
+/// Text written into a stack buffer (a canonical request or the start of a string to
+/// sign), moved to the heap only when it outgrows the buffer, and hashed in one call.
+struct Text {
+    stack: [u8; 768],
     len: usize,
+    /// Everything written, once it no longer fits `stack`.
+    heap: Vec<u8>,
 }
 
-impl<D: sha2::digest::Update> Gather<D> {
-    fn new(digest: D) -> Self {
+impl Text {
+    fn new() -> Self {
         Self {
-            digest,
-            buf: [0; 512],
+            stack: [0; 768],
             len: 0,
+            heap: Vec::new(),
         }
     }
 
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
-        if self.len + bytes.len() > self.buf.len() {
-            self.digest.update(&self.buf[..self.len]);
-            self.len = 0;
-            if bytes.len() > self.buf.len() {
-                self.digest.update(bytes);
-                return;
-            }
+        let end = self.len + bytes.len();
+        if self.heap.is_empty() && end <= self.stack.len() {
+            self.stack[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            self.spill(bytes);
         }
-        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// [`Text::put`] past the stack buffer (rare: a canonical request of over 768 bytes).
+    #[cold]
+    fn spill(&mut self, bytes: &[u8]) {
+        if self.heap.is_empty() {
+            self.heap.extend_from_slice(&self.stack[..self.len]);
+        }
+        self.heap.extend_from_slice(bytes);
         self.len += bytes.len();
     }
 
-    /// The digest with every gathered byte fed to it.
-    fn into_digest(mut self) -> D {
-        self.digest.update(&self.buf[..self.len]);
-        self.digest
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Keeps the first `len` bytes (text on the heap stays there).
+    fn truncate(&mut self, len: usize) {
+        self.heap.truncate(len);
+        self.len = self.len.min(len);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.stack[..self.len]
+        } else {
+            &self.heap
+        }
     }
 }
 
@@ -492,14 +511,27 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
     hmac(&k, b"aws4_request")
 }
 
-/// Feeds the canonical headers (`name:value\n` for each signed name; repeated headers
-/// joined by `,`) into `hasher` without building them.
-fn hash_canonical_headers(hasher: &mut Gather<Sha256>, request: &Request<'_>, signed: &str) {
-    for name in signed.split(';') {
+/// Writes the canonical headers (`name:value\n` for each signed name; repeated headers
+/// joined by `,`).
+fn write_canonical_headers(hasher: &mut Text, request: &Request<'_>, signed: &str) {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+    let mut names = signed;
+    while !names.is_empty() {
+        let (name, next) = split_at_byte(names, b';');
+        names = next;
         hasher.put(name.as_bytes());
         hasher.put(b":");
         let mut first = true;
-        for value in request.headers.get_all(name) {
+        // The names the AWS SDKs sign, as typed names: no parse of the name per lookup.
+        let values = match name {
+            "host" => request.headers.get_all(HOST),
+            "content-type" => request.headers.get_all(CONTENT_TYPE),
+            "x-amz-date" => request.headers.get_all(X_AMZ_DATE),
+            "content-length" => request.headers.get_all(CONTENT_LENGTH),
+            "x-amz-content-sha256" => request.headers.get_all(X_AMZ_CONTENT_SHA256),
+            _ => request.headers.get_all(name),
+        };
+        for value in values {
             if !first {
                 hasher.put(b",");
             }
@@ -524,6 +556,16 @@ fn hash_canonical_headers(hasher: &mut Gather<Sha256>, request: &Request<'_>, si
     }
 }
 
+/// `s` up to the first `byte` (ASCII) and what follows it (all of `s` and "" when there is
+/// none). A byte loop: cheaper than `str::split`'s searcher on the short pieces of a
+/// signature, which are split on every signed request.
+fn split_at_byte(s: &str, byte: u8) -> (&str, &str) {
+    match s.bytes().position(|b| b == byte) {
+        Some(at) => (&s[..at], &s[at + 1..]),
+        None => (s, ""),
+    }
+}
+
 /// Emits a header value trimmed, with runs of spaces collapsed into one, in pieces.
 fn collapse<'v>(value: &'v str, mut emit: impl FnMut(&'v str)) {
     for (i, word) in value.split_whitespace().enumerate() {
@@ -535,6 +577,9 @@ fn collapse<'v>(value: &'v str, mut emit: impl FnMut(&'v str)) {
 }
 
 fn canonical_query(query: &str, presigned: bool) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
     let mut pairs: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -588,12 +633,22 @@ fn remove_dot_segments(path: &str) -> Option<String> {
 /// Whether `path` is its own canonical URI: it starts with `/`, holds only bytes
 /// `uri_encode` keeps (unreserved and `/`, so no `%`) and no dot segment (`/.`).
 fn is_plain_path(path: &str) -> bool {
+    // Unreserved bytes and `/`, by table; `.` is checked apart (not after a `/`).
+    const KEEP: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'~' | b'/');
+            b += 1;
+        }
+        table
+    };
+    let bytes = path.as_bytes();
     let mut previous = 0u8;
-    path.starts_with('/')
-        && path.bytes().all(|b| {
-            let keep = b.is_ascii_alphanumeric()
-                || matches!(b, b'-' | b'_' | b'~' | b'/')
-                || (b == b'.' && previous != b'/');
+    bytes.first() == Some(&b'/')
+        && bytes.iter().all(|&b| {
+            let keep = KEEP[usize::from(b)] || (b == b'.' && previous != b'/');
             previous = b;
             keep
         })
@@ -718,23 +773,43 @@ mod tests {
     }
 
     #[test]
-    fn signatures_compare_in_binary() {
-        let digest = sha256(b"x");
-        let hex = hex64(&digest);
-        let (bytes, ok) = unhex32(std::str::from_utf8(&hex).unwrap());
-        assert_eq!((bytes, bool::from(ok)), (digest, true));
+    fn signatures_compare_as_lowercase_hex_in_full() {
+        let expected = hex64(&sha256(b"x"));
+        assert!(hex_eq(&expected, &expected));
+        let upper = expected.to_ascii_uppercase();
+        let mut last = expected;
+        last[63] = if last[63] == b'0' { b'1' } else { b'0' };
         for bad in [
-            "",
-            &"0".repeat(63),
-            &"0".repeat(65),
-            &"A".repeat(64),
-            &"g".repeat(64),
-            &" ".repeat(64),
+            &b""[..],
+            &expected[..63],
+            &upper[..],
+            &last[..],
+            &[b' '; 64][..],
         ] {
-            assert!(!bool::from(unhex32(bad).1), "{bad:?}");
+            assert!(
+                !hex_eq(&expected, bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        let (bytes, ok) = unhex32(&"f0".repeat(32));
-        assert_eq!((bytes, bool::from(ok)), ([0xf0; 32], true));
+        let mut longer = expected.to_vec();
+        longer.push(b'0');
+        assert!(!hex_eq(&expected, &longer));
+    }
+
+    #[test]
+    fn canonical_text_spills_to_the_heap_and_truncates() {
+        let mut text = Text::new();
+        text.put(&[b'a'; 700]);
+        let mark = text.len();
+        text.put(&[b'b'; 100]); // past the stack buffer
+        assert_eq!(text.as_bytes().len(), 800);
+        text.truncate(mark);
+        text.put(b"cd");
+        assert_eq!(text.as_bytes(), [&[b'a'; 700][..], b"cd"].concat());
+        text.truncate(0);
+        text.put(b"e");
+        assert_eq!(text.as_bytes(), b"e");
     }
 
     #[test]
