@@ -12,6 +12,10 @@
 //! invocation core answers a request that runs out of time with a counted `Timeout` error
 //! an instant before the layer would cut it.
 //!
+//! Each layer's future is a named type holding the inner future in place: a request costs
+//! no boxed future per layer (three fewer allocations a request than `Box::pin`ned `async`
+//! blocks), and layers compose into one future that axum boxes once.
+//!
 //! [`BodyLimitLayer`] answers a request whose declared `Content-Length` is over the
 //! body limit at once, before the body is read: a client that sent `Expect: 100-continue`
 //! gets its 413 instead of a `100 Continue` and a wait, and no byte of the body is buffered.
@@ -40,8 +44,6 @@ use crate::error::{ApiCode, ApiError, ServeError};
 /// The request id header (AWS's `x-amzn-RequestId`; botocore reads it into
 /// `ResponseMetadata.RequestId`), on every answer of every listener.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// Which protocol's error shape an early refusal takes.
 #[derive(Clone, Copy, Debug)]
@@ -209,11 +211,10 @@ pub struct RequestId<S> {
 impl<S, B, RB> Service<http::Request<B>> for RequestId<S>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
 {
     type Response = http::Response<RB>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = RequestIdFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -224,13 +225,36 @@ where
         let bytes = request_id_bytes();
         let value = || HeaderValue::from_bytes(&bytes).expect("a UUID is a header value");
         request.headers_mut().insert(REQUEST_ID, value());
-        let id = value();
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = answer.await?;
+        RequestIdFuture {
+            answer: self.inner.call(request),
+            id: Some(value()),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`RequestId`]'s answer: the inner answer with the request id added (in place, no
+    /// boxed future).
+    pub struct RequestIdFuture<F> {
+        #[pin]
+        answer: F,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F, RB, E> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.answer.poll(cx))?;
+        if let Some(id) = this.id.take() {
             response.headers_mut().insert(REQUEST_ID, id);
-            Ok(response)
-        })
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -367,28 +391,55 @@ pub struct Timeout<S, R> {
 impl<S, R, B, RB> Service<http::Request<B>> for Timeout<S, R>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
     R: Refuse<RB>,
 {
     type Response = http::Response<RB>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = TimeoutFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let (after, refuse) = (self.after, self.refuse.clone());
-        let deadline = Instant::now() + after;
+        let deadline = Instant::now() + self.after;
         request.extensions_mut().insert(DeadlineAt(deadline));
         let uri: Uri = request.uri().clone();
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, answer).await {
-                Ok(result) => result,
-                Err(_) => Ok(refuse.refuse(Refusal::Timeout(after), uri.path())),
-            }
+        TimeoutFuture {
+            answer: tokio::time::timeout_at(deadline, self.inner.call(request)),
+            after: self.after,
+            refuse: self.refuse.clone(),
+            uri,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Timeout`]'s answer: the inner answer, or the protocol's timeout error once the
+    /// deadline passes (in place, no boxed future).
+    pub struct TimeoutFuture<F, R> {
+        #[pin]
+        answer: tokio::time::Timeout<F>,
+        after: Duration,
+        refuse: R,
+        uri: Uri,
+    }
+}
+
+impl<F, R, RB, E> Future for TimeoutFuture<F, R>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+    R: Refuse<RB>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        Poll::Ready(match std::task::ready!(this.answer.poll(cx)) {
+            Ok(result) => result,
+            Err(_) => Ok(this
+                .refuse
+                .refuse(Refusal::Timeout(*this.after), this.uri.path())),
         })
     }
 }
@@ -435,14 +486,11 @@ pub struct LoadShed<S, R> {
 impl<S, R, B, RB> Service<http::Request<B>> for LoadShed<S, R>
 where
     S: Service<http::Request<B>, Response = http::Response<RB>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    RB: Send + 'static,
     R: Refuse<RB>,
 {
     type Response = http::Response<RB>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = LoadShedFuture<S::Future, RB>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -450,20 +498,44 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let answer = self.inner.call(request);
-                Box::pin(async move {
-                    let result = answer.await;
-                    drop(permit);
-                    result
-                })
-            }
-            Err(_) => {
-                let refused = self
-                    .refuse
-                    .refuse(Refusal::Overloaded, request.uri().path());
-                Box::pin(std::future::ready(Ok(refused)))
-            }
+            Ok(permit) => LoadShedFuture::Admitted {
+                answer: self.inner.call(request),
+                permit,
+            },
+            Err(_) => LoadShedFuture::Refused {
+                answer: Some(
+                    self.refuse
+                        .refuse(Refusal::Overloaded, request.uri().path()),
+                ),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`LoadShed`]'s answer: the inner answer holding its permit until it is ready, or
+    /// the overload refusal (in place, no boxed future).
+    #[project = LoadShedStep]
+    pub enum LoadShedFuture<F, RB> {
+        /// Admitted: the permit is released when the answer is ready.
+        Admitted { #[pin] answer: F, permit: tokio::sync::OwnedSemaphorePermit },
+        /// Refused; taken when polled.
+        Refused { answer: Option<http::Response<RB>> },
+    }
+}
+
+impl<F, RB, E> Future for LoadShedFuture<F, RB>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            LoadShedStep::Admitted { answer, .. } => answer.poll(cx),
+            LoadShedStep::Refused { answer } => Poll::Ready(Ok(answer
+                .take()
+                .expect("LoadShedFuture polled after it ended"))),
         }
     }
 }
