@@ -6,7 +6,11 @@
 # credentials, a SigV4 signature checked per request (one botocore signature replayed, as in
 # auth_overhead.sh: verified in full every time) and a bearer token.
 #
-# usage: benches/auth_callgrind.sh [PIER_BINARY] [REQUESTS]   (default target/release/pier, 2000)
+# MODES (default "none sigv4 bearer") may add `unchecked`: the SigV4 run's exact headers sent
+# to a server without credentials, so that what checking costs is told apart from what the
+# two extra headers cost in HTTP parsing (as in auth_overhead.sh).
+#
+# usage: [MODES=...] benches/auth_callgrind.sh [PIER_BINARY] [REQUESTS]   (default target/release/pier, 2000)
 # Prints instructions per request per mode and the ratio to no credentials; the dumps stay in
 # $KEEP (default: a temporary folder, removed) for `callgrind_annotate --inclusive=yes`.
 # needs: valgrind, python3 with botocore (the tests' .venv has it).
@@ -27,10 +31,11 @@ load() { # url requests headers...
         -c 4 -n "$n" --timeout 60 "$@" 2>/dev/null | awk '/requests/ {print $3, $4, $5, $6}'
 }
 
+MODES=${MODES:-none sigv4 bearer}
 declare -A IR
-for mode in none sigv4 bearer; do
+for mode in $MODES; do
     extra=() headers=()
-    [ "$mode" != none ] && extra=(--credentials "$WORK/credentials")
+    case $mode in none | unchecked) ;; *) extra=(--credentials "$WORK/credentials") ;; esac
     rm -rf "$WORK/data"
     valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.$mode" \
         "$PIER" serve --demo --data-dir "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
@@ -39,7 +44,7 @@ for mode in none sigv4 bearer; do
     for _ in $(seq 1 600); do grep -q "pier: serving" "$WORK/serve.out" && break; sleep 0.5; done
     http=$(grep -o "http=[^ ]*" "$WORK/serve.out" | head -1 | cut -d= -f2)
     [ -n "$http" ] || { echo "$mode: the server did not start under valgrind" >&2; exit 1; }
-    if [ "$mode" = sigv4 ]; then
+    if [ "$mode" = sigv4 ] || [ "$mode" = unchecked ]; then
         mapfile -t signed < <("$PY" - "http://$http/endpoints/demo/invocations" "$WORK/body.csv" <<'PYEOF'
 import sys
 from botocore.auth import SigV4Auth
@@ -70,7 +75,8 @@ PYEOF
         "$mode" "$N" "$warm" "$measured" "${IR[$mode]}"
     if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$dump" "$KEEP/callgrind.$mode"; fi
 done
-for mode in sigv4 bearer; do
+for mode in $MODES; do
+    [ "$mode" = none ] && continue
     awk -v m="$mode" -v a="${IR[$mode]}" -v b="${IR[none]}" \
         'BEGIN { printf "%-6s %+d instructions/request over none: %.3fx\n", m, a - b, a / b }'
 done
