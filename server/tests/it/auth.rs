@@ -396,3 +396,88 @@ async fn admin_beyond_loopback_needs_credentials() {
     let running = pier_server::start(config).await.unwrap();
     running.shutdown().await;
 }
+
+/// Where authentication sits in the data plane's stack: after the early body limit (an
+/// over-limit body is a 413 before any signature is looked at), before decompression (a
+/// gzip body is signed as sent), and around every route, the fallback included.
+#[tokio::test]
+async fn signatures_sit_between_the_body_limit_and_decompression() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.auth.credentials = Some(Arc::new(CREDENTIALS.parse().unwrap()));
+    config.limits.max_body_bytes = 4096;
+    let s = TestServer::start_with(config).await;
+    pier_server::control::demo::install(&s.server.as_ref().unwrap().state)
+        .await
+        .unwrap();
+    let host = s.http.to_string();
+    let path = "/endpoints/demo/invocations";
+    let post = |headers: Vec<(String, String)>, body: Vec<u8>| {
+        let mut req = s.client.post(format!("http://{host}{path}"));
+        for (k, v) in &headers {
+            req = req.header(k, v);
+        }
+        req.body(body).send()
+    };
+
+    // A gzip body signed over its compressed bytes: checked as sent, then decoded.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(common::IRIS_CSV.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let headers = [
+        ("content-type", "text/csv"),
+        ("content-encoding", "gzip"),
+        ("accept", "application/json"),
+    ];
+    let signed = sign("AKIAAPP", "app-secret", &host, path, &headers, &gz, now());
+    let r = post(signed, gz.clone()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let zipped: Value = r.json().await.unwrap();
+    let plain = s
+        .invoke(
+            "demo",
+            "text/csv",
+            common::IRIS_CSV,
+            &[
+                ("authorization", "Bearer app-token"),
+                ("accept", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    assert_eq!(zipped, plain.json());
+    // Signed over the decoded bytes instead: not what was sent.
+    let headers = [("content-type", "text/csv"), ("content-encoding", "gzip")];
+    let signed = sign(
+        "AKIAAPP",
+        "app-secret",
+        &host,
+        path,
+        &headers,
+        common::IRIS_CSV.as_bytes(),
+        now(),
+    );
+    let r = post(signed, gz).await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["ErrorCode"], "InvalidSignatureException", "{e}");
+
+    // Over the limit with any signature at all: 413, the body never read.
+    let big = vec![b'1'; 8192];
+    let signed = sign("AKIAAPP", "wrong", &host, path, &[], &big, now());
+    let r = post(signed, big).await.unwrap();
+    assert_eq!(r.status().as_u16(), 413, "{}", r.text().await.unwrap());
+
+    // Routes nobody defined are behind the check too.
+    let r = s
+        .client
+        .get(format!("http://{host}/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["ErrorCode"], "MissingAuthenticationToken", "{e}");
+    s.stop().await;
+}
