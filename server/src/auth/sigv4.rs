@@ -8,9 +8,9 @@
 //! headers with their values trimmed and inner whitespace collapsed; and the payload hash
 //! of the body, which the caller hashes as it arrives (a sent `x-amz-content-sha256` must
 //! equal it). The canonical request is written into a stack buffer and hashed in one call,
-//! and the signing key of a scope is derived once per principal and day (see `signer`). The date must be
-//! within 15 minutes of now (a presigned URL: within its `X-Amz-Expires`). Signatures are
-//! compared in constant time. Pure functions: the caller passes the clock.
+//! and the signing key of a scope is derived once per principal and day (see `signer`).
+//! The date must be within 15 minutes of now (a presigned URL: within its `X-Amz-Expires`).
+//! Signatures are compared in constant time. Pure functions: the caller passes the clock.
 
 use std::borrow::Cow;
 
@@ -513,14 +513,14 @@ pub fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8
 
 /// Writes the canonical headers (`name:value\n` for each signed name; repeated headers
 /// joined by `,`).
-fn write_canonical_headers(hasher: &mut Text, request: &Request<'_>, signed: &str) {
+fn write_canonical_headers(text: &mut Text, request: &Request<'_>, signed: &str) {
     use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
     let mut names = signed;
     while !names.is_empty() {
         let (name, next) = split_at_byte(names, b';');
         names = next;
-        hasher.put(name.as_bytes());
-        hasher.put(b":");
+        text.put(name.as_bytes());
+        text.put(b":");
         let mut first = true;
         // The names the AWS SDKs sign, as typed names: no parse of the name per lookup.
         let values = match name {
@@ -533,16 +533,16 @@ fn write_canonical_headers(hasher: &mut Text, request: &Request<'_>, signed: &st
         };
         for value in values {
             if !first {
-                hasher.put(b",");
+                text.put(b",");
             }
             first = false;
             let bytes = value.as_bytes();
             if bytes.iter().all(|b| b.is_ascii_graphic()) {
                 // No whitespace to trim or collapse (the usual value).
-                hasher.put(bytes);
+                text.put(bytes);
             } else {
                 collapse(&String::from_utf8_lossy(bytes), |piece| {
-                    hasher.put(piece.as_bytes());
+                    text.put(piece.as_bytes());
                 });
             }
         }
@@ -550,9 +550,9 @@ fn write_canonical_headers(hasher: &mut Text, request: &Request<'_>, signed: &st
             && name == "host"
             && let Some(authority) = request.authority
         {
-            collapse(authority, |piece| hasher.put(piece.as_bytes()));
+            collapse(authority, |piece| text.put(piece.as_bytes()));
         }
-        hasher.put(b"\n");
+        text.put(b"\n");
     }
 }
 
