@@ -421,7 +421,8 @@ async fn signatures_sit_between_the_body_limit_and_decompression() {
         req.body(body).send()
     };
 
-    // A gzip body signed over its compressed bytes: checked as sent, then decoded.
+    // A gzip body signed over its compressed bytes: checked as sent, then decoded. Both
+    // requests go to one variant (the demo splits traffic between two models).
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(common::IRIS_CSV.as_bytes()).unwrap();
     let gz = gz.finish().unwrap();
@@ -429,6 +430,7 @@ async fn signatures_sit_between_the_body_limit_and_decompression() {
         ("content-type", "text/csv"),
         ("content-encoding", "gzip"),
         ("accept", "application/json"),
+        ("x-amzn-sagemaker-target-variant", "mlp"),
     ];
     let signed = sign("AKIAAPP", "app-secret", &host, path, &headers, &gz, now());
     let r = post(signed, gz.clone()).await.unwrap();
@@ -442,6 +444,7 @@ async fn signatures_sit_between_the_body_limit_and_decompression() {
             &[
                 ("authorization", "Bearer app-token"),
                 ("accept", "application/json"),
+                ("x-amzn-sagemaker-target-variant", "mlp"),
             ],
         )
         .await;
