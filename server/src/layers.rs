@@ -490,53 +490,44 @@ where
 {
     type Response = http::Response<RB>;
     type Error = S::Error;
-    type Future = LoadShedFuture<S::Future, RB>;
+    type Future = futures::future::Either<
+        std::future::Ready<Result<Self::Response, Self::Error>>,
+        Admitted<S::Future>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        use futures::future::Either;
         match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => LoadShedFuture::Admitted {
+            Ok(permit) => Either::Right(Admitted {
                 answer: self.inner.call(request),
-                permit,
-            },
-            Err(_) => LoadShedFuture::Refused {
-                answer: Some(
-                    self.refuse
-                        .refuse(Refusal::Overloaded, request.uri().path()),
-                ),
-            },
+                _permit: permit,
+            }),
+            Err(_) => Either::Left(std::future::ready(Ok(self
+                .refuse
+                .refuse(Refusal::Overloaded, request.uri().path())))),
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// [`LoadShed`]'s answer: the inner answer holding its permit until it is ready, or
-    /// the overload refusal (in place, no boxed future).
-    #[project = LoadShedStep]
-    pub enum LoadShedFuture<F, RB> {
-        /// Admitted: the permit is released when the answer is ready.
-        Admitted { #[pin] answer: F, permit: tokio::sync::OwnedSemaphorePermit },
-        /// Refused; taken when polled.
-        Refused { answer: Option<http::Response<RB>> },
+    /// An admitted request's answer (in place, no boxed future), holding its
+    /// [`LoadShed`] permit until the future is dropped, right after the answer.
+    pub struct Admitted<F> {
+        #[pin]
+        answer: F,
+        _permit: tokio::sync::OwnedSemaphorePermit,
     }
 }
 
-impl<F, RB, E> Future for LoadShedFuture<F, RB>
-where
-    F: Future<Output = Result<http::Response<RB>, E>>,
-{
+impl<F: Future> Future for Admitted<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            LoadShedStep::Admitted { answer, .. } => answer.poll(cx),
-            LoadShedStep::Refused { answer } => Poll::Ready(Ok(answer
-                .take()
-                .expect("LoadShedFuture polled after it ended"))),
-        }
+        self.project().answer.poll(cx)
     }
 }
 

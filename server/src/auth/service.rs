@@ -74,7 +74,7 @@ where
                 future: self.inner.call(request),
             },
             Decision::Refuse(e) => AuthFuture::Answer {
-                answer: Some(self.auth.refuse(&e, request.uri().path())),
+                answer: std::future::ready(Ok(self.auth.refuse(&e, request.uri().path()))),
             },
             Decision::Verify => {
                 // The ready service goes with the future; its clone waits for poll_ready.
@@ -103,8 +103,8 @@ pin_project_lite::pin_project! {
     {
         /// Passed on (or checked and passed on).
         Inner { #[pin] future: S::Future },
-        /// Refused; taken when polled.
-        Answer { answer: Option<Response> },
+        /// Refused.
+        Answer { answer: std::future::Ready<Result<Response, Infallible>> },
         /// A SigV4-signed request: its body is read and hashed, then checked.
         Reading {
             auth: Arc<Authenticator>,
@@ -126,11 +126,7 @@ where
         loop {
             let next = match self.as_mut().project() {
                 Step::Inner { future } => return future.poll(cx),
-                Step::Answer { answer } => {
-                    return Poll::Ready(Ok(answer
-                        .take()
-                        .expect("AuthFuture polled after it ended")));
-                }
+                Step::Answer { answer } => return Pin::new(answer).poll(cx),
                 Step::Reading {
                     auth,
                     inner,
@@ -148,7 +144,7 @@ where
                                 .call(request),
                         },
                         Err(answer) => AuthFuture::Answer {
-                            answer: Some(answer),
+                            answer: std::future::ready(Ok(answer)),
                         },
                     }
                 }
