@@ -152,16 +152,21 @@ pub(crate) async fn run_job(
     let mut body = job.body;
     let started = now();
     body.training_start_time = Some(started);
+    let (done, finished) = tokio::sync::oneshot::channel();
     let heartbeat = tokio::spawn(heartbeat(
         runner.clone(),
         name.clone(),
         control.clone(),
         stop,
+        finished,
         started,
         body.stopping_condition.max_runtime_in_seconds,
     ));
     let result = steps(&runner, &log, &control, &mut body, job.attempts).await;
-    heartbeat.abort();
+    // The heartbeat is told to end, not aborted: an abort could cancel it while it records
+    // the metric points it has taken, and those points would be lost.
+    let _ = done.send(());
+    let _ = heartbeat.await;
     flush_progress(&log, &control, &mut 0).await;
     finish(&runner, &log, body, result).await;
 }
@@ -433,6 +438,7 @@ async fn heartbeat(
     name: String,
     control: Arc<Control>,
     mut stop: watch::Receiver<bool>,
+    mut finished: tokio::sync::oneshot::Receiver<()>,
     started: f64,
     max_runtime: Option<i64>,
 ) {
@@ -448,11 +454,15 @@ async fn heartbeat(
         }
         tokio::select! {
             _ = tokio::time::sleep(config.heartbeat) => {}
+            _ = &mut finished => return,
             changed = stop.changed() => {
                 if changed.is_err() {
                     // The runner's handle is gone: stop, and keep the heartbeat's pace.
                     control.stop(StopReason::Shutdown);
-                    tokio::time::sleep(config.heartbeat).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(config.heartbeat) => {}
+                        _ = &mut finished => return,
+                    }
                 } else if *stop.borrow() {
                     control.stop(StopReason::Shutdown);
                 }
