@@ -15,11 +15,11 @@
 //! the object, or, with `PIER_SKIP_BAD_RECORDS`, goes to the errors output with its reason
 //! while the good records are written. The cancel flag is checked between requests.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Receiver, bounded};
 use pier_runtimes::codec::{self, CodecError, Format};
 use pier_runtimes::{DataType, Model, Tensor, values};
 
@@ -268,19 +268,24 @@ pub fn transform_object(
     for _ in 0..workers * 2 {
         let _ = token_tx.send(());
     }
+    // Input buffers the workers are done with, for the reader's next requests: a request's
+    // buffer is megabytes, and a new one is page-faulted in as it fills.
+    let (spare_tx, spare_rx) = bounded::<Vec<u8>>(workers);
     let failed = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..workers {
-            let (rx, tx) = (batch_rx.clone(), done_tx.clone());
+            let (rx, tx, spare_tx) = (batch_rx.clone(), done_tx.clone(), spare_tx.clone());
             s.spawn(move || {
                 for batch in rx {
-                    let seq = batch.seq;
-                    if tx.send((seq, process(predictor, plan, &batch))).is_err() {
+                    let done = process(predictor, plan, &batch);
+                    let _ = spare_tx.try_send(batch.bytes);
+                    if tx.send((batch.seq, done)).is_err() {
                         return;
                     }
                 }
             });
         }
+        drop(spare_tx);
         drop((batch_rx, done_tx));
         let failed = &failed;
         let writer = s.spawn(move || {
@@ -314,7 +319,7 @@ pub fn transform_object(
             }
             Ok(stats)
         });
-        let read = split(plan, input, |batch| {
+        let read = split(plan, input, &spare_rx, |batch| {
             if cancel.load(Ordering::Relaxed) {
                 return Err(ObjectError::Cancelled);
             }
@@ -347,6 +352,7 @@ pub fn transform_object(
 fn split(
     plan: &Plan,
     input: &mut (dyn Read + Send),
+    spares: &Receiver<Vec<u8>>,
     mut emit: impl FnMut(Batch) -> Result<(), ObjectError>,
 ) -> Result<u64, ObjectError> {
     let limit = plan.max_payload;
@@ -380,22 +386,29 @@ fn split(
     }
     let single = plan.strategy == Strategy::SingleRecord;
     let capacity = batch_capacity(plan);
-    let mut reader = BufReader::with_capacity(READ_BUF, input);
+    // A buffer a worker is done with, else a new one.
+    let new_buffer = || {
+        spares.try_recv().map_or_else(
+            |_| Vec::with_capacity(capacity),
+            |mut spare| {
+                spare.clear();
+                spare
+            },
+        )
+    };
+    let mut reader = LineReader::new(input);
     let mut batch = Batch {
         seq: 0,
-        bytes: Vec::with_capacity(capacity),
+        bytes: new_buffer(),
         records: Vec::new(),
     };
     let (mut line, mut records, mut seq) = (0u64, 0u64, 0u64);
-    loop {
+    // A record may be `limit` bytes plus its line end (`\r\n`); one more byte read without
+    // a line end shows it is longer.
+    while let Some(read) = reader.next_line(limit + 2).map_err(read_err)? {
         let start = batch.bytes.len();
-        let n = (&mut reader)
-            .take(limit as u64 + 2)
-            .read_until(b'\n', &mut batch.bytes)
-            .map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
+        let n = read.len();
+        batch.bytes.extend_from_slice(read);
         line += 1;
         let ends = batch.bytes.last() == Some(&b'\n');
         let mut end = batch.bytes.len() - usize::from(ends);
@@ -419,7 +432,7 @@ fn split(
         records += 1;
         if batch.bytes.len() > limit && !batch.records.is_empty() {
             // This record goes first in the next request.
-            let mut next = Vec::with_capacity(capacity.max(batch.bytes.len() - start));
+            let mut next = new_buffer();
             next.extend_from_slice(&batch.bytes[start..]);
             batch.bytes.truncate(start);
             let full = std::mem::replace(
@@ -441,7 +454,7 @@ fn split(
                 &mut batch,
                 Batch {
                     seq: seq + 1,
-                    bytes: Vec::with_capacity(capacity),
+                    bytes: new_buffer(),
                     records: Vec::new(),
                 },
             );
@@ -453,6 +466,74 @@ fn split(
         emit(batch)?;
     }
     Ok(records)
+}
+
+/// Lines of an object, found with `memchr` in a reused read buffer: what `BufRead::read_until`
+/// does, without a reader call, a `Take` and a bounds dance per line (a transform splits
+/// millions of lines of a few dozen bytes).
+struct LineReader<'r> {
+    input: &'r mut (dyn Read + Send),
+    buf: Vec<u8>,
+    /// `buf[pos..filled]` is read and not yet returned.
+    pos: usize,
+    filled: usize,
+    eof: bool,
+}
+
+impl<'r> LineReader<'r> {
+    fn new(input: &'r mut (dyn Read + Send)) -> Self {
+        Self {
+            input,
+            buf: vec![0; READ_BUF],
+            pos: 0,
+            filled: 0,
+            eof: false,
+        }
+    }
+
+    /// The next line with its `\n` (the last may lack it), or at most `max` bytes of a line
+    /// longer than that; `None` at the end.
+    fn next_line(&mut self, max: usize) -> std::io::Result<Option<&[u8]>> {
+        let mut searched = 0;
+        loop {
+            let pending = &self.buf[self.pos..self.filled];
+            if let Some(at) = memchr::memchr(b'\n', &pending[searched..]) {
+                let len = (searched + at + 1).min(max);
+                let line = self.pos..self.pos + len;
+                self.pos += len;
+                return Ok(Some(&self.buf[line]));
+            }
+            searched = pending.len();
+            if searched >= max || self.eof {
+                if searched == 0 {
+                    return Ok(None);
+                }
+                let len = searched.min(max);
+                let line = self.pos..self.pos + len;
+                self.pos += len;
+                return Ok(Some(&self.buf[line]));
+            }
+            // Keep the unfinished line at the front, make room (a line may be up to `max`
+            // bytes), and read more behind it.
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.filled, 0);
+                self.filled -= self.pos;
+                self.pos = 0;
+            }
+            if self.buf.len() - self.filled < READ_BUF / 2 {
+                let grown = (self.buf.len() * 2).min(max.max(READ_BUF) + READ_BUF);
+                self.buf.resize(grown.max(self.filled + READ_BUF / 2), 0);
+            }
+            let n = loop {
+                match self.input.read(&mut self.buf[self.filled..]) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    read => break read?,
+                }
+            };
+            self.filled += n;
+            self.eof = n == 0;
+        }
+    }
 }
 
 /// The starting buffer of a request batch: one record's worth for SingleRecord, else up to
@@ -776,6 +857,65 @@ mod tests {
         let input: String = (0..n).map(|i| format!("{},1\n", 2 * i)).collect();
         let want: String = (0..n).map(|i| format!("{}\n", 2 * i + 1)).collect();
         (input, want)
+    }
+
+    /// Gives at most `step` bytes a read, as a slow stream does.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn lines_are_what_read_until_gives_across_reads_and_past_the_limit() {
+        use std::io::BufRead;
+        let long = format!("{}\n", "x".repeat(READ_BUF + 5));
+        let cases = [
+            (
+                "a,b\n\nc\r\n  \n0123456789abcdef\nlast",
+                vec![1, 2, 3, 7, usize::MAX],
+            ),
+            ("", vec![1, usize::MAX]),
+            ("\n\n", vec![1, usize::MAX]),
+            (long.as_str(), vec![4096, READ_BUF - 1, usize::MAX]),
+        ];
+        for (text, steps) in cases {
+            for max in [4, 10, READ_BUF * 3] {
+                let mut want = Vec::new();
+                let mut reference = std::io::BufReader::new(text.as_bytes());
+                loop {
+                    let mut line = Vec::new();
+                    let n = (&mut reference)
+                        .take(max as u64)
+                        .read_until(b'\n', &mut line)
+                        .unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    want.push(line);
+                }
+                for &step in &steps {
+                    let mut input = Trickle {
+                        data: text.as_bytes(),
+                        step,
+                    };
+                    let mut reader = LineReader::new(&mut input);
+                    let mut got = Vec::new();
+                    while let Some(line) = reader.next_line(max).unwrap() {
+                        got.push(line.to_vec());
+                    }
+                    assert!(got == want, "{} bytes, max {max}, step {step}", text.len());
+                }
+            }
+        }
     }
 
     #[test]
