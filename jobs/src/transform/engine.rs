@@ -8,7 +8,7 @@
 //! request and returned once written), so memory stays near `2 × workers × MaxPayloadInMB`
 //! (input and output) whatever the object's size; a worker hands a predicted request's input
 //! buffer back to the reader (at most `workers` wait), so the next request fills memory that is
-//! already paged in. Lines are found in a reused read buffer ([`LineReader`]). A request is
+//! already paged in. Lines are found in a reused read buffer (`LineReader`). A request is
 //! decoded straight from its bytes
 //! into one batch tensor (no per-record allocation) by the server's codecs
 //! ([`pier_runtimes::codec`]), checked with the server's input policy and predicted in one call,
