@@ -14,7 +14,12 @@
 # ignores them. It separates what the two extra headers cost on the wire and in HTTP parsing
 # from what checking them costs.
 #
-# usage: [MODES=...] benches/auth_overhead.sh [PIER_BINARY] [ROUNDS]   (default target/release/pier, 2)
+# PIN=1 puts the server on CPU 0 and the load generator on CPU 1 (`taskset`): the server is
+# then the bottleneck on a core of its own, so throughput follows its cost a request without
+# the two processes' scheduling on shared cores (which spreads rounds by 10-25 % on a 2-core
+# VM).
+#
+# usage: [MODES=...] [PIN=1] benches/auth_overhead.sh [PIER_BINARY] [ROUNDS]   (default target/release/pier, 2)
 # needs: python3 with botocore (the tests' .venv has it; or PYTHON=...).
 # Build first: cargo build --release --workspace
 set -euo pipefail
@@ -27,11 +32,14 @@ trap 'rm -rf "$WORK"' EXIT
 printf '5.1,3.5,1.4,0.2\n' > "$WORK/body.csv"
 printf '[bench]\naws_access_key_id = AKIABENCH\naws_secret_access_key = bench-secret\npier_token = bench-token\n' > "$WORK/credentials"
 
+SERVER_PIN=() LOAD_PIN=()
+if [ -n "${PIN:-}" ]; then SERVER_PIN=(taskset -c 0) LOAD_PIN=(taskset -c 1); fi
+
 run() {
     local mode=$1 round=$2 extra=() headers=()
     case $mode in none | unchecked) ;; *) extra=(--credentials "$WORK/credentials") ;; esac
     rm -rf "$WORK/data"
-    "$PIER" serve --demo --data-dir "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
+    "${SERVER_PIN[@]}" "$PIER" serve --demo --data-dir "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
         --grpc 127.0.0.1:0 "${extra[@]}" > "$WORK/serve.out" 2>/dev/null &
     local pid=$!
     for _ in $(seq 1 300); do grep -q "pier: serving" "$WORK/serve.out" && break; sleep 0.2; done
@@ -55,11 +63,11 @@ PYEOF
     elif [ "$mode" = bearer ]; then
         headers=(-H "Authorization: Bearer bench-token")
     fi
-    "$PIER" loadtest --url "http://$http" -m demo --input-file "$WORK/body.csv" \
+    "${LOAD_PIN[@]}" "$PIER" loadtest --url "http://$http" -m demo --input-file "$WORK/body.csv" \
         --content-type text/csv -c 64 --duration 2 "${headers[@]}" > /dev/null 2>&1 || true
     local cpu0 out cpu1 status=0
     cpu0=$(server_cpu "$pid")
-    out=$("$PIER" loadtest --url "http://$http" -m demo --input-file "$WORK/body.csv" \
+    out=$("${LOAD_PIN[@]}" "$PIER" loadtest --url "http://$http" -m demo --input-file "$WORK/body.csv" \
         --content-type text/csv -c 64 --duration 10 "${headers[@]}" 2>"$WORK/loadtest.err") || status=$?
     cpu1=$(server_cpu "$pid")
     kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -86,8 +94,9 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 awk '{ n[$1]++; rps[$1] += $2; us[$1] += $3 }
      END { for (m in n) { r[m] = rps[m] / n[m]; u[m] = us[m] / n[m] }
-           if (!("none" in r)) exit
+           base = ("none" in r) ? "none" : "unchecked"
+           if (!(base in r)) exit
            for (i = 1; i <= 4; i++) { m = (i == 1 ? "none" : i == 2 ? "unchecked" : i == 3 ? "sigv4" : "bearer")
              if (!(m in r)) continue
-             printf "mean   %-9s %8.0f req/s (%.3fx)   server %6.1f CPU-us/request (%+.1f)\n",
-                    m, r[m], r[m] / r["none"], u[m], u[m] - u["none"] } }' "$WORK/rows"
+             printf "mean   %-9s %8.0f req/s (%.3fx of %s)   server %6.1f CPU-us/request (%+.1f)\n",
+                    m, r[m], r[m] / r[base], base, u[m], u[m] - u[base] } }' "$WORK/rows"
