@@ -6,13 +6,13 @@
 //! and encode them; one writer thread puts the answers back in input order and writes them.
 //! At most `2 × workers` requests are between the reader and the writer (a token is taken per
 //! request and returned once written), so memory stays near `2 × workers × MaxPayloadInMB`
-//! (input and output) whatever the object's size; a worker hands a predicted request's input
+//! (input and output) whatever the object's size. A worker hands a predicted request's input
 //! buffer back to the reader (at most `workers` wait), so the next request fills memory that is
-//! already paged in. Lines are found in a reused read buffer (`LineReader`). A request is
-//! decoded straight from its bytes
-//! into one batch tensor (no per-record allocation) by the server's codecs
-//! ([`pier_runtimes::codec`]), checked with the server's input policy and predicted in one call,
-//! so its output bytes are what `POST /invocations` answers for the same payload.
+//! already paged in; lines are found in a reused read buffer (`LineReader`). A request is
+//! decoded straight from its bytes into one batch tensor (no per-record allocation) by the
+//! server's codecs ([`pier_runtimes::codec`]), checked with the server's input policy and
+//! predicted in one call, so its output bytes are what `POST /invocations` answers for the same
+//! payload.
 //!
 //! A request that fails is retried record by record to find the line at fault: that line fails
 //! the object, or, with `PIER_SKIP_BAD_RECORDS`, goes to the errors output with its reason
