@@ -75,8 +75,14 @@ PYEOF
         "$mode" "$N" "$warm" "$measured" "${IR[$mode]}"
     if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$dump" "$KEEP/callgrind.$mode"; fi
 done
+# Ratios to no credentials, or to the same bytes unchecked when no-credentials was not run
+# (as in auth_overhead.sh).
+base=
+for candidate in none unchecked; do
+    if [ -n "${IR[$candidate]:-}" ]; then base=$candidate; break; fi
+done
 for mode in $MODES; do
-    [ "$mode" = none ] && continue
-    awk -v m="$mode" -v a="${IR[$mode]}" -v b="${IR[none]}" \
-        'BEGIN { printf "%-6s %+d instructions/request over none: %.3fx\n", m, a - b, a / b }'
+    [ -z "$base" ] || [ "$mode" = "$base" ] && continue
+    awk -v m="$mode" -v a="${IR[$mode]}" -v b="${IR[$base]}" -v base="$base" \
+        'BEGIN { printf "%-9s %+d instructions/request over %s: %.3fx\n", m, a - b, base, a / b }'
 done
