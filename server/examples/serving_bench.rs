@@ -4,13 +4,16 @@
 //!
 //! Starts Pier in-process on 127.0.0.1:0, creates one endpoint per (model, backend,
 //! batching) and drives each with a closed-loop HTTP client (each of `c` tasks sends a
-//! one-row CSV request, waits for the answer, repeats) for a fixed time. Reports rows/s,
-//! p50 and p99 latency and the mean batch size the batcher formed (from `/metrics`), then
-//! measures the same runtime in a tight loop — `predict` on batches of that size on as many
-//! threads as the compute pool has — and prints served rows/s as a share of it.
+//! one-row CSV request, waits for the answer, repeats) for a fixed time. Each cell (rows a
+//! request, concurrency) runs its three batching modes in turn, `rounds` times, the order
+//! rotated every round, so a slow spell of the machine falls on all modes alike; on/off is
+//! the median of the rounds' own ratios. Reports rows/s, p99 latency and the mean batch size
+//! the batcher formed (from `/metrics`), then measures the same runtime in a tight loop —
+//! `predict` on batches of that size on as many threads as the compute pool has — and prints
+//! served rows/s as a share of it.
 //!
 //! Run (release, with the ONNX Runtime library for the ort rows):
-//! `ORT_DYLIB_PATH=…/libonnxruntime.so.1.32.0 cargo run --release -p pier-server --features ort --example serving_bench -- [seconds-per-cell]`
+//! `ORT_DYLIB_PATH=…/libonnxruntime.so.1.32.0 cargo run --release -p pier-server --features ort --example serving_bench -- [seconds-per-cell (2)] [rounds (3)]`
 //!
 //! Concurrency: one tokio runtime for server and clients; model code on Pier's compute
 //! pool; the tight loop on plain threads after the server's cells are done.
@@ -228,12 +231,31 @@ fn load_direct(
     pier_runtimes::load(&artifact, &LoadOptions::with_backend(backend))
 }
 
+/// One cell's measurement for one batching mode in one round.
+#[derive(Clone, Copy)]
+struct Cell {
+    rows_per_s: f64,
+    p99: f64,
+    mean_batch: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+const BATCHING: [&str; 3] = ["off", "on", "on-delay"];
+
 #[tokio::main]
 async fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let mut args = std::env::args().skip(1);
+    let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(dir.path().join("data"));
     config.http_addr = "127.0.0.1:0".parse().unwrap();
@@ -249,19 +271,22 @@ async fn main() {
     let store = ModelStore::open(dir.path().join("direct")).unwrap();
 
     println!(
-        "compute threads: {threads}; {secs} s per cell; batching MaxBatchSize={MAX_BATCH}; on: default MaxQueueDelayMicroseconds (0); on-delay: {DELAY_US}"
+        "compute threads: {threads}; {secs} s per cell; {rounds} rounds, the three batching modes interleaved in each (order rotated); batching MaxBatchSize={MAX_BATCH}; on: default MaxQueueDelayMicroseconds (0); on-delay: {DELAY_US}"
     );
     println!(
-        "| model | backend | batching | rows/req | c | rows/s | p50 µs | p99 µs | mean batch | tight loop rows/s at that batch | served / tight |"
+        "rows/s: median of the rounds; on/off: the median of each round's ratio (lowest–highest)"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| model | backend | rows/req | c | off rows/s | on / off | on-delay / off | p99 µs off / on | mean batch on | tight loop rows/s at it | on served / tight |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for fixture in fixtures() {
         for &backend in &backends {
             let direct = match load_direct(&fixture, backend, &store) {
                 Ok(m) => m,
                 Err(e) => {
                     println!(
-                        "| {} | {} | — | — | — | cannot load: {e} | | | | | |",
+                        "| {} | {} | — | — | cannot load: {e} | | | | | | |",
                         fixture.name,
                         backend.as_str()
                     );
@@ -272,7 +297,8 @@ async fn main() {
             let url = format!("file://{}", fixture.path.join("model.onnx").display());
             api(&client, admin, "CreateModel", json!({"ModelName": model_name, "PrimaryContainer": {"Image": "onnx", "ModelDataUrl": url, "Environment": {"PIER_BACKEND": backend.as_str()}}})).await;
             // Batching off; on with the default delay (0); on with an explicit delay.
-            for batching in ["off", "on", "on-delay"] {
+            let mut targets = Vec::new();
+            for batching in BATCHING {
                 let endpoint = format!("{model_name}-{batching}");
                 let mut variant = json!({"VariantName": "main", "ModelName": model_name});
                 match batching {
@@ -302,42 +328,66 @@ async fn main() {
                 wait_in_service(&client, admin, &endpoint).await;
                 let target = format!("http://{http}/endpoints/{endpoint}/invocations");
                 drive(&client, &target, fixture.features, 1, 8, secs.min(1.0)).await; // warm up
-                for (rows_per_request, c) in ROWS_PER_REQUEST
-                    .into_iter()
-                    .flat_map(|r| CONCURRENCY.map(|c| (r, c)))
-                {
-                    let (sum0, count0) = batch_stats(&client, http, &endpoint).await;
-                    let (rows, p50, p99) = drive(
-                        &client,
-                        &target,
-                        fixture.features,
-                        rows_per_request,
-                        c,
-                        secs,
-                    )
-                    .await;
-                    let (sum1, count1) = batch_stats(&client, http, &endpoint).await;
-                    let mean = if count1 > count0 {
-                        (sum1 - sum0) / (count1 - count0)
-                    } else {
-                        rows_per_request as f64
-                    };
-                    let batch = mean.round().max(1.0) as usize;
-                    let tight = tight_loop(
-                        direct.clone(),
-                        fixture.features,
-                        batch,
-                        threads,
-                        secs.min(2.0),
-                    );
-                    println!(
-                        "| {} | {} | {} | {rows_per_request} | {c} | {rows:.0} | {p50:.0} | {p99:.0} | {mean:.1} | {tight:.0} | {:.0}% |",
-                        fixture.name,
-                        backend.as_str(),
-                        batching,
-                        100.0 * rows / tight
-                    );
+                targets.push((endpoint, target));
+            }
+            for (rows_per_request, c) in ROWS_PER_REQUEST
+                .into_iter()
+                .flat_map(|r| CONCURRENCY.map(|c| (r, c)))
+            {
+                // cells[mode][round]
+                let mut cells: Vec<Vec<Cell>> = vec![Vec::new(); BATCHING.len()];
+                for round in 0..rounds {
+                    for k in 0..BATCHING.len() {
+                        let mode = (k + round) % BATCHING.len();
+                        let (endpoint, target) = &targets[mode];
+                        let (sum0, count0) = batch_stats(&client, http, endpoint).await;
+                        let (rows_per_s, _p50, p99) =
+                            drive(&client, target, fixture.features, rows_per_request, c, secs)
+                                .await;
+                        let (sum1, count1) = batch_stats(&client, http, endpoint).await;
+                        let mean_batch = if count1 > count0 {
+                            (sum1 - sum0) / (count1 - count0)
+                        } else {
+                            rows_per_request as f64
+                        };
+                        cells[mode].push(Cell {
+                            rows_per_s,
+                            p99,
+                            mean_batch,
+                        });
+                    }
                 }
+                let ratio = |mode: usize| {
+                    let r: Vec<f64> = (0..rounds)
+                        .map(|i| cells[mode][i].rows_per_s / cells[0][i].rows_per_s)
+                        .collect();
+                    let (lo, hi) = r
+                        .iter()
+                        .fold((f64::MAX, f64::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+                    format!("{:.2} ({lo:.2}–{hi:.2})", median(r))
+                };
+                let of =
+                    |mode: usize, f: fn(&Cell) -> f64| median(cells[mode].iter().map(f).collect());
+                let mean_on = of(1, |c| c.mean_batch);
+                let tight = tight_loop(
+                    direct.clone(),
+                    fixture.features,
+                    mean_on.round().max(1.0) as usize,
+                    threads,
+                    secs.min(1.0),
+                );
+                let on_rows = of(1, |c| c.rows_per_s);
+                println!(
+                    "| {} | {} | {rows_per_request} | {c} | {:.0} | {} | {} | {:.0} / {:.0} | {mean_on:.1} | {tight:.0} | {:.0}% |",
+                    fixture.name,
+                    backend.as_str(),
+                    of(0, |c| c.rows_per_s),
+                    ratio(1),
+                    ratio(2),
+                    of(0, |c| c.p99),
+                    of(1, |c| c.p99),
+                    100.0 * on_rows / tight
+                );
             }
         }
     }
