@@ -10,13 +10,15 @@
 //! Where work runs. A body up to [`INLINE_DECODE_BYTES`] decodes on the request's task (a
 //! thread hop costs more). A larger one decodes on the compute pool: for an unbatched model
 //! in the same pool job that predicts, so the request hops to the pool once; for a batched
-//! model the decode job hands the validated request to the batcher, whose batch then runs as
-//! a job of its own shared by every request in it.
+//! model the decode job hands the validated request to the batcher, and runs the batch
+//! itself when the model is idle (the batch is then the request alone), or else leaves it to
+//! a batch job shared by every request in it.
 //!
-//! A call to an unbatched model whose measured cost a row ([`super::models::PredictCost`])
-//! puts it under `--inline-predict-us` (20 µs) predicts on the request's task: for a small
-//! network the two thread hand-offs cost more than the prediction. The first call of a
-//! model, and any call expected to take longer, runs on the compute pool.
+//! A call whose measured cost a row ([`super::models::PredictCost`]) puts it under
+//! `--inline-predict-us` (20 µs) predicts on the request's task: for a small network the two
+//! thread hand-offs cost more than the prediction. For a batched model that holds when the
+//! model is idle and the batch formed is the request alone, or small enough. The first call
+//! of a model, and any call expected to take longer, runs on the compute pool.
 //!
 //! Concurrency: one snapshot load per request; the on-demand map's mutex is held for map
 //! operations only; model code runs on the compute pool, or for at most about the inline
@@ -33,6 +35,7 @@ use pier_runtimes::{Model, Signature, Tensor, TensorSpec};
 use tokio::time::Instant as Deadline;
 
 use super::LoadedModel;
+use super::batcher::{Reply, RunHere};
 use super::snapshot::{EndpointServing, ModelTarget, ServingSnapshot};
 use crate::error::ServeError;
 use crate::metrics::RequestMetrics;
@@ -379,25 +382,29 @@ impl DataPlane {
             let inputs = std::mem::take(&mut validated.inputs);
             let outputs = self.predict(loaded, inputs).await?;
             (validated, outputs, extra)
-        } else if loaded.batcher.is_none() {
+        } else {
+            // Decoded on a compute thread, which predicts there too: alone for an unbatched
+            // model; for a batched one it submits to the batcher and runs the batch itself
+            // if the model is idle. Either way the request hops to the pool once.
             let model = loaded.clone();
             let queued = Instant::now();
-            self.serving
+            let (validated, reply, extra) = self
+                .serving
                 .pool
                 .run(move || {
-                    crate::metrics::record_queue(&model.labels, queued.elapsed());
                     let (mut validated, extra) = prepare(&model)?;
                     let inputs = std::mem::take(&mut validated.inputs);
-                    let outputs = predict_here(&model, inputs)?;
-                    Ok((validated, outputs, extra))
+                    let reply = match &model.batcher {
+                        Some(batcher) => batcher.submit(inputs, RunHere::Always)?,
+                        None => {
+                            crate::metrics::record_queue(&model.labels, queued.elapsed());
+                            Reply::ready(predict_here(&model, inputs))
+                        }
+                    };
+                    Ok((validated, reply, extra))
                 })
-                .await?
-        } else {
-            let model = loaded.clone();
-            let (mut validated, extra) = self.serving.pool.run(move || prepare(&model)).await?;
-            let inputs = std::mem::take(&mut validated.inputs);
-            let outputs = self.predict(loaded, inputs).await?;
-            (validated, outputs, extra)
+                .await?;
+            (validated, reply.outputs().await?, extra)
         };
         let named = pick(loaded.model.signature(), outputs, &validated.picks)?;
         Ok((validated.rows, named, extra))
@@ -410,7 +417,8 @@ impl DataPlane {
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, ServeError> {
         if let Some(batcher) = &loaded.batcher {
-            return batcher.infer(inputs).await;
+            let here = RunHere::Within(self.config.compute.inline);
+            return batcher.submit(inputs, here)?.outputs().await;
         }
         let rows = inputs.first().map_or(0, Tensor::rows);
         if loaded.cost.within(rows, self.config.compute.inline) {

@@ -48,7 +48,7 @@ pub struct LoadedModel {
     pub cost: Arc<PredictCost>,
 }
 
-/// A model's smoothed cost a row to predict, measured on every unbatched call, so the data
+/// A model's smoothed cost a row to predict, measured on every call and batch, so the data
 /// plane can run a call it expects to be short where the request is, without the hand-off
 /// to a compute thread and back (which costs more than a small network's whole prediction).
 /// A large call lowers the estimate a row for a small one (its fixed cost is spread over
@@ -178,7 +178,14 @@ impl LoadedModel {
         };
         let batcher = batching.map(|(settings, pool)| {
             let slots = pool.threads().saturating_mul(instances.max(1) as usize);
-            Batcher::start(self.model.clone(), labels.clone(), settings, pool, slots)
+            Batcher::start(
+                self.model.clone(),
+                labels.clone(),
+                self.cost.clone(),
+                settings,
+                pool,
+                slots,
+            )
         });
         Arc::new(Self {
             artifact: self.artifact.clone(),

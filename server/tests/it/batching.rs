@@ -128,6 +128,75 @@ async fn batched_answers_match_unbatched_and_metrics_are_emitted() {
     server.stop().await;
 }
 
+fn pool_jobs(server: &TestServer) -> u64 {
+    let running = server.server.as_ref().unwrap();
+    running.state.serving.pool.submitted()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_model_at_rest_costs_no_hop_that_batching_off_would_not() {
+    // A budget every call fits even in a debug build; batching with the default delay (0).
+    // Endpoint names are this test's own: the metrics registry is the process's.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = common::config(dir.path());
+    config.compute.inline = std::time::Duration::from_secs(1);
+    let server = TestServer::start_with(config).await;
+    server.create_model("logreg", "iris-logreg").await;
+    batched_config(&server, "at-rest", "logreg", json!({"MaxBatchSize": 64})).await;
+    server.create_endpoint("at-rest", "at-rest").await;
+    server
+        .create_config("at-rest-plain", &[("main", "logreg", 1.0)])
+        .await;
+    server
+        .create_endpoint("at-rest-plain", "at-rest-plain")
+        .await;
+
+    // The first call measures the model's cost, on the pool.
+    let body = ROWS.join("\n") + "\n";
+    let first = server
+        .invoke("at-rest", "text/csv", body.clone(), &[])
+        .await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    // One client at a time: each request finds the model idle, so its batch is itself and
+    // runs on the request's thread, with no pool job, as an unbatched cheap call does.
+    let before = pool_jobs(&server);
+    for _ in 0..5 {
+        let r = server
+            .invoke("at-rest", "text/csv", body.clone(), &[])
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body, first.body);
+    }
+    assert_eq!(
+        pool_jobs(&server) - before,
+        0,
+        "cheap idle calls ran inline"
+    );
+
+    // A body too large to decode inline: decoded on the pool, and the same job runs its
+    // batch. One hop, as unbatched; the answer is the unbatched one.
+    let large: String = ROWS
+        .iter()
+        .cycle()
+        .take(1200)
+        .map(|r| format!("{r}\n"))
+        .collect();
+    assert!(large.len() > 16 * 1024);
+    let before = pool_jobs(&server);
+    let batched = server
+        .invoke("at-rest", "text/csv", large.clone(), &[])
+        .await;
+    assert_eq!(batched.status, 200, "{}", batched.body);
+    assert_eq!(pool_jobs(&server) - before, 1, "one pool job");
+    let plain = server.invoke("at-rest-plain", "text/csv", large, &[]).await;
+    assert_eq!(batched.body, plain.body);
+    let text = server.metrics().await;
+    let labels = ["endpoint=\"at-rest\""];
+    assert_eq!(sample(&text, "pier_batch_size_count", &labels), Some(7.0));
+    assert_eq!(sample(&text, "pier_batch_size_sum", &labels), Some(1224.0));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_429_at_once() {
     let dir = tempfile::tempdir().unwrap();

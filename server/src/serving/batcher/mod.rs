@@ -2,10 +2,15 @@
 //! driver here.
 //!
 //! Concurrency design (no actor hop on the hot path):
-//! - [`Batcher::infer`] pushes the request into the core queue under one short mutex
+//! - [`Batcher::submit`] pushes the request into the core queue under one short mutex
 //!   section (a full queue is refused at once). If a *compute slot* is free (one per compute
-//!   thread) and the core says a batch is ready, the caller itself hands that batch to the
-//!   compute pool.
+//!   thread) and the core says a batch is ready, the caller claims the slot for it. When
+//!   that batch holds the caller's own request and the caller may run it where it stands
+//!   ([`RunHere`]: it is on a compute thread, or the model's measured cost puts the batch
+//!   under the inline budget), it runs it on its own thread, as an unbatched call would;
+//!   otherwise it hands the batch to the compute pool. So a request that finds the model
+//!   idle pays no hand-off that batching off would not: batching costs nothing when there
+//!   is nothing to batch.
 //! - A compute job runs its batch and then, still holding its slot, asks the core for the
 //!   next ready batch and runs it too. Under load, requests only enqueue and the compute
 //!   threads drain the queue, so batches grow while every slot is busy and go out small
@@ -25,7 +30,7 @@ pub mod queue;
 mod run;
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pier_runtimes::{Model, Tensor};
 use tokio::sync::oneshot;
@@ -33,6 +38,7 @@ use tokio::sync::oneshot;
 use super::compute::ComputePool;
 use crate::error::ServeError;
 use crate::metrics::ModelLabels;
+use crate::serving::models::PredictCost;
 
 pub use queue::{BatchQueue, BatchSettings, Entry, Rejected};
 pub use run::run_batch;
@@ -47,6 +53,51 @@ pub struct Pending {
 }
 
 type Batch = Vec<Entry<Pending>>;
+
+/// Whether a caller may run a ready batch that holds its own request on its own thread.
+#[derive(Clone, Copy, Debug)]
+pub enum RunHere {
+    /// Never: every batch goes to the compute pool.
+    Never,
+    /// Always: the caller is a compute thread, the pool would only hand the batch to a
+    /// thread like it.
+    Always,
+    /// When the model's measured cost puts the batch's rows under this budget (a tokio
+    /// worker, which may be held about that long).
+    Within(Duration),
+}
+
+/// The answer to a submitted request: already computed here, or on its way.
+#[derive(Debug)]
+pub struct Reply(ReplyState);
+
+#[derive(Debug)]
+enum ReplyState {
+    Ready(Result<Vec<Tensor>, ServeError>),
+    Waiting(oneshot::Receiver<Result<Vec<Tensor>, ServeError>>),
+}
+
+impl Reply {
+    /// An answer computed already.
+    pub fn ready(result: Result<Vec<Tensor>, ServeError>) -> Self {
+        Self(ReplyState::Ready(result))
+    }
+
+    /// The request's outputs. Dropping a reply that still waits withdraws the request.
+    pub async fn outputs(self) -> Result<Vec<Tensor>, ServeError> {
+        match self.0 {
+            ReplyState::Ready(result) => result,
+            ReplyState::Waiting(rx) => rx.await.map_err(|_| {
+                ServeError::Overloaded("the batch could not be scheduled on the compute pool")
+            })?,
+        }
+    }
+
+    /// Whether the request ran on the submitting thread (tests).
+    pub fn ran_here(&self) -> bool {
+        matches!(self.0, ReplyState::Ready(_))
+    }
+}
 
 /// What the mutex guards.
 #[derive(Debug)]
@@ -76,6 +127,8 @@ struct Shared {
     timer: Condvar,
     model: Arc<dyn Model>,
     labels: ModelLabels,
+    /// The model's measured cost a row, which every batch run updates.
+    cost: Arc<PredictCost>,
     pool: ComputePool,
 }
 
@@ -100,7 +153,7 @@ impl Shared {
     /// while no other work waits in the pool.
     fn run(self: &Arc<Self>, mut batch: Batch) {
         loop {
-            run_batch(self.model.as_ref(), &self.labels, batch);
+            run_batch(self.model.as_ref(), &self.labels, &self.cost, batch);
             let next = self.lock().queue.take_batch(Instant::now());
             match next {
                 Some(b) if self.pool.waiting() == 0 => batch = b,
@@ -114,6 +167,18 @@ impl Shared {
                     return;
                 }
             }
+        }
+    }
+
+    /// On the submitting thread: runs `batch` (its slot claimed), then hands the next ready
+    /// batch to the pool with the slot, or gives the slot back. The submitter's own answer
+    /// is waiting for it, so it does not go on to run other requests' batches.
+    fn run_here(self: &Arc<Self>, batch: Batch) {
+        run_batch(self.model.as_ref(), &self.labels, &self.cost, batch);
+        let next = self.lock().queue.take_batch(Instant::now());
+        match next {
+            Some(b) => self.launch(b),
+            None => self.release_slot(),
         }
     }
 
@@ -176,9 +241,12 @@ pub struct Batcher {
 impl Batcher {
     /// Starts the batcher (and its timer thread). Batches run on `pool`, at most `slots` at
     /// a time (one instance of a variant has one slot per compute thread).
+    /// `cost` is the model's measured cost a row, read to decide whether a batch may run
+    /// on a tokio worker and updated by every batch.
     pub fn start(
         model: Arc<dyn Model>,
         labels: ModelLabels,
+        cost: Arc<PredictCost>,
         settings: BatchSettings,
         pool: ComputePool,
         slots: usize,
@@ -192,6 +260,7 @@ impl Batcher {
             timer: Condvar::new(),
             model,
             labels,
+            cost,
             pool,
         });
         let timer = shared.clone();
@@ -219,13 +288,20 @@ impl Batcher {
         &self.settings
     }
 
-    /// Queues `inputs` (validated, signature order) and waits for their outputs. Dropping
-    /// the returned future withdraws the request.
+    /// Queues `inputs` (validated, signature order) and waits for their outputs, the batch
+    /// always run on the compute pool. Dropping the returned future withdraws the request.
     pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, ServeError> {
+        self.submit(inputs, RunHere::Never)?.outputs().await
+    }
+
+    /// Queues `inputs` (validated, signature order). If that makes a batch holding them
+    /// ready while a slot is free and `here` allows, runs the batch on this thread and
+    /// returns the answer ready; otherwise the answer comes from the pool.
+    pub fn submit(&self, inputs: Vec<Tensor>, here: RunHere) -> Result<Reply, ServeError> {
         let rows = inputs.first().map_or(0, Tensor::rows);
-        let (reply, rx) = oneshot::channel();
+        let (reply, mut rx) = oneshot::channel();
         let pending = Pending { inputs, reply };
-        let (launch, wake_timer) = {
+        let (launch, ours, wake_timer) = {
             let mut state = self.shared.lock();
             let now = Instant::now();
             if let Err(Rejected::Full(p)) = state.queue.push(pending, rows, now) {
@@ -239,20 +315,40 @@ impl Batcher {
                     })?;
             }
             let launch = state.claim(now);
+            // The request was pushed last, so an empty queue means the batch took it.
+            let ours = launch.is_some() && state.queue.is_empty();
             // The timer needs to know when the queue just got its oldest request while a
             // slot is free (otherwise its current deadline is already earlier, or a compute
             // job will take the batch when its slot frees).
             let wake = launch.is_none() && state.free_slots > 0 && state.queue.len() == 1;
-            (launch, wake)
+            (launch, ours, wake)
         };
-        if let Some(batch) = launch {
-            self.shared.launch(batch);
-        } else if wake_timer {
-            self.shared.timer.notify_one();
+        match launch {
+            Some(batch) if ours && self.may_run_here(here, &batch) => {
+                self.shared.run_here(batch);
+                let result = rx.try_recv().unwrap_or_else(|_| {
+                    Err(ServeError::Model(
+                        "the batch ended without an answer".into(),
+                    ))
+                });
+                return Ok(Reply::ready(result));
+            }
+            Some(batch) => self.shared.launch(batch),
+            None if wake_timer => self.shared.timer.notify_one(),
+            None => {}
         }
-        rx.await.map_err(|_| {
-            ServeError::Overloaded("the batch could not be scheduled on the compute pool")
-        })?
+        Ok(Reply(ReplyState::Waiting(rx)))
+    }
+
+    fn may_run_here(&self, here: RunHere, batch: &Batch) -> bool {
+        match here {
+            RunHere::Never => false,
+            RunHere::Always => true,
+            RunHere::Within(budget) => {
+                let rows = batch.iter().map(|e| e.rows).sum();
+                self.shared.cost.within(rows, budget)
+            }
+        }
     }
 
     /// Batches this batcher runs at once at most.

@@ -1,10 +1,12 @@
-//! Running one formed batch on a compute thread: drop requests whose callers left, combine
+//! Running one formed batch (on a compute thread, or on the thread that submitted it when
+//! [`super::RunHere`] allows): drop requests whose callers left, combine
 //! the rest row-wise (`Tensor::concat_rows`), predict once, split the outputs back exactly
 //! (`split_rows`) and answer each caller. Requests that cannot be combined (different
 //! trailing shapes) or a model whose outputs are not row-aligned fall back to one predict
 //! per request, so batching never changes an answer.
 //!
-//! Blocking; called only on compute threads.
+//! Blocking; called on compute threads, or on a tokio worker for a batch whose measured
+//! cost is under the inline budget.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
@@ -14,9 +16,15 @@ use pier_runtimes::{Model, Tensor};
 use super::{Entry, Pending};
 use crate::error::ServeError;
 use crate::metrics::{self, ModelLabels};
+use crate::serving::models::PredictCost;
 
 /// Runs `batch` and answers every caller still waiting.
-pub fn run_batch(model: &dyn Model, labels: &ModelLabels, batch: Vec<Entry<Pending>>) {
+pub fn run_batch(
+    model: &dyn Model,
+    labels: &ModelLabels,
+    cost: &PredictCost,
+    batch: Vec<Entry<Pending>>,
+) {
     let started = Instant::now();
     let live: Vec<Entry<Pending>> = batch
         .into_iter()
@@ -48,7 +56,9 @@ pub fn run_batch(model: &dyn Model, labels: &ModelLabels, batch: Vec<Entry<Pendi
         },
         None => inputs.into_iter().map(|i| predict(model, i)).collect(),
     };
-    metrics::record_compute(labels, started.elapsed());
+    let took = started.elapsed();
+    metrics::record_compute(labels, took);
+    cost.record(total, took);
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
     }

@@ -72,6 +72,7 @@ fn batcher(model: &Arc<Doubler>, s: BatchSettings) -> Batcher {
     Batcher::start(
         model.clone(),
         ModelLabels::default(),
+        Arc::default(),
         s,
         ComputePool::new(1, 16),
         1,
@@ -161,6 +162,7 @@ async fn concurrent_callers_each_get_exactly_their_rows_back() {
     let b = Arc::new(Batcher::start(
         model.clone(),
         ModelLabels::default(),
+        Arc::default(),
         settings(16, 0, 4096),
         ComputePool::new(2, 64),
         2,
@@ -243,6 +245,7 @@ async fn a_busy_model_does_not_starve_another_on_the_same_pool() {
     let a = Arc::new(Batcher::start(
         tagged('A'),
         ModelLabels::default(),
+        Arc::default(),
         settings(1, 0, 4096),
         pool.clone(),
         pool.threads(),
@@ -250,6 +253,7 @@ async fn a_busy_model_does_not_starve_another_on_the_same_pool() {
     let b = Batcher::start(
         tagged('B'),
         ModelLabels::default(),
+        Arc::default(),
         settings(1, 0, 16),
         pool.clone(),
         pool.threads(),
@@ -286,6 +290,168 @@ async fn a_busy_model_does_not_starve_another_on_the_same_pool() {
         b_at, 1,
         "B ran after A's first batch, not after its queue: {log:?}"
     );
+}
+
+/// Doubles its input once the test lets it: `predict` waits for one message per call.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<Doubler>,
+    gate: StdMutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Model for Gated {
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+
+    fn predict(&self, inputs: Vec<Tensor>) -> pier_runtimes::Result<Vec<Tensor>> {
+        self.gate.lock().unwrap().recv().unwrap();
+        self.inner.predict(inputs)
+    }
+
+    fn backend(&self) -> &'static str {
+        "test"
+    }
+}
+
+#[tokio::test]
+async fn an_idle_model_runs_a_lone_request_where_it_stands() {
+    let model = Doubler::new();
+    let pool = ComputePool::new(1, 16);
+    let start = |cost: Arc<PredictCost>, s: BatchSettings| {
+        Batcher::start(
+            model.clone(),
+            ModelLabels::default(),
+            cost,
+            s,
+            pool.clone(),
+            2,
+        )
+    };
+
+    // A caller on a compute thread runs the batch of its own request at once.
+    let b = start(Arc::default(), settings(16, 0, 100));
+    let reply = b.submit(rows(1.0, 2), RunHere::Always).unwrap();
+    assert!(reply.ran_here());
+    let out = reply.outputs().await.unwrap();
+    assert_eq!(out[0].as_f32().unwrap(), [2.0, 4.0, 6.0, 8.0]);
+    assert_eq!(pool.submitted(), 0, "no pool job");
+
+    // A caller on a tokio worker only once the model's cost is measured and fits.
+    let cost = Arc::new(PredictCost::default());
+    let b = start(cost.clone(), settings(16, 0, 100));
+    let within = RunHere::Within(Duration::from_secs(1));
+    let first = b.submit(rows(0.0, 1), within).unwrap();
+    assert!(!first.ran_here(), "the first call's cost is unknown");
+    first.outputs().await.unwrap();
+    assert_eq!(pool.submitted(), 1);
+    assert!(
+        cost.within(1, Duration::from_secs(1)),
+        "a batch run is measured"
+    );
+    let second = b.submit(rows(3.0, 1), within).unwrap();
+    assert!(second.ran_here());
+    assert_eq!(
+        second.outputs().await.unwrap()[0].as_f32().unwrap(),
+        [6.0, 8.0]
+    );
+    let over = b
+        .submit(rows(0.0, 1), RunHere::Within(Duration::ZERO))
+        .unwrap();
+    assert!(!over.ran_here(), "over the budget");
+    over.outputs().await.unwrap();
+    let never = b.submit(rows(0.0, 1), RunHere::Never).unwrap();
+    assert!(!never.ran_here());
+    never.outputs().await.unwrap();
+    assert_eq!(pool.submitted(), 3);
+
+    // With a delay, a lone request is not a batch yet: it waits for the delay on the pool.
+    let b = start(Arc::default(), settings(16, 50, 100));
+    let begun = Instant::now();
+    let waits = b.submit(rows(0.0, 1), RunHere::Always).unwrap();
+    assert!(!waits.ran_here());
+    waits.outputs().await.unwrap();
+    assert!(begun.elapsed() >= Duration::from_millis(50));
+    assert_eq!(model.seen(), [2, 1, 1, 1, 1, 1]);
+}
+
+#[tokio::test]
+async fn a_request_behind_a_busy_slot_waits_for_the_pool() {
+    let (open, gate) = std::sync::mpsc::channel();
+    let inner = Doubler::new();
+    let model = Arc::new(Gated {
+        inner: inner.clone(),
+        gate: StdMutex::new(gate),
+    });
+    let pool = ComputePool::new(1, 16);
+    let b = Batcher::start(
+        model,
+        ModelLabels::default(),
+        Arc::default(),
+        settings(16, 0, 100),
+        pool.clone(),
+        1,
+    );
+    let busy = b.submit(rows(0.0, 1), RunHere::Never).unwrap();
+    // The one slot is taken (the pool's batch waits at the gate), so even a compute
+    // thread's caller only queues.
+    let behind = b.submit(rows(5.0, 2), RunHere::Always).unwrap();
+    assert!(!behind.ran_here());
+    assert_eq!(b.queued(), 1);
+    open.send(()).unwrap();
+    open.send(()).unwrap();
+    assert_eq!(
+        busy.outputs().await.unwrap()[0].as_f32().unwrap(),
+        [0.0, 2.0]
+    );
+    let out = behind.outputs().await.unwrap();
+    assert_eq!(out[0].as_f32().unwrap(), [10.0, 12.0, 14.0, 16.0]);
+    assert_eq!(
+        inner.seen(),
+        [1, 2],
+        "the queued request ran after the first"
+    );
+}
+
+#[test]
+fn callers_on_many_threads_each_get_exactly_their_rows_back() {
+    // Compute-thread callers (`RunHere::Always`) racing each other and the pool: some run
+    // their batch where they stand, some are batched with others on the pool.
+    let model = Doubler::new();
+    let b = Arc::new(Batcher::start(
+        model.clone(),
+        ModelLabels::default(),
+        Arc::default(),
+        settings(16, 0, 4096),
+        ComputePool::new(2, 64),
+        2,
+    ));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let b = b.clone();
+            std::thread::spawn(move || {
+                let mut here = 0;
+                for i in 0..200 {
+                    let (first, n) = ((t * 1000 + i) as f32, 1 + i % 3);
+                    let reply = b.submit(rows(first, n), RunHere::Always).unwrap();
+                    here += usize::from(reply.ran_here());
+                    let out = futures::executor::block_on(reply.outputs()).unwrap();
+                    let want: Vec<f32> = rows(first, n)[0]
+                        .as_f32()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v * 2.0)
+                        .collect();
+                    assert_eq!(out[0].as_f32().unwrap(), want);
+                }
+                here
+            })
+        })
+        .collect();
+    let here: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(here > 0, "some requests ran where they stood");
+    let rows: usize = model.seen().iter().sum();
+    assert_eq!(rows, 4 * (0..200).map(|i| 1 + i % 3).sum::<usize>());
 }
 
 /// Polls a future once (yielding first so other tasks run).
