@@ -26,15 +26,22 @@ pub fn run_batch(
     batch: Vec<Entry<Pending>>,
 ) {
     let started = Instant::now();
-    let live: Vec<Entry<Pending>> = batch
-        .into_iter()
-        .filter(|e| !e.item.reply.is_closed())
-        .collect();
-    if live.is_empty() {
-        return;
-    }
+    let mut live = batch;
+    live.retain(|e| !e.item.reply.is_closed());
     for e in &live {
         metrics::record_queue(labels, started.saturating_duration_since(e.enqueued));
+    }
+    if live.len() <= 1 {
+        // A batch of one request runs as it came: nothing to combine or split.
+        if let Some(one) = live.pop() {
+            metrics::record_batch(labels, one.rows);
+            let result = predict(model, one.item.inputs);
+            let took = started.elapsed();
+            metrics::record_compute(labels, took);
+            cost.record(one.rows, took);
+            let _ = one.item.reply.send(result);
+        }
+        return;
     }
     let counts: Vec<usize> = live.iter().map(|e| e.rows).collect();
     let (inputs, replies): (Vec<Vec<Tensor>>, Vec<_>) = live
@@ -43,13 +50,7 @@ pub fn run_batch(
         .unzip();
     let total: usize = counts.iter().sum();
     metrics::record_batch(labels, total);
-    // A batch of one request runs as it came: nothing to combine or split.
-    let combined = if replies.len() > 1 {
-        combine(&inputs)
-    } else {
-        None
-    };
-    let results = match combined {
+    let results = match combine(&inputs) {
         Some(combined) => match predict_split(model, combined, &counts, total) {
             Some(per_request) => per_request,
             None => inputs.into_iter().map(|i| predict(model, i)).collect(),
