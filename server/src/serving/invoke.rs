@@ -11,14 +11,14 @@
 //! thread hop costs more). A larger one decodes on the compute pool: for an unbatched model
 //! in the same pool job that predicts, so the request hops to the pool once; for a batched
 //! model the decode job hands the validated request to the batcher, and runs the batch
-//! itself when the model is idle (the batch is then the request alone), or else leaves it to
-//! a batch job shared by every request in it.
+//! itself when the model is idle (a batch slot free, nothing queued: the batch is then the
+//! request alone), or else leaves it to a batch job shared by every request in it.
 //!
 //! A call whose measured cost a row ([`super::models::PredictCost`]) puts it under
 //! `--inline-predict-us` (20 µs) predicts on the request's task: for a small network the two
 //! thread hand-offs cost more than the prediction. For a batched model that holds when the
-//! model is idle and the batch formed is the request alone, or small enough. The first call
-//! of a model, and any call expected to take longer, runs on the compute pool.
+//! model is idle, so the batch formed is the request alone. The first call of a model, and
+//! any call expected to take longer, runs on the compute pool.
 //!
 //! Concurrency: one snapshot load per request; the on-demand map's mutex is held for map
 //! operations only; model code runs on the compute pool, or for at most about the inline
@@ -385,7 +385,8 @@ impl DataPlane {
         } else {
             // Decoded on a compute thread, which predicts there too: alone for an unbatched
             // model; for a batched one it submits to the batcher and runs the batch itself
-            // if the model is idle. Either way the request hops to the pool once.
+            // if the model is idle (a slot free, nothing queued). Either way the request hops to
+            // the pool once.
             let model = loaded.clone();
             let queued = Instant::now();
             let (validated, reply, extra) = self

@@ -130,17 +130,17 @@ async fn batched_answers_match_unbatched_and_metrics_are_emitted() {
 
 /// Waits (bounded) until the endpoint's batcher has nothing queued or running: a batch
 /// job gives its slot back just after answering.
-async fn wait_idle(server: &TestServer, endpoint: &str) {
+async fn wait_at_rest(server: &TestServer, endpoint: &str) {
     let running = server.server.as_ref().unwrap();
     for _ in 0..5000 {
         let snapshot = running.state.serving.snapshot();
         let loaded = &snapshot.endpoints[endpoint].variants[0].loaded;
-        if loaded.batcher.as_ref().expect("batched").is_idle() {
+        if loaded.batcher.as_ref().expect("batched").is_at_rest() {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
-    panic!("{endpoint}'s batcher never went idle");
+    panic!("{endpoint}'s batcher never came to rest");
 }
 
 fn pool_jobs(server: &TestServer) -> u64 {
@@ -172,7 +172,7 @@ async fn a_batched_model_at_rest_costs_no_hop_that_batching_off_would_not() {
         .invoke("at-rest", "text/csv", body.clone(), &[])
         .await;
     assert_eq!(first.status, 200, "{}", first.body);
-    wait_idle(&server, "at-rest").await;
+    wait_at_rest(&server, "at-rest").await;
     // One client at a time: each request finds the model idle, so its batch is itself and
     // runs on the request's thread, with no pool job, as an unbatched cheap call does.
     let before = pool_jobs(&server);

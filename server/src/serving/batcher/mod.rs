@@ -5,13 +5,14 @@
 //! - [`Batcher::submit`] pushes the request into the core queue under one short mutex
 //!   section (a full queue is refused at once). If a *compute slot* is free (one per compute
 //!   thread) and the core says a batch is ready, the caller claims the slot for it. When
-//!   the model was idle (nothing queued, no batch running), that batch is the caller's
-//!   request alone, and the caller may run it where it stands ([`RunHere`]: it is on a
-//!   compute thread, or the model's measured cost puts the request under the inline
+//!   that batch holds the caller's own request (nothing was queued: with the delay at 0 it
+//!   is the request alone) and the caller may run it where it stands ([`RunHere`]: it is
+//!   on a compute thread, or the model's measured cost puts the batch under the inline
 //!   budget), it runs it on its own thread, as an unbatched call would; otherwise it hands
-//!   the batch to the compute pool. So a request that finds the model idle pays no
-//!   hand-off that batching off would not, while under load requests still queue and
-//!   form batches on the pool.
+//!   the batch to the compute pool. So a request that finds a slot free and nothing
+//!   queued pays no hand-off that batching off would not; batches form from what queues
+//!   while every slot is busy (Triton's rule: a batch is what is queued when an instance
+//!   frees).
 //! - A compute job runs its batch and then, still holding its slot, asks the core for the
 //!   next ready batch and runs it too. Under load, requests only enqueue and the compute
 //!   threads drain the queue, so batches grow while every slot is busy and go out small
@@ -295,10 +296,10 @@ impl Batcher {
         self.submit(inputs, RunHere::Never)?.outputs().await
     }
 
-    /// Queues `inputs` (validated, signature order). If the model was idle (nothing queued,
-    /// no batch running), the batch is ready at once (they alone, no delay to wait) and
-    /// `here` allows, runs it on this thread and returns the answer ready; otherwise the
-    /// answer comes from the pool.
+    /// Queues `inputs` (validated, signature order). If that makes a batch holding them
+    /// ready while a slot is free (nothing else queued: the batch is they alone, with the
+    /// delay at 0) and `here` allows, runs the batch on this thread and returns the answer
+    /// ready; otherwise the answer comes from the pool.
     pub fn submit(&self, inputs: Vec<Tensor>, here: RunHere) -> Result<Reply, ServeError> {
         let rows = inputs.first().map_or(0, Tensor::rows);
         let (reply, mut rx) = oneshot::channel();
@@ -306,10 +307,6 @@ impl Batcher {
         let (launch, ours, wake_timer) = {
             let mut state = self.shared.lock();
             let now = Instant::now();
-            // Nothing queued and no batch running. Under load the model is rarely idle, so
-            // requests queue and batch on the pool; a request that ran where it stood while
-            // others are in flight would keep them from forming batches.
-            let idle = state.queue.is_empty() && state.free_slots == self.slots;
             if let Err(Rejected::Full(p)) = state.queue.push(pending, rows, now) {
                 // Callers that left still count until pruned; prune and retry once.
                 state.queue.retain(|p| !p.reply.is_closed());
@@ -322,7 +319,7 @@ impl Batcher {
             }
             let launch = state.claim(now);
             // The request was pushed last, so an empty queue means the batch took it.
-            let ours = idle && launch.is_some() && state.queue.is_empty();
+            let ours = launch.is_some() && state.queue.is_empty();
             // The timer needs to know when the queue just got its oldest request while a
             // slot is free (otherwise its current deadline is already earlier, or a compute
             // job will take the batch when its slot frees).
@@ -363,7 +360,7 @@ impl Batcher {
     }
 
     /// Whether nothing is queued and no batch is running (for tests and diagnostics).
-    pub fn is_idle(&self) -> bool {
+    pub fn is_at_rest(&self) -> bool {
         let state = self.shared.lock();
         state.queue.is_empty() && state.free_slots == self.slots
     }

@@ -346,7 +346,7 @@ async fn an_idle_model_runs_a_lone_request_where_it_stands() {
     first.outputs().await.unwrap();
     assert_eq!(pool.submitted(), 1);
     // The pool's job gives its slot back just after answering.
-    wait_idle(&b).await;
+    wait_at_rest(&b).await;
     assert!(
         cost.within(1, Duration::from_secs(1)),
         "a batch run is measured"
@@ -362,7 +362,7 @@ async fn an_idle_model_runs_a_lone_request_where_it_stands() {
         .unwrap();
     assert!(!over.ran_here(), "over the budget");
     over.outputs().await.unwrap();
-    wait_idle(&b).await;
+    wait_at_rest(&b).await;
     let never = b.submit(rows(0.0, 1), RunHere::Never).unwrap();
     assert!(!never.ran_here());
     never.outputs().await.unwrap();
@@ -401,7 +401,7 @@ async fn a_request_behind_a_busy_slot_waits_for_the_pool() {
     let behind = b.submit(rows(5.0, 2), RunHere::Always).unwrap();
     assert!(!behind.ran_here());
     assert_eq!(b.queued(), 1);
-    assert!(!b.is_idle());
+    assert!(!b.is_at_rest());
     open.send(()).unwrap();
     open.send(()).unwrap();
     assert_eq!(
@@ -414,39 +414,6 @@ async fn a_request_behind_a_busy_slot_waits_for_the_pool() {
         inner.seen(),
         [1, 2],
         "the queued request ran after the first"
-    );
-}
-
-#[tokio::test]
-async fn a_request_while_a_batch_runs_goes_to_the_pool_even_with_a_slot_free() {
-    // Under load requests must keep forming batches on the pool, so only an idle model
-    // (nothing queued, no batch running) runs a request where it stands.
-    let (open, gate) = std::sync::mpsc::channel();
-    let inner = Doubler::new();
-    let model = Arc::new(Gated {
-        inner: inner.clone(),
-        gate: StdMutex::new(gate),
-    });
-    let pool = ComputePool::new(2, 16);
-    let b = Batcher::start(
-        model,
-        ModelLabels::default(),
-        Arc::default(),
-        settings(16, 0, 100),
-        pool.clone(),
-        2,
-    );
-    let busy = b.submit(rows(0.0, 1), RunHere::Never).unwrap();
-    let second = b.submit(rows(1.0, 1), RunHere::Always).unwrap();
-    assert!(!second.ran_here(), "a batch is running: not idle");
-    assert_eq!(b.queued(), 0, "it took the free slot, on the pool");
-    assert_eq!(pool.submitted(), 2);
-    open.send(()).unwrap();
-    open.send(()).unwrap();
-    busy.outputs().await.unwrap();
-    assert_eq!(
-        second.outputs().await.unwrap()[0].as_f32().unwrap(),
-        [2.0, 4.0]
     );
 }
 
@@ -492,14 +459,14 @@ fn callers_on_many_threads_each_get_exactly_their_rows_back() {
 }
 
 /// Waits (bounded) until `b` has nothing queued or running.
-async fn wait_idle(b: &Batcher) {
+async fn wait_at_rest(b: &Batcher) {
     for _ in 0..5000 {
-        if b.is_idle() {
+        if b.is_at_rest() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!("the batcher never went idle");
+    panic!("the batcher never came to rest");
 }
 
 /// Polls a future once (yielding first so other tasks run).
