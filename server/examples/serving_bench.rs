@@ -12,6 +12,9 @@
 //! `predict` on batches of that size on as many threads as the compute pool has — and prints
 //! served rows/s as a share of it.
 //!
+//! `SERVING_BENCH_MODELS` (`mlp`, `cancer-gbc100`) and `SERVING_BENCH_BACKENDS` (`tract`,
+//! `ort`), comma-separated, keep only those.
+//!
 //! Run (release, with the ONNX Runtime library for the ort rows):
 //! `ORT_DYLIB_PATH=…/libonnxruntime.so.1.32.0 cargo run --release -p pier-server --features ort --example serving_bench -- [seconds-per-cell (2)] [rounds (3)]`
 //!
@@ -280,8 +283,18 @@ async fn main() {
         "| model | backend | rows/req | c | off rows/s | on / off | on-delay / off | p99 µs off / on | mean batch on | tight loop rows/s at it | on served / tight |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // Optional filters, for a longer look at a few cells: comma-separated names.
+    let only = |var: &str, name: &str| {
+        std::env::var(var).map_or(true, |list| list.split(',').any(|n| n == name))
+    };
     for fixture in fixtures() {
+        if !only("SERVING_BENCH_MODELS", fixture.name) {
+            continue;
+        }
         for &backend in &backends {
+            if !only("SERVING_BENCH_BACKENDS", backend.as_str()) {
+                continue;
+            }
             let direct = match load_direct(&fixture, backend, &store) {
                 Ok(m) => m,
                 Err(e) => {
