@@ -11,6 +11,8 @@
 # usage: benches/gbt_backends.sh NAME=BINARY[:ENV] ...
 #   ENV: extra CreateModel environment entries as JSON members, e.g.
 #   'pier-ort=out/pier-ort:"PIER_BACKEND":"ort"' (a binary built with --features pier/ort).
+#   ENV naming PIER_MAX_BATCH_SIZE replaces the batching defaults, e.g.
+#   'off=target/release/pier:"PIER_MAX_BATCH_SIZE":"0"' serves the model unbatched.
 #   GBT_SECONDS=8 per cell (after 1 s of warm-up), GBT_ROUNDS=3, GBT_C=64,
 #   GBT_LOADTEST (default: the first binary) drives every server.
 #   ORT_DYLIB_PATH: the ONNX Runtime library for ort builds (default: the tests' .venv).
@@ -18,7 +20,7 @@
 #   benches/gbt_backends.sh default=target/release/pier 'ort=/tmp/pier-ort:"PIER_BACKEND":"ort"'
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { sed -n '2,18p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,20p' "$0" >&2; exit 2; }
 SECS=${GBT_SECONDS:-8}
 ROUNDS=${GBT_ROUNDS:-3}
 C=${GBT_C:-64}
@@ -54,6 +56,8 @@ cell() { # NAME BINARY ENV
     grpc=$(grep -o "grpc=[^ ]*" "$dir/serve.out" | head -1 | cut -d= -f2)
     [ -n "$grpc" ] || { echo "$name: the server did not start: $(tail -3 "$dir/serve.err")" >&2; exit 1; }
     local env="\"PIER_MAX_BATCH_SIZE\":\"64\",\"PIER_MAX_QUEUE_DELAY_US\":\"0\"${extra:+,$extra}"
+    # A build's own batching settings replace the defaults (e.g. "PIER_MAX_BATCH_SIZE":"0": off).
+    case $extra in *PIER_MAX_BATCH_SIZE*) env=$extra ;; esac
     api() {
         curl -sS --fail-with-body "http://$admin/" -H "X-Amz-Target: SageMaker.$1" \
             -H 'Content-Type: application/x-amz-json-1.1' -d "$2" >>"$dir/api.log" ||
