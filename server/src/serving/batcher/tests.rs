@@ -79,6 +79,18 @@ fn batcher(model: &Arc<Doubler>, s: BatchSettings) -> Batcher {
     )
 }
 
+/// No delay, a large queue, two slots on a pool of two threads: for callers that race.
+fn two_slots(model: &Arc<Doubler>) -> Arc<Batcher> {
+    Arc::new(Batcher::start(
+        model.clone(),
+        ModelLabels::default(),
+        Arc::default(),
+        settings(16, 0, 4096),
+        ComputePool::new(2, 64),
+        2,
+    ))
+}
+
 #[tokio::test]
 async fn requests_within_the_delay_share_one_batch_and_split_back_exactly() {
     let model = Doubler::new();
@@ -159,14 +171,7 @@ async fn a_caller_that_leaves_is_dropped_before_compute() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_callers_each_get_exactly_their_rows_back() {
     let model = Doubler::new();
-    let b = Arc::new(Batcher::start(
-        model.clone(),
-        ModelLabels::default(),
-        Arc::default(),
-        settings(16, 0, 4096),
-        ComputePool::new(2, 64),
-        2,
-    ));
+    let b = two_slots(&model);
     let tasks: Vec<_> = (0..32)
         .map(|t| {
             let b = b.clone();
@@ -422,14 +427,7 @@ fn callers_on_many_threads_each_get_exactly_their_rows_back() {
     // Compute-thread callers (`RunHere::Always`) racing each other and the pool: some run
     // their batch where they stand, some are batched with others on the pool.
     let model = Doubler::new();
-    let b = Arc::new(Batcher::start(
-        model.clone(),
-        ModelLabels::default(),
-        Arc::default(),
-        settings(16, 0, 4096),
-        ComputePool::new(2, 64),
-        2,
-    ));
+    let b = two_slots(&model);
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let b = b.clone();
