@@ -10,6 +10,10 @@
 #   (default target/release/pier, target/release/http_limit, 2000)
 # Prints instructions per request per server and case and the ratio Pier / limit; with
 # KEEP=DIR the dumps are kept there for `callgrind_annotate --inclusive=yes`.
+# PIER_SERVE_ARGS adds flags to `pier serve`. Under valgrind a prediction runs some 50x
+# slower than natively, past the default inline budget, so each request hops to the compute
+# pool, which it does not do natively; PIER_SERVE_ARGS="--inline-predict-us 100000" keeps
+# the native path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIER=${1:-target/release/pier}
@@ -79,7 +83,7 @@ measure() {
 
 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.pier" \
     "$PIER" serve --demo --data-dir "$WORK/data" --http 127.0.0.1:0 --admin 127.0.0.1:0 \
-    --grpc 127.0.0.1:0 --compute-threads 1 >"$WORK/serve.out" 2>"$WORK/valgrind.err" &
+    --grpc 127.0.0.1:0 --compute-threads 1 ${PIER_SERVE_ARGS:-} >"$WORK/serve.out" 2>"$WORK/valgrind.err" &
 VG=$!
 for _ in $(seq 1 600); do grep -q "pier: serving" "$WORK/serve.out" && break; sleep 0.5; done
 addr=$(grep -o "http=[^ ]*" "$WORK/serve.out" | head -1 | cut -d= -f2)

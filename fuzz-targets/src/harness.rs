@@ -22,7 +22,7 @@ use tower::ServiceExt;
 /// One in-process server.
 pub struct Harness {
     rt: tokio::runtime::Runtime,
-    data: Router,
+    data: pier_server::routers::DataPlaneService,
     control: Router,
     grpc: GrpcInferenceServiceServer<Service>,
     /// `<repo>/fixtures`, canonical.
@@ -87,7 +87,16 @@ impl Harness {
         self.http(&self.control, request)
     }
 
-    fn http(&self, router: &Router, request: Request<axum::body::Body>) -> (StatusCode, Bytes) {
+    fn http<S, B>(&self, router: &S, request: Request<axum::body::Body>) -> (StatusCode, Bytes)
+    where
+        S: tower::Service<
+                Request<axum::body::Body>,
+                Response = http::Response<B>,
+                Error = std::convert::Infallible,
+            > + Clone,
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::fmt::Debug,
+    {
         self.rt.block_on(async {
             let response = router.clone().oneshot(request).await.expect("infallible");
             let status = response.status();

@@ -19,7 +19,8 @@
 //! [`BodyLimitLayer`] answers a request whose declared `Content-Length` is over the
 //! body limit at once, before the body is read: a client that sent `Expect: 100-continue`
 //! gets its 413 instead of a `100 Continue` and a wait, and no byte of the body is buffered.
-//! Bodies without a length (chunked) are bounded as they arrive by axum's body limit.
+//! Bodies without a length (chunked) are bounded as they arrive: by the invocation
+//! handlers' body read ([`headers_and_body`]) and by axum's body limit on the other routes.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,11 +30,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequestParts, Request};
+use axum::http::Uri;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -145,29 +145,47 @@ pub fn too_large(limit: usize, plane: Plane, path: &str, declared: Option<u64>) 
     }
 }
 
-/// A request body as a handler's `Result<Bytes, _>` extractor gave it, or the data plane's
-/// refusal (413 over `limit`, else 400 naming the problem).
-pub fn body_or_refusal(
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<Bytes, ServeError> {
-    body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ServeError::PayloadTooLarge { limit },
-        _ => ServeError::Validation(rejection.body_text()),
-    })
-}
-
-/// A request's headers, and its body read whole within the body limit as axum's `Bytes`
-/// extractor reads it (`DefaultBodyLimit`, decompression), taken apart without copying the
-/// header map (axum's `HeaderMap` extractor clones it).
+/// A request's headers, and its body read whole within `limit` bytes (after
+/// decompression, where the request went through it: a compression bomb is a 413), taken
+/// apart without copying the header map (axum's `HeaderMap` extractor clones it).
+///
+/// A body that arrives in one frame, as a small request's does, is handed on as that
+/// frame's bytes without a copy; more frames are gathered into one buffer. A body that
+/// fails to arrive (a reset connection, the body deadline) is a 400 naming the error.
 pub async fn headers_and_body(
     request: Request,
-) -> (http::HeaderMap, Result<Bytes, BytesRejection>) {
-    use axum::extract::FromRequest;
-    let (mut parts, body) = request.into_parts();
-    let headers = std::mem::take(&mut parts.headers);
-    let body = Bytes::from_request(Request::from_parts(parts, body), &()).await;
-    (headers, body)
+    limit: usize,
+) -> (http::HeaderMap, Result<Bytes, ServeError>) {
+    let (parts, body) = request.into_parts();
+    (parts.headers, read_body(body, limit).await)
+}
+
+async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes, ServeError> {
+    use http_body_util::BodyExt;
+    let refuse =
+        |e: axum::Error| ServeError::Validation(format!("Failed to buffer the request body: {e}"));
+    let mut first = Bytes::new();
+    let mut gathered: Option<Vec<u8>> = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(refuse)?.into_data() else {
+            continue; // trailers
+        };
+        let held = gathered.as_ref().map_or(first.len(), Vec::len);
+        if data.len() > limit.saturating_sub(held) {
+            return Err(ServeError::PayloadTooLarge { limit });
+        }
+        match &mut gathered {
+            Some(all) => all.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut all = Vec::with_capacity(first.len() + data.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&data);
+                gathered = Some(all);
+            }
+        }
+    }
+    Ok(gathered.map_or(first, Bytes::from))
 }
 
 /// A random version-4 UUID, as AWS's request ids are, in a stack buffer: 36 ASCII bytes
@@ -264,12 +282,18 @@ pub struct RequestSpan;
 
 impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &http::Request<B>) -> tracing::Span {
-        let id = request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        tracing::debug_span!("request", method = %request.method(), path = request.uri().path(), id)
+        // The fields are read only when the span is enabled: a disabled span costs a
+        // request no header lookup.
+        tracing::debug_span!(
+            "request",
+            method = %request.method(),
+            path = request.uri().path(),
+            id = request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        )
     }
 }
 

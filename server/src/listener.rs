@@ -23,13 +23,13 @@
 //! Concurrency: one accept loop task per listener; each connection runs as a task of that
 //! loop's `JoinSet`, so dropping the loop (at the end of the grace period) aborts them all.
 
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -286,18 +286,29 @@ async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>) -> Conn {
     }
 }
 
-/// Serves an axum router on `listener` (HTTP/1 and HTTP/2, over TLS when `tls` is set: the
+/// Serves an HTTP service (an axum router, or the data plane's
+/// [`crate::routers::DataPlaneService`]) on `listener` (HTTP/1 and HTTP/2, over TLS when `tls` is set: the
 /// handshake runs in the connection's task within the header-read timeout) within `limits`
 /// until `stop` turns true, then asks every connection to finish and waits for them.
 /// The caller bounds that wait ([`ListenerLimits::shutdown_grace`]) by dropping this future.
-pub async fn serve_http(
+pub async fn serve_http<S, B>(
     listener: TcpListener,
-    router: Router,
+    router: S,
     limits: ListenerLimits,
     permits: Arc<Semaphore>,
     tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: tower::Service<axum::extract::Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let body_timeout = limits.body_read_timeout;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let builder_ref = &mut builder;

@@ -8,7 +8,6 @@
 //! input policy (shapes, row limit, missing and non-finite values) as to v2 requests.
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -81,22 +80,30 @@ pub(super) async fn ping(State(data): State<DataPlane>) -> StatusCode {
 pub(super) async fn invoke_endpoint(
     State(data): State<DataPlane>,
     Path(endpoint): Path<String>,
-    deadline: Deadline,
     request: axum::extract::Request,
 ) -> Response {
-    let (headers, body) = crate::layers::headers_and_body(request).await;
-    invoke(&data, Some(&endpoint), deadline, &headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    invoke_request(&data, Some(&endpoint), request).await
 }
 
 pub(super) async fn invoke_default(
     State(data): State<DataPlane>,
-    deadline: Deadline,
     request: axum::extract::Request,
 ) -> Response {
-    let (headers, body) = crate::layers::headers_and_body(request).await;
-    invoke(&data, None, deadline, &headers, body)
+    invoke_request(&data, None, request).await
+}
+
+/// `POST /endpoints/{endpoint}/invocations` (or `/invocations` when `endpoint` is `None`),
+/// answered whole: the axum routes above and the data plane's direct invocation path
+/// (`crate::routers`) both come here.
+pub(crate) async fn invoke_request(
+    data: &DataPlane,
+    endpoint: Option<&str>,
+    request: axum::extract::Request,
+) -> Response {
+    let deadline = Deadline::of(request.extensions());
+    let limit = data.config.limits.max_body_bytes;
+    let (headers, body) = crate::layers::headers_and_body(request, limit).await;
+    invoke(data, endpoint, deadline, &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -164,11 +171,10 @@ struct Parsed<'h> {
 }
 
 fn parse<'h>(
-    data: &DataPlane,
     headers: &'h HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ServeError>,
 ) -> Result<Parsed<'h>, ServeError> {
-    let body = crate::layers::body_or_refusal(body, data.config.limits.max_body_bytes)?;
+    let body = body?;
     let wanted = Wanted::of(headers);
     let content_type =
         header(wanted.content_type, &header::CONTENT_TYPE)?.unwrap_or("application/json");
@@ -303,9 +309,9 @@ async fn invoke(
     endpoint: Option<&str>,
     deadline: Deadline,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ServeError>,
 ) -> Result<Response, ServeError> {
-    let parsed = parse(data, headers, body);
+    let parsed = parse(headers, body);
     // Shadows and capture: only for a request that parsed, on an endpoint that has either.
     let serving = parsed
         .as_ref()
@@ -372,7 +378,9 @@ async fn invoke(
 
 /// The answer: the encoded outputs, their content type, the variant and model that answered.
 fn respond(done: &Invoked<()>, accept: Format, bytes: Bytes) -> Response {
-    let mut response = (StatusCode::OK, bytes).into_response();
+    // Built as is (200): `Bytes`' `IntoResponse` would set a content type only to have it
+    // replaced.
+    let mut response = Response::new(axum::body::Body::from(bytes));
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

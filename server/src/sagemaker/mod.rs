@@ -5,6 +5,8 @@
 
 mod invocations;
 
+pub(crate) use invocations::invoke_request;
+
 use axum::Router;
 use axum::routing::{get, post};
 

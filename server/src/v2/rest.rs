@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -387,12 +386,23 @@ struct InferPath {
 async fn infer(
     State(v2): Shared,
     Path(p): Path<InferPath>,
-    deadline: Deadline,
     request: axum::extract::Request,
 ) -> Response {
-    let (headers, body) = crate::layers::headers_and_body(request).await;
-    let (name, version) = (p.model.as_str(), p.version.as_deref());
-    answer(infer_inner(&v2, name, version, deadline, &headers, body).await)
+    infer_request(&v2, &p.model, p.version.as_deref(), request).await
+}
+
+/// `POST /v2/models/{name}[/versions/{version}]/infer`, answered whole: the axum route
+/// above and the data plane's direct invocation path (`crate::routers`) both come here.
+pub(crate) async fn infer_request(
+    data: &DataPlane,
+    name: &str,
+    version: Option<&str>,
+    request: axum::extract::Request,
+) -> Response {
+    let deadline = Deadline::of(request.extensions());
+    let limit = data.config.limits.max_body_bytes;
+    let (headers, body) = crate::layers::headers_and_body(request, limit).await;
+    answer(infer_inner(data, name, version, deadline, &headers, body).await)
 }
 
 async fn infer_inner(
@@ -401,14 +411,14 @@ async fn infer_inner(
     version: Option<&str>,
     deadline: Deadline,
     headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ServeError>,
 ) -> Result<Response, ServeError> {
-    let request = crate::layers::body_or_refusal(body, data.config.limits.max_body_bytes)
-        .and_then(|body| Ok((head_length(headers)?, body)))
-        .map(|(head_len, body)| Request {
-            body_len: body.len(),
-            decode: move |_: &crate::serving::LoadedModel| decode_request(head_len, &body),
-        });
+    let request =
+        body.and_then(|body| Ok((head_length(headers)?, body)))
+            .map(|(head_len, body)| Request {
+                body_len: body.len(),
+                decode: move |_: &crate::serving::LoadedModel| decode_request(head_len, &body),
+            });
     let target = Target::V2 { name, version };
     let done = data.invoke(target, deadline.0, request).await?;
     let Encoding {
@@ -461,7 +471,9 @@ async fn infer_inner(
     let binary = body.len() > head_len
         || binary_outputs.values().any(|&b| b)
         || (all_binary && !done.outputs.is_empty());
-    let mut r = (StatusCode::OK, body).into_response();
+    // Built as is (200): `Vec<u8>`'s `IntoResponse` would set a content type only to have
+    // it replaced.
+    let mut r = Response::new(axum::body::Body::from(body));
     let h = r.headers_mut();
     if binary {
         h.insert(

@@ -448,3 +448,104 @@ async fn the_default_row_limit_lets_a_large_csv_through() {
         "{config}"
     );
 }
+
+/// The data plane answers an invocation two ways: directly (a `POST` without
+/// `Content-Encoding` to a path of plain segments) and through axum's router (everything
+/// else: a percent-escaped name, a compressed body, another method). Both give the same
+/// answers and refusals behind the same layers, and one in-flight cap counts both.
+#[tokio::test]
+async fn invocations_answer_alike_the_direct_way_and_through_the_router() {
+    use std::io::Write;
+    let (_dir, server, _grpc) = demo(|c| {
+        c.limits.max_in_flight = 1;
+        c.limits.request_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let post = |path: &str| {
+        server
+            .client
+            .post(format!("http://{}{path}", server.http))
+            .header("x-amzn-sagemaker-target-variant", "mlp")
+    };
+    let csv = |path: &str| post(path).header("content-type", "text/csv");
+    let read = |r: reqwest::RequestBuilder| async move {
+        common::Invocation::read(r.send().await.unwrap()).await
+    };
+    let fields = |a: &common::Invocation| {
+        (
+            a.status,
+            a.variant.clone(),
+            a.model.clone(),
+            a.content_type.clone(),
+            a.body.clone(),
+        )
+    };
+
+    let direct = read(csv("/endpoints/demo/invocations").body(common::IRIS_CSV)).await;
+    assert_eq!(direct.status, 200, "{}", direct.body);
+    assert_eq!(direct.variant.as_deref(), Some("mlp"));
+    let escaped = read(csv("/endpoints/de%6Do/invocations").body(common::IRIS_CSV)).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(common::IRIS_CSV.as_bytes()).unwrap();
+    let gzipped = read(
+        csv("/endpoints/demo/invocations")
+            .header("content-encoding", "gzip")
+            .body(gz.finish().unwrap()),
+    )
+    .await;
+    assert_eq!(fields(&escaped), fields(&direct));
+    assert_eq!(fields(&gzipped), fields(&direct));
+
+    // The same refusal for an endpoint that does not exist, either way.
+    let missing = read(csv("/endpoints/nope/invocations").body(common::IRIS_CSV)).await;
+    let missing_escaped = read(csv("/endpoints/n%6Fpe/invocations").body(common::IRIS_CSV)).await;
+    assert_eq!(missing.status, 400, "{}", missing.body);
+    assert!(missing.body.contains("nope"), "{}", missing.body);
+    assert_eq!(fields(&missing_escaped), fields(&missing));
+
+    // v2: the same tensors either way.
+    let body = json!({"inputs": [{"name": "X", "datatype": "FP32", "shape": [1, 4],
+                                  "data": [5.1, 3.5, 1.4, 0.2]}]});
+    let infer = |path: &str| {
+        let request = post(path).json(&body);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let v2_direct = infer("/v2/models/demo/versions/mlp/infer").await;
+    assert_eq!(v2_direct.0, 200, "{}", v2_direct.1);
+    assert_eq!(
+        infer("/v2/models/de%6Do/versions/mlp/infer").await,
+        v2_direct
+    );
+
+    // Another method on an invocation path is the router's 405.
+    let get = server
+        .client
+        .get(format!("http://{}/endpoints/demo/invocations", server.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+
+    // One cap for both ways: a gzip request stalled in its body (the router's way) holds
+    // the only slot, and a direct invocation is shed.
+    let mut held = tokio::net::TcpStream::connect(server.http).await.unwrap();
+    held.write_all(
+        b"POST /endpoints/demo/invocations HTTP/1.1\r\nhost: pier\r\ncontent-type: text/csv\r\ncontent-encoding: gzip\r\ncontent-length: 100\r\n\r\n\x1f\x8b",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let shed = read(csv("/endpoints/demo/invocations").body(common::IRIS_CSV)).await;
+    assert_eq!(shed.status, 503, "{}", shed.body);
+    assert_eq!(
+        shed.json()["ErrorCode"],
+        "ServiceUnavailable",
+        "{}",
+        shed.body
+    );
+    drop(held);
+    server.stop().await;
+}
