@@ -4,7 +4,8 @@
 //! compute_infer, and queue/compute_input/compute_output count every success with zero time
 //! (perf_analyzer requires the phase counts to agree).
 //!
-//! Concurrency: one mutex around a small map, held only to add to or copy counters.
+//! Concurrency: one mutex around a small map, held only to add to or copy counters. The map
+//! is keyed by name, then version, so a request's lookup borrows them (no key allocated).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -32,7 +33,7 @@ pub struct ModelStats {
 /// All counters.
 #[derive(Debug, Default)]
 pub struct Stats {
-    by_model: Mutex<HashMap<(String, String), ModelStats>>,
+    by_model: Mutex<HashMap<String, HashMap<String, ModelStats>>>,
 }
 
 impl Stats {
@@ -43,13 +44,19 @@ impl Stats {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let mut map = self.by_model.lock().expect("stats lock");
-        let entry = map
-            .entry((name.to_owned(), version.to_owned()))
-            .or_insert_with(|| ModelStats {
+        if map.get(name).and_then(|v| v.get(version)).is_none() {
+            let stats = ModelStats {
                 name: name.to_owned(),
                 version: version.to_owned(),
                 ..ModelStats::default()
-            });
+            };
+            map.entry(name.to_owned())
+                .or_default()
+                .insert(version.to_owned(), stats);
+        }
+        let Some(entry) = map.get_mut(name).and_then(|v| v.get_mut(version)) else {
+            return; // inserted just above, under the same lock
+        };
         match rows {
             Some(rows) => {
                 entry.success.0 += 1;
@@ -70,7 +77,8 @@ impl Stats {
         self.by_model
             .lock()
             .expect("stats lock")
-            .get(&(name.to_owned(), version.to_owned()))
+            .get(name)
+            .and_then(|versions| versions.get(version))
             .cloned()
             .unwrap_or_else(|| ModelStats {
                 name: name.to_owned(),
@@ -86,6 +94,7 @@ impl Stats {
             .lock()
             .expect("stats lock")
             .values()
+            .flat_map(HashMap::values)
             .cloned()
             .collect();
         all.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));

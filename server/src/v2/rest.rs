@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -29,8 +29,11 @@ use crate::state::DataPlane;
 
 /// Header giving the length of the JSON part of a binary request or response.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
+/// [`HEADER_LENGTH`] as a header name: a lookup or insert by `&str` parses the name each
+/// time (and a custom name's insert copies it).
+const HEADER_LENGTH_NAME: HeaderName = HeaderName::from_static(HEADER_LENGTH);
 /// Header naming the endpoint variant that answered.
-const INVOKED_VARIANT: &str = "x-amzn-invoked-production-variant";
+const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 
 type Shared = State<DataPlane>;
 type Params = Path<HashMap<String, String>>;
@@ -363,7 +366,7 @@ fn decode_request(head_len: Option<usize>, body: &[u8]) -> Result<Decoded<Encodi
 /// The JSON part's length from `Inference-Header-Content-Length`, when the request has one.
 fn head_length(headers: &HeaderMap) -> Result<Option<usize>, ServeError> {
     headers
-        .get(HEADER_LENGTH)
+        .get(HEADER_LENGTH_NAME)
         .map(|value| {
             value
                 .to_str()
@@ -480,7 +483,7 @@ async fn infer_inner(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/octet-stream"),
         );
-        h.insert(HEADER_LENGTH, HeaderValue::from(head_len));
+        h.insert(HEADER_LENGTH_NAME, HeaderValue::from(head_len));
     } else {
         h.insert(
             header::CONTENT_TYPE,
