@@ -549,3 +549,74 @@ async fn invocations_answer_alike_the_direct_way_and_through_the_router() {
     drop(held);
     server.stop().await;
 }
+
+/// Sends `body` to `path` as HTTP/1.1 chunks of `chunk` bytes (no declared length, so only the
+/// body read can bound it) and returns the answer.
+async fn chunked(
+    addr: std::net::SocketAddr,
+    path: &str,
+    extra: &str,
+    body: &[u8],
+    chunk: usize,
+) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: pier\r\ncontent-type: text/csv\r\naccept: application/json\r\nx-amzn-sagemaker-target-variant: mlp\r\n{extra}transfer-encoding: chunked\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    for part in body.chunks(chunk) {
+        let mut frame = format!("{:x}\r\n", part.len()).into_bytes();
+        frame.extend_from_slice(part);
+        frame.extend_from_slice(b"\r\n");
+        // The server may answer 413 and stop reading before the last chunk.
+        if tcp.write_all(&frame).await.is_err() {
+            break;
+        }
+    }
+    let _ = tcp.write_all(b"0\r\n\r\n").await;
+    read_answer(&mut tcp).await
+}
+
+/// A body in many frames is gathered whole within the body limit, and a body past the limit
+/// is a 413 in SageMaker's shape whether it arrives in chunks (the direct way's read) or
+/// inflates past it from gzip (the router's way, through decompression).
+#[tokio::test]
+async fn bodies_in_many_frames_are_read_whole_within_the_limit() {
+    use std::io::Write;
+    let (_dir, server, _grpc) = demo(|c| c.limits.max_body_bytes = 64 * 1024).await;
+    let whole = server
+        .invoke(
+            "demo",
+            "text/csv",
+            common::IRIS_CSV,
+            &[
+                ("x-amzn-sagemaker-target-variant", "mlp"),
+                ("accept", "application/json"),
+            ],
+        )
+        .await;
+    assert_eq!(whole.status, 200, "{}", whole.body);
+    let path = "/endpoints/demo/invocations";
+    let in_frames = chunked(server.http, path, "", common::IRIS_CSV.as_bytes(), 5).await;
+    assert!(in_frames.starts_with("HTTP/1.1 200"), "{in_frames}");
+    assert!(
+        in_frames.ends_with(&whole.body),
+        "{in_frames} / {}",
+        whole.body
+    );
+
+    let over = csv(4000); // 80,000 bytes
+    let answer = chunked(server.http, path, "", over.as_bytes(), 16 * 1024).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("65536-byte limit"), "{answer}");
+    assert!(answer.contains("\"ErrorCode\""), "{answer}");
+
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(over.as_bytes()).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 4096, "{} bytes compressed", bomb.len());
+    let answer = chunked(server.http, path, "content-encoding: gzip\r\n", &bomb, 1024).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("65536-byte limit"), "{answer}");
+    server.stop().await;
+}
