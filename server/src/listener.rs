@@ -287,9 +287,10 @@ async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>) -> Conn {
 }
 
 /// Serves an HTTP service (an axum router, or the data plane's
-/// [`crate::routers::DataPlaneService`]) on `listener` (HTTP/1 and HTTP/2, over TLS when `tls` is set: the
-/// handshake runs in the connection's task within the header-read timeout) within `limits`
-/// until `stop` turns true, then asks every connection to finish and waits for them.
+/// [`crate::routers::DataPlaneService`]) on `listener` (HTTP/1 and HTTP/2, over TLS when
+/// `tls` is set: the handshake runs in the connection's task within the header-read
+/// timeout) within `limits` until `stop` turns true, then asks every connection to finish
+/// and waits for them.
 /// The caller bounds that wait ([`ListenerLimits::shutdown_grace`]) by dropping this future.
 pub async fn serve_http<S, B>(
     listener: TcpListener,

@@ -116,5 +116,16 @@ mod tests {
         assert_eq!((m.success, m.fail), ((1, 10), (1, 5)));
         assert_eq!(s.get("m", "2").inference_count, 0);
         assert_eq!(s.all().len(), 1);
+        // Versions of one name, and names, are counted apart and listed sorted.
+        s.record("m", "2", Some(2), Duration::from_nanos(7));
+        s.record("a", "1", Some(1), Duration::from_nanos(1));
+        let all: Vec<_> = s
+            .all()
+            .into_iter()
+            .map(|m| (m.name, m.version, m.inference_count))
+            .collect();
+        let want = [("a", "1", 1), ("m", "1", 3), ("m", "2", 2)]
+            .map(|(n, v, c)| (n.to_owned(), v.to_owned(), c));
+        assert_eq!(all, want);
     }
 }
