@@ -159,7 +159,7 @@ impl<'p> Invocation<'p> {
     /// the router, whose path extractor decodes and checks it.
     fn of(path: &'p str) -> Option<Self> {
         fn segment(s: &str) -> Option<&str> {
-            (!s.is_empty() && !s.contains(['/', '%'])).then_some(s)
+            (!s.is_empty() && !s.bytes().any(|b| b == b'/' || b == b'%')).then_some(s)
         }
         if path == "/invocations" {
             return Some(Self::SageMaker(None));
