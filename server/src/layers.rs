@@ -20,7 +20,7 @@
 //! body limit at once, before the body is read: a client that sent `Expect: 100-continue`
 //! gets its 413 instead of a `100 Continue` and a wait, and no byte of the body is buffered.
 //! Bodies without a length (chunked) are bounded as they arrive: by the invocation
-//! handlers' body read ([`headers_and_body`]) and by axum's body limit on the other routes.
+//! handlers' body read ([`invocation_parts`]) and by axum's body limit on the other routes.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -145,19 +145,21 @@ pub fn too_large(limit: usize, plane: Plane, path: &str, declared: Option<u64>) 
     }
 }
 
-/// A request's headers, and its body read whole within `limit` bytes (after
-/// decompression, where the request went through it: a compression bomb is a 413), taken
-/// apart without copying the header map (axum's `HeaderMap` extractor clones it).
+/// An invocation request taken apart: its [`Deadline`], its headers, and its body read
+/// whole within `limit` bytes (after decompression, where the request went through it: a
+/// compression bomb is a 413), without copying the header map (axum's `HeaderMap`
+/// extractor clones it).
 ///
 /// A body that arrives in one frame, as a small request's does, is handed on as that
 /// frame's bytes without a copy; more frames are gathered into one buffer. A body that
 /// fails to arrive (a reset connection, the body deadline) is a 400 naming the error.
-pub async fn headers_and_body(
+pub async fn invocation_parts(
     request: Request,
     limit: usize,
-) -> (http::HeaderMap, Result<Bytes, ServeError>) {
+) -> (Deadline, http::HeaderMap, Result<Bytes, ServeError>) {
     let (parts, body) = request.into_parts();
-    (parts.headers, read_body(body, limit).await)
+    let deadline = Deadline::of(&parts.extensions);
+    (deadline, parts.headers, read_body(body, limit).await)
 }
 
 async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes, ServeError> {

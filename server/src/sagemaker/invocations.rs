@@ -100,9 +100,8 @@ pub(crate) async fn invoke_request(
     endpoint: Option<&str>,
     request: axum::extract::Request,
 ) -> Response {
-    let deadline = Deadline::of(request.extensions());
     let limit = data.config.limits.max_body_bytes;
-    let (headers, body) = crate::layers::headers_and_body(request, limit).await;
+    let (deadline, headers, body) = crate::layers::invocation_parts(request, limit).await;
     invoke(data, endpoint, deadline, &headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)

@@ -43,21 +43,7 @@ impl Stats {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut map = self.by_model.lock().expect("stats lock");
-        if map.get(name).and_then(|v| v.get(version)).is_none() {
-            let stats = ModelStats {
-                name: name.to_owned(),
-                version: version.to_owned(),
-                ..ModelStats::default()
-            };
-            map.entry(name.to_owned())
-                .or_default()
-                .insert(version.to_owned(), stats);
-        }
-        let Some(entry) = map.get_mut(name).and_then(|v| v.get_mut(version)) else {
-            return; // inserted just above, under the same lock
-        };
-        match rows {
+        let add = |entry: &mut ModelStats| match rows {
             Some(rows) => {
                 entry.success.0 += 1;
                 entry.success.1 += ns;
@@ -69,7 +55,22 @@ impl Stats {
                 entry.fail.0 += 1;
                 entry.fail.1 += ns;
             }
+        };
+        let mut map = self.by_model.lock().expect("stats lock");
+        // Found by borrowed name and version; only a first request allocates its keys.
+        if let Some(entry) = map.get_mut(name).and_then(|v| v.get_mut(version)) {
+            add(entry);
+            return;
         }
+        let mut stats = ModelStats {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            ..ModelStats::default()
+        };
+        add(&mut stats);
+        map.entry(name.to_owned())
+            .or_default()
+            .insert(version.to_owned(), stats);
     }
 
     /// Counters of one name and version (zeros when never used).

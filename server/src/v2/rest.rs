@@ -466,9 +466,8 @@ pub(crate) async fn infer_request(
     version: Option<&str>,
     request: axum::extract::Request,
 ) -> Response {
-    let deadline = Deadline::of(request.extensions());
     let limit = data.config.limits.max_body_bytes;
-    let (headers, body) = crate::layers::headers_and_body(request, limit).await;
+    let (deadline, headers, body) = crate::layers::invocation_parts(request, limit).await;
     answer(infer_inner(data, name, version, deadline, &headers, body).await)
 }
 

@@ -347,12 +347,22 @@ async fn every_answer_carries_a_request_id() {
 
 /// Sends a request whose body never finishes; returns the open connection.
 async fn stalled_request(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    stalled_request_with(addr, "", b"5.1,").await
+}
+
+/// [`stalled_request`] with `extra` header lines, its body's first bytes `start` of 100.
+async fn stalled_request_with(
+    addr: std::net::SocketAddr,
+    extra: &str,
+    start: &[u8],
+) -> tokio::net::TcpStream {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(
-        b"POST /endpoints/demo/invocations HTTP/1.1\r\nhost: pier\r\ncontent-type: text/csv\r\ncontent-length: 100\r\n\r\n5.1,",
-    )
-    .await
-    .unwrap();
+    let head = format!(
+        "POST /endpoints/demo/invocations HTTP/1.1\r\nhost: pier\r\ncontent-type: text/csv\r\n{extra}content-length: 100\r\n\r\n"
+    );
+    tcp.write_all(&[head.as_bytes(), start].concat())
+        .await
+        .unwrap();
     tcp
 }
 
@@ -531,12 +541,7 @@ async fn invocations_answer_alike_the_direct_way_and_through_the_router() {
 
     // One cap for both ways: a gzip request stalled in its body (the router's way) holds
     // the only slot, and a direct invocation is shed.
-    let mut held = tokio::net::TcpStream::connect(server.http).await.unwrap();
-    held.write_all(
-        b"POST /endpoints/demo/invocations HTTP/1.1\r\nhost: pier\r\ncontent-type: text/csv\r\ncontent-encoding: gzip\r\ncontent-length: 100\r\n\r\n\x1f\x8b",
-    )
-    .await
-    .unwrap();
+    let held = stalled_request_with(server.http, "content-encoding: gzip\r\n", b"\x1f\x8b").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let shed = read(csv("/endpoints/demo/invocations").body(common::IRIS_CSV)).await;
     assert_eq!(shed.status, 503, "{}", shed.body);
