@@ -108,7 +108,8 @@ struct ServeArgs {
     /// Largest request body in bytes (SageMaker: 6 MB); also the v2 gRPC message limit.
     #[arg(long, default_value_t = 6 * 1024 * 1024)]
     max_body_bytes: usize,
-    /// Seconds a request may take before it is answered with a ModelError.
+    /// Seconds a request may take before it is answered with a ModelError (gRPC:
+    /// DEADLINE_EXCEEDED, sooner when the client's `grpc-timeout` is shorter).
     #[arg(long, default_value_t = 60.0)]
     request_timeout: f64,
     /// Requests in flight at once before new ones get 503.

@@ -312,6 +312,12 @@ pub enum Refusal {
 pub trait Refuse<B>: Clone + Send + Sync + 'static {
     /// The answer.
     fn refuse(&self, why: Refusal, path: &str) -> http::Response<B>;
+
+    /// How long the client gives the request, where its protocol has a way to say so
+    /// (gRPC's `grpc-timeout`); the [`TimeoutLayer`] takes the shorter of it and its own.
+    fn client_timeout(&self, _headers: &http::HeaderMap) -> Option<Duration> {
+        None
+    }
 }
 
 impl Refuse<axum::body::Body> for Plane {
@@ -355,6 +361,33 @@ impl Refuse<tonic::body::Body> for Grpc {
         };
         tonic::Status::from(error).into_http()
     }
+
+    fn client_timeout(&self, headers: &http::HeaderMap) -> Option<Duration> {
+        grpc_timeout(headers.get(GRPC_TIMEOUT)?.as_bytes())
+    }
+}
+
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// A `grpc-timeout` value (gRPC over HTTP/2: at most 8 digits, then `H`, `M`, `S`, `m`, `u`
+/// or `n`); `None` for anything else, which is ignored as gRPC servers ignore it.
+fn grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// The deadline the [`TimeoutLayer`] set for a request (`None` when no layer set one:
@@ -380,8 +413,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Deadline {
     }
 }
 
-/// Answers a request still running `after` its arrival with the protocol's timeout error
-/// (dropping it: a queued inference is withdrawn), and tells the handler its [`Deadline`].
+/// Answers a request still running `after` its arrival (or sooner, when the client's
+/// protocol sets a shorter timeout: [`Refuse::client_timeout`]) with the protocol's timeout
+/// error (dropping it: a queued inference is withdrawn), and tells the handler its
+/// [`Deadline`].
 #[derive(Clone, Debug)]
 pub struct TimeoutLayer<R> {
     after: Duration,
@@ -428,12 +463,16 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        let deadline = Instant::now() + self.after;
+        let after = match self.refuse.client_timeout(request.headers()) {
+            Some(client) if client < self.after => client,
+            _ => self.after,
+        };
+        let deadline = Instant::now() + after;
         request.extensions_mut().insert(DeadlineAt(deadline));
         let uri: Uri = request.uri().clone();
         TimeoutFuture {
             answer: tokio::time::timeout_at(deadline, self.inner.call(request)),
-            after: self.after,
+            after,
             refuse: self.refuse.clone(),
             uri,
         }
@@ -587,5 +626,37 @@ mod tests {
             );
             assert!(HeaderValue::from_bytes(&id).is_ok());
         }
+    }
+
+    #[test]
+    fn grpc_timeouts_are_read_as_grpc_writes_them() {
+        let cases: [(&[u8], Option<Duration>); 12] = [
+            (b"1H", Some(Duration::from_secs(3600))),
+            (b"2M", Some(Duration::from_secs(120))),
+            (b"30S", Some(Duration::from_secs(30))),
+            (b"250m", Some(Duration::from_millis(250))),
+            (b"99999999u", Some(Duration::from_micros(99_999_999))),
+            (b"7n", Some(Duration::from_nanos(7))),
+            // Nine digits, no digits, no unit, an unknown unit, a sign, spaces: ignored.
+            (b"123456789m", None),
+            (b"m", None),
+            (b"100", None),
+            (b"5s", None),
+            (b"-5S", None),
+            (b" 5S", None),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(
+                grpc_timeout(value),
+                expected,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
+        }
+        // The largest value a client may send does not overflow.
+        assert_eq!(
+            grpc_timeout(b"99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
     }
 }

@@ -10,8 +10,9 @@
 //!   connection waits for its next request), a bounded header buffer, and a deadline on the
 //!   whole request body ([`DeadlineBody`]) so a body trickled byte by byte cannot hold a
 //!   request open.
-//! - **HTTP/2** (hyper for the data plane, tonic for gRPC): bounded concurrent streams and
-//!   header list size, keep-alive pings that close a peer which stops answering.
+//! - **HTTP/2** (hyper, for the data plane and for gRPC, which speaks nothing else):
+//!   bounded concurrent streams and header list size, keep-alive pings that close a peer
+//!   which stops answering.
 //! - **TLS** (rustls, when configured): the handshake runs in the connection's own task and
 //!   must finish within the header-read timeout.
 //! - **Idle connections**: a per-connection watchdog closes a connection that has moved no
@@ -24,6 +25,7 @@
 //! loop's `JoinSet`, so dropping the loop (at the end of the grace period) aborts them all.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -187,7 +189,7 @@ impl Drop for ActiveGuard {
 
 /// A TCP stream that holds its connection permit and records its activity.
 #[derive(Debug)]
-pub struct Conn {
+struct Conn {
     stream: TcpStream,
     activity: Arc<Activity>,
     _permit: OwnedSemaphorePermit,
@@ -246,14 +248,6 @@ impl AsyncWrite for Conn {
     }
 }
 
-impl tonic::transport::server::Connected for Conn {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.stream.connect_info()
-    }
-}
-
 /// Accepts the next connection within the cap: connections past it, and accept errors
 /// (a client that reset before accept, the open-file limit), never end the loop.
 async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>) -> Conn {
@@ -286,6 +280,18 @@ async fn accept(listener: &TcpListener, permits: &Arc<Semaphore>) -> Conn {
     }
 }
 
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1 and HTTP/2 (the data and control planes): each request body must arrive
+    /// within [`ListenerLimits::body_read_timeout`].
+    Http,
+    /// gRPC: HTTP/2 only (a connection that opens with anything but the HTTP/2 preface is
+    /// closed), and bodies are streams that may stay open as long as their RPC (the
+    /// whole-request timeout still bounds a unary call).
+    Grpc,
+}
+
 /// Serves an HTTP service (an axum router, or the data plane's
 /// [`crate::routers::DataPlaneService`]) on `listener` (HTTP/1 and HTTP/2, over TLS when
 /// `tls` is set: the handshake runs in the connection's task within the header-read
@@ -298,7 +304,7 @@ pub async fn serve_http<S, B>(
     limits: ListenerLimits,
     permits: Arc<Semaphore>,
     tls: Option<TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()>
 where
     S: tower::Service<axum::extract::Request, Response = http::Response<B>, Error = Infallible>
@@ -310,8 +316,68 @@ where
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let body_timeout = limits.body_read_timeout;
+    serve(listener, router, limits, permits, tls, stop, Protocol::Http).await
+}
+
+/// Serves `service` (the v2 gRPC service behind its layers) on `listener` as
+/// [`serve_http`] serves HTTP, over HTTP/2 only: the same connection cap, TLS handshake,
+/// idle watchdog, HTTP/2 limits and graceful shutdown, with hyper driving the service
+/// directly (no tonic transport router in between).
+pub async fn serve_grpc<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: ListenerLimits,
+    permits: Arc<Semaphore>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()>
+where
+    S: tower::Service<axum::extract::Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve(
+        listener,
+        service,
+        limits,
+        permits,
+        tls,
+        stop,
+        Protocol::Grpc,
+    )
+    .await
+}
+
+async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: ListenerLimits,
+    permits: Arc<Semaphore>,
+    tls: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+    protocol: Protocol,
+) -> std::io::Result<()>
+where
+    S: tower::Service<axum::extract::Request, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // A gRPC body is a stream that lives as long as its RPC: no whole-body deadline.
+    let body_timeout = (protocol == Protocol::Http).then_some(limits.body_read_timeout);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    if protocol == Protocol::Grpc {
+        builder = builder.http2_only();
+    }
     let builder_ref = &mut builder;
     builder_ref
         .http1()
@@ -335,15 +401,17 @@ where
         };
         while connections.try_join_next().is_some() {}
         let activity = conn.activity.clone();
-        let router = router.clone();
+        let service = service.clone();
         let service = TowerToHyperService::new(tower::service_fn(
             move |request: hyper::Request<hyper::body::Incoming>| {
                 let guard = ActiveGuard::new(&activity);
-                let router = router.clone();
+                let service = service.clone();
                 async move {
-                    let request =
-                        request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)));
-                    let response = router.oneshot(request).await;
+                    let request = request.map(|body| match body_timeout {
+                        Some(timeout) => Body::new(DeadlineBody::new(body, timeout)),
+                        None => Body::new(body),
+                    });
+                    let response = service.oneshot(request).await;
                     drop(guard);
                     response
                 }
@@ -357,18 +425,18 @@ where
             let Some(io) = handshake(conn, tls.as_ref(), handshake_timeout).await else {
                 return;
             };
-            let connection = watcher.watch(
-                builder
-                    .serve_connection_with_upgrades(TokioIo::new(io), service)
-                    .into_owned(),
-            );
-            tokio::select! {
-                result = connection => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+            let io = TokioIo::new(io);
+            // hyper-util's `http2_only` holds for `serve_connection`, not for the
+            // variant with upgrades (which HTTP/1 needs).
+            match protocol {
+                Protocol::Http => {
+                    let connection = builder.serve_connection_with_upgrades(io, service);
+                    drive(watcher.watch(connection.into_owned()), &activity, idle).await;
                 }
-                () = activity.idle(idle) => tracing::debug!("idle connection closed"),
+                Protocol::Grpc => {
+                    let connection = builder.serve_connection(io, service);
+                    drive(watcher.watch(connection.into_owned()), &activity, idle).await;
+                }
             }
         });
     }
@@ -378,54 +446,21 @@ where
     Ok(())
 }
 
-/// The stream of accepted connections for tonic, within the cap and with idle watchdogs
-/// (a connection idle past the timeout ends with an error, which closes it). With `tls`
-/// (acceptor, handshake timeout), an accept task runs each handshake in its own task and
-/// hands finished ones over, so a slow client never holds up the others (the connection cap
-/// bounds how many wait); failed handshakes are dropped. Dropping the stream stops the
-/// accept task, its listener and the handshakes in progress.
-pub fn incoming(
-    listener: TcpListener,
-    permits: Arc<Semaphore>,
-    idle_timeout: Duration,
-    tls: Option<(TlsAcceptor, Duration)>,
-) -> futures::stream::BoxStream<'static, std::io::Result<MaybeTls<IdleConn>>> {
-    use futures::StreamExt;
-    let Some((acceptor, timeout)) = tls else {
-        return futures::stream::unfold(
-            (listener, permits),
-            move |(listener, permits)| async move {
-                let conn = accept(&listener, &permits).await;
-                let conn = MaybeTls::Plain(IdleConn::new(conn, idle_timeout));
-                Some((Ok(conn), (listener, permits)))
-            },
-        )
-        .boxed();
-    };
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut handshakes = JoinSet::new();
-        loop {
-            tokio::select! {
-                conn = accept(&listener, &permits) => {
-                    let conn = IdleConn::new(conn, idle_timeout);
-                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                    handshakes.spawn(async move {
-                        if let Some(conn) = handshake(conn, Some(&acceptor), timeout).await {
-                            let _ = tx.send(Ok(conn)).await;
-                        }
-                    });
-                }
-                Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
-                () = tx.closed() => break,
+/// Runs a connection until it ends, or until it has been idle for `idle` (then it is dropped,
+/// which closes it).
+async fn drive<C, E>(connection: C, activity: &Activity, idle: Duration)
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::select! {
+        result = connection => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
             }
         }
-    });
-    futures::stream::unfold(rx, |mut rx| async move {
-        let conn = rx.recv().await?;
-        Some((conn, rx))
-    })
-    .boxed()
+        () = activity.idle(idle) => tracing::debug!("idle connection closed"),
+    }
 }
 
 /// `conn` as it is (no `tls`) or after a TLS handshake that must finish within `timeout`;
@@ -452,7 +487,7 @@ where
 
 /// A connection in cleartext or TLS.
 #[derive(Debug)]
-pub enum MaybeTls<S> {
+enum MaybeTls<S> {
     /// Cleartext.
     Plain(S),
     /// After a TLS handshake.
@@ -514,104 +549,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
             Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
-    }
-}
-
-impl tonic::transport::server::Connected for MaybeTls<IdleConn> {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        match self {
-            Self::Plain(s) => s.connect_info(),
-            Self::Tls(s) => s.get_ref().0.connect_info(),
-        }
-    }
-}
-
-/// A connection whose reads fail once it has been idle past its timeout (for servers such
-/// as tonic's that own the connection loop).
-#[derive(Debug)]
-pub struct IdleConn {
-    conn: Conn,
-    idle: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl IdleConn {
-    fn new(conn: Conn, idle: Duration) -> Self {
-        Self {
-            conn,
-            idle,
-            sleep: Box::pin(tokio::time::sleep(idle)),
-        }
-    }
-}
-
-impl AsyncRead for IdleConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.conn).poll_read(cx, buf) {
-            Poll::Pending => {}
-            ready => return ready,
-        }
-        // Fail the read once no byte has moved for `idle`; the deadline follows activity.
-        loop {
-            let due = tokio::time::Instant::from(this.conn.activity.last() + this.idle);
-            if due <= tokio::time::Instant::now() {
-                return Poll::Ready(Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connection idle",
-                )));
-            }
-            if this.sleep.deadline() != due {
-                this.sleep.as_mut().reset(due);
-            }
-            if this.sleep.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-        }
-    }
-}
-
-impl AsyncWrite for IdleConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.conn).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.conn).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.conn.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.conn).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.conn).poll_shutdown(cx)
-    }
-}
-
-impl tonic::transport::server::Connected for IdleConn {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.conn.connect_info()
     }
 }
 

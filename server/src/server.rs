@@ -276,20 +276,13 @@ async fn serve_grpc(
     config: ServerConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
     permits: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let limits = config.listener.clone();
-    // Bearer tokens in the `authorization` metadata, when credentials are configured.
-    let credentials = config.auth.credentials.clone();
-    let auth = tower::filter::FilterLayer::new(move |request: http::Request<tonic::body::Body>| {
-        match &credentials {
-            Some(credentials) => crate::auth::grpc_check(credentials, request),
-            None => Ok(request),
-        }
-    });
-    // The listeners' stack in reading order (see `crate::layers`); the body limit is the
-    // service's message limit.
-    let layers = tower::ServiceBuilder::new()
+    // The listeners' stack in reading order (see `crate::layers`), hyper driving the
+    // generated service directly: the body limit is the service's message limit, the
+    // timeout also honours the client's `grpc-timeout`, and bearer tokens in the
+    // `authorization` metadata are checked when credentials are configured.
+    let service = tower::ServiceBuilder::new()
         .layer(layers::RequestIdLayer)
         .layer(TraceLayer::new_for_grpc().make_span_with(layers::RequestSpan))
         .layer(layers::TimeoutLayer::new(
@@ -300,27 +293,19 @@ async fn serve_grpc(
             config.limits.max_in_flight,
             layers::Grpc,
         ))
-        .layer(auth);
-    tonic::transport::Server::builder()
-        .layer(layers)
-        .max_concurrent_streams(Some(limits.http2_max_concurrent_streams))
-        .http2_max_header_list_size(Some(limits.http2_max_header_list_size))
-        .http2_keepalive_interval(Some(limits.http2_keep_alive))
-        .http2_keepalive_timeout(Some(limits.http2_keep_alive))
-        .add_service(service)
-        .serve_with_incoming_shutdown(
-            listener::incoming(
-                listener,
-                permits,
-                limits.idle_timeout,
-                tls.map(|t| (t, limits.header_read_timeout)),
-            ),
-            async move {
-                let _ = stop.wait_for(|s| *s).await;
-            },
-        )
-        .await
-        .map_err(std::io::Error::other)
+        .layer(crate::auth::GrpcAuthLayer::new(
+            config.auth.credentials.clone(),
+        ))
+        .service(service);
+    listener::serve_grpc(
+        listener,
+        service,
+        config.listener.clone(),
+        permits,
+        tls,
+        stop,
+    )
+    .await
 }
 
 impl RunningServer {

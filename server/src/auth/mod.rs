@@ -225,11 +225,11 @@ impl Authenticator {
 #[allow(clippy::result_large_err)]
 pub fn grpc_check<B>(
     credentials: &Credentials,
-    request: axum::http::Request<B>,
-) -> Result<axum::http::Request<B>, tonic::Status> {
+    request: &axum::http::Request<B>,
+) -> Result<(), tonic::Status> {
     let path = request.uri().path();
     if path.ends_with("/ServerLive") || path.ends_with("/ServerReady") {
-        return Ok(request);
+        return Ok(());
     }
     let header = request
         .headers()
@@ -248,7 +248,65 @@ pub fn grpc_check<B>(
         }
         .into());
     }
-    Ok(request)
+    Ok(())
+}
+
+/// The gRPC listener's authentication ([`grpc_check`] on every call when credentials are
+/// configured; nothing without them): a refused call is answered with its status at once,
+/// as a trailers-only gRPC answer.
+#[derive(Clone, Debug)]
+pub struct GrpcAuthLayer {
+    credentials: Option<Arc<Credentials>>,
+}
+
+impl GrpcAuthLayer {
+    /// Checks against `credentials`, or lets everything through when `None`.
+    pub fn new(credentials: Option<Arc<Credentials>>) -> Self {
+        Self { credentials }
+    }
+}
+
+impl<S> tower::Layer<S> for GrpcAuthLayer {
+    type Service = GrpcAuth<S>;
+    fn layer(&self, inner: S) -> GrpcAuth<S> {
+        GrpcAuth {
+            inner,
+            credentials: self.credentials.clone(),
+        }
+    }
+}
+
+/// See [`GrpcAuthLayer`].
+#[derive(Clone, Debug)]
+pub struct GrpcAuth<S> {
+    inner: S,
+    credentials: Option<Arc<Credentials>>,
+}
+
+impl<S, B> tower::Service<axum::http::Request<B>> for GrpcAuth<S>
+where
+    S: tower::Service<axum::http::Request<B>, Response = axum::http::Response<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<std::future::Ready<Result<S::Response, S::Error>>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        if let Some(credentials) = &self.credentials
+            && let Err(status) = grpc_check(credentials, &request)
+        {
+            return futures::future::Either::Left(std::future::ready(Ok(status.into_http())));
+        }
+        futures::future::Either::Right(self.inner.call(request))
+    }
 }
 
 #[cfg(test)]

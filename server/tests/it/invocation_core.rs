@@ -398,6 +398,104 @@ async fn the_request_timeout_covers_the_body_read() {
     server.stop().await;
 }
 
+/// A `ModelInfer` call whose message never comes, over HTTP/2 by hand (tonic's client sends a
+/// message whole): the status and message the gRPC listener answers with, and how long it
+/// took. `grpc_timeout` is sent as the `grpc-timeout` metadata.
+async fn stalled_grpc_call(
+    addr: std::net::SocketAddr,
+    grpc_timeout: Option<&str>,
+) -> (String, String, Duration) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let never = http_body_util::StreamBody::new(futures::stream::pending::<
+        Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >());
+    let mut request = http::Request::post(format!(
+        "http://{addr}/inference.GRPCInferenceService/ModelInfer"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers");
+    if let Some(timeout) = grpc_timeout {
+        request = request.header("grpc-timeout", timeout);
+    }
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        send.send_request(request.body(never).unwrap()),
+    )
+    .await
+    .expect("an answer within 10 s")
+    .unwrap();
+    let header = |name: &str| {
+        answer
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    // grpc-message is percent-encoded.
+    let message = header("grpc-message");
+    let mut decoded = Vec::new();
+    let mut bytes = message.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hex: String = bytes.by_ref().take(2).map(char::from).collect();
+                decoded.push(u8::from_str_radix(&hex, 16).unwrap());
+            }
+            b => decoded.push(b),
+        }
+    }
+    let message = String::from_utf8(decoded).unwrap();
+    (header("grpc-status"), message, started.elapsed())
+}
+
+/// gRPC clients give a call a deadline in `grpc-timeout`: the listener answers
+/// DEADLINE_EXCEEDED at the shorter of it and `--request-timeout`, and ignores a value that
+/// is not gRPC's. The gRPC port speaks HTTP/2 only.
+#[tokio::test]
+async fn the_grpc_timeout_is_the_shorter_of_the_clients_and_the_servers() {
+    let (_dir, server, _grpc) = demo(|c| {
+        c.limits.request_timeout = Duration::from_millis(1500);
+    })
+    .await;
+    let addr = server.server.as_ref().unwrap().grpc_addr.unwrap();
+    // DEADLINE_EXCEEDED is status 4; the message names the time the call had.
+    let (status, message, took) = stalled_grpc_call(addr, Some("200m")).await;
+    assert_eq!(status, "4", "{message}");
+    assert!(message.contains("within 0.2 s"), "{message}");
+    assert!(took < Duration::from_millis(1400), "{took:?}");
+    let others = [Some("60S"), Some("soon"), Some("123456789m"), None];
+    let answers =
+        futures::future::join_all(others.map(|timeout| stalled_grpc_call(addr, timeout))).await;
+    for (longer_or_malformed, (status, message, took)) in others.into_iter().zip(answers) {
+        assert_eq!(status, "4", "{longer_or_malformed:?}: {message}");
+        assert!(
+            message.contains("within 1.5 s"),
+            "{longer_or_malformed:?}: {message}"
+        );
+        assert!(took >= Duration::from_millis(1400), "{took:?}");
+    }
+    // An HTTP/1 request gets no HTTP/1 answer.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /v2/health/live HTTP/1.1\r\nhost: pier\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut answer)).await;
+    assert!(
+        !answer.starts_with(b"HTTP/1"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_full_listener_sheds_load_in_its_protocol() {
     let (_dir, server, _grpc) = demo(|c| {
