@@ -4,21 +4,27 @@
 # server runs under valgrind's callgrind; per case its counters are zeroed after a warm-up,
 # N requests are sent by `pier loadtest -c 4` (running natively, not counted) and the
 # counters are dumped. Cases as in `benches/http_limit.sh` (one row to the demo's `mlp`
-# variant): sagemaker (CSV), v2-json, v2-binary.
+# variant): sagemaker (CSV), v2-json, v2-binary; and v2-grpc (ModelInfer, the tensor in
+# `raw_input_contents` as `pier loadtest` sends it), whose limit is the tonic server
+# `benches/src/bin/grpc_limit.rs` answering Pier's own answer (captured with tritonclient).
 #
 # usage: benches/http_callgrind.sh [PIER_BINARY] [LIMIT_BINARY] [REQUESTS]
 #   (default target/release/pier, target/release/http_limit, 2000)
+#   GRPC_LIMIT (default target/release/grpc_limit) for v2-grpc.
 # Prints instructions per request per server and case and the ratio Pier / limit; with
 # KEEP=DIR the dumps are kept there for `callgrind_annotate --inclusive=yes`.
 # PIER_SERVE_ARGS adds flags to `pier serve`. Under valgrind a prediction runs some 50x
 # slower than natively, past the default inline budget, so each request hops to the compute
 # pool, which it does not do natively; PIER_SERVE_ARGS="--inline-predict-us 100000" keeps
 # the native path.
+# needs: valgrind, curl; for v2-grpc python3 with tritonclient[grpc] (the tests' .venv has it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PIER=${1:-target/release/pier}
 LIMIT=${2:-target/release/http_limit}
 N=${3:-2000}
+GRPC_LIMIT=${GRPC_LIMIT:-target/release/grpc_limit}
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 CASES=${HTTP_LIMIT_CASES:-sagemaker v2-json v2-binary}
 WORK=$(mktemp -d)
 VG=""
@@ -61,6 +67,18 @@ answer_size() {
     v2-binary) curl -sf "http://$1/v2/models/demo/versions/mlp/infer" \
         -H 'Content-Type: application/octet-stream' \
         -H "Inference-Header-Content-Length: $(cat "$WORK/infer.bin.len")" --data-binary @"$WORK/infer.bin" ;;
+    v2-grpc) "$PY" - "$1" "$WORK/answer.pb" <<'PYEOF'
+# Pier's ModelInferResponse to the request pier loadtest sends, saved for the limit.
+import sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+client = grpcclient.InferenceServerClient(sys.argv[1])
+x = grpcclient.InferInput("X", [1, 4], "FP32")
+x.set_data_from_numpy(np.asarray([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+result = client.infer("demo", [x], model_version="mlp")
+open(sys.argv[2], "wb").write(result.get_response().SerializeToString())
+PYEOF
+        cat "$WORK/answer.pb" ;;
     esac | wc -c
 }
 
@@ -87,18 +105,23 @@ valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.pier" \
 VG=$!
 for _ in $(seq 1 600); do grep -q "pier: serving" "$WORK/serve.out" && break; sleep 0.5; done
 addr=$(grep -o "http=[^ ]*" "$WORK/serve.out" | head -1 | cut -d= -f2)
+grpc=$(grep -o "grpc=[^ ]*" "$WORK/serve.out" | head -1 | cut -d= -f2)
 [ -n "$addr" ] || { echo "pier did not start under valgrind" >&2; cat "$WORK/valgrind.err" >&2; exit 1; }
 for case in $CASES; do
-    answer_size "$addr" "$case" >"$WORK/size.$case"
-    measure pier "$case" "$addr"
+    to=$addr
+    [ "$case" = v2-grpc ] && to=$grpc
+    answer_size "$to" "$case" >"$WORK/size.$case"
+    measure pier "$case" "$to"
 done
 kill "$VG"; wait "$VG" 2>/dev/null || true; VG=""
 
 for case in $CASES; do
     ctype=text/csv
     [ "$case" = sagemaker ] || ctype=application/json
+    limit=("$LIMIT" 127.0.0.1:0 "$(cat "$WORK/size.$case")" "$ctype")
+    [ "$case" = v2-grpc ] && limit=("$GRPC_LIMIT" 127.0.0.1:0 "$WORK/answer.pb")
     valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.limit.$case" \
-        "$LIMIT" 127.0.0.1:0 "$(cat "$WORK/size.$case")" "$ctype" >"$WORK/limit.$case.out" 2>"$WORK/valgrind.err" &
+        "${limit[@]}" >"$WORK/limit.$case.out" 2>"$WORK/valgrind.err" &
     VG=$!
     for _ in $(seq 1 600); do grep -q "listening" "$WORK/limit.$case.out" && break; sleep 0.5; done
     addr=$(awk '/listening on/ {print $3}' "$WORK/limit.$case.out")

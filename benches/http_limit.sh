@@ -10,13 +10,18 @@
 #   sagemaker  POST /endpoints/demo/invocations, text/csv in and out
 #   v2-json    POST /v2/models/demo/versions/mlp/infer, JSON tensors
 #   v2-binary  the same with the binary tensor extension (inputs and outputs binary)
+#   v2-grpc    ModelInfer over gRPC (the tensor in raw_input_contents, as `pier loadtest`
+#              sends it); its limit is `benches/src/bin/grpc_limit.rs` (tonic with Pier's
+#              gRPC listener settings) answering Pier's own ModelInferResponse, captured
+#              with tritonclient (python3 with tritonclient[grpc]: the tests' .venv has it)
 # Triton is not run here (see benches/peers/run.sh for peers).
 #
 # usage: benches/http_limit.sh [PIER_BINARY] [LIMIT_BINARY]
 #   (default target/release/pier and target/release/http_limit; build both with
 #   `cargo build --release --workspace`)
 #   HTTP_LIMIT_SECONDS=5 per cell, HTTP_LIMIT_ROUNDS=3, HTTP_LIMIT_C=64,
-#   HTTP_LIMIT_CASES="sagemaker v2-json v2-binary"
+#   HTTP_LIMIT_CASES="sagemaker v2-json v2-binary" (add v2-grpc for gRPC),
+#   GRPC_LIMIT=target/release/grpc_limit
 # Prints one line per cell (req/s, p50, p99, CPU seconds of the server and of the load
 # generator, wall seconds) and, per case, the medians over rounds and the ratios Pier/limit.
 set -euo pipefail
@@ -27,6 +32,8 @@ SECS=${HTTP_LIMIT_SECONDS:-5}
 ROUNDS=${HTTP_LIMIT_ROUNDS:-3}
 C=${HTTP_LIMIT_C:-64}
 CASES=${HTTP_LIMIT_CASES:-sagemaker v2-json v2-binary}
+GRPC_LIMIT=${GRPC_LIMIT:-target/release/grpc_limit}
+PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -63,6 +70,7 @@ PIER_PID=$!
 PIDS+=("$PIER_PID")
 for _ in $(seq 1 600); do grep -q "pier: serving" "$WORK/pier.out" && break; sleep 0.2; done
 PIER_HTTP=$(grep -o "http=[^ ]*" "$WORK/pier.out" | head -1 | cut -d= -f2)
+PIER_GRPC=$(grep -o "grpc=[^ ]*" "$WORK/pier.out" | head -1 | cut -d= -f2)
 [ -n "$PIER_HTTP" ] || { echo "pier did not start; see its log:" >&2; cat "$WORK/pier.err" >&2; exit 1; }
 
 # answer_size CASE: bytes of Pier's answer to the case's request.
@@ -77,6 +85,18 @@ answer_size() {
         -H 'Content-Type: application/octet-stream' \
         -H "Inference-Header-Content-Length: $(cat "$WORK/infer.bin.len")" \
         --data-binary @"$WORK/infer.bin" ;;
+    v2-grpc) "$PY" - "$PIER_GRPC" "$WORK/answer.pb" <<'PYEOF'
+# Pier's ModelInferResponse to the request pier loadtest sends, saved for the limit.
+import sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+client = grpcclient.InferenceServerClient(sys.argv[1])
+x = grpcclient.InferInput("X", [1, 4], "FP32")
+x.set_data_from_numpy(np.asarray([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+result = client.infer("demo", [x], model_version="mlp")
+open(sys.argv[2], "wb").write(result.get_response().SerializeToString())
+PYEOF
+        cat "$WORK/answer.pb" ;;
     esac | wc -c
 }
 
@@ -86,7 +106,11 @@ for case in $CASES; do
     [ "$size" -gt 0 ] || { echo "$case: Pier gave no answer" >&2; exit 1; }
     ctype=text/csv
     [ "$case" = sagemaker ] || ctype=application/json
-    "$LIMIT" 127.0.0.1:0 "$size" "$ctype" >"$WORK/limit-$case.out" 2>&1 &
+    if [ "$case" = v2-grpc ]; then
+        "$GRPC_LIMIT" 127.0.0.1:0 "$WORK/answer.pb" >"$WORK/limit-$case.out" 2>&1 &
+    else
+        "$LIMIT" 127.0.0.1:0 "$size" "$ctype" >"$WORK/limit-$case.out" 2>&1 &
+    fi
     PIDS+=("$!")
     for _ in $(seq 1 100); do grep -q listening "$WORK/limit-$case.out" && break; sleep 0.1; done
     LIMIT_URL[$case]=$(awk '/listening on/ {print $3}' "$WORK/limit-$case.out")
@@ -100,6 +124,7 @@ cell() {
     local server=$1 case=$2 round=$3 url pid args=() f="$WORK/$1-$2-$3.json"
     if [ "$server" = pier ]; then
         url="http://$PIER_HTTP" pid=$PIER_PID
+        [ "$case" = v2-grpc ] && url="http://$PIER_GRPC"
     else
         url="http://${LIMIT_URL[$case]}"
         pid_var="LIMIT_PID_${case//-/_}"
@@ -108,7 +133,7 @@ cell() {
     case $case in
     sagemaker) args=(--protocol sagemaker -m demo --input-file "$WORK/body.csv" --content-type text/csv
         -H "X-Amzn-SageMaker-Target-Variant: mlp") ;;
-    v2-json | v2-binary) args=(--protocol "$case" -m demo --model-version mlp --input-file "$WORK/infer.json") ;;
+    v2-json | v2-binary | v2-grpc) args=(--protocol "$case" -m demo --model-version mlp --input-file "$WORK/infer.json") ;;
     esac
     local before after t
     before=$(pid_cpu "$pid")
