@@ -292,68 +292,16 @@ pub enum Protocol {
     Grpc,
 }
 
-/// Serves an HTTP service (an axum router, or the data plane's
-/// [`crate::routers::DataPlaneService`]) on `listener` (HTTP/1 and HTTP/2, over TLS when
-/// `tls` is set: the handshake runs in the connection's task within the header-read
-/// timeout) within `limits` until `stop` turns true, then asks every connection to finish
-/// and waits for them.
-/// The caller bounds that wait ([`ListenerLimits::shutdown_grace`]) by dropping this future.
-pub async fn serve_http<S, B>(
-    listener: TcpListener,
-    router: S,
-    limits: ListenerLimits,
-    permits: Arc<Semaphore>,
-    tls: Option<TlsAcceptor>,
-    stop: watch::Receiver<bool>,
-) -> std::io::Result<()>
-where
-    S: tower::Service<axum::extract::Request, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    serve(listener, router, limits, permits, tls, stop, Protocol::Http).await
-}
-
-/// Serves `service` (the v2 gRPC service behind its layers) on `listener` as
-/// [`serve_http`] serves HTTP, over HTTP/2 only: the same connection cap, TLS handshake,
-/// idle watchdog, HTTP/2 limits and graceful shutdown, with hyper driving the service
-/// directly (no tonic transport router in between).
-pub async fn serve_grpc<S, B>(
-    listener: TcpListener,
-    service: S,
-    limits: ListenerLimits,
-    permits: Arc<Semaphore>,
-    tls: Option<TlsAcceptor>,
-    stop: watch::Receiver<bool>,
-) -> std::io::Result<()>
-where
-    S: tower::Service<axum::extract::Request, Response = http::Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Future: Send + 'static,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    serve(
-        listener,
-        service,
-        limits,
-        permits,
-        tls,
-        stop,
-        Protocol::Grpc,
-    )
-    .await
-}
-
-async fn serve<S, B>(
+/// Serves `service` on `listener` in `protocol` within `limits` until `stop` turns true,
+/// then asks every connection to finish and waits for them. The service is an axum
+/// router or the data plane's [`crate::routers::DataPlaneService`] for HTTP (HTTP/1 and
+/// HTTP/2), or the v2 gRPC service behind its layers, which hyper drives directly (HTTP/2
+/// only, no tonic transport server in between). Over TLS when `tls` is set: the handshake
+/// runs in the connection's task within the header-read timeout. Every listener gets the
+/// same connection cap, idle watchdog, HTTP/2 limits and graceful shutdown.
+/// The caller bounds the wait at shutdown ([`ListenerLimits::shutdown_grace`]) by dropping
+/// this future.
+pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     limits: ListenerLimits,

@@ -192,21 +192,23 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, StartError
     let limits = state.config.listener.clone();
     let permits = Arc::new(Semaphore::new(limits.effective_max_connections()));
     let mut tasks = vec![
-        tokio::spawn(listener::serve_http(
+        tokio::spawn(listener::serve(
             http,
             crate::routers::data_plane(state.data()),
             limits.clone(),
             permits.clone(),
             tls_http.clone(),
             rx.clone(),
+            listener::Protocol::Http,
         )),
-        tokio::spawn(listener::serve_http(
+        tokio::spawn(listener::serve(
             admin,
             crate::routers::control_plane(state.clone()),
             limits.clone(),
             permits.clone(),
             tls_http,
             rx.clone(),
+            listener::Protocol::Http,
         )),
     ];
     tasks.push(tokio::spawn(crate::control::scaler::run(
@@ -297,13 +299,14 @@ async fn serve_grpc(
             config.auth.credentials.clone(),
         ))
         .service(service);
-    listener::serve_grpc(
+    listener::serve(
         listener,
         service,
         config.listener.clone(),
         permits,
         tls,
         stop,
+        listener::Protocol::Grpc,
     )
     .await
 }
