@@ -6,7 +6,8 @@
 # counters are dumped. Cases as in `benches/http_limit.sh` (one row to the demo's `mlp`
 # variant): sagemaker (CSV), v2-json, v2-binary; and v2-grpc (ModelInfer, the tensor in
 # `raw_input_contents` as `pier loadtest` sends it), whose limit is the tonic server
-# `benches/src/bin/grpc_limit.rs` answering Pier's own answer (captured with tritonclient).
+# `benches/src/bin/grpc_limit.rs` answering Pier's own answer (captured by
+# `benches/grpc_answer.py`).
 #
 # usage: benches/http_callgrind.sh [PIER_BINARY] [LIMIT_BINARY] [REQUESTS]
 #   (default target/release/pier, target/release/http_limit, 2000)
@@ -67,17 +68,7 @@ answer_size() {
     v2-binary) curl -sf "http://$1/v2/models/demo/versions/mlp/infer" \
         -H 'Content-Type: application/octet-stream' \
         -H "Inference-Header-Content-Length: $(cat "$WORK/infer.bin.len")" --data-binary @"$WORK/infer.bin" ;;
-    v2-grpc) "$PY" - "$1" "$WORK/answer.pb" <<'PYEOF'
-# Pier's ModelInferResponse to the request pier loadtest sends, saved for the limit.
-import sys
-import numpy as np
-import tritonclient.grpc as grpcclient
-client = grpcclient.InferenceServerClient(sys.argv[1])
-x = grpcclient.InferInput("X", [1, 4], "FP32")
-x.set_data_from_numpy(np.asarray([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
-result = client.infer("demo", [x], model_version="mlp")
-open(sys.argv[2], "wb").write(result.get_response().SerializeToString())
-PYEOF
+    v2-grpc) "$PY" benches/grpc_answer.py "$1" demo mlp "$WORK/infer.json" "$WORK/answer.pb"
         cat "$WORK/answer.pb" ;;
     esac | wc -c
 }

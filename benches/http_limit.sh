@@ -13,7 +13,8 @@
 #   v2-grpc    ModelInfer over gRPC (the tensor in raw_input_contents, as `pier loadtest`
 #              sends it); its limit is `benches/src/bin/grpc_limit.rs` (tonic with Pier's
 #              gRPC listener settings) answering Pier's own ModelInferResponse, captured
-#              with tritonclient (python3 with tritonclient[grpc]: the tests' .venv has it)
+#              by benches/grpc_answer.py (python3 with tritonclient[grpc]: the tests'
+#              .venv has it)
 # Triton is not run here (see benches/peers/run.sh for peers).
 #
 # usage: benches/http_limit.sh [PIER_BINARY] [LIMIT_BINARY]
@@ -85,17 +86,7 @@ answer_size() {
         -H 'Content-Type: application/octet-stream' \
         -H "Inference-Header-Content-Length: $(cat "$WORK/infer.bin.len")" \
         --data-binary @"$WORK/infer.bin" ;;
-    v2-grpc) "$PY" - "$PIER_GRPC" "$WORK/answer.pb" <<'PYEOF'
-# Pier's ModelInferResponse to the request pier loadtest sends, saved for the limit.
-import sys
-import numpy as np
-import tritonclient.grpc as grpcclient
-client = grpcclient.InferenceServerClient(sys.argv[1])
-x = grpcclient.InferInput("X", [1, 4], "FP32")
-x.set_data_from_numpy(np.asarray([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
-result = client.infer("demo", [x], model_version="mlp")
-open(sys.argv[2], "wb").write(result.get_response().SerializeToString())
-PYEOF
+    v2-grpc) "$PY" benches/grpc_answer.py "$PIER_GRPC" demo mlp "$WORK/infer.json" "$WORK/answer.pb"
         cat "$WORK/answer.pb" ;;
     esac | wc -c
 }

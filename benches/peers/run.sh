@@ -378,19 +378,9 @@ capture_answers() {
     local model=$1
     curl -sS --fail-with-body "http://127.0.0.1:$PIER_HTTP/v2/models/$model/infer" -H 'Content-Type: application/json' \
         --data-binary @"$OUT/$model/request.json" -o "$OUT/$model/answer.json" || return 1
-    "$CVENV/bin/python" - "127.0.0.1:$PIER_GRPC" "$model" "$OUT/$model/request.json" "$OUT/$model/answer.pb" <<'PYEOF' || return 1
-# The request as pier loadtest sends it over gRPC (raw_input_contents), Pier's answer saved.
-import json, sys
-import numpy as np
-import tritonclient.grpc as grpcclient
-url, model, request, out = sys.argv[1:5]
-t = json.load(open(request))["inputs"][0]
-client = grpcclient.InferenceServerClient(url)
-x = grpcclient.InferInput(t["name"], t["shape"], t["datatype"])
-x.set_data_from_numpy(np.asarray(t["data"], dtype=np.float32).reshape(t["shape"]))
-result = client.infer(model, [x])
-open(out, "wb").write(result.get_response().SerializeToString())
-PYEOF
+    # The request as pier loadtest sends it over gRPC (raw_input_contents), Pier's answer saved.
+    "$CVENV/bin/python" "$ROOT/benches/grpc_answer.py" "127.0.0.1:$PIER_GRPC" "$model" "" \
+        "$OUT/$model/request.json" "$OUT/$model/answer.pb" || return 1
     echo "Pier's answers for $model: $(wc -c <"$OUT/$model/answer.json") bytes v2 JSON, $(wc -c <"$OUT/$model/answer.pb") bytes ModelInferResponse" >&2
 }
 
