@@ -1,5 +1,5 @@
 //! Attacks on the listeners, each against a real server on 127.0.0.1:0: slowloris headers,
-//! trickled bodies, idle keep-alive connections, more connections than the cap, a shutdown
+//! trickled bodies, idle keep-alive connections (gRPC too), more connections than the cap, a shutdown
 //! held open by a trickling client, and oversized declared bodies (with and without
 //! `Expect: 100-continue`) on both planes.
 
@@ -116,7 +116,9 @@ async fn slowloris_headers_are_cut_off() {
 #[tokio::test]
 async fn idle_keep_alive_connections_are_closed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start_with(short_limits(dir.path())).await;
+    let mut config = short_limits(dir.path());
+    config.grpc_addr = Some("127.0.0.1:0".parse().unwrap());
+    let server = TestServer::start_with(config).await;
     for addr in [server.http, server.admin] {
         let mut s = connect(addr).await;
         s.write_all(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -139,6 +141,39 @@ async fn idle_keep_alive_connections_are_closed() {
             .await
             .expect("a silent connection is closed");
     }
+    // The gRPC port: an HTTP/2 connection idle after a call, and one that never sends a byte
+    // (the server's own SETTINGS frame is all it sees), are closed alike.
+    let grpc = server.server.as_ref().unwrap().grpc_addr.unwrap();
+    let (mut send, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(connect(grpc).await),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    let live = http::Request::post(format!(
+        "http://{grpc}/inference.GRPCInferenceService/ServerLive"
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(http_body_util::Full::new(bytes::Bytes::from_static(&[
+        0, 0, 0, 0, 0,
+    ])))
+    .unwrap();
+    let answer = send.send_request(live).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    drop(answer);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("an idle gRPC connection is closed within 5 s")
+        .unwrap()
+        .ok();
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let mut silent = connect(grpc).await;
+    read_until_closed(&mut silent, Duration::from_secs(5))
+        .await
+        .expect("a silent gRPC connection is closed");
     server.stop().await;
 }
 
