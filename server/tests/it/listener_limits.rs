@@ -1,7 +1,7 @@
 //! Attacks on the listeners, each against a real server on 127.0.0.1:0: slowloris headers,
-//! trickled bodies, idle keep-alive connections (gRPC too), more connections than the cap, a shutdown
-//! held open by a trickling client, and oversized declared bodies (with and without
-//! `Expect: 100-continue`) on both planes.
+//! trickled bodies, idle keep-alive connections (gRPC too), more connections than the cap,
+//! a shutdown held open by a trickling client, and oversized declared bodies (with and
+//! without `Expect: 100-continue`) on both planes.
 
 use crate::common;
 
