@@ -162,6 +162,9 @@ pub async fn invocation_parts(
     (deadline, parts.headers, read_body(body, limit).await)
 }
 
+/// `http_body_util::Limited` and `collect()` would read the same bytes, but gather every body
+/// in a `VecDeque` (an allocation a request, on the hot path) and hide the limit behind a
+/// boxed error to downcast.
 async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes, ServeError> {
     use http_body_util::BodyExt;
     let refuse =

@@ -431,28 +431,16 @@ async fn stalled_grpc_call(
     .await
     .expect("an answer within 10 s")
     .unwrap();
-    let header = |name: &str| {
-        answer
-            .headers()
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    };
-    // grpc-message is percent-encoded.
-    let message = header("grpc-message");
-    let mut decoded = Vec::new();
-    let mut bytes = message.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'%' => {
-                let hex: String = bytes.by_ref().take(2).map(char::from).collect();
-                decoded.push(u8::from_str_radix(&hex, 16).unwrap());
-            }
-            b => decoded.push(b),
-        }
-    }
-    let message = String::from_utf8(decoded).unwrap();
-    (header("grpc-status"), message, started.elapsed())
+    let status = answer
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    // tonic reads the message as a gRPC client does (percent-decoded).
+    let message = tonic::Status::from_header_map(answer.headers())
+        .map(|s| s.message().to_owned())
+        .unwrap_or_default();
+    (status, message, started.elapsed())
 }
 
 /// gRPC clients give a call a deadline in `grpc-timeout`: the listener answers
@@ -496,6 +484,17 @@ async fn the_grpc_timeout_is_the_shorter_of_the_clients_and_the_servers() {
     server.stop().await;
 }
 
+/// A SageMaker invocation refused by the listener's load shedding.
+fn assert_shed(shed: &common::Invocation) {
+    assert_eq!(shed.status, 503, "{}", shed.body);
+    assert_eq!(
+        shed.json()["ErrorCode"],
+        "ServiceUnavailable",
+        "{}",
+        shed.body
+    );
+}
+
 #[tokio::test]
 async fn a_full_listener_sheds_load_in_its_protocol() {
     let (_dir, server, _grpc) = demo(|c| {
@@ -508,13 +507,7 @@ async fn a_full_listener_sheds_load_in_its_protocol() {
     let shed = server
         .invoke("demo", "text/csv", common::IRIS_CSV, &[])
         .await;
-    assert_eq!(shed.status, 503, "{}", shed.body);
-    assert_eq!(
-        shed.json()["ErrorCode"],
-        "ServiceUnavailable",
-        "{}",
-        shed.body
-    );
+    assert_shed(&shed);
     let v2 = server
         .client
         .get(format!("http://{}/v2/models/demo", server.http))
@@ -642,13 +635,7 @@ async fn invocations_answer_alike_the_direct_way_and_through_the_router() {
     let held = stalled_request_with(server.http, "content-encoding: gzip\r\n", b"\x1f\x8b").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let shed = read(csv("/endpoints/demo/invocations").body(common::IRIS_CSV)).await;
-    assert_eq!(shed.status, 503, "{}", shed.body);
-    assert_eq!(
-        shed.json()["ErrorCode"],
-        "ServiceUnavailable",
-        "{}",
-        shed.body
-    );
+    assert_shed(&shed);
     drop(held);
     server.stop().await;
 }
