@@ -7,8 +7,8 @@
 //! dot segments removed), the query decoded and re-encoded strictly, sorted; the signed
 //! headers with their values trimmed and inner whitespace collapsed; and the payload hash
 //! of the body, which the caller hashes as it arrives (a sent `x-amz-content-sha256` must
-//! equal it). The canonical request is written into a stack buffer and hashed in one call,
-//! and the signing key of a scope is derived once per principal and day (see `signer`).
+//! equal it). The canonical request is written into a per-thread buffer and hashed in one
+//! call, and the signing key of a scope is derived once per principal and day (see `signer`).
 //! The date must be within 15 minutes of now (a presigned URL: within its `X-Amz-Expires`).
 //! Signatures are compared in constant time. Pure functions: the caller passes the clock.
 
@@ -102,7 +102,7 @@ impl Signature<'_> {
 ///
 /// Allocation-free for a header-signed request with a plain path and no query (what the
 /// AWS SDKs send to SageMaker): the fields are borrowed from the header, the canonical
-/// request is written into a stack buffer and hashed in one call, the signing key comes
+/// request is written into a per-thread buffer and hashed in one call, the signing key comes
 /// from the principal's cache, and the signature is compared as the hex it was sent in.
 pub fn verify<'c>(
     credentials: &'c Credentials,
