@@ -19,7 +19,14 @@
 # the two processes' scheduling on shared cores (which spreads rounds by 10-25 % on a 2-core
 # VM).
 #
-# usage: [MODES=...] [PIN=1] benches/auth_overhead.sh [PIER_BINARY] [ROUNDS]   (default target/release/pier, 2)
+# PERF=DIR records the server's measured 10 s with `perf record -e cpu-clock -g` into
+# DIR/perf.MODE.ROUND, beside the requests it answered (DIR/requests.MODE.ROUND), and ends by
+# printing the server's CPU-µs a request by function for each mode against the first one
+# (`benches/perf_by_function.py`). Single rounds of throughput spread by more than a few-µs
+# change on a shared VM; the per-function accounting tells where a difference lies. Needs
+# `perf` (linux-perf) and permission to record another process.
+#
+# usage: [MODES=...] [PIN=1] [PERF=DIR] benches/auth_overhead.sh [PIER_BINARY] [ROUNDS]   (default target/release/pier, 2)
 # needs: python3 with botocore (the tests' .venv has it; or PYTHON=...).
 # Build first: cargo build --release --workspace
 set -euo pipefail
@@ -67,9 +74,16 @@ PYEOF
         --content-type text/csv -c 64 --duration 2 "${headers[@]}" > /dev/null 2>&1 || true
     local cpu0 out cpu1 status=0
     cpu0=$(server_cpu "$pid")
+    local perf_pid=
+    if [ -n "${PERF:-}" ]; then
+        perf record -q -e cpu-clock -F 4000 -g -p "$pid" -o "$PERF/perf.$mode.$round" \
+            > /dev/null 2>&1 &
+        perf_pid=$!
+    fi
     out=$("${LOAD_PIN[@]}" "$PIER" loadtest --url "http://$http" -m demo --input-file "$WORK/body.csv" \
         --content-type text/csv -c 64 --duration 10 "${headers[@]}" 2>"$WORK/loadtest.err") || status=$?
     cpu1=$(server_cpu "$pid")
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
     kill "$pid"; wait "$pid" 2>/dev/null || true
     if [ "$status" != 0 ] || ! grep -q throughput <<<"$out"; then
         echo "$mode round $round: pier loadtest failed ($status): $(tail -3 "$WORK/loadtest.err")" >&2
@@ -85,7 +99,13 @@ PYEOF
     printf '%-9s round %s: %s req/s, server %s CPU-us/request %s\n' "$mode" "$round" "$rps" "$us" \
         "$(awk '/requests/ {print $3, $4, $5, $6}' <<<"$out")"
     echo "$mode $rps $us" >> "$WORK/rows"
+    if [ -n "${PERF:-}" ]; then echo "$ok" > "$PERF/requests.$mode.$round"; fi
 }
+
+if [ -n "${PERF:-}" ]; then
+    mkdir -p "$PERF"
+    command -v perf > /dev/null || { echo "PERF needs perf (linux-perf)" >&2; exit 1; }
+fi
 
 server_cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -100,3 +120,6 @@ awk '{ n[$1]++; rps[$1] += $2; us[$1] += $3 }
              if (!(m in r)) continue
              printf "mean   %-9s %8.0f req/s (%.3fx of %s)   server %6.1f CPU-us/request (%+.1f)\n",
                     m, r[m], r[m] / r[base], base, u[m], u[m] - u[base] } }' "$WORK/rows"
+if [ -n "${PERF:-}" ]; then
+    python3 benches/perf_by_function.py "$PERF" ${MODES:-none sigv4 bearer}
+fi

@@ -26,7 +26,8 @@ use crate::error::AuthError;
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
 const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
-/// Headers botocore adds to every request and signs.
+/// Headers the AWS SDKs for JavaScript (v3) and Java (v2) add to every request and sign
+/// (botocore sends them unsigned).
 const AMZ_SDK_INVOCATION_ID: HeaderName = HeaderName::from_static("amz-sdk-invocation-id");
 const AMZ_SDK_REQUEST: HeaderName = HeaderName::from_static("amz-sdk-request");
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
