@@ -102,9 +102,10 @@ impl Signature<'_> {
 /// signer's principal on success.
 ///
 /// Allocation-free for a header-signed request with a plain path and no query (what the
-/// AWS SDKs send to SageMaker): the fields are borrowed from the header, the canonical
-/// request is written into a per-thread buffer and hashed in one call, the signing key comes
-/// from the principal's cache, and the signature is compared as the hex it was sent in.
+/// AWS SDKs send to SageMaker), once the thread's buffer has grown to the usual canonical
+/// request: the fields are borrowed from the header, the canonical request is written into
+/// that per-thread buffer and hashed in one call, the signing key comes from the principal's
+/// cache, and the signature is compared as the hex it was sent in.
 pub fn verify<'c>(
     credentials: &'c Credentials,
     request: &Request<'_>,
@@ -272,6 +273,7 @@ fn parse_header<'a>(header: &'a str, amz_date: &'a str) -> Result<Signature<'a>,
         let (part, next) = split_at_byte(rest, b',');
         rest = next;
         let part = part.trim_ascii();
+        // A plain loop: the `=` comes within the first 14 bytes of every known field.
         let Some(eq) = part.bytes().position(|b| b == b'=') else {
             continue;
         };
