@@ -58,6 +58,14 @@ def kind(dso):
     return "server"
 
 
+def by_kind(us):
+    """The microseconds of `us` summed by kind of object: server, kernel, libc."""
+    parts = collections.Counter()
+    for (dso, _), value in us.items():
+        parts[kind(dso)] += value
+    return parts
+
+
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
@@ -66,14 +74,10 @@ def main():
     base_mode = modes[0]
     base, _ = means[base_mode]
     print(f"\nserver CPU-us a request by perf (cpu-clock), mean over rounds; against {base_mode}")
+    base_parts = by_kind(base)
     for mode in modes:
         us, rounds = means[mode]
-        parts = collections.Counter()
-        for (dso, _), value in us.items():
-            parts[kind(dso)] += value
-        base_parts = collections.Counter()
-        for (dso, _), value in base.items():
-            base_parts[kind(dso)] += value
+        parts = by_kind(us)
         print(f"{mode:<9} {rounds} rounds: {sum(us.values()):6.1f} "
               f"({sum(us.values()) - sum(base.values()):+.1f}); "
               + ", ".join(f"{k} {parts[k]:.1f} ({parts[k] - base_parts[k]:+.1f})"
