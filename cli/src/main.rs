@@ -18,9 +18,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 /// mimalloc instead of glibc's malloc: a request allocates on a tokio worker and frees on the
-/// compute pool (and back), which glibc serves slowly (`benches/http_callgrind.sh`).
+/// compute pool (and back), which glibc serves slowly (`benches/http_callgrind.sh`). Through
+/// `pier_alloc`, which asks mimalloc for plain blocks wherever the alignment allows.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pier_alloc::Allocator = pier_alloc::Allocator;
 
 /// Pier: SageMaker-style model hosting on your own machines, in one binary.
 #[derive(Debug, Parser)]

@@ -7,8 +7,8 @@
 //! Settings as `pier serve`'s gRPC listener (`server/src/server.rs`, `server/src/listener.rs`):
 //! a multi-thread tokio runtime with default workers (one per core), tonic's server with at
 //! most 256 concurrent streams a connection, a 64 KiB header list, HTTP/2 keep-alive pings
-//! every 30 s, TCP_NODELAY on every accepted connection, mimalloc as the global allocator.
-//! The request is decoded whole by tonic (as any server must), then dropped.
+//! every 30 s, TCP_NODELAY on every accepted connection, mimalloc (`pier_alloc`) as the global
+//! allocator. The request is decoded whole by tonic (as any server must), then dropped.
 //!
 //! usage: `grpc_limit ADDR [RESPONSE.pb]` — prints `listening on ADDR` (the bound address;
 //! port 0 picks one) and serves until killed. RESPONSE.pb is a serialized
@@ -32,7 +32,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 /// The allocator `pier` runs with (`cli/src/main.rs`), so the two differ only in their work.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pier_alloc::Allocator = pier_alloc::Allocator;
 
 /// Answers with clones of one response.
 struct Limit {

@@ -6,9 +6,9 @@
 //! Settings as `pier serve`'s data-plane listener (`server/src/listener.rs`, `cli/src/main.rs`):
 //! a multi-thread tokio runtime with default workers (one per core), hyper-util's `auto`
 //! builder (HTTP/1 with keep-alive and the same header-read timeout and buffer, HTTP/2),
-//! TCP_NODELAY on every accepted connection, one task per connection, mimalloc as the
-//! global allocator. The request body is
-//! read whole before the answer (as any server must), then dropped.
+//! TCP_NODELAY on every accepted connection, one task per connection, mimalloc (`pier_alloc`)
+//! as the global allocator. The request body is read whole before the answer (as any server
+//! must), then dropped.
 //!
 //! usage: `http_limit ADDR BODY_BYTES|@FILE [CONTENT_TYPE]` — prints `listening on ADDR` (the
 //! bound address; port 0 picks one) and serves until killed. The answer is BODY_BYTES bytes of
@@ -32,7 +32,7 @@ use hyper_util::service::TowerToHyperService;
 
 /// The allocator `pier` runs with (`cli/src/main.rs`), so the two differ only in their work.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: pier_alloc::Allocator = pier_alloc::Allocator;
 
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
