@@ -135,24 +135,35 @@ fn json_string(out: &mut String, bytes: &[u8]) {
     out.push_str(&serde_json::to_string(&*s).expect("strings serialize"));
 }
 
-/// Whether `|v|` lies exactly halfway between the decimal `0.digits × 10^point` and its
-/// neighbour one unit of the last digit away; `None` when the exact check overflows `u128`.
-fn halfway(v: f32, digits: &[u8], point: i32) -> Option<bool> {
+/// `|v|` as `m × 2^e` exactly.
+fn binary_parts(v: f32) -> (u128, i32) {
     let bits = v.abs().to_bits();
     let (field, fraction) = (bits >> 23, u128::from(bits & 0x7f_ffff));
-    // |v| = m × 2^e exactly.
-    let (m, e) = if field == 0 {
+    if field == 0 {
         (fraction, -149)
     } else {
         (fraction | 1 << 23, field as i32 - 150)
-    };
-    // The candidate is d × 10^k; halfway means 2|v| = (2d ± 1) × 10^k.
+    }
+}
+
+/// Whether `|v|` can lie halfway between two decimals whose last digits are worth `10^k`:
+/// halfway means `2|v| = (2d ± 1) × 10^k`, so `2|v| / 10^k = m × 2^(e + 1 - k) / 5^k` is an
+/// odd integer, which it can only be if its power of two is 0. The cheap test that settles
+/// almost every value before any digit is read.
+fn may_be_halfway(v: f32, k: i32) -> bool {
+    let (m, e) = binary_parts(v);
+    e + 1 - k + m.trailing_zeros() as i32 == 0
+}
+
+/// Whether `|v|` lies exactly halfway between the decimal `0.digits × 10^point` and its
+/// neighbour one unit of the last digit away; `None` when the exact check overflows `u128`.
+fn halfway(v: f32, digits: &[u8], point: i32) -> Option<bool> {
+    // The candidate is d × 10^k.
     let k = point - digits.len() as i32;
-    // 2|v| / 10^k = m × 2^(e + 1 - k) / 5^k is an odd integer only if its power of two is 0:
-    // the cheap test that settles almost every value, before the digits are read.
-    if e + 1 - k + m.trailing_zeros() as i32 != 0 {
+    if !may_be_halfway(v, k) {
         return Some(false);
     }
+    let (m, e) = binary_parts(v);
     let d = digits.iter().try_fold(0u128, |d, &b| {
         d.checked_mul(10)?.checked_add(u128::from(b - b'0'))
     })?;
@@ -205,7 +216,113 @@ fn float_csv(out: &mut String, finite: bool, v: impl std::fmt::Display) {
 /// compare the two over many values.
 fn display_f32(out: &mut String, v: f32) {
     let mut buffer = zmij::Buffer::new();
-    let text = buffer.format_finite(v).as_bytes();
+    let text = buffer.format_finite(v);
+    if !display_f32_short(out, v, text) {
+        display_f32_exact(out, v, text.as_bytes());
+    }
+}
+
+/// The short way of [`display_f32`], taken by almost every value: `zmij`'s `text`
+/// (`[-]I.F`, `[-]I.0`, or `[-]D[.F]e±XX` with one digit `D`) rearranged into `Display`'s
+/// layout piece by piece, once the cheap tie test ([`may_be_halfway`]) has ruled a tie out.
+/// Writes nothing and returns false where that test cannot, or the text is not of that shape.
+fn display_f32_short(out: &mut String, v: f32, text: &str) -> bool {
+    // One pass over the bytes (a dozen at most): `str`'s pattern searches cost more here than
+    // the rest of the function.
+    let bytes = text.as_bytes();
+    let negative = bytes.first() == Some(&b'-');
+    let (mut dot, mut e) = (None, bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'.' {
+            dot = Some(i);
+        } else if b == b'e' {
+            e = i;
+            break;
+        }
+    }
+    let start = usize::from(negative);
+    let (int, fraction) = match dot {
+        Some(dot) => (&text[start..dot], &text[dot + 1..e]),
+        None => (&text[start..e], ""),
+    };
+    // `zmij` ends a fraction in a zero only as `.0`, an integer.
+    let fraction = match fraction.as_bytes() {
+        b"0" => "",
+        [.., b'0'] => return false,
+        _ => fraction,
+    };
+    if e == bytes.len() {
+        // `[-]I.F` is already `Display`'s layout; `[-]I.0` is `[-]I`.
+        let k = if fraction.is_empty() {
+            int.bytes().rev().take_while(|&b| b == b'0').count() as i32
+        } else {
+            -(fraction.len() as i32)
+        };
+        if v != 0.0 && may_be_halfway(v, k) {
+            return false;
+        }
+        out.push_str(
+            &text[..if fraction.is_empty() {
+                start + int.len()
+            } else {
+                e
+            }],
+        );
+        return true;
+    }
+    let Some(exponent) = small_exponent(&bytes[e + 1..]) else {
+        return false;
+    };
+    if int.len() != 1 || may_be_halfway(v, exponent - fraction.len() as i32) {
+        return false;
+    }
+    if negative {
+        out.push('-');
+    }
+    match usize::try_from(exponent) {
+        // `D.F × 10^-n`: `0.` then n - 1 zeros, then the digits.
+        Err(_) => {
+            out.push_str("0.");
+            (1..exponent.unsigned_abs()).for_each(|_| out.push('0'));
+            out.push_str(int);
+            out.push_str(fraction);
+        }
+        // `D.F × 10^n`: the point moves n digits right, past the digits into zeros.
+        Ok(n) if n >= fraction.len() => {
+            out.push_str(int);
+            out.push_str(fraction);
+            (fraction.len()..n).for_each(|_| out.push('0'));
+        }
+        Ok(n) => {
+            out.push_str(int);
+            out.push_str(&fraction[..n]);
+            out.push('.');
+            out.push_str(&fraction[n..]);
+        }
+    }
+    true
+}
+
+/// A decimal exponent as `zmij` writes it for an `f32`: a sign, then two digits (`e+20`,
+/// `e-05`).
+fn small_exponent(text: &[u8]) -> Option<i32> {
+    let (negative, digits) = match text {
+        [b'-', digits @ ..] => (true, digits),
+        [b'+', digits @ ..] => (false, digits),
+        digits => (false, digits),
+    };
+    if digits.is_empty() || digits.len() > 3 {
+        return None;
+    }
+    let value = digits.iter().try_fold(0i32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + i32::from(b - b'0'))
+    })?;
+    Some(if negative { -value } else { value })
+}
+
+/// The general way of [`display_f32`]: the digits and the point's place read from `zmij`'s
+/// `text`, checked for an exact tie, and laid out as `Display` does.
+fn display_f32_exact(out: &mut String, v: f32, text: &[u8]) {
     let (negative, text) = match text.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
@@ -343,6 +460,13 @@ mod tests {
             f32::from_bits(0x007f_ffff),
             0.99812347,
             1.0 - f32::EPSILON,
+            // Ties, where zmij and `Display` pick different neighbours.
+            312985.125,
+            -312985.125,
+            0.3125,
+            100.0,
+            1e9,
+            -1e-3,
         ];
         // Pseudo-random bit patterns, every exponent, and runs of neighbours in [0, 1].
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
@@ -365,6 +489,23 @@ mod tests {
             display_f32(&mut out, v);
             assert_eq!(out, v.to_string(), "{:#x}", v.to_bits());
         }
+    }
+
+    #[test]
+    fn common_values_take_the_short_way_and_ties_do_not() {
+        let short = |v: f32| {
+            let mut buffer = zmij::Buffer::new();
+            let mut out = String::new();
+            let taken = display_f32_short(&mut out, v, buffer.format_finite(v));
+            (taken, out)
+        };
+        for v in [
+            0.25f32, 0.9812, 1.5e-5, 3.2e-12, -7.0, 6.02e23, 123456.79, 0.0, -0.0,
+        ] {
+            assert_eq!(short(v), (true, v.to_string()), "{v}");
+        }
+        // A tie: the exact way decides, and `Display` writes it.
+        assert!(!short(312985.125).0);
     }
 
     #[test]
