@@ -45,16 +45,22 @@ impl Format {
             .ok_or_else(|| CodecError::UnsupportedContentType(content_type.trim().to_owned()))
     }
 
+    /// Compared without case and without a lowercased copy (every invocation reads one).
     fn from_media_type(mt: &str) -> Option<Self> {
-        match mt.to_ascii_lowercase().as_str() {
-            "text/csv" | "text/x-csv" | "application/csv" => Some(Self::Csv),
-            "application/json" => Some(Self::Json),
-            "application/jsonlines"
-            | "application/jsonl"
-            | "application/x-jsonlines"
-            | "application/x-ndjson" => Some(Self::JsonLines),
-            _ => None,
-        }
+        const NAMES: [(&str, Format); 8] = [
+            ("text/csv", Format::Csv),
+            ("application/json", Format::Json),
+            ("text/x-csv", Format::Csv),
+            ("application/csv", Format::Csv),
+            ("application/jsonlines", Format::JsonLines),
+            ("application/jsonl", Format::JsonLines),
+            ("application/x-jsonlines", Format::JsonLines),
+            ("application/x-ndjson", Format::JsonLines),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(mt))
+            .map(|&(_, format)| format)
     }
 }
 
@@ -66,7 +72,8 @@ impl fmt::Display for Format {
 
 /// The media type of a header value, without parameters.
 fn media_type(value: &str) -> &str {
-    value.split(';').next().unwrap_or("").trim()
+    let end = value.bytes().position(|b| b == b';').unwrap_or(value.len());
+    value[..end].trim_ascii()
 }
 
 /// A body that cannot be decoded or a response that cannot be encoded as asked.
@@ -129,4 +136,32 @@ pub enum CodecError {
         /// Features in this record.
         actual: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_read_without_case_or_parameters() {
+        let cases = [
+            ("text/csv", Some(Format::Csv)),
+            ("Text/CSV; charset=utf-8", Some(Format::Csv)),
+            (" application/x-csv", None),
+            ("APPLICATION/JSON", Some(Format::Json)),
+            ("application/json;charset=UTF-8", Some(Format::Json)),
+            ("application/x-NDJSON", Some(Format::JsonLines)),
+            ("application/jsonl", Some(Format::JsonLines)),
+            ("application/jsonx", None),
+            ("text/csv2", None),
+            ("", None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(Format::from_content_type(value).ok(), want, "{value:?}");
+        }
+        assert_eq!(
+            Format::from_content_type(" image/png ").unwrap_err(),
+            CodecError::UnsupportedContentType("image/png".into())
+        );
+    }
 }
