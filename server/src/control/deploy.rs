@@ -146,7 +146,7 @@ pub(super) async fn build(
             .map_or_else(|| pv.weight(), |s| s.current_weight);
         weight_values.push(weight);
         variants.push(Variant {
-            name: pv.variant_name.clone(),
+            name: pv.variant_name.as_str().into(),
             model_name: pv.model_name.clone(),
             loaded,
             multi: multi_model_set(app, model)?,
@@ -166,7 +166,7 @@ pub(super) async fn build(
         .await?;
         shadows.push(Shadow {
             variant: Variant {
-                name: pv.variant_name.clone(),
+                name: pv.variant_name.as_str().into(),
                 model_name: pv.model_name.clone(),
                 loaded,
                 multi: multi_model_set(app, model)?,
@@ -372,7 +372,7 @@ pub(super) fn record_serving(
     let time = now();
     let state =
         |v: &Variant, pv: &ProductionVariant, model: &ModelRecord, weight: f64| VariantState {
-            variant_name: v.name.clone(),
+            variant_name: v.name.to_string(),
             current_weight: weight,
             desired_weight: weight,
             current_instance_count: pv.initial_instance_count.unwrap_or(1),

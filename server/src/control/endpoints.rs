@@ -391,7 +391,7 @@ pub(super) async fn update_weights(
         let Some(i) = serving
             .variants
             .iter()
-            .position(|v| v.name == desired.variant_name)
+            .position(|v| *v.name == *desired.variant_name)
         else {
             return Err(ApiError::validation(format!(
                 "The variant \"{}\" does not exist on endpoint \"{}\".",

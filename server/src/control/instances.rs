@@ -63,7 +63,7 @@ pub(super) fn scales(app: &AppState, endpoint: &str, variant: &str) -> bool {
     snapshot.endpoint(endpoint).ok().is_some_and(|e| {
         e.variants
             .iter()
-            .any(|v| v.name == variant && v.loaded.scales_with_instances())
+            .any(|v| &*v.name == variant && v.loaded.scales_with_instances())
     })
 }
 
@@ -140,7 +140,7 @@ pub(super) async fn converge(
     let Ok(serving) = snapshot.endpoint(endpoint) else {
         return Ok(());
     };
-    let Some(position) = serving.variants.iter().position(|v| v.name == variant) else {
+    let Some(position) = serving.variants.iter().position(|v| &*v.name == variant) else {
         return Ok(());
     };
     let state = record

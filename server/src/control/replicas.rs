@@ -243,7 +243,7 @@ fn reweigh(
             record
                 .production_variants
                 .iter()
-                .find(|s| s.variant_name == v.name)
+                .find(|s| *s.variant_name == *v.name)
                 .map(|s| s.current_weight)
                 .ok_or_else(|| format!("the record has no variant {:?}", v.name))
         })

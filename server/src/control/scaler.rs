@@ -193,7 +193,7 @@ fn invocations_per_minute(
 ) -> Option<f64> {
     let snapshot = app.serving.snapshot();
     let serving = snapshot.endpoints.get(endpoint)?;
-    let v = serving.variants.iter().find(|v| v.name == variant)?;
+    let v = serving.variants.iter().find(|v| &*v.name == variant)?;
     let counter = v.loaded.labels.invocations.clone();
     let value = counter.load(Ordering::Relaxed);
     let now = Instant::now();

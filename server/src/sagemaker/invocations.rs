@@ -352,7 +352,7 @@ async fn invoke(
             tokio::spawn(run_shadow(
                 data.clone(),
                 serving.clone(),
-                shadow.variant.name.clone(),
+                shadow.variant.name.to_string(),
                 copy.clone(),
                 bytes.clone(),
             ));

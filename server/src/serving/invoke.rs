@@ -28,6 +28,7 @@
 //! is answered and counted as a `Timeout`; its future is dropped, which withdraws it from
 //! the batch queue and the pool's queue.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -115,9 +116,9 @@ pub struct Request<D> {
 pub struct Invoked<T> {
     /// The version that answered: the variant position for endpoints, the store version
     /// for Models.
-    pub version: String,
+    pub version: Cow<'static, str>,
     /// The endpoint variant that answered, when the target is an endpoint.
-    pub variant: Option<String>,
+    pub variant: Option<Arc<str>>,
     /// The loaded model that answered.
     pub loaded: Arc<LoadedModel>,
     /// Requested outputs (all, in signature order, when none were named).
@@ -130,9 +131,9 @@ pub struct Invoked<T> {
 #[derive(Debug)]
 pub struct Routed {
     /// See [`Invoked::version`].
-    pub version: String,
+    pub version: Cow<'static, str>,
     /// See [`Invoked::variant`].
-    pub variant: Option<String>,
+    pub variant: Option<Arc<str>>,
     /// The loaded, warmed model.
     pub loaded: Arc<LoadedModel>,
 }
@@ -279,7 +280,7 @@ impl DataPlane {
                 let shadow = endpoint
                     .shadows
                     .iter()
-                    .find(|s| s.variant.name == variant)
+                    .find(|s| &*s.variant.name == variant)
                     .ok_or_else(|| ServeError::VariantNotFound {
                         endpoint: name.to_owned(),
                         variant: variant.to_owned(),
@@ -287,7 +288,7 @@ impl DataPlane {
                     })?;
                 Ok(Routed {
                     version: "shadow".into(),
-                    variant: Some(variant.to_owned()),
+                    variant: Some(shadow.variant.name.clone()),
                     loaded: shadow.variant.loaded.clone(),
                 })
             }
@@ -306,7 +307,7 @@ impl DataPlane {
                 if let Some(r) = snapshot.repository.get(name) {
                     let (version, loaded) = repository_version(r, version)?;
                     return Ok(Routed {
-                        version: version.to_string(),
+                        version: decimal(version),
                         variant: None,
                         loaded: loaded.clone(),
                     });
@@ -320,7 +321,7 @@ impl DataPlane {
                 let artifact = model_version(name, &model, version)?;
                 let loaded = self.load_on_demand(&artifact).await?;
                 Ok(Routed {
-                    version: artifact.version.to_string(),
+                    version: decimal(artifact.version),
                     variant: None,
                     loaded,
                 })
@@ -452,10 +453,22 @@ fn predict_here(model: &LoadedModel, inputs: Vec<Tensor>) -> Result<Vec<Tensor>,
     out
 }
 
+/// `n` in decimal: borrowed for the small numbers that variant positions and most model
+/// versions are, a new string past them.
+fn decimal(n: u64) -> Cow<'static, str> {
+    const SMALL: [&str; 16] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15",
+    ];
+    match SMALL.get(n as usize) {
+        Some(text) => Cow::Borrowed(text),
+        None => Cow::Owned(n.to_string()),
+    }
+}
+
 fn routed_variant(endpoint: &EndpointServing, index: usize) -> Routed {
     let variant = &endpoint.variants[index];
     Routed {
-        version: (index + 1).to_string(),
+        version: decimal(index as u64 + 1),
         variant: Some(variant.name.clone()),
         loaded: variant.loaded.clone(),
     }
@@ -510,13 +523,13 @@ pub fn variant_index(endpoint: &EndpointServing, version: &str) -> Result<usize,
         .filter(|n| (1..=endpoint.variants.len()).contains(n))
         .map(|n| n - 1);
     by_position
-        .or_else(|| endpoint.variants.iter().position(|v| v.name == version))
+        .or_else(|| endpoint.variants.iter().position(|v| &*v.name == version))
         .ok_or_else(|| {
             ServeError::ModelNotFound(format!(
                 "version {version:?} of endpoint {:?} is not found; its versions are 1..={} (variants {})",
                 endpoint.name,
                 endpoint.variants.len(),
-                endpoint.variants.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+                endpoint.variants.iter().map(|v| &*v.name).collect::<Vec<_>>().join(", ")
             ))
         })
 }
@@ -755,6 +768,15 @@ mod tests {
         match r {
             Err(ServeError::Validation(m)) => m,
             other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn versions_are_written_in_decimal_without_a_new_string_when_small() {
+        for n in [0u64, 1, 9, 15, 16, 100, u64::MAX] {
+            let text = super::decimal(n);
+            assert_eq!(text, n.to_string());
+            assert_eq!(matches!(text, std::borrow::Cow::Borrowed(_)), n < 16, "{n}");
         }
     }
 

@@ -22,8 +22,8 @@ pub struct ModelTarget {
 /// One production variant in service.
 #[derive(Clone, Debug)]
 pub struct Variant {
-    /// Variant name.
-    pub name: String,
+    /// Variant name (shared with every answer that names it).
+    pub name: Arc<str>,
     /// The Model (control-plane name) it serves.
     pub model_name: String,
     /// Its loaded version (for a multi-model variant: a placeholder that carries the
@@ -72,14 +72,14 @@ impl EndpointServing {
             Some(t) => self
                 .variants
                 .iter()
-                .position(|v| v.name == t)
+                .position(|v| &*v.name == t)
                 .ok_or_else(|| ServeError::VariantNotFound {
                     endpoint: self.name.clone(),
                     variant: t.to_owned(),
                     available: self
                         .variants
                         .iter()
-                        .map(|v| v.name.as_str())
+                        .map(|v| &*v.name)
                         .collect::<Vec<_>>()
                         .join(", "),
                 }),

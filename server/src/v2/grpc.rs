@@ -177,7 +177,7 @@ impl Service {
             ),
         )]);
         if let Some(v) = &done.variant {
-            parameters.insert("pier_variant".to_owned(), string_param(v.clone()));
+            parameters.insert("pier_variant".to_owned(), string_param(v.to_string()));
         }
         let outputs = done
             .outputs
@@ -196,7 +196,7 @@ impl Service {
             .collect();
         Ok(pb::ModelInferResponse {
             model_name: req.model_name,
-            model_version: done.version,
+            model_version: done.version.into_owned(),
             id: req.id,
             parameters,
             outputs,
