@@ -39,6 +39,28 @@ fn plain_fits(align: usize, size: usize) -> bool {
     align <= MIN_ALIGN && align <= size
 }
 
+/// A block for `layout` from `plain(size)` where [`plain_fits`], else from
+/// `aligned(size, align)`.
+///
+/// # Safety
+///
+/// `layout`'s size is not 0; `plain` and `aligned` are mimalloc's allocation calls.
+#[inline(always)]
+unsafe fn allocate(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: plain FFI calls with the caller's non-zero size.
+    unsafe {
+        if plain_fits(layout.align(), layout.size()) {
+            plain(layout.size()).cast()
+        } else {
+            aligned(layout.size(), layout.align()).cast()
+        }
+    }
+}
+
 // SAFETY: every pointer returned comes from mimalloc, aligned as `plain_fits` reasons or as
 // the aligned calls promise, or is null on failure; `dealloc` and `realloc` receive only
 // pointers this allocator returned, which `mi_free` and both reallocs accept whichever call
@@ -46,26 +68,14 @@ fn plain_fits(align: usize, size: usize) -> bool {
 unsafe impl GlobalAlloc for Allocator {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: plain FFI calls; a size of 0 is never asked (GlobalAlloc's contract).
-        unsafe {
-            if plain_fits(layout.align(), layout.size()) {
-                mi::mi_malloc(layout.size()).cast()
-            } else {
-                mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        // SAFETY: a size of 0 is never asked (GlobalAlloc's contract).
+        unsafe { allocate(layout, mi::mi_malloc, mi::mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as `alloc`.
-        unsafe {
-            if plain_fits(layout.align(), layout.size()) {
-                mi::mi_zalloc(layout.size()).cast()
-            } else {
-                mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        unsafe { allocate(layout, mi::mi_zalloc, mi::mi_zalloc_aligned) }
     }
 
     #[inline]
