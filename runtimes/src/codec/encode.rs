@@ -261,13 +261,12 @@ fn display_f32_short(out: &mut String, v: f32, text: &str) -> bool {
         if v != 0.0 && may_be_halfway(v, k) {
             return false;
         }
-        out.push_str(
-            &text[..if fraction.is_empty() {
-                start + int.len()
-            } else {
-                e
-            }],
-        );
+        let shown = if fraction.is_empty() {
+            &text[..start + int.len()]
+        } else {
+            text
+        };
+        out.push_str(shown);
         return true;
     }
     let Some(exponent) = small_exponent(&bytes[e + 1..]) else {
@@ -303,8 +302,8 @@ fn display_f32_short(out: &mut String, v: f32, text: &str) -> bool {
     true
 }
 
-/// A decimal exponent as `zmij` writes it for an `f32`: a sign, then two digits (`e+20`,
-/// `e-05`).
+/// A decimal exponent as `zmij` writes it for an `f32` (a sign, then two digits: `e+20`,
+/// `e-05`); no sign or a third digit are read too, anything else is `None`.
 fn small_exponent(text: &[u8]) -> Option<i32> {
     let (negative, digits) = match text {
         [b'-', digits @ ..] => (true, digits),
