@@ -35,6 +35,8 @@ const HEADER_LENGTH_NAME: HeaderName = HeaderName::from_static(HEADER_LENGTH);
 /// Header naming the endpoint variant that answered.
 const INVOKED_VARIANT: HeaderName = HeaderName::from_static("x-amzn-invoked-production-variant");
 
+mod fast;
+
 type Shared = State<DataPlane>;
 type Params = Path<HashMap<String, String>>;
 
@@ -399,6 +401,15 @@ fn decode_request(head_len: Option<usize>, body: &[u8]) -> Result<Decoded<Encodi
         }
         Some(len) => body.split_at(len),
     };
+    match fast::decode(head, binary) {
+        Some(decoded) => Ok(decoded),
+        None => decode_with_serde(head, binary),
+    }
+}
+
+/// [`decode_request`] through serde's derived parser: every request the hand parser
+/// ([`fast`]) leaves, and the one that names what is wrong with a bad request.
+fn decode_with_serde(head: &[u8], binary: &[u8]) -> Result<Decoded<Encoding>, ServeError> {
     let request: InferRequest = serde_json::from_slice(head)
         .map_err(|e| ServeError::Validation(format!("invalid inference request JSON: {e}")))?;
     let inputs = decode_inputs(&request, binary)?;
