@@ -21,7 +21,9 @@ use crate::capture::{Capture, Event, Payload};
 use crate::error::ServeError;
 use crate::layers::Deadline;
 use crate::serving::invoke::Request;
-use crate::serving::{Decoded, EndpointServing, Invoked, LoadedModel, NamedTensor, Target};
+use crate::serving::{
+    Decoded, EndpointServing, Invoked, LoadedModel, NamedTensor, Target, VariantName,
+};
 use crate::state::DataPlane;
 
 /// Header naming the variant to use instead of weighted routing.
@@ -385,12 +387,8 @@ fn respond(done: &Invoked<()>, accept: Format, bytes: Bytes) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(accept.mime()),
     );
-    if let Some(v) = done
-        .variant
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        h.insert(INVOKED_VARIANT, v);
+    if let Some(v) = done.variant.as_ref().and_then(VariantName::header) {
+        h.insert(INVOKED_VARIANT, v.clone());
     }
     if !done.loaded.artifact_id.is_empty() {
         h.insert(PIER_MODEL, done.loaded.artifact_id.clone());

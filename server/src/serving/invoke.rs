@@ -37,7 +37,7 @@ use tokio::time::Instant as Deadline;
 
 use super::LoadedModel;
 use super::batcher::{Reply, RunHere};
-use super::snapshot::{EndpointServing, ModelTarget, ServingSnapshot};
+use super::snapshot::{EndpointServing, ModelTarget, ServingSnapshot, VariantName};
 use crate::error::ServeError;
 use crate::metrics::RequestMetrics;
 use crate::records::ArtifactRef;
@@ -118,7 +118,7 @@ pub struct Invoked<T> {
     /// for Models.
     pub version: Cow<'static, str>,
     /// The endpoint variant that answered, when the target is an endpoint.
-    pub variant: Option<Arc<str>>,
+    pub variant: Option<VariantName>,
     /// The loaded model that answered.
     pub loaded: Arc<LoadedModel>,
     /// Requested outputs (all, in signature order, when none were named).
@@ -133,7 +133,7 @@ pub struct Routed {
     /// See [`Invoked::version`].
     pub version: Cow<'static, str>,
     /// See [`Invoked::variant`].
-    pub variant: Option<Arc<str>>,
+    pub variant: Option<VariantName>,
     /// The loaded, warmed model.
     pub loaded: Arc<LoadedModel>,
 }

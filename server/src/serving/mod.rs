@@ -28,7 +28,7 @@ pub use compute::ComputePool;
 pub use invoke::{Decoded, Invoked, NamedTensor, Target};
 pub use models::{LoadError, LoadedModel, ModelCache, warm_up};
 pub use multi_model::{MultiModelCache, MultiModelSet, MultiModelSource};
-pub use snapshot::{EndpointServing, ModelTarget, ServingSnapshot, Shadow, Variant};
+pub use snapshot::{EndpointServing, ModelTarget, ServingSnapshot, Shadow, Variant, VariantName};
 pub use stats::{ModelStats, Stats};
 pub use weights::{WeightError, WeightedChoice};
 

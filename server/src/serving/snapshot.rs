@@ -3,7 +3,11 @@
 //! never reads the database.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
+
+use http::HeaderValue;
 
 use super::models::LoadedModel;
 use super::weights::WeightedChoice;
@@ -23,7 +27,7 @@ pub struct ModelTarget {
 #[derive(Clone, Debug)]
 pub struct Variant {
     /// Variant name (shared with every answer that names it).
-    pub name: Arc<str>,
+    pub name: VariantName,
     /// The Model (control-plane name) it serves.
     pub model_name: String,
     /// Its loaded version (for a multi-model variant: a placeholder that carries the
@@ -31,6 +35,45 @@ pub struct Variant {
     pub loaded: Arc<LoadedModel>,
     /// Set when the variant's Model is a multi-model one.
     pub multi: Option<Arc<super::MultiModelSet>>,
+}
+
+/// A variant's name, shared with every answer that names it, with the header value that
+/// names it there (`X-Amzn-Invoked-Production-Variant`), built once when the endpoint goes
+/// into service: building it per answer copied the name into a new buffer each time.
+#[derive(Clone, Debug)]
+pub struct VariantName {
+    name: Arc<str>,
+    /// `None` for a name a header cannot carry (SageMaker's names always can).
+    header: Option<HeaderValue>,
+}
+
+impl VariantName {
+    /// The header value naming the variant, when the name can be one.
+    pub fn header(&self) -> Option<&HeaderValue> {
+        self.header.as_ref()
+    }
+}
+
+impl From<&str> for VariantName {
+    fn from(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            header: HeaderValue::from_str(name).ok(),
+        }
+    }
+}
+
+impl Deref for VariantName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Display for VariantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
 }
 
 /// An endpoint in service: its variants and their weights.
@@ -157,5 +200,25 @@ impl ServingSnapshot {
             .chain(&self.failed)
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_variant_name_carries_the_header_that_names_it() {
+        let name = VariantName::from("AllTraffic-2");
+        assert_eq!(&*name, "AllTraffic-2");
+        assert_eq!(name.to_string(), "AllTraffic-2");
+        assert_eq!(name.header().unwrap(), "AllTraffic-2");
+        // Clones share one buffer: an answer's header costs no copy of the name.
+        let copy = name.clone();
+        assert_eq!(
+            copy.header().unwrap().as_bytes().as_ptr(),
+            name.header().unwrap().as_bytes().as_ptr()
+        );
+        assert!(VariantName::from("line\nbreak").header().is_none());
     }
 }

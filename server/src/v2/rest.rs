@@ -24,7 +24,7 @@ use super::{EXTENSIONS, NamedTensor, SERVER_NAME, model_config, tensors};
 use crate::error::ServeError;
 use crate::layers::Deadline;
 use crate::serving::invoke::Request;
-use crate::serving::{Decoded, Target};
+use crate::serving::{Decoded, Target, VariantName};
 use crate::state::DataPlane;
 
 /// Header giving the length of the JSON part of a binary request or response.
@@ -564,12 +564,8 @@ async fn infer_inner(
             HeaderValue::from_static("application/json"),
         );
     }
-    if let Some(v) = done
-        .variant
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        h.insert(INVOKED_VARIANT, v);
+    if let Some(v) = done.variant.as_ref().and_then(VariantName::header) {
+        h.insert(INVOKED_VARIANT, v.clone());
     }
     Ok(r)
 }
