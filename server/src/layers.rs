@@ -196,19 +196,21 @@ async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes, Se
 /// A random version-4 UUID, as AWS's request ids are, in a stack buffer: 36 ASCII bytes
 /// (hex digits and dashes), no allocation.
 fn request_id_bytes() -> [u8; 36] {
+    uuid_text(fastrand::u128(..))
+}
+
+/// `random` as a version-4 UUID's text (its version and variant bits set).
+fn uuid_text(random: u128) -> [u8; 36] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bytes: [u8; 16] = fastrand::u128(..).to_be_bytes();
+    /// Where each byte's two digits go: the dashes at 8, 13, 18 and 23 are skipped.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let mut bytes: [u8; 16] = random.to_be_bytes();
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let mut out = [b'-'; 36];
-    let mut at = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            at += 1; // the dash already there
-        }
+    for (&b, &at) in bytes.iter().zip(&AT) {
         out[at] = HEX[usize::from(b >> 4)];
         out[at + 1] = HEX[usize::from(b & 0x0f)];
-        at += 2;
     }
     out
 }
@@ -607,6 +609,29 @@ impl<F: Future> Future for Admitted<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuid_text_is_the_standard_layout_with_version_and_variant_set() {
+        for random in [0u128, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {
+            let mut bytes = random.to_be_bytes();
+            bytes[6] = (bytes[6] & 0x0f) | 0x40;
+            bytes[8] = (bytes[8] & 0x3f) | 0x80;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let want = format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            );
+            assert_eq!(std::str::from_utf8(&uuid_text(random)).unwrap(), want);
+        }
+        assert_eq!(
+            &uuid_text(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+            b"01234567-89ab-4def-bedc-ba9876543210"
+        );
+    }
 
     #[test]
     fn request_ids_are_version_4_uuids() {
