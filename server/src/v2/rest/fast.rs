@@ -341,9 +341,9 @@ impl Number<'_> {
         std::str::from_utf8(self.text).ok()?.parse().ok()
     }
 
-    /// As `as_f64` reads it: the nearest f64. With at most 15 digits and a power of ten
-    /// an f64 holds exactly, one multiplication or division of two exact values rounds
-    /// once, to the nearest (Clinger's fast path); anything else goes to the standard
+    /// As `as_f64` reads it: the nearest f64. With digits below 2^53 and a power of ten
+    /// up to 10^22, both exact in an f64, one multiplication or division rounds once, to
+    /// the nearest (Clinger's fast path); anything else goes to the standard
     /// library's parse. Both round as serde_json's `float_roundtrip` does, and as an
     /// integer it reads as `i64` or `u64` and converts. A number out of f64's range is
     /// serde_json's error, and an underflow to zero is left to it too.
