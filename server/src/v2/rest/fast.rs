@@ -116,8 +116,11 @@ fn input<'a>(c: &mut Cursor<'a>) -> Option<Input<'a>> {
             binary_size = Some(parameters(c, b"binary_data_size")?.size()?);
             Some(())
         }
-        // `"data": null` is no data to the serde path.
-        b"data" if data.is_none() && !c.literal(b"null") => {
+        b"data" if data.is_none() => {
+            // `"data": null` is no data to the serde path: left to it.
+            if c.literal(b"null") {
+                return None;
+            }
             data = Some(match datatype {
                 Some(dtype) => {
                     // What the shape declares, bounded by what was sent: every element
@@ -687,6 +690,8 @@ mod tests {
 
     /// Requests as tritonclient, KServe's client, `pier loadtest` and curl users write them.
     const COMMON: &[&str] = &[
+        // tritonclient 2.x (`generate_request_body`, JSON data, one output asked in binary).
+        r#"{"id":"7","inputs":[{"name":"X","shape":[2,4],"datatype":"FP32","data":[5.099999904632568,3.5,1.399999976158142,0.20000000298023224,6.199999809265137,2.9000000953674316,4.300000190734863,1.2999999523162842]}],"outputs":[{"name":"label","parameters":{"binary_data":false}},{"name":"probabilities","parameters":{"binary_data":true}}]}"#,
         r#"{"inputs":[{"name":"X","datatype":"FP32","shape":[1,4],"data":[5.1,3.5,1.4,0.2]}]}"#,
         r#"{"inputs": [{"name": "INPUT0", "shape": [2, 3], "datatype": "INT64", "parameters": {}, "data": [1, -2, 3, 4, 5, 9223372036854775807]}], "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": false}}]}"#,
         r#"{"id":"req-7","parameters":{"binary_data_output":true,"priority":2,"tag":"a","x":null},"inputs":[{"name":"X","datatype":"FP64","shape":[2,2],"data":[[1e-3,-0.0],[null,12345678901234567890]]}]}"#,
