@@ -81,13 +81,14 @@ struct Input<'a> {
     name: &'a str,
     datatype: DataType,
     shape: Vec<i64>,
-    binary_size: Option<u64>,
-    data: Option<Data<'a>>,
+    data: Data<'a>,
 }
 
-/// An input's `data`: read as it came when its datatype came first (as clients write it),
-/// else its bytes, read once the datatype is known.
+/// Where an input's elements are: in the binary part (`parameters.binary_data_size` bytes),
+/// or in `data`, read as it came when its datatype came first (as clients write it), else
+/// its bytes, read once the datatype is known.
 enum Data<'a> {
+    Binary(u64),
     Read(TensorData),
     Later(&'a [u8]),
 }
@@ -98,12 +99,7 @@ fn input<'a>(c: &mut Cursor<'a>) -> Option<Input<'a>> {
     c.object(|c, key| match key {
         b"name" if name.is_none() => c.string().map(|s| name = Some(s)),
         b"datatype" if datatype.is_none() => {
-            let text = c.text()?;
-            datatype = Some(
-                DataType::ALL
-                    .into_iter()
-                    .find(|d| d.as_str().as_bytes() == text)?,
-            );
+            datatype = Some(DataType::parse(c.string()?).ok()?);
             Some(())
         }
         b"shape" if shape.is_none() => {
@@ -123,11 +119,8 @@ fn input<'a>(c: &mut Cursor<'a>) -> Option<Input<'a>> {
             }
             data = Some(match datatype {
                 Some(dtype) => {
-                    // What the shape declares, bounded by what was sent: every element
-                    // takes at least two bytes (itself and a comma).
-                    let sent = (c.bytes.len() - c.at) / 2 + 1;
                     let declared = shape.as_deref().map_or(0, elements_declared);
-                    Data::Read(elements(c, dtype, declared.min(sent))?)
+                    Data::Read(elements(c, dtype, declared)?)
                 }
                 None => Data::Later(c.skip_value()?),
             });
@@ -135,17 +128,17 @@ fn input<'a>(c: &mut Cursor<'a>) -> Option<Input<'a>> {
         }
         _ => None,
     })?;
-    let binary_size = binary_size.flatten();
-    // Both, or neither: the serde path decides (it reads the binary part and ignores
-    // `data`, or refuses).
-    if binary_size.is_some() == data.is_some() {
-        return None;
-    }
+    let data = match (binary_size.flatten(), data) {
+        (Some(size), None) => Data::Binary(size),
+        (None, Some(data)) => data,
+        // Both, or neither: the serde path decides (it reads the binary part and ignores
+        // `data`, or refuses).
+        _ => return None,
+    };
     Some(Input {
         name: name?,
         datatype: datatype?,
         shape: shape?,
-        binary_size,
         data,
     })
 }
@@ -198,10 +191,10 @@ fn parameters<'a>(c: &mut Cursor<'a>, wanted: &[u8]) -> Option<Param<'a>> {
 #[derive(Clone, Copy)]
 enum Param<'a> {
     Absent,
-    Null,
     Bool(bool),
     Number(Number<'a>),
-    Text,
+    /// A string or null: read, but never what a wanted member may be.
+    Other,
 }
 
 impl Param<'_> {
@@ -229,30 +222,19 @@ fn decode_inputs(inputs: Vec<Input<'_>>, mut binary: &[u8]) -> Option<Vec<NamedT
     let mut out = Vec::with_capacity(inputs.len());
     for input in inputs {
         let name = input.name;
-        let tensor = match (input.binary_size, input.data) {
-            (Some(size), _) => {
+        let tensor = match input.data {
+            Data::Binary(size) => {
                 let size = usize::try_from(size).ok().filter(|&s| s <= binary.len())?;
                 let (chunk, rest) = binary.split_at(size);
                 binary = rest;
                 tensors::from_raw(name, input.datatype, &input.shape, chunk).ok()?
             }
-            (None, Some(data)) => {
-                let (dims, count) = tensors::shape(name, &input.shape).ok()?;
-                let data = match data {
-                    Data::Read(data) => data,
-                    Data::Later(bytes) => {
-                        let mut c = Cursor { bytes, at: 0 };
-                        let data =
-                            elements(&mut c, input.datatype, count.min(bytes.len() / 2 + 1))?;
-                        c.end().then_some(data)?
-                    }
-                };
-                if data.len() != count {
-                    return None;
-                }
-                Tensor::new(dims, data).ok()?
+            Data::Read(data) => json_tensor(name, &input.shape, data)?,
+            Data::Later(bytes) => {
+                let mut c = Cursor { bytes, at: 0 };
+                let data = elements(&mut c, input.datatype, elements_declared(&input.shape))?;
+                json_tensor(name, &input.shape, c.end().then_some(data)?)?
             }
-            (None, None) => return None,
         };
         out.push(NamedTensor {
             name: name.to_owned(),
@@ -262,9 +244,19 @@ fn decode_inputs(inputs: Vec<Input<'_>>, mut binary: &[u8]) -> Option<Vec<NamedT
     binary.is_empty().then_some(out)
 }
 
+/// `data`'s elements as a tensor of the wire `shape`, when they are as many as it declares.
+fn json_tensor(name: &str, shape: &[i64], data: TensorData) -> Option<Tensor> {
+    let (dims, count) = tensors::shape(name, shape).ok()?;
+    if data.len() != count {
+        return None;
+    }
+    Tensor::new(dims, data).ok()
+}
+
 /// A `data` value (flat or nested) as `dtype`'s vector, when its elements are all valid for
-/// it; `capacity` is reserved first.
-fn elements(c: &mut Cursor<'_>, dtype: DataType, capacity: usize) -> Option<TensorData> {
+/// it. Room for the `declared` elements is reserved first, bounded by what was sent: every
+/// element takes at least two bytes (itself and a comma).
+fn elements(c: &mut Cursor<'_>, dtype: DataType, declared: usize) -> Option<TensorData> {
     fn read<'a, T>(
         c: &mut Cursor<'a>,
         capacity: usize,
@@ -277,6 +269,7 @@ fn elements(c: &mut Cursor<'_>, dtype: DataType, capacity: usize) -> Option<Tens
     fn int<T: TryFrom<i64>>(c: &mut Cursor<'_>) -> Option<T> {
         T::try_from(c.number()?.int()?).ok()
     }
+    let capacity = declared.min((c.bytes.len() - c.at) / 2 + 1);
     Some(match dtype {
         DataType::Bool => TensorData::Bool(read(c, capacity, Cursor::boolean)?),
         DataType::Uint8 => TensorData::Uint8(read(c, capacity, int)?),
@@ -606,9 +599,9 @@ impl<'a> Cursor<'a> {
     /// A parameter's value.
     fn scalar(&mut self) -> Option<Param<'a>> {
         Some(match self.peek()? {
-            b'"' => self.string().map(|_| Param::Text)?,
+            b'"' => self.string().map(|_| Param::Other)?,
             b't' | b'f' => Param::Bool(self.boolean()?),
-            b'n' => self.literal(b"null").then_some(Param::Null)?,
+            b'n' => self.literal(b"null").then_some(Param::Other)?,
             _ => Param::Number(self.number()?),
         })
     }
